@@ -1,0 +1,217 @@
+"""The attack base: validation, the clean check, final judging by `model.predict`, bookkeeping.
+
+Subclasses implement `_run` on the samples that are not already adversarial; the base
+class returns an `AttackResult` whose `success` comes from the model's real decision on
+the final `x_adv`, whatever the attack believed internally.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from robustlab.attacks.criteria import Criterion, TargetedMisclassified, make_criterion
+from robustlab.core.contract import RobustModel
+from robustlab.core.errors import ConfigError, InputError
+from robustlab.core.norms import check_norm, distance
+from robustlab.core.results import AttackResult
+from robustlab.core.validation import check_images, check_labels
+
+
+@dataclass
+class RunOutput:
+    """What `_run` hands back for the samples it attacked."""
+
+    x_adv: torch.Tensor
+    queries: torch.Tensor
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Attack(ABC):
+    """Base of every attack. Stateless about the model: no mode, parameter or `.grad` changes.
+
+    Parameters common to all attacks: ``criterion`` (a `Criterion` or its name; default
+    misclassified, or targeted when targets are given) and ``seed`` (random starts and
+    sampling draw from a CPU generator seeded with it, per call).
+    """
+
+    name: ClassVar[str]
+    norm: str = "linf"
+    minimum_norm: ClassVar[bool] = False
+    supports_targets: ClassVar[bool] = True
+
+    def __init__(self, *, criterion: str | Criterion | None = None, seed: int = 0) -> None:
+        self.criterion_spec = criterion
+        self.seed = int(seed)
+
+    # ----------------------------------------------------------------- public API
+    def __call__(
+        self, model: RobustModel, x: torch.Tensor, y: torch.Tensor, *, targets: torch.Tensor | None = None
+    ) -> AttackResult:
+        """Attack `model` on images `x` in [0, 1] (N, C, H, W) with true labels `y` (N,)."""
+        self._validate(model, x, y, targets)
+        if model.training:
+            warnings.warn(
+                f"{self.name}: the model is in training mode; the attack runs it as it is "
+                "(dropout active, batch-norm statistics updated). Call model.eval() first.",
+                stacklevel=2,
+            )
+        criterion = make_criterion(self.criterion_spec, targeted=targets is not None)
+        if criterion.needs_targets and targets is None:
+            raise InputError(f"{self.name}: the {criterion.name} criterion needs targets=")
+        if targets is not None and not self.supports_targets:
+            raise ConfigError(f"{self.name} has no targeted mode")
+
+        y = y.long()
+        targets = targets.long() if targets is not None else None
+        generator = torch.Generator().manual_seed(self.seed)
+        x_adv = x.detach().clone()
+        queries = torch.zeros(len(x), dtype=torch.int64, device=x.device)
+        extras: dict[str, Any] = {}
+
+        with torch.no_grad():
+            done, _, _ = judge(model, x, y, targets, criterion)
+        queries += 1
+        todo = (~done).nonzero().squeeze(1)
+        if len(todo) and self._has_budget():
+            t_sub = targets[todo] if targets is not None else None
+            out = self._run(model, x[todo], y[todo], t_sub, criterion, generator)
+            x_adv[todo] = out.x_adv.detach().clamp(0.0, 1.0)
+            queries[todo] += out.queries.to(queries.device)
+            extras = self._scatter_extras(out.extras, todo, len(x))
+
+        with torch.no_grad():
+            success, prediction, _ = judge(model, x_adv, y, targets, criterion, force_predict=True)
+        queries += 1
+        return AttackResult(
+            x_adv=x_adv,
+            success=success,
+            distance=distance(x_adv, x, self.norm),
+            queries=queries,
+            prediction=prediction,
+            extras=extras,
+        )
+
+    def spec(self) -> dict[str, Any]:
+        """The attack's name and parameters: a stable, JSON-able key for the results store."""
+        params = {}
+        for pname in inspect.signature(type(self).__init__).parameters:
+            if pname in ("self", "criterion") or not hasattr(self, pname):
+                continue
+            value = getattr(self, pname)
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                params[pname] = value
+            elif isinstance(value, (tuple, list)):
+                params[pname] = list(value)
+        criterion = make_criterion(self.criterion_spec) if self.criterion_spec is not None else None
+        if criterion is not None:
+            params["criterion"] = criterion.spec()
+        return {"name": self.name, **params}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.spec().items() if k != "name")
+        return f"{type(self).__name__}({params})"
+
+    # ----------------------------------------------------------------- for subclasses
+    @abstractmethod
+    def _run(
+        self,
+        model: RobustModel,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        targets: torch.Tensor | None,
+        criterion: Criterion,
+        generator: torch.Generator,
+    ) -> RunOutput:
+        """Attack the samples not already adversarial; return x_adv and queries per sample."""
+
+    def _has_budget(self) -> bool:
+        """False when the attack cannot move (eps = 0): `_run` is skipped."""
+        return True
+
+    # ----------------------------------------------------------------- helpers
+    def _validate(self, model: RobustModel, x: torch.Tensor, y: torch.Tensor, targets) -> None:
+        if not isinstance(model, torch.nn.Module) or not hasattr(model, "predict"):
+            raise InputError(f"{self.name}: model must follow the robustlab model contract (have predict)")
+        check_images(x, getattr(model, "input_shape", None))
+        check_labels(y, len(x), model.num_classes)
+        if targets is not None:
+            check_labels(targets, len(x), model.num_classes, name="targets")
+            if bool((targets == y).any()):
+                raise InputError(f"{self.name}: some targets equal the true label")
+        param = next(model.parameters(), None)
+        if param is not None and param.device != x.device:
+            raise InputError(f"{self.name}: x is on {x.device}, the model on {param.device}")
+
+    @staticmethod
+    def _scatter_extras(extras: dict[str, Any], index: torch.Tensor, n: int) -> dict[str, Any]:
+        """Per-sample tensors in `extras` are spread back to the full batch (NaN where unset)."""
+        out: dict[str, Any] = {}
+        for key, value in extras.items():
+            if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == len(index):
+                full = torch.full((n, *value.shape[1:]), float("nan"), dtype=torch.float32, device=value.device)
+                full[index.to(value.device)] = value.float()
+                out[key] = full
+            else:
+                out[key] = value
+        return out
+
+
+class FixedBudgetAttack(Attack):
+    """An attack bounded by ``eps`` in ``norm`` (pixel units on the [0, 1] scale)."""
+
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+
+    def __init__(self, eps: float, norm: str = "linf", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.norm = check_norm(norm, self.norms)
+        if not (isinstance(eps, (int, float)) and eps >= 0 and eps == eps):
+            raise ConfigError(f"{self.name}: eps must be a number >= 0, got {eps!r}")
+        self.eps = float(eps)
+
+    def _has_budget(self) -> bool:
+        return self.eps > 0
+
+
+def judge(
+    model: RobustModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    targets: torch.Tensor | None,
+    criterion: Criterion,
+    scores: torch.Tensor | None = None,
+    force_predict: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Success, decision and scores of `x` under `criterion`, from the model's real decision.
+
+    When the model decides from its scores and `scores` (of `x`) are given, no further
+    forward pass is made; `force_predict` always calls `model.predict`.
+    """
+    if scores is not None and model.decision_from_scores and not force_predict:
+        decision = model.decide(scores.detach())
+    else:
+        decision = model.predict(x)
+        if criterion.needs_scores and scores is None:
+            scores = model(x)
+    success = criterion(decision, y, targets, scores.detach() if scores is not None else None)
+    return success, decision, scores
+
+
+def input_gradient(
+    model: RobustModel, x: torch.Tensor, loss_fn
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(grad of loss_fn(scores).sum() w.r.t. x, scores, per-sample loss), input gradient only."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        scores = model(x)
+        loss = loss_fn(scores)
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    return grad, scores.detach(), loss.detach()
+
+
+__all__ = ["Attack", "FixedBudgetAttack", "RunOutput", "TargetedMisclassified", "input_gradient", "judge"]

@@ -1,0 +1,108 @@
+"""Pluggable success predicates: what counts as a win for the attacker.
+
+A criterion sees the model's real decisions (``model.predict``, REJECT = -1 when refused)
+and, when it needs them, the scores; it returns a bool per sample. A rejected input is
+never a success for the attacker: rejection is counted apart, as "detected".
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+
+from robustlab.core.contract import REJECT
+from robustlab.core.errors import ConfigError
+
+
+class Criterion(ABC):
+    """Decides, per sample, whether the attacker reached its goal."""
+
+    name: ClassVar[str]
+    needs_targets: ClassVar[bool] = False
+    needs_scores: ClassVar[bool] = False
+
+    @abstractmethod
+    def __call__(
+        self,
+        decision: torch.Tensor,
+        y: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        scores: torch.Tensor | None = None,
+    ) -> torch.Tensor: ...
+
+    def spec(self) -> dict[str, object]:
+        return {"name": self.name}
+
+
+class Misclassified(Criterion):
+    """The decision is a class other than the true one (and not a rejection)."""
+
+    name = "misclassified"
+
+    def __call__(self, decision, y, targets=None, scores=None):
+        return (decision != y) & (decision != REJECT)
+
+
+class TargetedMisclassified(Criterion):
+    """The decision is the attacker's target class."""
+
+    name = "targeted"
+    needs_targets = True
+
+    def __call__(self, decision, y, targets=None, scores=None):
+        if targets is None:
+            raise ConfigError("the targeted criterion needs targets")
+        return decision == targets
+
+
+class TopKExcluded(Criterion):
+    """The true label is not among the `k` highest scores, and the input is not rejected.
+
+    This is the K-anonymity goal: the recognizer's top-k ranks no longer reveal the identity.
+    """
+
+    name = "topk_excluded"
+    needs_scores = True
+
+    def __init__(self, k: int) -> None:
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        self.k = int(k)
+
+    def __call__(self, decision, y, targets=None, scores=None):
+        if scores is None:
+            raise ConfigError("the top-k criterion needs scores")
+        k = min(self.k, scores.shape[1])
+        in_topk = (scores.topk(k, dim=1).indices == y[:, None]).any(dim=1)
+        return ~in_topk & (decision != REJECT)
+
+    def spec(self) -> dict[str, object]:
+        return {"name": self.name, "k": self.k}
+
+
+class Detected(Criterion):
+    """The model rejected the input. Used to count detections, not as an attacker's goal."""
+
+    name = "detected"
+
+    def __call__(self, decision, y, targets=None, scores=None):
+        return decision == REJECT
+
+
+def make_criterion(spec: str | Criterion | None, targeted: bool = False) -> Criterion:
+    """A criterion from its name ("misclassified", "targeted", "topk:K") or itself."""
+    if isinstance(spec, Criterion):
+        return spec
+    if spec is None:
+        return TargetedMisclassified() if targeted else Misclassified()
+    name = str(spec).lower()
+    if name == "misclassified":
+        return Misclassified()
+    if name == "targeted":
+        return TargetedMisclassified()
+    if name.startswith("topk"):
+        _, _, k = name.partition(":")
+        return TopKExcluded(int(k or 1))
+    raise ConfigError(f"unknown success criterion {spec!r}; choose misclassified, targeted or topk:K")

@@ -1,0 +1,61 @@
+"""Losses that gradient attacks ascend, as functions of scores (N, C) -> per-sample (N,).
+
+Untargeted losses grow as the true class loses; targeted ones grow as the target wins.
+For models that can reject (scores have a C + 1-th "reject" column) the margin-style
+losses only compare real classes, so the attack seeks a wrong class, not a rejection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.nn import functional as F
+
+from robustlab.core.errors import ConfigError
+
+AttackLoss = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int], torch.Tensor]
+
+
+def cross_entropy(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, num_classes: int):
+    """CE(y) untargeted; -CE(target) targeted."""
+    if targets is not None:
+        return -F.cross_entropy(scores, targets, reduction="none")
+    return F.cross_entropy(scores, y, reduction="none")
+
+
+def margin(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, num_classes: int):
+    """C&W margin on the real classes: max_{j != y} z_j - z_y (untargeted), z_t - max_{j != t} z_j."""
+    z = scores[:, :num_classes]
+    label = targets if targets is not None else y
+    z_label = z.gather(1, label[:, None]).squeeze(1)
+    others = z.masked_fill(F.one_hot(label, num_classes).bool(), float("-inf")).amax(dim=1)
+    return z_label - others if targets is not None else others - z_label
+
+
+def dlr(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, num_classes: int):
+    """Difference of logits ratio (Croce & Hein 2020), shift- and scale-invariant.
+
+    Untargeted: -(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3); targeted:
+    -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), with pi the descending order of z.
+    """
+    z = scores[:, :num_classes]
+    s = z.sort(dim=1, descending=True).values
+    z_y = z.gather(1, y[:, None]).squeeze(1)
+    if targets is None:
+        others = z.masked_fill(F.one_hot(y, num_classes).bool(), float("-inf")).amax(dim=1)
+        return -(z_y - others) / (s[:, 0] - s[:, min(2, num_classes - 1)] + 1e-12)
+    z_t = z.gather(1, targets[:, None]).squeeze(1)
+    denom = s[:, 0] - 0.5 * (s[:, min(2, num_classes - 1)] + s[:, min(3, num_classes - 1)]) + 1e-12
+    return -(z_y - z_t) / denom
+
+
+ATTACK_LOSSES: dict[str, AttackLoss] = {"ce": cross_entropy, "margin": margin, "dlr": dlr}
+
+
+def get_attack_loss(name: str) -> AttackLoss:
+    """The attack loss called `name` (ce, margin, dlr)."""
+    try:
+        return ATTACK_LOSSES[name.lower()]
+    except KeyError:
+        raise ConfigError(f"unknown attack loss {name!r}; choose one of {', '.join(ATTACK_LOSSES)}") from None

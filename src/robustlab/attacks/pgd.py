@@ -1,0 +1,111 @@
+"""PGD (Madry et al. 2018): iterated steepest-ascent steps projected onto the eps ball.
+
+Random start, restarts that only re-attack samples still standing, per-sample best kept,
+and early stop: a sample is frozen the step it becomes adversarial. The step loop makes no
+host synchronisation except one check every ``check_every`` steps, where finished samples
+are also dropped from the batch so later steps cost less.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient, judge
+from robustlab.attacks.objectives import get_attack_loss
+from robustlab.core.errors import ConfigError
+from robustlab.core.norms import normalize_direction, project, random_in_ball
+
+
+class PGD(FixedBudgetAttack):
+    """Projected gradient descent in Linf or L2.
+
+    - ``steps``: iterations per restart; ``step_size``: per-step size in the norm
+      (default 2.5 * eps / steps); ``restarts``: random restarts for samples not yet fooled;
+    - ``random_start``: start uniformly inside the ball (the first restart too);
+    - ``loss``: "ce" (default), "margin" (C&W) or "dlr"; targeted when called with targets;
+    - ``check_every``: steps between early-stop checks (the only host syncs in the loop).
+    """
+
+    name = "pgd"
+
+    def __init__(
+        self,
+        eps: float,
+        norm: str = "linf",
+        steps: int = 40,
+        step_size: float | None = None,
+        restarts: int = 1,
+        random_start: bool = True,
+        loss: str = "ce",
+        check_every: int = 10,
+        **kwargs,
+    ) -> None:
+        super().__init__(eps, norm, **kwargs)
+        if steps < 1 or restarts < 1 or check_every < 1:
+            raise ConfigError(f"{self.name}: steps, restarts and check_every must be >= 1")
+        if step_size is not None and step_size <= 0:
+            raise ConfigError(f"{self.name}: step_size must be > 0")
+        self.steps = int(steps)
+        self.step_size = float(step_size) if step_size is not None else None
+        self.restarts = int(restarts)
+        self.random_start = bool(random_start)
+        self.loss = loss
+        self.check_every = int(check_every)
+        self._loss_fn = get_attack_loss(loss)
+
+    @property
+    def alpha(self) -> float:
+        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+
+    def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
+        n = len(x)
+        best = x.clone()
+        best_loss = torch.full((n,), float("-inf"), device=x.device)
+        found = torch.zeros(n, dtype=torch.bool, device=x.device)
+        queries = torch.zeros(n, dtype=torch.int64, device=x.device)
+        for restart in range(self.restarts):
+            idx = (~found).nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            start = x[idx]
+            if self.random_start or restart > 0:
+                start = (start + random_in_ball(start, self.norm, self.eps, generator)).clamp(0.0, 1.0)
+            self._descend(model, x, y, targets, criterion, idx, start, best, best_loss, found, queries)
+        return RunOutput(best, queries)
+
+    def _descend(self, model, x, y, targets, criterion, idx, x_cur, best, best_loss, found, queries):
+        """One restart from `x_cur` on rows `idx`; updates best/found/queries in place."""
+        k = model.num_classes
+        x0, yy = x[idx], y[idx]
+        tt = targets[idx] if targets is not None else None
+        done = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
+        for step in range(self.steps + 1):
+            last = step == self.steps
+            if last:  # judge the final iterate; no gradient needed
+                with torch.no_grad():
+                    scores = model(x_cur)
+                    loss = self._loss_fn(scores, yy, tt, k)
+            else:
+                grad, scores, loss = input_gradient(model, x_cur, lambda s: self._loss_fn(s, yy, tt, k))
+            success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
+            newly = success & ~done
+            better = ~done & ~success & (loss > best_loss[idx])
+            keep = newly | better
+            best[idx] = torch.where(keep.view(-1, 1, 1, 1), x_cur, best[idx])
+            best_loss[idx] = torch.where(better, loss, best_loss[idx])
+            found[idx] = found[idx] | newly
+            done = done | success
+            queries[idx] += (~done | newly).long()
+            if last:
+                break
+            step_dir = normalize_direction(grad, self.norm)
+            x_next = x0 + project(x_cur + self.alpha * step_dir - x0, self.norm, self.eps)
+            x_cur = torch.where(done.view(-1, 1, 1, 1), x_cur, x_next.clamp(0.0, 1.0))
+            if (step + 1) % self.check_every == 0:
+                if bool(done.all()):
+                    break
+                if done.float().mean() > 0.5:  # drop finished rows: later steps cost less
+                    keep_rows = (~done).nonzero().squeeze(1)
+                    idx, x0, yy, x_cur = idx[keep_rows], x0[keep_rows], yy[keep_rows], x_cur[keep_rows]
+                    tt = tt[keep_rows] if tt is not None else None
+                    done = done[keep_rows]

@@ -1,0 +1,29 @@
+"""Shared types: the model contract, `AttackResult`, norms, errors, devices and seeding."""
+
+from robustlab.core.contract import REJECT, RobustModel, batched_predict
+from robustlab.core.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    InputError,
+    RobustlabError,
+)
+from robustlab.core.results import AttackResult
+from robustlab.core.runtime import pick_device, seed_everything
+from robustlab.core.validation import check_images, check_labels
+
+__all__ = [
+    "REJECT",
+    "AttackResult",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "InputError",
+    "RobustModel",
+    "RobustlabError",
+    "batched_predict",
+    "check_images",
+    "check_labels",
+    "pick_device",
+    "seed_everything",
+]

@@ -1,0 +1,94 @@
+"""Perturbation norms, projections onto norm balls, and per-sample distances (pixel units)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from robustlab.core.errors import ConfigError
+
+Norm = Literal["linf", "l2", "l1", "l0"]
+NORMS: tuple[str, ...] = ("linf", "l2", "l1", "l0")
+
+
+def check_norm(norm: str, allowed: tuple[str, ...] = NORMS) -> str:
+    """Return `norm` lower-cased, or raise `ConfigError` naming the allowed norms."""
+    key = str(norm).lower().replace("_", "")
+    aliases = {"inf": "linf", "2": "l2", "1": "l1", "0": "l0"}
+    key = aliases.get(key, key)
+    if key not in allowed:
+        raise ConfigError(f"unknown norm {norm!r}; choose one of {', '.join(allowed)}")
+    return key
+
+
+def flat_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample norm of `delta` (N, ...) -> (N,)."""
+    flat = delta.flatten(1)
+    if norm == "linf":
+        return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0])
+    if norm == "l2":
+        return flat.norm(p=2, dim=1)
+    if norm == "l1":
+        return flat.abs().sum(dim=1)
+    if norm == "l0":
+        return (flat != 0).sum(dim=1).to(flat.dtype)
+    raise ConfigError(f"unknown norm {norm!r}")
+
+
+def distance(x_adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample distance ||x_adv - x|| in `norm`, (N,)."""
+    return flat_norm(x_adv - x, norm)
+
+
+def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def project(delta: torch.Tensor, norm: str, eps: float | torch.Tensor) -> torch.Tensor:
+    """Project perturbations onto the `norm` ball of radius `eps` (scalar or per sample)."""
+    if norm == "linf":
+        if isinstance(eps, torch.Tensor):
+            e = _expand(eps, delta)
+            return torch.maximum(torch.minimum(delta, e), -e)
+        return delta.clamp(-eps, eps)
+    if norm == "l2":
+        n = flat_norm(delta, "l2").clamp_min(1e-12)
+        e = eps if isinstance(eps, torch.Tensor) else torch.full_like(n, float(eps))
+        factor = torch.minimum(torch.ones_like(n), e / n)
+        return delta * _expand(factor, delta)
+    raise ConfigError(f"projection onto the {norm} ball is not supported")
+
+
+def normalize_direction(g: torch.Tensor, norm: str) -> torch.Tensor:
+    """The steepest-ascent direction of unit `norm` for gradient `g`: sign(g) for Linf, g/||g||2 for L2."""
+    if norm == "linf":
+        return g.sign()
+    if norm == "l2":
+        return g / _expand(flat_norm(g, "l2").clamp_min(1e-12), g)
+    if norm == "l1":
+        return g / _expand(flat_norm(g, "l1").clamp_min(1e-12), g)
+    raise ConfigError(f"no steepest direction for norm {norm!r}")
+
+
+def random_in_ball(
+    like: torch.Tensor, norm: str, eps: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Uniform random perturbations inside the `norm` ball of radius `eps`, shaped like `like`.
+
+    `generator` lives on the CPU; samples are drawn there and moved to `like`'s device so
+    that results do not depend on the device.
+    """
+    shape = like.shape
+    if norm == "linf":
+        u = torch.rand(shape, generator=generator, dtype=torch.float32)
+        out = (2 * u - 1) * eps
+    elif norm == "l2":
+        direction = torch.randn(shape, generator=generator, dtype=torch.float32)
+        direction = direction / _expand(flat_norm(direction, "l2").clamp_min(1e-12), direction)
+        d = direction[0].numel()
+        radius = torch.rand(shape[0], generator=generator, dtype=torch.float32) ** (1.0 / d) * eps
+        out = direction * _expand(radius, direction)
+    else:
+        raise ConfigError(f"random start in the {norm} ball is not supported")
+    return out.to(device=like.device, dtype=like.dtype)

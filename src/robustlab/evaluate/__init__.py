@@ -1,0 +1,16 @@
+"""Evaluation: attacks against models over an eps grid, metrics, worst case per sample."""
+
+from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes, worst_case
+from robustlab.evaluate.runner import AttackSpec, evaluate_grid, run_attack
+from robustlab.evaluate.summary import WORST, summarize
+
+__all__ = [
+    "WORST",
+    "AttackSpec",
+    "cell_metrics",
+    "evaluate_grid",
+    "per_sample_outcomes",
+    "run_attack",
+    "summarize",
+    "worst_case",
+]

@@ -1,0 +1,124 @@
+"""Run attacks over an eps grid against a model, batch by batch, into the results store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from robustlab.attacks.base import Attack
+from robustlab.attacks.registry import get_attack_class, make_attack
+from robustlab.core.contract import RobustModel, batched_predict
+from robustlab.core.errors import ConfigError
+from robustlab.core.results import AttackResult
+from robustlab.core.validation import check_images, check_labels
+from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
+from robustlab.store.results import ResultKey, ResultStore, canonical
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack by name with its parameters, without eps (eps comes from the grid)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        get_attack_class(self.name)  # unknown names fail here, before any work
+        if "eps" in self.params:
+            raise ConfigError(f"{self.name}: give eps through the eps grid, not the attack parameters")
+
+    def build(self, eps: float) -> Attack:
+        cls = get_attack_class(self.name)
+        params = dict(self.params)
+        if not cls.minimum_norm:
+            params["eps"] = eps
+        return make_attack(self.name, **params)
+
+    def key(self) -> str:
+        return canonical({"name": self.name, **self.params})
+
+    @property
+    def label(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.name}({shown})" if shown else self.name
+
+
+def run_attack(
+    attack: Attack, model: RobustModel, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
+) -> AttackResult:
+    """`attack` over (x, y) in batches on the model's device; results gathered on the CPU."""
+    device = next(model.parameters()).device
+    parts: list[AttackResult] = []
+    for i in range(0, len(x), batch_size):
+        r = attack(model, x[i : i + batch_size].to(device), y[i : i + batch_size].to(device))
+        parts.append(r)
+    return AttackResult(
+        x_adv=torch.cat([p.x_adv.cpu() for p in parts]),
+        success=torch.cat([p.success.cpu() for p in parts]),
+        distance=torch.cat([p.distance.cpu() for p in parts]),
+        queries=torch.cat([p.queries.cpu() for p in parts]),
+        prediction=torch.cat([p.prediction.cpu() for p in parts]),
+    )
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def evaluate_grid(
+    model: RobustModel,
+    model_id: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attacks: Sequence[AttackSpec],
+    eps_grid: Sequence[float],
+    store: ResultStore,
+    *,
+    defense: str = "none",
+    subset: str = "test",
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+) -> list[ResultKey]:
+    """Run every (attack, eps) cell not yet in `store`; return the keys of all cells.
+
+    Each cell is stored in its own transaction the moment it is done. `model` must be in
+    eval mode; `x` in [0, 1] and `y` its true labels (on the CPU).
+    """
+    check_images(x, model.input_shape)
+    check_labels(y, len(x), model.num_classes)
+    model.eval()
+    cells = [(spec, float(eps)) for spec in attacks for eps in _grid_for(spec, eps_grid)]
+    clean_pred: torch.Tensor | None = None
+    keys = []
+    for i, (spec, eps) in enumerate(cells):
+        key = ResultKey(model_id, defense, spec.key(), eps, subset)
+        keys.append(key)
+        if progress is not None:
+            progress(f"{model_id} {spec.label} eps={eps:g}", i, len(cells))
+        if store.has(key):
+            continue
+        if clean_pred is None:
+            clean_pred = batched_predict(model, x, batch_size)
+        start = time.perf_counter()
+        result = run_attack(spec.build(eps), model, x, y, batch_size)
+        per_sample = per_sample_outcomes(x, y, clean_pred, result)
+        metrics = cell_metrics(per_sample)
+        metrics["seconds"] = time.perf_counter() - start
+        store.put(key, metrics, per_sample)
+    if progress is not None:
+        progress("done", len(cells), len(cells))
+    return keys
+
+
+def _grid_for(spec: AttackSpec, eps_grid: Sequence[float]) -> list[float]:
+    """Minimum-norm attacks run once (eps = -1 marks "unbounded"); others once per eps."""
+    if get_attack_class(spec.name).minimum_norm:
+        return [-1.0]
+    if not eps_grid:
+        raise ConfigError("the eps grid is empty")
+    if any(e < 0 for e in eps_grid):
+        raise ConfigError(f"eps values must be >= 0, got {list(eps_grid)}")
+    return list(eps_grid)

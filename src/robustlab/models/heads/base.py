@@ -1,0 +1,43 @@
+"""The head interface: features -> differentiable class scores and the real decision."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from robustlab.models.registry import Registry
+
+
+class Head(nn.Module):
+    """Maps (N, feature_dim) features to (N, num_classes) scores.
+
+    - ``forward(features)``: differentiable scores (a surrogate of the decision for
+      metric heads), used by training and white-box attacks;
+    - ``decide_features(features)``: the real decision, for heads whose decision is not a
+      function of their scores (``decision_from_scores = False``);
+    - ``objective``: the name of the training objective the head is trained with by default;
+    - ``fit_gallery(features, labels)``: called once after training with the training
+      set's features, for heads that decide from stored embeddings (k-NN, with
+      ``needs_gallery = True``). Gallery buffers start empty (first dimension 0); the
+      checkpoint loader resizes empty buffers to the stored shape.
+    """
+
+    decision_from_scores: ClassVar[bool] = True
+    needs_gallery: ClassVar[bool] = False
+    objective: ClassVar[str] = "cross_entropy"
+
+    def __init__(self, feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.feature_dim = int(feature_dim)
+        self.num_classes = int(num_classes)
+
+    def decide_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self(features).argmax(dim=1)
+
+    def fit_gallery(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Hook for heads that keep training embeddings; the default keeps nothing."""
+
+
+HEADS: Registry[Head] = Registry("head")

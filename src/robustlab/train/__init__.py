@@ -1,0 +1,23 @@
+"""Training recipes: the trainer, its objectives, and checkpoints of what it trains."""
+
+from robustlab.train.objectives import (
+    OBJECTIVES,
+    CrossEntropy,
+    Objective,
+    ObjectiveOutput,
+    make_objective,
+    register_objective,
+)
+from robustlab.train.trainer import EpochLog, TrainConfig, train
+
+__all__ = [
+    "OBJECTIVES",
+    "CrossEntropy",
+    "EpochLog",
+    "Objective",
+    "ObjectiveOutput",
+    "TrainConfig",
+    "make_objective",
+    "register_objective",
+    "train",
+]
