@@ -7,6 +7,7 @@ import pickle
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,12 +73,12 @@ def test_evaluate_json_matches_report(capsys, trained, tmp_path):
     code, out, _ = run_cli(capsys, "report", str(run_dir), "--json")
     assert code == 0
     paths = last_json(out)
-    report = json.loads(open(paths["json"]).read())
+    report = json.loads(Path(paths["json"]).read_text())
     assert report["rows"] == rows  # the same numbers, from the same store
-    html = open(paths["html"]).read()
+    html = Path(paths["html"]).read_text()
     assert "<table" in html and "data:image/png;base64," in html
     assert not re.search(r"""src=["'](?!data:)""", html)  # self-contained: no external resources
-    md = open(paths["markdown"]).read()
+    md = Path(paths["markdown"]).read_text()
     assert "| model |" in md and "worst-case" in md
 
 

@@ -10,7 +10,6 @@ import textwrap
 import time
 
 import pytest
-import torch
 
 from robustlab.core import REJECT
 from robustlab.evaluate import AttackSpec, cell_metrics, evaluate_grid, summarize, worst_case

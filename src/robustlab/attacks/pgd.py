@@ -99,7 +99,7 @@ class PGD(FixedBudgetAttack):
             found[gi] = done[rows]
 
         for step in range(self.steps):
-            grad, scores, _ = input_gradient(model, x_cur, lambda s: self._loss_fn(s, yy, tt, k))
+            grad, scores, _ = input_gradient(model, x_cur, lambda s, yy=yy, tt=tt: self._loss_fn(s, yy, tt, k))
             success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
             queries[idx] += (~done).long()
             done = done | success
