@@ -33,17 +33,29 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median wall time of `fn` over `repeats` runs after one warm-up."""
+def clock(device: torch.device) -> Callable[[], float]:
+    """Process CPU time on the CPU (robust to other processes on a shared machine; exact with
+    one torch thread), wall time on CUDA."""
+    return time.process_time if device.type == "cpu" else time.perf_counter
+
+
+def once(fn: Callable[[], object], device: torch.device) -> float:
+    now = clock(device)
+    sync(device)
+    start = now()
     fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    sync(device)
+    return now() - start
+
+
+def paired(fn: Callable[[], object], reference: Callable[[], object], device: torch.device, repeats: int):
+    """(median time of fn, median time of reference, median of the per-pair ratios), the two run
+    alternately so that drifts in machine load hit both alike."""
+    fn(), reference()
+    pairs = [(once(fn, device), once(reference, device)) for _ in range(repeats)]
+    t_fn = statistics.median(p[0] for p in pairs)
+    t_ref = statistics.median(p[1] for p in pairs)
+    return t_fn, t_ref, statistics.median(a / b for a, b in pairs)
 
 
 def floor(model, x, y, passes: int) -> None:
@@ -74,7 +86,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU time is exact with 1)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,19 +97,18 @@ def main() -> None:
     x = data.x_test[correct][: args.batch].to(device)
     y = data.y_test[correct][: args.batch].to(device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, batch {len(x)}, steps {args.steps}, "
-          f"data {data.name}, model lenet")
-    t_floor = timed(lambda: floor(model, x, y, args.steps), device, args.repeats)
-    print(f"floor: {args.steps} forward+backward passes: {1000 * t_floor:.1f} ms")
+          f"data {data.name}, model lenet, clock {'process CPU time' if device.type == 'cpu' else 'wall'}")
+    floor_fn = lambda: floor(model, x, y, args.steps)  # noqa: E731
     cases = [
         ("PGD Linf, no early stop (eps 1e-4)", PGD(1e-4, steps=args.steps)),
         ("PGD L2, no early stop (eps 1e-3)", PGD(1e-3, norm="l2", steps=args.steps)),
         ("PGD Linf, eps 0.1 (early stop)", PGD(0.1, steps=args.steps)),
     ]
-    print(f"{'attack':42s} {'ms':>8s} {'ratio to floor':>15s} {'robust acc':>11s}")
+    print(f"{'attack':42s} {'ms':>8s} {'floor ms':>9s} {'ratio to floor':>15s} {'robust acc':>11s}")
     for label, attack in cases:
-        t = timed(lambda a=attack: a(model, x, y), device, args.repeats)
-        r = attack(model, x, y)
-        print(f"{label:42s} {1000 * t:8.1f} {t / t_floor:15.3f} {float((r.prediction == y).float().mean()):11.3f}")
+        t, t_floor, ratio = paired(lambda a=attack: a(model, x, y), floor_fn, device, args.repeats)
+        acc = float((attack(model, x, y).prediction == y).float().mean())
+        print(f"{label:42s} {1000 * t:8.1f} {1000 * t_floor:9.1f} {ratio:15.3f} {acc:11.3f}")
 
 
 if __name__ == "__main__":
