@@ -1,10 +1,18 @@
 """Evaluation: attacks against models over an eps grid, metrics, worst case per sample."""
 
+from robustlab.evaluate.identification import (
+    IdentificationMetrics,
+    identification_metrics,
+    verification_pairs,
+)
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes, worst_case
 from robustlab.evaluate.runner import AttackSpec, evaluate_grid, run_attack
 from robustlab.evaluate.summary import WORST, summarize
 
 __all__ = [
+    "IdentificationMetrics",
+    "identification_metrics",
+    "verification_pairs",
     "WORST",
     "AttackSpec",
     "cell_metrics",
