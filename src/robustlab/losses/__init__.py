@@ -1,7 +1,7 @@
 """Training losses: one module per loss (ArcFace, ring, triplet, contrastive, multi-class
 triplet, prototype conformity). Objectives in `robustlab.train` combine them."""
 
-from robustlab.losses.arcface import ArcFaceLoss
+from robustlab.losses.arcface import ArcFaceLoss, arcface_logits
 from robustlab.losses.contrastive import contrastive_loss
 from robustlab.losses.multiclass_triplet import (
     cosine_matrix,
@@ -15,6 +15,7 @@ from robustlab.losses.triplet import MINING, TripletLoss
 __all__ = [
     "MINING",
     "ArcFaceLoss",
+    "arcface_logits",
     "TripletLoss",
     "contrastive_loss",
     "cosine_matrix",
