@@ -39,7 +39,8 @@ def trained(digits):
         model = build_model({"backbone": "lenet", "head": head, "num_classes": 10, "input_shape": [1, 8, 8],
                              "head_args": head_args})
         args = {"warmup_epochs": 3} if head == "pcl" else {}
-        cfg = TrainConfig(epochs=8, batch_size=64, optimizer="adam", lr=2e-3, weight_decay=0, objective_args=args)
+        cfg = TrainConfig(epochs=8, batch_size=64, optimizer="adam", lr=2e-3, weight_decay=0,
+                          objective_args=args)
         train(model, x, y, cfg)
         models[name] = model.eval()
     return models

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from pytorch_metric_learning import losses
 
 from robustlab.losses import (
     ArcFaceLoss,
@@ -142,7 +143,8 @@ def test_pml_triplet_matches_facenet_definition(mining):
 def _arcface_reference(f, w, y, s, m):
     total = 0.0
     for fi, yi in zip(f, y.tolist(), strict=True):
-        cosines = [sum(a * b for a, b in zip(_unit(fi), _unit(w[:, j]), strict=True)) for j in range(w.shape[1])]
+        units = [_unit(w[:, j]) for j in range(w.shape[1])]
+        cosines = [sum(a * b for a, b in zip(_unit(fi), u, strict=True)) for u in units]
         theta = math.acos(max(-1.0, min(1.0, cosines[yi])))
         target = math.exp(s * math.cos(theta + m))
         rest = sum(math.exp(s * cosines[j]) for j in range(len(cosines)) if j != yi)
@@ -150,16 +152,26 @@ def _arcface_reference(f, w, y, s, m):
     return total / len(f)
 
 
-def test_pml_arcface_matches_eq_2_8():
+def test_arcface_matches_eq_2_8_and_pml():
     f, y = _batch(n=10, d=8, c=4, seed=2)
     w = torch.nn.Parameter(torch.randn(8, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64))
     s, m = 10.0, 0.3
     got = ArcFaceLoss(w, scale=s, margin=m)(f, y)
     assert got.item() == pytest.approx(_arcface_reference(f, w.detach(), y, s, m), rel=1e-9)
+    pml = losses.ArcFaceLoss(num_classes=4, embedding_size=8, margin=math.degrees(m), scale=s)
+    pml.W = torch.nn.Parameter(w.detach().clone())
+    assert got.item() == pytest.approx(pml(f, y).item(), rel=1e-9)
 
 
-def test_pml_arcface_deviates_only_beyond_pi_minus_m():
-    """Where theta_y > pi - m, pml uses cos(theta) - m sin(m) instead of cos(theta + m) (documented)."""
+def test_arcface_gradient_is_finite_when_a_feature_aligns_with_its_class():
+    w = torch.nn.Parameter(torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64))
+    f = torch.tensor([[2.0, 0.0]], dtype=torch.float64, requires_grad=True)  # cos = 1 exactly
+    ArcFaceLoss(w, scale=8.0, margin=0.5)(f, torch.tensor([0])).backward()
+    assert torch.isfinite(f.grad).all() and torch.isfinite(w.grad).all()
+
+
+def test_arcface_beyond_pi_minus_m_uses_the_monotonic_fix():
+    """Where theta_y > pi - m, cos(theta) - m sin(m) replaces cos(theta + m) (as pml, insightface)."""
     w = torch.nn.Parameter(torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64))
     f = torch.tensor([[-1.0, 0.05]], dtype=torch.float64)  # theta to class 0 is about pi
     y = torch.tensor([0])

@@ -64,7 +64,9 @@ def verification_pairs(
     return torch.cat([pos_i, neg_i]), torch.cat([pos_j, neg_j]), same
 
 
-def pair_similarity(embeddings: torch.Tensor, i: torch.Tensor, j: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
+def pair_similarity(
+    embeddings: torch.Tensor, i: torch.Tensor, j: torch.Tensor, chunk: int = 1 << 20
+) -> torch.Tensor:
     """Cosine similarity in [-1, 1] of each pair (i[k], j[k]) of rows of `embeddings`."""
     e = F.normalize(embeddings.float().cpu(), dim=1)
     return torch.cat([(e[i[s : s + chunk]] * e[j[s : s + chunk]]).sum(1) for s in range(0, len(i), chunk)])
@@ -95,7 +97,8 @@ def verification_rates(similarity: torch.Tensor, same: torch.Tensor, threshold: 
 @torch.no_grad()
 def _embed(model: RobustModel, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     device = next(model.parameters()).device
-    return torch.cat([model.embed(x[s : s + batch_size].to(device)).cpu() for s in range(0, len(x), batch_size)])
+    parts = [model.embed(x[s : s + batch_size].to(device)).cpu() for s in range(0, len(x), batch_size)]
+    return torch.cat(parts)
 
 
 @torch.no_grad()
@@ -103,7 +106,9 @@ def mean_confidence(model: RobustModel, x: torch.Tensor, batch_size: int = 512) 
     """Mean over samples of the largest softmax probability of the model's scores, in [1/C, 1]."""
     device = next(model.parameters()).device
     probs = [
-        torch.softmax(model(x[s : s + batch_size].to(device))[:, : model.num_classes].float(), 1).amax(1).cpu()
+        torch.softmax(model(x[s : s + batch_size].to(device))[:, : model.num_classes].float(), 1)
+        .amax(1)
+        .cpu()
         for s in range(0, len(x), batch_size)
     ]
     return float(torch.cat(probs).mean())

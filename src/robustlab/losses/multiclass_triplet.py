@@ -40,7 +40,8 @@ def hardest_negative_per_class(
     )
     present = torch.zeros(num_classes, dtype=torch.bool, device=pool.device)
     present[pool_labels] = True
-    valid = present[None, :] & (torch.arange(num_classes, device=pool.device)[None, :] != anchor_labels[:, None])
+    classes = torch.arange(num_classes, device=pool.device)
+    valid = present[None, :] & (classes[None, :] != anchor_labels[:, None])
     return hardest, valid
 
 

@@ -73,7 +73,9 @@ class KNNGallery(nn.Module):
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Store (a class-balanced subsample of) training embeddings (N, D) and labels (N,)."""
         if features.dim() != 2 or len(features) != len(labels) or len(labels) == 0:
-            raise InputError(f"fit_gallery needs features (N, D) and labels (N,), got {tuple(features.shape)}")
+            raise InputError(
+                f"fit_gallery needs features (N, D) and labels (N,), got {tuple(features.shape)}"
+            )
         labels = labels.to(features.device).long()
         keep = torch.arange(len(labels), device=features.device)
         if self.per_class is not None:

@@ -18,7 +18,9 @@ class RingObjective(Objective):
     of the first batch, stepped by its own SGD optimizer with ``radius_lr``); a float fixes R.
     """
 
-    def __init__(self, model, weight: float = 0.01, radius: float | None = None, radius_lr: float = 0.01) -> None:
+    def __init__(
+        self, model, weight: float = 0.01, radius: float | None = None, radius_lr: float = 0.01
+    ) -> None:
         super().__init__()
         if weight < 0 or (radius is not None and radius <= 0):
             raise ConfigError("ring: weight must be >= 0 and a fixed radius > 0")
@@ -39,7 +41,8 @@ class RingObjective(Objective):
             self._initialized = True
         scores = model.head(features)
         ring = ring_loss(features, self.radius, self.weight)
-        return ObjectiveOutput(F.cross_entropy(scores, y) + ring, scores, {"ring": float(ring.detach()), "R": float(self.radius.detach())})
+        logs = {"ring": float(ring.detach()), "R": float(self.radius.detach())}
+        return ObjectiveOutput(F.cross_entropy(scores, y) + ring, scores, logs)
 
 
 register_objective("ring")(RingObjective)

@@ -37,7 +37,8 @@ fewer than K images. The epoch has
                 rest = queues[c][pos[c]:]
                 others = members[c][~torch.isin(members[c], rest)]
                 fresh = [others[torch.randperm(len(others), generator=generator)]]
-                fresh += [members[c][torch.randperm(len(members[c]), generator=generator)] for _ in range(k // len(members[c]) + 1)]
+                for _ in range(k // len(members[c]) + 1):
+                    fresh.append(members[c][torch.randperm(len(members[c]), generator=generator)])
                 queues[c], pos[c] = torch.cat([rest, *fresh]), 0
             parts.append(queues[c][pos[c] : pos[c] + k])
             pos[c] += k

@@ -24,7 +24,9 @@ class PKObjective(Objective):
 class TripletObjective(PKObjective):
     """Mined triplet loss (``mining`` semihard | hard | all, ``margin`` on normalized distances)."""
 
-    def __init__(self, model, margin: float = 0.2, mining: str = "semihard", images_per_class: int = 4) -> None:
+    def __init__(
+        self, model, margin: float = 0.2, mining: str = "semihard", images_per_class: int = 4
+    ) -> None:
         super().__init__(images_per_class)
         self.loss = TripletLoss(margin=margin, mining=mining)
 
