@@ -132,13 +132,15 @@ def markdown(results):
     for name, res in results.items():
         s = res["setup"]
         eps = s["eps"]
-        lines += [f"### {name} ({s['backbone']}; {res['n_train']} train / {res['n_test']} test images, "
-                  f"{s['epochs']} epochs, batch {s['batch']}; PGD on the first {s['n_attack']} test images)", "",
+        title = (f"### {name} ({s['backbone']}; {res['n_train']} train / {res['n_test']} test images, "
+                 f"{s['epochs']} epochs, batch {s['batch']}; PGD on the first {s['n_attack']} test images)")
+        lines += [title, "",
                   "| head | clean acc | FMR | FNMR | " + " | ".join(f"PGD eps {e}" for e in eps)
                   + " | conf clean | conf adv | time vs softmax |",
                   "|---|---|---|---|" + "---|" * len(eps) + "---|---|---|"]
         for head, r in res["rows"].items():
-            rob = " | ".join(f"{r['robust'][e] if e in r['robust'] else r['robust'][str(e)]:.3f}" for e in eps)
+            robust = {float(k): v for k, v in r["robust"].items()}
+            rob = " | ".join(f"{robust[float(e)]:.3f}" for e in eps)
             lines.append(f"| {head} | {r['clean_accuracy']:.3f} | {r['fmr']:.3f} | {r['fnmr']:.3f} | {rob} | "
                          f"{r['confidence_clean']:.2f} | {r['confidence_adv']:.2f} | {r['time_ratio']:.2f}x |")
         lines.append("")
