@@ -141,8 +141,9 @@ def markdown(results):
         for head, r in res["rows"].items():
             robust = {float(k): v for k, v in r["robust"].items()}
             rob = " | ".join(f"{robust[float(e)]:.3f}" for e in eps)
+            conf = f"{r['confidence_clean']:.2f} | {r['confidence_adv']:.2f}"
             lines.append(f"| {head} | {r['clean_accuracy']:.3f} | {r['fmr']:.3f} | {r['fnmr']:.3f} | {rob} | "
-                         f"{r['confidence_clean']:.2f} | {r['confidence_adv']:.2f} | {r['time_ratio']:.2f}x |")
+                         f"{conf} | {r['time_ratio']:.2f}x |")
         lines.append("")
     return "\n".join(lines)
 
