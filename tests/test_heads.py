@@ -35,7 +35,7 @@ def test_every_head_is_registered_and_selectable_by_name():
                      "head_args": {"metric": "manhattan"}})
 
 
-def _arcface_toy(scale, margin, steps=80):
+def _arcface_toy(scale, margin, steps=150):
     torch.manual_seed(0)
     c, n = 4, 80
     y = torch.arange(c).repeat(n // c)
@@ -117,7 +117,7 @@ def test_pcl_centres_move_only_after_warmup_and_separate():
     train(model, x, y, warm)
     assert all(torch.equal(a, b) for a, b in zip(start, model.head.all_centres(), strict=True))
     full = TrainConfig(epochs=6, batch_size=40, optimizer="adam", lr=0.01, weight_decay=0,
-                       objective_args={"warmup_epochs": 0, "centre_lr": 0.05})
+                       objective_args={"warmup_epochs": 0, "centre_lr": 0.05, "separation": 1.0})
     train(model, x, y, full)
     for before, after in zip(start, model.head.all_centres(), strict=True):
         assert not torch.allclose(before, after)
