@@ -2,7 +2,8 @@
 
 Trains every head on Fashion-MNIST (LeNet-5) and ORL (the 6-conv CNN at 28x23, since 56x46 costs
 ~10 min per head here; 5 train / 5 test per subject) with one recipe, then measures clean
-accuracy, FMR / FNMR (EER threshold on half of the test split, rates on the other half), PGD robust accuracy at three eps (judged by
+accuracy, FMR / FNMR (EER threshold on half of the test split, rates on the other half), PGD
+robust accuracy at three eps (judged by
 `predict`, PGD on each head's `forward`: the k-NN surrogate for k-NN heads), and training time
 per step relative to softmax (steady-state steps, interleaved rounds, minimum of 3; an epoch
 has the same number of steps for every head, so the ratio is the epoch-time ratio).
