@@ -1,11 +1,19 @@
 """Evaluation: attacks against models over an eps grid, metrics, worst case per sample."""
 
+from robustlab.evaluate.identification import (
+    IdentificationMetrics,
+    identification_metrics,
+    verification_pairs,
+)
 from robustlab.evaluate.masking import MaskingFlag, check_probe, check_rows, gradient_probe
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes, worst_case
 from robustlab.evaluate.runner import AttackSpec, evaluate_grid, run_attack
 from robustlab.evaluate.summary import WORST, masking_flags, record_probe, summarize
 
 __all__ = [
+    "IdentificationMetrics",
+    "identification_metrics",
+    "verification_pairs",
     "WORST",
     "MaskingFlag",
     "check_probe",

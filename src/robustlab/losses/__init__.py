@@ -1,1 +1,27 @@
-"""robustlab.losses"""
+"""Training losses: one module per loss (ArcFace, ring, triplet, contrastive, multi-class
+triplet, prototype conformity). Objectives in `robustlab.train` combine them."""
+
+from robustlab.losses.arcface import ArcFaceLoss, arcface_logits
+from robustlab.losses.contrastive import contrastive_loss
+from robustlab.losses.multiclass_triplet import (
+    cosine_matrix,
+    hardest_negative_per_class,
+    multiclass_triplet_loss,
+)
+from robustlab.losses.prototype_conformity import prototype_conformity, prototype_distances
+from robustlab.losses.ring import ring_loss
+from robustlab.losses.triplet import MINING, TripletLoss
+
+__all__ = [
+    "MINING",
+    "ArcFaceLoss",
+    "arcface_logits",
+    "TripletLoss",
+    "contrastive_loss",
+    "cosine_matrix",
+    "hardest_negative_per_class",
+    "multiclass_triplet_loss",
+    "prototype_conformity",
+    "prototype_distances",
+    "ring_loss",
+]

@@ -70,6 +70,7 @@ def build_model(config: ModelConfig | Mapping[str, Any]) -> Classifier:
     try:
         backbone = make_backbone(config.input_shape, **config.backbone_args)
         head = make_head(backbone.feature_dim, config.num_classes, **config.head_args)
+        head.attach(config.backbone, dict(backbone.stage_dims))
     except TypeError as exc:
         raise ConfigError(f"invalid arguments for {config.backbone}/{config.head}: {exc}") from None
     return Classifier(config, backbone, head)

@@ -1,5 +1,6 @@
 """Training recipes: the trainer, its objectives, and checkpoints of what it trains."""
 
+from robustlab.train import metric  # noqa: E402,F401  (registers the metric-head objectives)
 from robustlab.train.objectives import (
     OBJECTIVES,
     CrossEntropy,

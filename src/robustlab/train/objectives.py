@@ -31,7 +31,10 @@ class Objective(nn.Module):
     """Base objective: subclasses implement `forward(model, x, y, epoch) -> ObjectiveOutput`."""
 
     def extra_optimizer(self) -> torch.optim.Optimizer | None:
-        """An optimizer for the objective's own parameters, or None when it has none."""
+        """An optimizer for the objective's own parameters, or None when it has none.
+
+        Model parameters it holds (PCL class centres) are left out of the trainer's main
+        optimizer, so each parameter is stepped by exactly one optimizer."""
         return None
 
     def make_batches(self, labels: torch.Tensor, batch_size: int, generator: torch.Generator):

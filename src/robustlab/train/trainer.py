@@ -106,8 +106,9 @@ def train(
         objective = make_objective(name, model, **cfg.objective_args)
     device = x_train.device
     objective.to(device)
-    optimizer = _make_optimizer(model.parameters(), cfg)
     extra_optimizer = objective.extra_optimizer()
+    owned = {id(p) for g in extra_optimizer.param_groups for p in g["params"]} if extra_optimizer else set()
+    optimizer = _make_optimizer([p for p in model.parameters() if id(p) not in owned], cfg)
     batches_per_epoch = max(1, math.ceil(len(x_train) / cfg.batch_size))
     total_steps = max(1, cfg.epochs * batches_per_epoch)
     history: list[EpochLog] = []

@@ -39,5 +39,9 @@ class Head(nn.Module):
     def fit_gallery(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Hook for heads that keep training embeddings; the default keeps nothing."""
 
+    def attach(self, backbone_name: str, stage_dims: dict[str, int]) -> None:
+        """Called once by `build_model` with the backbone's name and `stage_dims`, so heads that
+        tap intermediate stages (PCL auxiliary branches) can build their modules; default: nothing."""
+
 
 HEADS: Registry[Head] = Registry("head")
