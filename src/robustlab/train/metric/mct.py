@@ -63,10 +63,7 @@ class MCTObjective(PKObjective):
         ce = F.cross_entropy(logits, y)
         positives = f_clean[random_positive(y)]
         mct = multiclass_triplet_loss(f_noisy, positives, y, f_clean, y, model.num_classes, self.margin)
-        if self.norm_term == "pair":
-            norm = (f_noisy - f_clean).norm(dim=1).mean()
-        else:
-            norm = f_noisy.norm(dim=1).mean()
+        norm = (f_noisy - f_clean).norm(dim=1).mean() if self.norm_term == "pair" else f_noisy.norm(dim=1).mean()
         return ObjectiveOutput(ce + self.alpha * mct + self.lam * norm, logits)
 
 
