@@ -10,7 +10,8 @@ with L_f the cross-entropy towards target r(i): by default the labels ranked 2..
 clean image (the top-(k-1) labels other than y), or k - 1 random labels other than y
 (``targets="random"``). It runs until the k - 1 targets all outrank the true label, i.e.
 the true label's rank is >= k (the `KAnonymousRanks` criterion, `TopKExcluded(k - 1)` per
-sample); the smallest successful perturbation seen is kept. x + n is kept in [0, 1] by
+sample); the smallest successful perturbation seen is kept (for a sample never successful,
+the smallest one that reached its best rank). x + n is kept in [0, 1] by
 projection after each step. The constant c starts at 1 (eq. 7 as printed) and doubles
 every ``check_every`` steps for samples not yet successful (``growth``), the role L-BFGS's
 line search over its constant plays in eq. 1.
@@ -38,7 +39,7 @@ from robustlab.attacks.criteria import Criterion
 from robustlab.attacks.registry import register_attack
 from robustlab.attacks.similarity import SIMILARITIES
 from robustlab.core.contract import REJECT
-from robustlab.core.errors import ConfigError
+from robustlab.core.errors import ConfigError, InputError
 
 
 def group_k(n: int, K: int, device=None) -> torch.Tensor:
@@ -47,34 +48,42 @@ def group_k(n: int, K: int, device=None) -> torch.Tensor:
 
 
 class KAnonymousRanks(Criterion):
-    """The true label is ranked k or lower (outside the top k - 1), k from the sample's group,
-    and the input is not rejected. Samples are grouped by their position in the batch (`group_k`)."""
+    """The true label is ranked k or lower (outside the top k - 1) and the input is not rejected.
+
+    k per sample is given (``k``, int64 (N,)) or, by default, follows the position in the
+    batch (`group_k`: K contiguous groups, k = 2..K+1).
+    """
 
     name = "kanonymous_ranks"
     needs_scores = True
 
-    def __init__(self, K: int) -> None:
+    def __init__(self, K: int, k: torch.Tensor | None = None) -> None:
         if K < 1:
             raise ConfigError(f"K must be >= 1, got {K}")
         self.K = int(K)
+        self.k = k
 
     def __call__(self, decision, y, targets=None, scores=None):
         if scores is None:
             raise ConfigError("the K-anonymous ranks criterion needs scores")
-        k = group_k(len(y), self.K, y.device)
+        k = self.k.to(y.device) if self.k is not None else group_k(len(y), self.K, y.device)
         return _outside_topk(scores, y, k - 1) & (decision != REJECT)
 
     def spec(self) -> dict[str, object]:
         return {"name": self.name, "K": self.K}
 
 
-def _outside_topk(scores: torch.Tensor, y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """rank of y among all score columns (1 + columns scored strictly higher) > k, per sample.
+def _rank(scores: torch.Tensor, y: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """1-based rank of y among all score columns (1 + columns scored more than `margin` higher).
 
     A model's reject column (if any) is counted like a class; a rejected input fails anyway.
     """
-    z_y = scores.gather(1, y[:, None])
-    return (scores > z_y).sum(dim=1) + 1 > k
+    return (scores > scores.gather(1, y[:, None]) + margin).sum(dim=1) + 1
+
+
+def _outside_topk(scores: torch.Tensor, y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """rank of y > k, per sample."""
+    return _rank(scores, y) > k
 
 
 @register_attack
@@ -85,7 +94,11 @@ class KA3(Attack):
       step size (pixel units); ``norm_weight``: the weight of ||n||_2 (1 in eq. 7);
     - ``similarity``: "cw_ssim" (default) or "ssim"; ``similarity_weight``: its weight (1 in eq. 7);
     - ``targets``: "ranked" (r(2..k) of the clean image) or "random";
-    - ``check_every``: steps between early-stop checks (stops once every sample succeeded).
+    - ``check_every``: steps between early-stop checks (stops once every sample succeeded);
+    - ``growth``: factor on c every ``check_every`` steps while a sample has not succeeded;
+    - ``margin``: the k - 1 labels must outscore y by more than this (score units) for the
+      attack to count a sample as done; > 0 leaves room for 8-bit rounding of the images.
+      The final `success` is judged without margin.
     """
 
     name = "ka3"
@@ -104,9 +117,12 @@ class KA3(Attack):
         targets: str = "ranked",
         check_every: int = 10,
         growth: float = 2.0,
+        margin: float = 0.0,
         **kwargs,
     ) -> None:
-        kwargs.setdefault("criterion", KAnonymousRanks(K))
+        if kwargs.get("criterion") is not None:
+            raise ConfigError("ka3 judges success with its own K-anonymous ranks criterion")
+        kwargs["criterion"] = KAnonymousRanks(K)
         super().__init__(**kwargs)
         if K < 1 or steps < 1 or check_every < 1 or lr <= 0 or norm_weight < 0 or similarity_weight < 0:
             raise ConfigError("ka3: need K >= 1, steps >= 1, check_every >= 1, lr > 0 and weights >= 0")
@@ -121,11 +137,20 @@ class KA3(Attack):
         if growth < 1:
             raise ConfigError(f"ka3: growth must be >= 1, got {growth}")
         self.growth = float(growth)
+        if margin < 0:
+            raise ConfigError(f"ka3: margin must be >= 0, got {margin}")
+        self.margin = float(margin)
         self._pending_k: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ targets
-    def _targets(self, clean_scores: torch.Tensor, y: torch.Tensor, k: torch.Tensor, num_classes: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _targets(
+        self,
+        clean_scores: torch.Tensor,
+        y: torch.Tensor,
+        k: torch.Tensor,
+        num_classes: int,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(targets (N, K), mask (N, K)): the k - 1 target labels per sample, padded to K."""
         width = min(self.K, num_classes - 1)  # k - 1 <= K targets
         not_y = F.one_hot(y, num_classes).bool()
@@ -160,6 +185,7 @@ class KA3(Attack):
         optimizer = torch.optim.Adam([n], lr=self.lr)
         best = x.clone()
         best_norm = torch.full((len(x),), float("inf"), device=x.device)
+        best_rank = torch.zeros(len(x), dtype=torch.int64, device=x.device)
         queries = torch.zeros(len(x), dtype=torch.int64, device=x.device)
         found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         c = torch.ones(len(x), device=x.device)
@@ -170,12 +196,17 @@ class KA3(Attack):
                 (grad,) = torch.autograd.grad(loss.sum(), n)
             with torch.no_grad():
                 decision = model.decide(scores)
-                ok = _outside_topk(scores, y, k - 1) & (decision != REJECT)
+                # progress = rank of y capped at k (k = success), 0 when rejected
+                # progress: (rank of y with the margin, rank without), each capped at k; 0 if rejected
+                plain = torch.minimum(_rank(scores, y), k)
+                rank = torch.minimum(_rank(scores, y, self.margin), k) * (k.max() + 1) + plain
+                rank = rank.masked_fill(decision == REJECT, 0)
                 norm = n.detach().flatten(1).norm(dim=1)
-                better = ok & (norm < best_norm)
+                better = (rank > best_rank) | ((rank == best_rank) & (norm < best_norm))
                 best = torch.where(better.view(-1, 1, 1, 1), x_adv.detach(), best)
                 best_norm = torch.where(better, norm, best_norm)
-                found |= ok
+                best_rank = torch.where(better, rank, best_rank)
+                found |= rank >= k * (k.max() + 1)
                 queries += 1
             n.grad = grad
             optimizer.step()
@@ -185,25 +216,28 @@ class KA3(Attack):
                 if bool(found.all()):
                     break
                 c = torch.where(found, c, c * self.growth)
-        # samples never successful keep their last iterate (the attack's best effort)
-        with torch.no_grad():
-            last = (x + n).clamp(0.0, 1.0)
-        best = torch.where(found.view(-1, 1, 1, 1), best, last)
         return RunOutput(best, queries, {"k": k})
 
-    def __call__(self, model, x, y, *, targets=None):
-        """Attack (x, y); groups (k = 2..K+1) are assigned by position in this batch.
+    def __call__(self, model, x, y, *, targets=None, k: torch.Tensor | None = None):
+        """Attack (x, y). ``k`` (int64 (N,), values in 2..K+1) assigns each sample its group;
+        by default the batch is cut into K contiguous groups (`group_k`).
 
         The base class attacks only the samples not already anonymous; their k is worked out
         here, with the same judgement on the clean batch, and handed to `_run`.
         """
         self._validate(model, x, y, targets)
-        criterion = KAnonymousRanks(self.K)
+        if k is None:
+            k = group_k(len(x), self.K, x.device)
+        k = torch.as_tensor(k, dtype=torch.int64, device=x.device)
+        if k.shape != (len(x),) or (len(k) and (int(k.min()) < 2 or int(k.max()) > self.K + 1)):
+            raise InputError(f"ka3: k must be ({len(x)},) with values in 2..{self.K + 1}")
+        criterion = KAnonymousRanks(self.K, k)
         with torch.no_grad():
             scores = model(x)
             done = criterion(model.decide(scores), y.long(), None, scores)
-        self._pending_k = group_k(len(x), self.K, x.device)[~done]
+        self._pending_k = k[~done]
+        spec, self.criterion_spec = self.criterion_spec, criterion
         try:
             return super().__call__(model, x, y, targets=targets)
         finally:
-            self._pending_k = None
+            self._pending_k, self.criterion_spec = None, spec

@@ -59,8 +59,9 @@ def _default_scales(h: int, w: int) -> int:
     return max(1, min(4, int(math.log2(max(min(h, w), 1) / 7))))
 
 
-def steerable_filters(h: int, w: int, scales: int, orientations: int,
-                      device=None, dtype=torch.float32) -> torch.Tensor:
+def steerable_filters(
+    h: int, w: int, scales: int, orientations: int, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """Fourier-domain masks of the complex steerable pyramid's bands, (scales * orientations, H, W).
 
     Radial band s passes radii between 2^-(s+2) and 2^-s of the Nyquist frequency (peak at

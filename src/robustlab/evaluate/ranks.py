@@ -48,18 +48,29 @@ class KAnonymityCheck:
 
     def summary(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
-        return (f"K={self.K}: max_j P(rank=j) = {self.max_p:.3f} vs 1/K = {self.bound:.3f} "
-                f"(tolerance {self.tolerance:.3f}) -> {verdict}"
-                f"{'' if self.passed_strict else ' (strictly above 1/K)'}; P(rank=1) = {self.top1_rate:.3f}")
+        return (
+            f"K={self.K}: max_j P(rank=j) = {self.max_p:.3f} vs 1/K = {self.bound:.3f} "
+            f"(tolerance {self.tolerance:.3f}) -> {verdict}"
+            f"{'' if self.passed_strict else ' (strictly above 1/K)'}; P(rank=1) = {self.top1_rate:.3f}"
+        )
 
 
-def kanonymity_check(ranks: torch.Tensor, num_classes: int, K: int,
-                     tolerance: float = DEFAULT_TOLERANCE) -> KAnonymityCheck:
+def kanonymity_check(
+    ranks: torch.Tensor, num_classes: int, K: int, tolerance: float = DEFAULT_TOLERANCE
+) -> KAnonymityCheck:
     """Check max_j P(rank of y = j) <= 1/K (+ tolerance) for the ranks of a set of images."""
     if K < 1 or tolerance < 0:
         raise ConfigError(f"K must be >= 1 and tolerance >= 0, got K={K}, tolerance={tolerance}")
     pmf = rank_pmf(ranks, num_classes)
     max_p = float(pmf.max()) if len(pmf) else 0.0
     bound = 1.0 / K
-    return KAnonymityCheck(K, pmf.tolist(), max_p, bound, tolerance, max_p <= bound + 1e-12,
-                           max_p <= bound + tolerance, float(pmf[0]) if len(pmf) else 0.0)
+    return KAnonymityCheck(
+        K,
+        pmf.tolist(),
+        max_p,
+        bound,
+        tolerance,
+        max_p <= bound + 1e-12,
+        max_p <= bound + tolerance,
+        float(pmf[0]) if len(pmf) else 0.0,
+    )

@@ -38,8 +38,9 @@ class BetaTuning:
 
 
 @torch.no_grad()
-def _accuracy(model: MSVDDModel, dist2: torch.Tensor, radius2: torch.Tensor, y: torch.Tensor,
-              betas: torch.Tensor) -> torch.Tensor:
+def _accuracy(
+    model: MSVDDModel, dist2: torch.Tensor, radius2: torch.Tensor, y: torch.Tensor, betas: torch.Tensor
+) -> torch.Tensor:
     """Validation accuracy for each candidate beta vector in `betas` (G, C) -> (G,)."""
     r = (betas[:, None, :] * radius2 - dist2[None]) / radius2  # (G, N, C)
     g, n, c = r.shape

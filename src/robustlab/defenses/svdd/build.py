@@ -111,8 +111,9 @@ def build_msvdd(
     layer.requires_grad_(False)
     finetune_history: list[Any] = []
     if cfg.finetune.epochs > 0:
-        finetune_history = train(model, x_train, y_train, cfg.finetune,
-                                 objective=ResponseCrossEntropy(cfg.logit_scale))
+        finetune_history = train(
+            model, x_train, y_train, cfg.finetune, objective=ResponseCrossEntropy(cfg.logit_scale)
+        )
     layer.requires_grad_(True)
     model.eval()
     model.defended = True

@@ -48,8 +48,13 @@ def _epoch(layer, features, labels, cfg, optimizer, use_negatives, generator) ->
     batches = order.split(cfg.batch_size)
     for batch in batches:
         terms = svdd_loss(
-            layer.distance2(features[batch]), layer.radius2(), labels[batch],
-            cfg.c_p, cfg.c_n, use_negatives, cfg.radius_weight,
+            layer.distance2(features[batch]),
+            layer.radius2(),
+            labels[batch],
+            cfg.c_p,
+            cfg.c_n,
+            use_negatives,
+            cfg.radius_weight,
         )
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
