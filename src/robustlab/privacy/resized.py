@@ -19,6 +19,7 @@ class ResizedInput(RobustModel):
     def __init__(self, model: RobustModel, input_shape: tuple[int, int, int]) -> None:
         super().__init__(model.num_classes, input_shape)
         self.model = model
+        self.train(model.training)
 
     @property
     def can_reject(self) -> bool:  # type: ignore[override]
