@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from paper001_helpers import digits, trained_mlp
 
+from paper001_helpers import digits, trained_mlp
 from robustlab.cli.app import main
 from robustlab.core.errors import ConfigError, DataError
 from robustlab.data import read_image, resize_images, write_image

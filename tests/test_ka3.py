@@ -6,9 +6,9 @@ from functools import lru_cache
 
 import pytest
 import torch
-from paper001_helpers import digits, trained_mlp
 from torch.nn import functional as F
 
+from paper001_helpers import digits, trained_mlp
 from robustlab.attacks import make_attack
 from robustlab.attacks.ka3 import KA3, group_k
 from robustlab.attacks.similarity import box_sum, cw_ssim, ssim

@@ -8,8 +8,8 @@ from functools import lru_cache
 
 import pytest
 import torch
-from paper001_helpers import digits, trained_mlp
 
+from paper001_helpers import digits, trained_mlp
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.defenses.svdd import (
