@@ -170,7 +170,7 @@ def run_setup(name: str, spec: dict, quick: bool, log) -> dict:
             svdd=SVDDTrainConfig(
                 positive_epochs=20 if not quick else 5, epochs=15 if not quick else 3, batch_size=256
             ),
-            finetune=TrainConfig(epochs=2 if not quick else 1, lr=0.01, batch_size=64),
+            finetune=TrainConfig(epochs=2 if not quick else 1, optimizer="adam", lr=1e-4, weight_decay=0.0),
             budget=0.03,
         ),
     )

@@ -47,7 +47,7 @@ def svdd_cmd(
     c_p: float = typer.Option(10.0, "--c-p", help="Weight of the positive hinge (eq. 11)."),
     c_n: float = typer.Option(10.0, "--c-n", help="Weight of the negative hinge (eq. 12)."),
     finetune_epochs: int = typer.Option(3, "--finetune-epochs", min=0, help="Backbone fine-tuning epochs."),
-    finetune_lr: float = typer.Option(0.01, "--finetune-lr"),
+    finetune_lr: float = typer.Option(1e-4, "--finetune-lr", help="Adam learning rate of the fine-tuning."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Training share held out to tune beta."),
     budget: float = typer.Option(0.03, "--budget", help="Clean-accuracy loss allowed for beta = O_d."),
     beta: str = typer.Option("O_c", "--beta", help="Active beta: O_c, O_d, one, or a number."),
@@ -96,7 +96,9 @@ def svdd_cmd(
         svdd=SVDDTrainConfig(
             positive_epochs=positive_epochs, epochs=svdd_epochs, c_p=c_p, c_n=c_n, seed=seed
         ),
-        finetune=TrainConfig(epochs=finetune_epochs, lr=finetune_lr, seed=seed),
+        finetune=TrainConfig(
+            epochs=finetune_epochs, optimizer="adam", lr=finetune_lr, weight_decay=0.0, seed=seed
+        ),
         v_p=v_p,
         v_a=v_a,
         budget=budget,
