@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from robustlab.attacks.base import Attack, RunOutput
 from robustlab.attacks.criteria import Criterion
 from robustlab.attacks.registry import register_attack
-from robustlab.attacks.similarity import SIMILARITIES
+from robustlab.attacks.similarity import CWSSIM, SIMILARITIES, ssim
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import ConfigError, InputError
 
@@ -163,12 +163,13 @@ class KA3(Attack):
         mask = torch.arange(width, device=y.device)[None, :] < (k[:, None] - 1)
         return targets, mask
 
-    def _loss(self, model, x, x_adv, n, targets, mask, num_classes, c):
+    def _loss(self, model, sim_fn, x_adv, n, targets, mask, num_classes, c):
+        """Per-sample eq. 7 (with the constant c on the classification terms) and the scores."""
         scores = model(x_adv)
         logp = F.log_softmax(scores[:, :num_classes], dim=1)
         ce = -(logp.gather(1, targets) * mask).sum(dim=1)
         norm = torch.sqrt(n.flatten(1).pow(2).sum(dim=1) + 1e-12)
-        sim = SIMILARITIES[self.similarity](x, x_adv) if self.similarity_weight > 0 else torch.ones_like(norm)
+        sim = sim_fn(x_adv) if self.similarity_weight > 0 else torch.ones_like(norm)
         loss = self.norm_weight * norm + self.similarity_weight * (1.0 - sim) + c * ce
         return loss, scores.detach()
 
@@ -181,41 +182,53 @@ class KA3(Attack):
         with torch.no_grad():
             clean_scores = model(x)
         tgt, mask = self._targets(clean_scores, y, k, num_classes, generator)
-        n = torch.zeros_like(x, requires_grad=True)
-        optimizer = torch.optim.Adam([n], lr=self.lr)
+        reference = CWSSIM(x) if self.similarity == "cw_ssim" else None  # x's pyramid, computed once
         best = x.clone()
         best_norm = torch.full((len(x),), float("inf"), device=x.device)
         best_rank = torch.zeros(len(x), dtype=torch.int64, device=x.device)
         queries = torch.zeros(len(x), dtype=torch.int64, device=x.device)
         found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        scale = k.max() + 1
+        # the active rows (not yet successful) and their Adam state (beta1 0.9, beta2 0.999)
+        act = torch.arange(len(x), device=x.device)
+        n = torch.zeros_like(x)
+        m1, m2 = torch.zeros_like(x), torch.zeros_like(x)
         c = torch.ones(len(x), device=x.device)
         for step in range(self.steps):
-            x_adv = x + n
+            xa, ya, ka = x[act], y[act], k[act]
+            sim_fn = reference.select(act) if reference is not None else (lambda z, xa=xa: ssim(xa, z))
+            n_req = n.detach().requires_grad_(True)
             with torch.enable_grad():
-                loss, scores = self._loss(model, x, x_adv, n, tgt, mask, num_classes, c)
-                (grad,) = torch.autograd.grad(loss.sum(), n)
+                loss, scores = self._loss(
+                    model, sim_fn, xa + n_req, n_req, tgt[act], mask[act], num_classes, c
+                )
+                (grad,) = torch.autograd.grad(loss.sum(), n_req)
             with torch.no_grad():
                 decision = model.decide(scores)
-                # progress = rank of y capped at k (k = success), 0 when rejected
                 # progress: (rank of y with the margin, rank without), each capped at k; 0 if rejected
-                plain = torch.minimum(_rank(scores, y), k)
-                rank = torch.minimum(_rank(scores, y, self.margin), k) * (k.max() + 1) + plain
-                rank = rank.masked_fill(decision == REJECT, 0)
-                norm = n.detach().flatten(1).norm(dim=1)
-                better = (rank > best_rank) | ((rank == best_rank) & (norm < best_norm))
-                best = torch.where(better.view(-1, 1, 1, 1), x_adv.detach(), best)
-                best_norm = torch.where(better, norm, best_norm)
-                best_rank = torch.where(better, rank, best_rank)
-                found |= rank >= k * (k.max() + 1)
-                queries += 1
-            n.grad = grad
-            optimizer.step()
-            with torch.no_grad():
-                n.copy_((x + n).clamp(0.0, 1.0) - x)
+                plain = torch.minimum(_rank(scores, ya), ka)
+                rank = (torch.minimum(_rank(scores, ya, self.margin), ka) * scale + plain).masked_fill(
+                    decision == REJECT, 0
+                )
+                norm = n.flatten(1).norm(dim=1)
+                better = (rank > best_rank[act]) | ((rank == best_rank[act]) & (norm < best_norm[act]))
+                best[act] = torch.where(better.view(-1, 1, 1, 1), xa + n, best[act])
+                best_norm[act] = torch.where(better, norm, best_norm[act])
+                best_rank[act] = torch.where(better, rank, best_rank[act])
+                done = rank >= ka * scale
+                found[act] |= done
+                queries[act] += 1
+                m1.mul_(0.9).add_(0.1 * grad)
+                m2.mul_(0.999).add_(0.001 * grad * grad)
+                t = step + 1
+                update = (m1 / (1 - 0.9**t)) / ((m2 / (1 - 0.999**t)).sqrt() + 1e-8)
+                n = (xa + n - self.lr * update).clamp(0.0, 1.0) - xa
             if (step + 1) % self.check_every == 0:
-                if bool(found.all()):
+                c = torch.where(done, c, c * self.growth)
+                keep = (~done).nonzero().squeeze(1)  # samples stop at success, as eq. 7 says
+                if len(keep) == 0:
                     break
-                c = torch.where(found, c, c * self.growth)
+                act, n, m1, m2, c = act[keep], n[keep], m1[keep], m2[keep], c[keep]
         return RunOutput(best, queries, {"k": k})
 
     def __call__(self, model, x, y, *, targets=None, k: torch.Tensor | None = None):
