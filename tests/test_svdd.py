@@ -3,6 +3,7 @@ the defended decision (REJECT), beta tuning, straight-through gradients, checkpo
 
 from __future__ import annotations
 
+import json
 import math
 from functools import lru_cache
 
@@ -106,17 +107,13 @@ def test_eq10_equals_explicit_kernel_space_distance():
     # the explicit map reproduces the kernel (k_ii = 1)
     assert (phi_f * phi_f).sum(1) == pytest.approx(torch.ones(5, dtype=torch.float64), abs=1e-10)
     for c in range(2):
-        centre = (layer.weights[c][:, None] * _explicit_rbf_map(layer.projections[c], gamma)).sum(
-            0
-        )  # a = Phi u
+        centre = (layer.weights[c][:, None] * _explicit_rbf_map(layer.projections[c], gamma)).sum(0)  # a = Phi u
         explicit = ((phi_f - centre) ** 2).sum(1)
         assert layer.distance2(feats)[:, c].detach() == pytest.approx(explicit, abs=1e-10)
         layer.set_beta_mode(0.9)
         svdd = 0.9 * layer.radius2()[c] - explicit
         assert layer(feats)[:, c].detach() == pytest.approx(svdd.detach(), abs=1e-10)
-        assert layer.responses(feats)[:, c].detach() == pytest.approx(
-            (svdd / layer.radius2()[c]).detach(), abs=1e-10
-        )
+        assert layer.responses(feats)[:, c].detach() == pytest.approx((svdd / layer.radius2()[c]).detach(), abs=1e-10)
         layer.set_beta_mode("one")
 
 
@@ -174,11 +171,7 @@ def test_build_gives_table1_models_and_tuned_betas():
     acc_oc = (model.predict(xt) == yt).float().mean()
     assert acc_oc > 0.7
     # a stricter beta rejects more
-    rejected = [
-        (model.predict(xt) == REJECT).float().mean()
-        for b in (1.2, 0.8)
-        if model.svdd.set_beta_mode(b) is None
-    ]
+    rejected = [(model.predict(xt) == REJECT).float().mean() for b in (1.2, 0.8) if model.svdd.set_beta_mode(b) is None]
     assert rejected[1] > rejected[0]
     model.svdd.set_beta_mode("O_c")
 
@@ -251,3 +244,35 @@ def test_bad_settings_raise_config_errors():
         MSVDDModel(trained_mlp(), SVDDLayer(10, 32, 2), v_a=2.0, v_p=1.0)
     with pytest.raises(ConfigError):
         MSVDDModel(trained_mlp(), SVDDLayer(10, 16, 2))
+
+
+def test_cli_defend_svdd_saves_a_loadable_defended_checkpoint(tmp_path):
+    from robustlab.cli.app import main
+
+    ckpt = save_checkpoint(trained_mlp(), tmp_path / "w", metadata={"data": {"name": "digits", "seed": 0}})
+    out = tmp_path / "d"
+    args = [
+        "defend",
+        "svdd",
+        "--model",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--projections",
+        "8",
+        "--positive-epochs",
+        "3",
+        "--svdd-epochs",
+        "2",
+        "--finetune-epochs",
+        "1",
+        "--beta",
+        "O_d",
+    ]
+    assert main(args) == 0
+    model = load_checkpoint(out)
+    assert isinstance(model, MSVDDModel) and model.svdd.beta_mode == "O_d"
+    assert isinstance(load_checkpoint(out / "linear"), Classifier)
+    meta = json.loads((out / "config.json").read_text())["metadata"]
+    assert set(meta["test_accuracy"]) == {"W-LC", "W~-LC", "W~-SVDD(beta=O_c)", "W~-SVDD(beta=O_d)"}
+    assert main(["defend", "svdd", "--model", str(out), "--out", str(tmp_path / "again")]) == 2  # already defended
