@@ -10,12 +10,15 @@ from robustlab.attacks.criteria import (
     make_criterion,
 )
 from robustlab.attacks.fgsm import FGSM
+from robustlab.attacks.ka3 import KA3, KAnonymousRanks
 from robustlab.attacks.pgd import PGD
 from robustlab.attacks.registry import ATTACKS, attack_parameters, make_attack, register_attack
 
 __all__ = [
     "ATTACKS",
     "FGSM",
+    "KA3",
+    "KAnonymousRanks",
     "PGD",
     "Attack",
     "Criterion",

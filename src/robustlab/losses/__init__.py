@@ -1,5 +1,5 @@
 """Training losses: one module per loss (ArcFace, ring, triplet, contrastive, multi-class
-triplet, prototype conformity). Objectives in `robustlab.train` combine them."""
+triplet, prototype conformity, SVDD hinges). Objectives in `robustlab.train` combine them."""
 
 from robustlab.losses.arcface import ArcFaceLoss, arcface_logits
 from robustlab.losses.contrastive import contrastive_loss
@@ -10,6 +10,7 @@ from robustlab.losses.multiclass_triplet import (
 )
 from robustlab.losses.prototype_conformity import prototype_conformity, prototype_distances
 from robustlab.losses.ring import ring_loss
+from robustlab.losses.svdd import negative_hinge, positive_hinge, svdd_loss
 from robustlab.losses.triplet import MINING, TripletLoss
 
 __all__ = [
@@ -24,4 +25,7 @@ __all__ = [
     "prototype_conformity",
     "prototype_distances",
     "ring_loss",
+    "negative_hinge",
+    "positive_hinge",
+    "svdd_loss",
 ]

@@ -1,6 +1,7 @@
 """Storage: the results database and the checkpoint store."""
 
 from robustlab.store.checkpoints import (
+    checkpoint_digest,
     checkpoint_name,
     load_checkpoint,
     read_checkpoint_config,
@@ -9,6 +10,7 @@ from robustlab.store.checkpoints import (
 from robustlab.store.results import ResultKey, ResultRow, ResultStore, StoreError, canonical
 
 __all__ = [
+    "checkpoint_digest",
     "ResultKey",
     "ResultRow",
     "ResultStore",

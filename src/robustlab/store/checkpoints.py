@@ -5,13 +5,21 @@ A checkpoint is a directory holding ``model.safetensors`` and ``config.json``::
     {"format": "robustlab-checkpoint", "version": 1, "model": {...ModelConfig...},
      "digest": "<hash of the model config>", "metadata": {...}}
 
+A defended model (a defense wrapping a `Classifier`, see `robustlab.defenses.registry`)
+adds a ``"defense": {"name": ..., "args": {...}}`` section: "model" still describes the
+base classifier, the defense builder rebuilds the structure around it, and the one
+safetensors file holds every weight of the defended model (the base's under ``base.``).
+The digest then hashes the model and defense sections together.
+
 Loading refuses anything else: pickle files (.pt, .pth, .pkl, .ckpt, or pickle bytes),
 a config without our format marker, or weights that do not match the config's model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +27,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from robustlab.core.errors import CheckpointError
+from robustlab.core.contract import RobustModel
+from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.models import Classifier, ModelConfig, build_model
 
 FORMAT = "robustlab-checkpoint"
@@ -34,8 +43,33 @@ def checkpoint_name(config: ModelConfig, extra: str = "") -> str:
     return f"{config.backbone}-{config.head}-{config.digest()}{extra}"
 
 
-def save_checkpoint(model: Classifier, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write `model` to `directory` (created) as safetensors + config.json; return the directory."""
+def checkpoint_digest(config: ModelConfig, defense: Mapping[str, Any] | None = None) -> str:
+    """The config digest: the model config's own, or a hash of model + defense sections."""
+    if defense is None:
+        return config.digest()
+    blob = json.dumps({"model": config.to_dict(), "defense": defense}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _base_and_defense(model: RobustModel) -> tuple[Classifier, dict[str, Any] | None]:
+    if isinstance(model, Classifier):
+        return model, None
+    spec = getattr(model, "defense_spec", None)
+    base = getattr(model, "base", None)
+    if callable(spec) and isinstance(base, Classifier):
+        return base, spec()
+    raise CheckpointError(
+        f"cannot save a {type(model).__name__}: a checkpoint holds a Classifier or a registered "
+        "defense over one (with defense_spec() and .base)"
+    )
+
+
+def save_checkpoint(
+    model: RobustModel, directory: str | Path, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write `model` (a Classifier or a registered defense over one) to `directory` (created)
+    as safetensors + config.json; return the directory."""
+    base, defense = _base_and_defense(model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -43,10 +77,12 @@ def save_checkpoint(model: Classifier, directory: str | Path, metadata: dict[str
     doc = {
         "format": FORMAT,
         "version": VERSION,
-        "model": model.config.to_dict(),
-        "digest": model.config.digest(),
+        "model": base.config.to_dict(),
+        "digest": checkpoint_digest(base.config, defense),
         "metadata": metadata or {},
     }
+    if defense is not None:
+        doc["defense"] = defense
     tmp = directory / (CONFIG + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True))
     tmp.replace(directory / CONFIG)
@@ -91,12 +127,17 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
-    """Load a checkpoint directory (or its config.json / model.safetensors) as a model in eval mode."""
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> RobustModel:
+    """Load a checkpoint directory (or its config.json / model.safetensors) as a model in eval mode.
+
+    A plain checkpoint gives a `Classifier`; one with a "defense" section gives the defended
+    model (e.g. `MSVDDModel`) built by the defense registry.
+    """
     directory = _resolve(Path(path))
     doc = read_checkpoint_config(directory)
     config = ModelConfig.from_dict(doc["model"])
-    if doc.get("digest") != config.digest():
+    defense = doc.get("defense")
+    if doc.get("digest") != checkpoint_digest(config, defense):
         raise CheckpointError(f"{directory / CONFIG}: the digest does not match the model config")
     weights_path = directory / WEIGHTS
     if not weights_path.is_file():
@@ -107,7 +148,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cla
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights_path} is not a valid safetensors file: {exc}") from None
-    model = build_model(config)
+    model: RobustModel = build_model(config)
+    if defense is not None:
+        from robustlab.defenses import build_defense  # the defenses import models, not the store
+
+        try:
+            model = build_defense(defense, model)
+        except ConfigError as exc:
+            raise CheckpointError(f"{directory / CONFIG}: bad defense section: {exc}") from None
     _resize_empty_buffers(model, state)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -121,10 +169,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cla
             parts.append(f"unexpected {unexpected[:5]}")
         if wrong:
             parts.append(f"wrong shapes {[(k, tuple(state[k].shape), tuple(expected[k].shape)) for k in wrong[:5]]}")
-        raise CheckpointError(f"{weights_path} does not match its config ({config.backbone}/{config.head}): "
+        raise CheckpointError(f"{weights_path} does not match its config ({_describe(config, defense)}): "
                               + "; ".join(parts))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def _describe(config: ModelConfig, defense: Mapping[str, Any] | None) -> str:
+    name = f"{config.backbone}/{config.head}"
+    return f"{name} + {defense.get('name')}" if defense else name
 
 
 def _resize_empty_buffers(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
