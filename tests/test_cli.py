@@ -75,6 +75,11 @@ def test_evaluate_json_matches_report(capsys, trained, tmp_path):
     paths = last_json(out)
     report = json.loads(Path(paths["json"]).read_text())
     assert report["rows"] == rows  # the same numbers, from the same store
+    ident = doc["identification"]
+    assert report["identification"][doc["model"]] == ident
+    assert 0 <= ident["fmr"] <= 1 and 0 <= ident["fnmr"] <= 1 and ident["confidence_adv"] is not None
+    assert ident["accuracy"] == pytest.approx(zero[0]["clean_accuracy"])
+    assert {f["check"] for f in doc["masking"]} >= {"robustness rises with eps", "zero or non-finite gradients"}
     html = Path(paths["html"]).read_text()
     assert "<table" in html and "data:image/png;base64," in html
     assert not re.search(r"""src=["'](?!data:)""", html)  # self-contained: no external resources

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli.console import err, out, print_json, print_masking, print_results, progress_bar
+from robustlab.cli.console import (
+    err,
+    out,
+    print_identification,
+    print_json,
+    print_masking,
+    print_results,
+    progress_bar,
+)
 from robustlab.evaluate import masking_flags
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.experiment.presets import DEMO
@@ -21,7 +29,7 @@ def demo(
     fresh: bool = typer.Option(False, "--fresh", help="Delete earlier results in --out first."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """Train the demo models on the embedded digits, attack them, print the table, write the report."""
+    """Train softmax, triplet (k-NN) and PCL heads on digits, attack them, print the table, write the report."""
     if fresh:
         for name in (ResultStore.FILENAME, ResultStore.FILENAME + "-wal", ResultStore.FILENAME + "-shm"):
             (out_dir / name).unlink(missing_ok=True)
@@ -35,8 +43,10 @@ def demo(
     if json_out:
         print_json({"rows": rows, "report": {k: str(v) for k, v in paths.items()}, "seconds": seconds})
         return
-    print_results(rows, names, title="robustlab demo: digits (8x8), robust accuracy under FGSM and PGD")
+    attacks = ", ".join(a["name"].upper() for a in DEMO["attacks"])
+    print_results(rows, names, title=f"robustlab demo: digits (8x8), softmax vs metric heads under {attacks}")
     with ResultStore(out_dir) as store:
+        print_identification(store.get_meta("identification", {}) or {}, names)
         print_masking(masking_flags(store))
     out.print(f"Report: [bold]{paths['html'].resolve()}[/bold] (also {paths['markdown'].name}, {paths['json'].name})")
     err.print(f"[dim]done in {seconds:.1f} s[/dim]")

@@ -9,12 +9,26 @@ from typing import Any
 import typer
 
 from robustlab.attacks.registry import attack_parameters, get_attack_class
-from robustlab.cli.console import out, print_json, print_masking, print_results, progress_bar
+from robustlab.cli.console import (
+    out,
+    print_identification,
+    print_json,
+    print_masking,
+    print_results,
+    progress_bar,
+)
 from robustlab.cli.options import parse_pairs
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
 from robustlab.data import load_dataset
-from robustlab.evaluate import AttackSpec, evaluate_grid, masking_flags, record_probe, summarize
+from robustlab.evaluate import (
+    AttackSpec,
+    evaluate_grid,
+    masking_flags,
+    record_identification,
+    record_probe,
+    summarize,
+)
 from robustlab.experiment.runner import eval_split
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultStore
@@ -91,13 +105,16 @@ def evaluate_cmd(
                                 "n_test": len(dataset.y_test), "n_eval": len(y),
                                 "input_shape": list(dataset.input_shape)})
         record_probe(store, key, model, x, y)
+        identification = record_identification(store, key, model, x, y, grid)
         evaluate_grid(model, key, x, y, specs, grid, store, batch_size=batch_size, progress=progress)
         rows = summarize(store, models=[key])
         flags = masking_flags(store, models=[key])
     if json_out:
-        print_json({"model": key, "run_dir": str(run_dir), "rows": rows, "masking": flags})
+        print_json({"model": key, "run_dir": str(run_dir), "rows": rows, "masking": flags,
+                    "identification": identification})
         return
     print_results(rows, {key: ckpt.resolve().name})
+    print_identification({key: identification}, {key: ckpt.resolve().name})
     print_masking(flags)
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
 

@@ -91,6 +91,36 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     out.print(table)
 
 
+IDENTIFICATION_COLUMNS = (
+    ("accuracy", "accuracy"),
+    ("fmr", "FMR"),
+    ("fnmr", "FNMR"),
+    ("pair_accuracy", "pair acc"),
+    ("val_eer", "EER (val)"),
+    ("confidence_clean", "conf clean"),
+    ("confidence_adv", "conf adv"),
+)
+
+
+def print_identification(ident: dict[str, dict[str, Any]], names: dict[str, str] | None = None) -> None:
+    """Identification metrics per model (paper 002 eq. 3.1-3.3) and confidence under attack."""
+    if not ident:
+        return
+    names = names or {}
+    adversarial = next((m.get("adversarial") for m in ident.values() if m.get("adversarial")), None)
+    table = Table(
+        title="identification on verification pairs (threshold at the validation EER)",
+        caption=f"conf adv: mean softmax confidence under {adversarial}" if adversarial else None,
+    )
+    table.add_column("model")
+    for _, heading in IDENTIFICATION_COLUMNS:
+        table.add_column(heading, justify="right")
+    for key, m in ident.items():
+        cells = [f"{100 * m[k]:.1f}" if m.get(k) is not None else "-" for k, _ in IDENTIFICATION_COLUMNS]
+        table.add_row(names.get(key, key), *cells)
+    out.print(table)
+
+
 def print_masking(flags: Sequence[dict[str, Any]]) -> None:
     """Gradient-masking checks: raised flags in red, the rest as one dim line each."""
     for f in flags:

@@ -8,7 +8,14 @@ from robustlab.evaluate.identification import (
 from robustlab.evaluate.masking import MaskingFlag, check_probe, check_rows, gradient_probe
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes, worst_case
 from robustlab.evaluate.runner import AttackSpec, evaluate_grid, run_attack
-from robustlab.evaluate.summary import WORST, masking_flags, record_probe, summarize
+from robustlab.evaluate.summary import (
+    WORST,
+    masking_flags,
+    record_identification,
+    record_probe,
+    reference_eps,
+    summarize,
+)
 
 __all__ = [
     "IdentificationMetrics",
@@ -20,7 +27,9 @@ __all__ = [
     "check_rows",
     "gradient_probe",
     "masking_flags",
+    "record_identification",
     "record_probe",
+    "reference_eps",
     "AttackSpec",
     "cell_metrics",
     "evaluate_grid",

@@ -84,3 +84,36 @@ def record_probe(store: ResultStore, model_id: str, model, x, y, n: int = 256) -
     probes[model_id] = probe
     store.set_meta("probes", probes)
     return probe
+
+
+def reference_eps(eps_grid: list[float]) -> float | None:
+    """The eps at which adversarial confidence is reported: the largest grid value <= 0.1,
+    else the smallest positive one (None when the grid has no positive eps)."""
+    positive = sorted(e for e in eps_grid if e > 0)
+    if not positive:
+        return None
+    small = [e for e in positive if e <= 0.1]
+    return small[-1] if small else positive[0]
+
+
+def record_identification(
+    store: ResultStore, model_id: str, model, x, y, eps_grid: list[float], steps: int = 20
+) -> dict[str, Any]:
+    """Identification metrics (paper 002 eq. 3.1-3.3: accuracy, FMR, FNMR at the validation EER
+    threshold) and confidence on clean inputs and under PGD (Linf, `steps` steps) at the
+    reference eps; kept in the store's metadata (computed once per model)."""
+    from robustlab.evaluate.identification import identification_metrics
+    from robustlab.evaluate.runner import AttackSpec, run_attack
+
+    done = store.get_meta("identification", {}) or {}
+    if model_id in done:
+        return done[model_id]
+    eps = reference_eps(list(eps_grid))
+    x_adv = None
+    if eps is not None:
+        x_adv = run_attack(AttackSpec("pgd", {"steps": steps}).build(eps), model, x, y).x_adv
+    metrics = identification_metrics(model, x, y, x_adv=x_adv).to_dict()
+    metrics["adversarial"] = f"pgd(steps={steps}) eps={eps:g}" if eps is not None else None
+    done[model_id] = metrics
+    store.set_meta("identification", done)
+    return metrics

@@ -1,8 +1,13 @@
-"""Built-in experiments. `DEMO` is what `robustlab demo` runs: small models on the embedded digits."""
+"""Built-in experiments. `DEMO` is what `robustlab demo` runs: the same small LeNet-5 backbone on
+the embedded digits with a classification head (softmax) and two feature-space heads (triplet
+loss with a k-NN decision, prototype conformity loss with a nearest-prototype decision), plus a
+softmax MLP, attacked side by side."""
 
 from __future__ import annotations
 
 from typing import Any
+
+_ADAM = {"epochs": 20, "optimizer": "adam", "lr": 0.003, "weight_decay": 0.0, "batch_size": 64}
 
 DEMO: dict[str, Any] = {
     "name": "demo",
@@ -11,12 +16,14 @@ DEMO: dict[str, Any] = {
         {
             "id": "mlp-softmax",
             "model": {"backbone": "mlp", "head": "softmax", "backbone_args": {"hidden": [256, 128]}},
-            "train": {"epochs": 20, "optimizer": "adam", "lr": 0.002, "weight_decay": 0.0, "batch_size": 64},
+            "train": {**_ADAM, "lr": 0.002},
         },
+        {"id": "lenet-softmax", "model": {"backbone": "lenet", "head": "softmax"}, "train": _ADAM},
+        {"id": "lenet-triplet-knn", "model": {"backbone": "lenet", "head": "triplet"}, "train": _ADAM},
         {
-            "id": "lenet-softmax",
-            "model": {"backbone": "lenet", "head": "softmax"},
-            "train": {"epochs": 20, "optimizer": "adam", "lr": 0.003, "weight_decay": 0.0, "batch_size": 64},
+            "id": "lenet-pcl",
+            "model": {"backbone": "lenet", "head": "pcl"},
+            "train": {**_ADAM, "objective_args": {"warmup_epochs": 5}},
         },
     ],
     "attacks": [{"name": "fgsm"}, {"name": "pgd", "steps": 20, "restarts": 1}],

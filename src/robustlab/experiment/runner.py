@@ -20,7 +20,7 @@ from robustlab.core.errors import CheckpointError
 from robustlab.core.runtime import pick_device, seed_everything
 from robustlab.data import Dataset, load_dataset
 from robustlab.evaluate.runner import evaluate_grid
-from robustlab.evaluate.summary import record_probe, summarize
+from robustlab.evaluate.summary import record_identification, record_probe, summarize
 from robustlab.experiment.spec import ExperimentSpec, ModelSpec
 from robustlab.models import Classifier, build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
@@ -139,6 +139,7 @@ def run_experiment(
             }
             store.set_meta("models", models_meta)
             record_probe(store, trained.key, trained.model, x_eval, y_eval)
+            record_identification(store, trained.key, trained.model, x_eval, y_eval, list(spec.eps))
             evaluate_grid(
                 trained.model,
                 trained.key,

@@ -40,6 +40,7 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             "extra": store.get_meta("extra", {}) or {},
             "rows": rows,
             "masking": masking_flags(store),
+            "identification": store.get_meta("identification", {}) or {},
         }
 
 
@@ -55,6 +56,24 @@ def _masking_html(flags: list[dict[str, Any]], names: dict[str, str]) -> str:
         rows.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     head = "".join(f"<th>{t}</th>" for t in ("model", "check", "flag", "detail"))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+_IDENT = (
+    ("accuracy", "accuracy"),
+    ("fmr", "FMR"),
+    ("fnmr", "FNMR"),
+    ("pair_accuracy", "pair acc"),
+    ("val_eer", "EER (val)"),
+    ("confidence_clean", "conf clean"),
+    ("confidence_adv", "conf adv"),
+)
+
+
+def _identification_rows(ident: dict[str, dict[str, Any]], names: dict[str, str]) -> list[list[str]]:
+    return [
+        [names.get(k, k)] + [f"{100 * m[c]:.1f}%" if m.get(c) is not None else "-" for c, _ in _IDENT]
+        for k, m in ident.items()
+    ]
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
@@ -104,10 +123,37 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
         for f in doc["masking"]
     ]
     masking_html = _masking_html(doc["masking"], names)
+    ident_rows = _identification_rows(doc["identification"], names)
+    adversarial = next((m.get("adversarial") for m in doc["identification"].values() if m.get("adversarial")), None)
+    ident_note = (
+        "Accuracy from `predict`; FMR / FNMR / pair accuracy on verification pairs (every same-class pair plus as "
+        "many random different-class pairs) at the threshold of equal error rate on a validation half (paper 002, "
+        "eq. 3.1-3.3); confidence = mean softmax of the scores"
+        + (f", adversarial under {adversarial}." if adversarial else ".")
+    )
+    ident_md = ["| model | " + " | ".join(t for _, t in _IDENT) + " |", "|---" * (len(_IDENT) + 1) + "|"]
+    ident_md += ["| " + " | ".join(r) + " |" for r in ident_rows]
+    ident_head = "".join(f"<th>{t}</th>" for t in ["model", *(t for _, t in _IDENT)])
+    ident_html = (
+        f"<table><thead><tr>{ident_head}</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in ident_rows)
+        + "</tbody></table>"
+    )
     title = f"robustlab report: {(doc.get('experiment') or {}).get('name', Path(run_dir).name)}"
     md = "\n\n".join(
-        [f"# {title}", data_line, "\n".join(models_md), markdown_table(doc["rows"], names), notes,
-         "## Gradient-masking checks", "\n".join(masking_md), *md_images]
+        [
+            f"# {title}",
+            data_line,
+            "\n".join(models_md),
+            markdown_table(doc["rows"], names),
+            notes,
+            "## Identification",
+            "\n".join(ident_md) if ident_rows else "(not measured)",
+            ident_note,
+            "## Gradient-masking checks",
+            "\n".join(masking_md),
+            *md_images,
+        ]
     )
     (out / "report.md").write_text(md + "\n")
     page = (
@@ -116,7 +162,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
         f"<p>{html.escape(data_line).replace('**', '')}</p><ul>"
         + "".join(f"<li>{html.escape(m[2:]).replace('**', '')}</li>" for m in models_md)
         + f"</ul><h2>Results</h2>{html_table(doc['rows'], names)}<p class='note'>{html.escape(notes)}</p>"
-        f"<h2>Gradient-masking checks</h2>{masking_html}"
+        + (f"<h2>Identification</h2>{ident_html}<p class='note'>{html.escape(ident_note)}</p>" if ident_rows else "")
+        + f"<h2>Gradient-masking checks</h2>{masking_html}"
         f"<h2>Robust accuracy versus eps</h2><div class='plots'>{''.join(images)}</div></body></html>"
     )
     (out / "report.html").write_text(page)
