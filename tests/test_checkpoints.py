@@ -81,3 +81,21 @@ def test_refuses_truncated_weights(saved):
     (path / "model.safetensors").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(CheckpointError, match="safetensors"):
         load_checkpoint(path)
+
+
+def test_header_length_with_a_pickle_like_first_byte_loads(tmp_path):
+    """A safetensors header length whose low byte is 0x80 must not be mistaken for a pickle."""
+    import struct
+
+    from safetensors.torch import save_file
+
+    from robustlab.store.checkpoints import _sniff
+
+    path = tmp_path / "w.safetensors"
+    for n in range(1, 400):
+        save_file({"w" * n: torch.zeros(1)}, str(path))
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert _sniff(path) == "safetensors"
+    assert struct.unpack("<Q", path.read_bytes()[:8])[0] < path.stat().st_size

@@ -148,3 +148,22 @@ def test_run_experiment_file(capsys, tmp_path):
     spec.write_text("name: bad\nmodels: []\n")
     code, _, err = run_cli(capsys, "run", str(spec))
     assert code == 2 and "at least one model" in err
+
+
+@pytest.mark.parametrize("head", ["triplet", "pcl", "arcface"])
+def test_train_and_evaluate_metric_heads(capsys, tmp_path, head):
+    ckpt = tmp_path / head
+    code, out, _ = run_cli(capsys, "train", "--data", "digits", "--backbone", "mlp", "--head", head, "--epochs", "2",
+                           "--optimizer", "adam", "--lr", "0.003", "--out", str(ckpt), "--json")
+    assert code == 0
+    trained = last_json(out)
+    assert trained["model"]["head"] == head
+    code, out, _ = run_cli(capsys, "evaluate", "--model", str(ckpt), "--attack", "pgd", "--steps", "3", "--eps", "0",
+                           "--eps", "0.1", "--n-eval", "50", "--run-dir", str(tmp_path / "run"), "--json")
+    assert code == 0
+    doc = last_json(out)
+    clean = [r for r in doc["rows"] if r["eps"] == 0][0]
+    assert clean["robust_accuracy"] == clean["clean_accuracy"]
+    assert clean["clean_accuracy"] == pytest.approx(doc["identification"]["accuracy"])
+    code, _, err = run_cli(capsys, "train", "--head", head, "--head-arg", "nonsense=1", "--epochs", "1")
+    assert code == 2 and "nonsense" in err

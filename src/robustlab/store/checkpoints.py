@@ -104,10 +104,23 @@ def _resolve(path: Path) -> Path:
     return path
 
 
-def _looks_like_pickle(path: Path) -> bool:
+def _sniff(path: Path) -> str:
+    """"safetensors" (an 8-byte little-endian header length, then a JSON header that fits in the
+    file), "pickle" (pickle protocol 2+ or torch.save's zip), or "unknown"."""
+    size = path.stat().st_size
     with path.open("rb") as fh:
-        head = fh.read(4)
-    return head[:1] == b"\x80" or head[:2] == b"PK"  # pickle protocol >= 2, or torch's zip format
+        head = fh.read(9)
+    if len(head) == 9:
+        header_len = int.from_bytes(head[:8], "little")
+        if 2 <= header_len <= size - 8 and head[8:9] == b"{":
+            return "safetensors"
+    if (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head[:2] == b"PK":
+        return "pickle"
+    return "unknown"
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    return _sniff(path) == "pickle"
 
 
 def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
@@ -142,8 +155,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rob
     weights_path = directory / WEIGHTS
     if not weights_path.is_file():
         raise CheckpointError(f"{directory} has no {WEIGHTS}")
-    if _looks_like_pickle(weights_path):
+    kind = _sniff(weights_path)
+    if kind == "pickle":
         raise CheckpointError(f"{weights_path} is a pickle, not safetensors; refusing to load it")
+    if kind != "safetensors":
+        raise CheckpointError(f"{weights_path} is not a valid safetensors file (bad header)")
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
