@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from robustlab.report.tables import IDENTIFICATION_COLUMNS
+
 
 def _console(stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
@@ -91,15 +93,6 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     out.print(table)
 
 
-IDENTIFICATION_COLUMNS = (
-    ("accuracy", "accuracy"),
-    ("fmr", "FMR"),
-    ("fnmr", "FNMR"),
-    ("pair_accuracy", "pair acc"),
-    ("val_eer", "EER (val)"),
-    ("confidence_clean", "conf clean"),
-    ("confidence_adv", "conf adv"),
-)
 
 
 def print_identification(ident: dict[str, dict[str, Any]], names: dict[str, str] | None = None) -> None:

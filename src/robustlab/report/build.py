@@ -12,7 +12,7 @@ from typing import Any
 from robustlab.core.errors import RobustlabError
 from robustlab.evaluate.summary import WORST, masking_flags, summarize
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot
-from robustlab.report.tables import html_table, markdown_table
+from robustlab.report.tables import IDENTIFICATION_COLUMNS, html_table, markdown_table
 from robustlab.store.results import ResultStore
 
 _CSS = """
@@ -58,20 +58,9 @@ def _masking_html(flags: list[dict[str, Any]], names: dict[str, str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-_IDENT = (
-    ("accuracy", "accuracy"),
-    ("fmr", "FMR"),
-    ("fnmr", "FNMR"),
-    ("pair_accuracy", "pair acc"),
-    ("val_eer", "EER (val)"),
-    ("confidence_clean", "conf clean"),
-    ("confidence_adv", "conf adv"),
-)
-
-
 def _identification_rows(ident: dict[str, dict[str, Any]], names: dict[str, str]) -> list[list[str]]:
     return [
-        [names.get(k, k)] + [f"{100 * m[c]:.1f}%" if m.get(c) is not None else "-" for c, _ in _IDENT]
+        [names.get(k, k)] + [f"{100 * m[c]:.1f}%" if m.get(c) is not None else "-" for c, _ in IDENTIFICATION_COLUMNS]
         for k, m in ident.items()
     ]
 
@@ -131,9 +120,12 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
         "eq. 3.1-3.3); confidence = mean softmax of the scores"
         + (f", adversarial under {adversarial}." if adversarial else ".")
     )
-    ident_md = ["| model | " + " | ".join(t for _, t in _IDENT) + " |", "|---" * (len(_IDENT) + 1) + "|"]
+    ident_md = [
+        "| model | " + " | ".join(t for _, t in IDENTIFICATION_COLUMNS) + " |",
+        "|---" * (len(IDENTIFICATION_COLUMNS) + 1) + "|",
+    ]
     ident_md += ["| " + " | ".join(r) + " |" for r in ident_rows]
-    ident_head = "".join(f"<th>{t}</th>" for t in ["model", *(t for _, t in _IDENT)])
+    ident_head = "".join(f"<th>{t}</th>" for t in ["model", *(t for _, t in IDENTIFICATION_COLUMNS)])
     ident_html = (
         f"<table><thead><tr>{ident_head}</tr></thead><tbody>"
         + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in ident_rows)

@@ -22,6 +22,18 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+IDENTIFICATION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("accuracy", "accuracy"),
+    ("fmr", "FMR"),
+    ("fnmr", "FNMR"),
+    ("pair_accuracy", "pair acc"),
+    ("val_eer", "EER (val)"),
+    ("confidence_clean", "conf clean"),
+    ("confidence_adv", "conf adv"),
+)
+"""Identification metrics (paper 002 eq. 3.1-3.3) shown by the CLI and the report: (key, heading)."""
+
+
 def format_value(key: str, value: Any) -> str:
     if value is None:
         return "-"
