@@ -4,6 +4,9 @@ Random start, restarts that only re-attack samples still standing, per-sample be
 and early stop: a sample is frozen the step it becomes adversarial. The step loop makes no
 host synchronisation except one check every ``check_every`` steps, where finished samples
 are also dropped from the batch so later steps cost less.
+
+Subclasses (BIM, MIM) change the defaults or the step direction through `_direction`,
+whose per-row state (e.g. a momentum buffer) is carried and shrunk with the batch.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from robustlab.core.norms import normalize_direction, project, random_in_ball
 
 
 class PGD(FixedBudgetAttack):
-    """Projected gradient descent in Linf or L2.
+    """Projected gradient descent in Linf or L2; targeted when called with ``targets=``.
 
     - ``steps``: iterations per restart; ``step_size``: per-step size in the norm
       (default 2.5 * eps / steps); ``restarts``: random restarts for samples not yet fooled;
     - ``random_start``: start uniformly inside the ball (the first restart too);
-    - ``loss``: "ce" (default), "margin" (C&W) or "dlr"; targeted when called with targets;
+    - ``loss``: "ce" (default), "margin" (C&W) or "dlr";
     - ``check_every``: steps between early-stop checks (the only host syncs in the loop).
     """
 
@@ -57,6 +60,12 @@ class PGD(FixedBudgetAttack):
     def alpha(self) -> float:
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 
+    def _direction(
+        self, grad: torch.Tensor, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The unit step direction for `grad` and the new per-row state (None: stateless)."""
+        return normalize_direction(grad, self.norm), state
+
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         n = len(x)
         best = x.clone()
@@ -79,6 +88,7 @@ class PGD(FixedBudgetAttack):
         x0, yy = x[idx], y[idx]
         tt = targets[idx] if targets is not None else None
         done = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
+        state: torch.Tensor | None = None
         for step in range(self.steps + 1):
             last = step == self.steps
             if last:  # judge the final iterate; no gradient needed
@@ -98,7 +108,7 @@ class PGD(FixedBudgetAttack):
             queries[idx] += (~done | newly).long()
             if last:
                 break
-            step_dir = normalize_direction(grad, self.norm)
+            step_dir, state = self._direction(grad, state)
             x_next = x0 + project(x_cur + self.alpha * step_dir - x0, self.norm, self.eps)
             x_cur = torch.where(done.view(-1, 1, 1, 1), x_cur, x_next.clamp(0.0, 1.0))
             if (step + 1) % self.check_every == 0:
@@ -108,4 +118,5 @@ class PGD(FixedBudgetAttack):
                     keep_rows = (~done).nonzero().squeeze(1)
                     idx, x0, yy, x_cur = idx[keep_rows], x0[keep_rows], yy[keep_rows], x_cur[keep_rows]
                     tt = tt[keep_rows] if tt is not None else None
+                    state = state[keep_rows] if state is not None else None
                     done = done[keep_rows]
