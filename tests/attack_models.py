@@ -20,7 +20,7 @@ def digits_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tenso
     return x[:1300], y[:1300], x[1300:], y[1300:]
 
 
-def train_digits_mlp(hidden=(64,), steps: int = 300, seed: int = 0) -> tuple[RobustModel, torch.Tensor, torch.Tensor]:
+def train_digits_mlp(hidden=(64,), steps: int = 300, seed: int = 0):
     """A softmax MLP trained with Adam on digits (about 95% test accuracy in ~1 s)."""
     x_tr, y_tr, x_te, y_te = digits_data()
     torch.manual_seed(seed)
@@ -58,7 +58,8 @@ class LinearModel(RobustModel):
         return self.linear(x.flatten(1))
 
     def min_l2(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Distance to the nearest point another class wins (box ignored): min_j (z_y - z_j) / ||w_y - w_j||."""
+        """Distance to the nearest point where another class wins (box ignored):
+        min_j (z_y - z_j) / ||w_y - w_j||."""
         z = self(x).detach()
         w = self.linear.weight.detach()
         gap = z.gather(1, y[:, None]) - z

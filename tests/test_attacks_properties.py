@@ -78,7 +78,9 @@ def test_attack_contract(name, head, heads, digits_mlp):
     assert all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", ["fgsm", "rfgsm", "bim", "mim", "pgd", "apgd", "apgd-t", "square", "autoattack"])
+@pytest.mark.parametrize(
+    "name", ["fgsm", "rfgsm", "bim", "mim", "pgd", "apgd", "apgd-t", "square", "autoattack"]
+)
 def test_l2_ball(name, digits_mlp):
     model, x, y = digits_mlp
     attack = build(name, model, norm="l2")

@@ -211,7 +211,8 @@ class APGDT(APGD):
         k = model.num_classes
         with torch.no_grad():
             z = model(x)[:, :k]
-        ranked = z.masked_fill(torch.nn.functional.one_hot(y, k).bool(), float("-inf")).argsort(1, descending=True)
+        others = z.masked_fill(torch.nn.functional.one_hot(y, k).bool(), float("-inf"))
+        ranked = others.argsort(1, descending=True)
         n_t = min(self.n_targets, k - 1)
         return [ranked[:, i] for i in range(n_t) for _ in range(self.restarts)]
 

@@ -169,7 +169,9 @@ class Attack(ABC):
         out: dict[str, Any] = {}
         for key, value in extras.items():
             if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == len(index):
-                full = torch.full((n, *value.shape[1:]), float("nan"), dtype=torch.float32, device=value.device)
+                full = torch.full(
+                    (n, *value.shape[1:]), float("nan"), dtype=torch.float32, device=value.device
+                )
                 full[index.to(value.device)] = value.float()
                 out[key] = full
             else:

@@ -15,7 +15,6 @@ import torch
 from robustlab.attacks.base import Attack, RunOutput, judge
 from robustlab.attacks.search import next_constant
 from robustlab.core.errors import ConfigError
-from robustlab.core.norms import flat_norm
 
 
 def cw_margin(z: torch.Tensor, label: torch.Tensor, targeted: bool, kappa: float) -> torch.Tensor:
@@ -116,4 +115,4 @@ class CarliniWagnerL2(Attack):
                         break
                     prev = current
             c, lo, hi = next_constant(c, lo, hi, round_success)
-        return RunOutput(best, queries, {"l2": torch.where(torch.isinf(best_l2), flat_norm(best - x, "l2"), best_l2)})
+        return RunOutput(best, queries, {"const": torch.where(torch.isinf(hi), c, hi)})

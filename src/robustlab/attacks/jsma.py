@@ -91,7 +91,8 @@ class JSMA(Attack):
         sign = 1.0 if self.theta > 0 else -1.0
         alpha, beta = alpha * sign, beta * sign
         if not self.pairs:
-            score = torch.where((alpha > 0) & (beta < 0) & domain, alpha * beta.abs(), torch.zeros_like(alpha))
+            ok = (alpha > 0) & (beta < 0) & domain
+            score = torch.where(ok, alpha * beta.abs(), torch.zeros_like(alpha))
             best = score.argmax(1)
             return [best], score.gather(1, best[:, None]).squeeze(1) > 0
         d = alpha.shape[1]

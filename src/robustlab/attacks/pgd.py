@@ -96,7 +96,9 @@ class PGD(FixedBudgetAttack):
                     scores = model(x_cur)
                     loss = self._loss_fn(scores, yy, tt, k)
             else:
-                grad, scores, loss = input_gradient(model, x_cur, lambda s: self._loss_fn(s, yy, tt, k))
+                grad, scores, loss = input_gradient(
+                    model, x_cur, lambda s, yy=yy, tt=tt: self._loss_fn(s, yy, tt, k)
+                )
             success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
             newly = success & ~done
             better = ~done & ~success & (loss > best_loss[idx])

@@ -19,7 +19,9 @@ class RFGSM(FixedBudgetAttack):
 
     name = "rfgsm"
 
-    def __init__(self, eps: float, norm: str = "linf", alpha: float | None = None, loss: str = "ce", **kwargs):
+    def __init__(
+        self, eps: float, norm: str = "linf", alpha: float | None = None, loss: str = "ce", **kwargs
+    ) -> None:
         super().__init__(eps, norm, **kwargs)
         if alpha is not None and not 0 <= alpha <= eps:
             raise ConfigError(f"{self.name}: alpha must lie in [0, eps]")

@@ -117,9 +117,9 @@ class Square(FixedBudgetAttack):
         delta = x_best - x
         new = self.eps * rand_sign(n, c, 1, 1)
         old = delta[:, :, vh : vh + s, vw : vw + s]
-        same = ((x[:, :, vh : vh + s, vw : vw + s] + new).clamp(0, 1) - (x + delta)[:, :, vh : vh + s, vw : vw + s])
-        same = same.abs().flatten(1).amax(1) < 1e-7  # the proposal would change nothing: flip it
-        new = torch.where(same.view(-1, 1, 1, 1), -new, new)
+        win = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
+        same = ((x[win] + new).clamp(0, 1) - (x + delta)[win]).abs().flatten(1).amax(1) < 1e-7
+        new = torch.where(same.view(-1, 1, 1, 1), -new, new)  # the proposal would change nothing: flip it
         delta = delta.clone()
         delta[:, :, vh : vh + s, vw : vw + s] = new.expand_as(old)
         return (x + delta).clamp(0.0, 1.0)

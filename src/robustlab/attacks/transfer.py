@@ -53,6 +53,8 @@ class Transfer(FixedBudgetAttack):
 
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         if self.source.num_classes != model.num_classes:
-            raise ConfigError(f"{self.name}: source has {self.source.num_classes} classes, target {model.num_classes}")
+            raise ConfigError(
+                f"{self.name}: source has {self.source.num_classes} classes, target {model.num_classes}"
+            )
         r = self._inner(self.source, x, y, targets=targets)
         return RunOutput(r.x_adv, r.queries, {"source_success": r.success})

@@ -25,7 +25,8 @@ class TransferMatrix:
     success: list[list[float]]
 
     def to_dict(self) -> dict[str, object]:
-        return {"sources": self.sources, "targets": self.targets, "accuracy": self.accuracy, "success": self.success}
+        return {"sources": self.sources, "targets": self.targets,
+                "accuracy": self.accuracy, "success": self.success}
 
 
 def transfer_matrix(
