@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from robustlab.core.errors import CheckpointError
@@ -105,7 +105,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cla
         raise CheckpointError(f"{weights_path} is a pickle, not safetensors; refusing to load it")
     try:
         state = load_file(str(weights_path))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights_path} is not a valid safetensors file: {exc}") from None
     model = build_model(config)
     _resize_empty_buffers(model, state)

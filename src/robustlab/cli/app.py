@@ -1,0 +1,68 @@
+"""The `robustlab` command. Errors print as one line (traceback with --debug), exit code 2."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import typer
+
+from robustlab.core.errors import RobustlabError
+
+app = typer.Typer(
+    name="robustlab",
+    help="Train, attack, defend and honestly measure image classifiers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+STATE = {"debug": False}
+
+# Each module defines `register(app)`; add new command modules here.
+COMMAND_MODULES = ("demo", "train", "evaluate", "report", "datasets", "run")
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    STATE["debug"] = debug
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"robustlab.cli.cmd_{_name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning robustlab errors into one clear line and exit code 2.
+
+    Usage errors, --help and exit codes are typer's (standalone mode); errors raised by
+    robustlab and unexpected exceptions come out here.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    STATE["debug"] = "--debug" in args
+    try:
+        app(args=args, prog_name="robustlab")
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except RobustlabError as exc:
+        if STATE["debug"]:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except Exception as exc:  # a bug: still one line unless --debug
+        if STATE["debug"]:
+            traceback.print_exc()
+        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)\n")
+        return 1
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point (`robustlab`)."""
+    sys.exit(main())

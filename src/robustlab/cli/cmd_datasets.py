@@ -1,0 +1,30 @@
+"""`robustlab datasets`: each data set, and where it was found or why not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from robustlab.cli.console import out, print_json
+from robustlab.data import list_datasets
+
+
+def datasets(
+    root: Path = typer.Option(None, "--root", help="Also look here first."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """List the data sets robustlab can load, and where each was found (or why not)."""
+    found = list_datasets(root)
+    if json_out:
+        print_json([{"name": d.name, "available": d.available, "where": d.where} for d in found])
+        return
+    table = Table("data set", "available", "where / why not")
+    for d in found:
+        table.add_row(d.name, "[green]yes[/green]" if d.available else "[red]no[/red]", d.where)
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("datasets")(datasets)

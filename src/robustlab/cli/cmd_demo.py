@@ -1,0 +1,43 @@
+"""`robustlab demo`: train small models on digits, attack them over an eps grid, write the report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from robustlab.cli.console import err, out, print_json, print_results, progress_bar
+from robustlab.experiment import ExperimentSpec, run_experiment
+from robustlab.experiment.presets import DEMO
+from robustlab.report import write_report
+from robustlab.store.results import ResultStore
+
+
+def demo(
+    out_dir: Path = typer.Option(Path("robustlab-demo"), "--out", help="Run directory (reused on rerun)."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: CUDA when present)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete earlier results in --out first."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Train the demo models on the embedded digits, attack them, print the table, write the report."""
+    if fresh:
+        for name in (ResultStore.FILENAME, ResultStore.FILENAME + "-wal", ResultStore.FILENAME + "-shm"):
+            (out_dir / name).unlink(missing_ok=True)
+    spec = ExperimentSpec.from_dict(DEMO)
+    start = time.perf_counter()
+    with progress_bar() as progress:
+        rows = run_experiment(spec, out_dir, device=device, progress=progress)
+    paths = write_report(out_dir)
+    seconds = time.perf_counter() - start
+    names = {r["model"]: r["model"].split(":")[0] for r in rows}
+    if json_out:
+        print_json({"rows": rows, "report": {k: str(v) for k, v in paths.items()}, "seconds": seconds})
+        return
+    print_results(rows, names, title="robustlab demo: digits (8x8), robust accuracy under FGSM and PGD")
+    out.print(f"Report: [bold]{paths['html'].resolve()}[/bold] (also {paths['markdown'].name}, {paths['json'].name})")
+    err.print(f"[dim]done in {seconds:.1f} s[/dim]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,97 @@
+"""Terminal output: progress bars, result tables and the final JSON line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() else 160  # pipes and CI logs get room for the whole table
+    return Console(stderr=stderr, highlight=False, width=wide)
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator:
+    """Yield a `progress(message, done, total)` callback drawing a bar on stderr."""
+    if not enabled or not err.is_terminal and not sys.stderr.isatty():
+        last: dict[str, str] = {}
+
+        def plain(message: str, done: int, total: int) -> None:
+            task = message.split(" ")[0] + " " + (message.split(" ")[1] if " " in message else "")
+            if last.get("task") != task and message != "done":
+                err.print(f"[dim]{message}[/dim]")
+                last["task"] = task
+
+        yield plain
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(message: str, done: int, total: int) -> None:
+            group = message.split(" eps=")[0] if message.startswith("train") else "evaluate"
+            if group not in tasks:
+                tasks[group] = bar.add_task(message, total=total)
+            bar.update(tasks[group], completed=done, total=total, description=message)
+
+        yield update
+
+
+def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None = None, title: str = "") -> None:
+    """Robust accuracy (%) per (model, defense, attack) across the eps grid; worst case in bold.
+
+    Minimum-norm attacks (eps < 0) show their median L2 distance instead. The full table
+    (S/F/D, distances, queries) is in the report and in --json output.
+    """
+    names = names or {}
+    grid = sorted({r["eps"] for r in rows if r["eps"] >= 0})
+    table = Table(title=title or None, caption="robust accuracy (%) at each eps; worst case per sample in bold")
+    table.add_column("model")
+    defended = any(r.get("defense", "none") != "none" for r in rows)
+    if defended:
+        table.add_column("defense")
+    table.add_column("attack")
+    table.add_column("clean", justify="right")
+    for e in grid:
+        table.add_column(f"eps {e:g}", justify="right")
+    has_min_norm = any(r["eps"] < 0 for r in rows)
+    if has_min_norm:
+        table.add_column("median L2", justify="right")
+    groups: dict[tuple, dict[float, dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r.get("defense", "none"), r["attack"]), {})[r["eps"]] = r
+    for (model, defense, attack), cells in groups.items():
+        any_row = next(iter(cells.values()))
+        line = [names.get(model, model)] + ([defense] if defended else []) + [attack]
+        line.append(f"{100 * any_row['clean_accuracy']:.1f}")
+        line += [f"{100 * cells[e]['robust_accuracy']:.1f}" if e in cells else "" for e in grid]
+        if has_min_norm:
+            unbounded = cells.get(-1.0)
+            line.append(f"{unbounded['median_l2']:.3g}" if unbounded and "median_l2" in unbounded else "")
+        table.add_row(*line, style="bold yellow" if attack == "worst-case" else None)
+    out.print(table)
+
+
+def print_json(obj: Any) -> None:
+    """The machine-readable last line of a command run with --json."""
+    sys.stdout.write(json.dumps(obj, default=str, separators=(",", ":")) + "\n")
+    sys.stdout.flush()

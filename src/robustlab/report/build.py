@@ -1,0 +1,106 @@
+"""`write_report(run_dir)`: report.html (self-contained, plots embedded), report.md, report.json."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from robustlab.core.errors import RobustlabError
+from robustlab.evaluate.summary import WORST, summarize
+from robustlab.report.plots import comparison_plot, robust_accuracy_plot
+from robustlab.report.tables import html_table, markdown_table
+from robustlab.store.results import ResultStore
+
+_CSS = """
+body{font-family:system-ui,-apple-system,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:nth-child(-n+3){text-align:left}tr.worst{font-weight:600;background:#fff6e0}
+.plots img{max-width:48%;margin:4px}.note{color:#555;font-size:13px}
+"""
+
+
+def collect(run_dir: str | Path) -> dict[str, Any]:
+    """Everything the report shows, as one JSON-able document."""
+    run_dir = Path(run_dir)
+    if not (run_dir / ResultStore.FILENAME).is_file():
+        raise RobustlabError(f"{run_dir} holds no results ({ResultStore.FILENAME} not found)")
+    with ResultStore(run_dir) as store:
+        rows = summarize(store)
+        models = store.get_meta("models", {}) or {}
+        return {
+            "run_dir": str(run_dir.resolve()),
+            "experiment": store.get_meta("experiment"),
+            "data": store.get_meta("data"),
+            "models": {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in models.items()},
+            "training": {k: v.get("history", []) for k, v in models.items()},
+            "extra": store.get_meta("extra", {}) or {},
+            "rows": rows,
+        }
+
+
+def _png(data: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}"/>'
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write report.html, report.md and report.json for `run_dir` (into `out_dir`, default run_dir)."""
+    doc = collect(run_dir)
+    out = Path(out_dir or run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = {k: v.get("id", k) for k, v in doc["models"].items()}
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in doc["rows"]:
+        by_model[r["model"]].append(r)
+
+    images, md_images = [], []
+    for key, rows in by_model.items():
+        png = robust_accuracy_plot(rows, f"{names.get(key, key)}: robust accuracy vs eps")
+        fname = f"plot-{names.get(key, key)}.png".replace("/", "_").replace(":", "_")
+        (out / fname).write_bytes(png)
+        images.append(_png(png, names.get(key, key)))
+        md_images.append(f"![{names.get(key, key)}]({fname})")
+    worst = {names.get(k, k): [r for r in rows if r["attack"] == WORST] for k, rows in by_model.items()}
+    if len(worst) > 1 and any(worst.values()):
+        png = comparison_plot(worst)
+        (out / "plot-comparison.png").write_bytes(png)
+        images.insert(0, _png(png, "comparison"))
+        md_images.insert(0, "![comparison](plot-comparison.png)")
+
+    data = doc.get("data") or {}
+    models_md = [
+        f"- **{v.get('id', k)}**: {v['config']['backbone']} + {v['config']['head']}, "
+        f"clean test accuracy {100 * v.get('clean_accuracy', 0):.1f}%, trained in {v.get('train_seconds', 0):.1f} s"
+        for k, v in doc["models"].items()
+    ]
+    data_line = (
+        f"Data: **{data.get('name')}** ({data.get('source')}), {data.get('n_train')} train / "
+        f"{data.get('n_test')} test images, {data.get('n_eval')} attacked, shape {data.get('input_shape')}."
+        if data
+        else ""
+    )
+    notes = (
+        "Robust accuracy counts samples classified correctly after the attack (judged by the model's real "
+        "decision, `predict`). S / F / D split the initially-correct samples into attack Success, Failed and "
+        "Detected (rejected). The worst-case row takes, per sample, the strongest of the attacks at that eps. "
+        "Distances are in pixel units on the [0, 1] scale, averaged over successful adversarial examples."
+    )
+    title = f"robustlab report: {(doc.get('experiment') or {}).get('name', Path(run_dir).name)}"
+    md = "\n\n".join(
+        [f"# {title}", data_line, "\n".join(models_md), markdown_table(doc["rows"], names), notes, *md_images]
+    )
+    (out / "report.md").write_text(md + "\n")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(data_line).replace('**', '')}</p><ul>"
+        + "".join(f"<li>{html.escape(m[2:]).replace('**', '')}</li>" for m in models_md)
+        + f"</ul><h2>Results</h2>{html_table(doc['rows'], names)}<p class='note'>{html.escape(notes)}</p>"
+        f"<h2>Robust accuracy versus eps</h2><div class='plots'>{''.join(images)}</div></body></html>"
+    )
+    (out / "report.html").write_text(page)
+    (out / "report.json").write_text(json.dumps(doc, indent=2, default=str))
+    return {"html": out / "report.html", "markdown": out / "report.md", "json": out / "report.json"}

@@ -1,0 +1,64 @@
+"""Result tables as Markdown and HTML, from `summarize` rows."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("model", "model"),
+    ("defense", "defense"),
+    ("attack", "attack"),
+    ("eps", "eps"),
+    ("clean_accuracy", "clean acc"),
+    ("robust_accuracy", "robust acc"),
+    ("success", "S"),
+    ("failed", "F"),
+    ("detected", "D"),
+    ("mean_l2", "mean L2"),
+    ("mean_linf", "mean Linf"),
+    ("mean_queries", "queries"),
+)
+
+
+def format_value(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key == "eps":
+        return "min-norm" if value < 0 else f"{value:g}"
+    if key.endswith("accuracy") or key.endswith("_rate"):
+        return f"{100 * value:.1f}%"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def table_cells(rows: Sequence[dict[str, Any]], model_names: dict[str, str] | None = None) -> list[list[str]]:
+    names = model_names or {}
+    out = []
+    for r in rows:
+        cells = []
+        for key, _ in COLUMNS:
+            value = r.get(key)
+            if key == "model":
+                value = names.get(value, value)
+            cells.append(format_value(key, value))
+        out.append(cells)
+    return out
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], model_names: dict[str, str] | None = None) -> str:
+    header = "| " + " | ".join(title for _, title in COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    body = ["| " + " | ".join(c) + " |" for c in table_cells(rows, model_names)]
+    return "\n".join([header, sep, *body])
+
+
+def html_table(rows: Sequence[dict[str, Any]], model_names: dict[str, str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS)
+    body = []
+    for r, cells in zip(rows, table_cells(rows, model_names), strict=True):
+        cls = ' class="worst"' if r.get("attack") == "worst-case" else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
