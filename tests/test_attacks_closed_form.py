@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attack_models import CountingModel, LinearModel
 
+from attack_models import CountingModel, LinearModel
 from robustlab.attacks import CarliniWagnerL2, DeepFool, HopSkipJump, Square
 from robustlab.attacks.apgd import checkpoint_intervals
 

@@ -157,7 +157,8 @@ def test_deepfool_matches_the_best_peer(case):
     if "foolbox" in PEERS:
         import foolbox as fb
 
-        _, adv, _ = fb.attacks.L2DeepFoolAttack(steps=50, overshoot=0.02)(fb_model(model), x, y, epsilons=None)
+        atk = fb.attacks.L2DeepFoolAttack(steps=50, overshoot=0.02)
+        _, adv, _ = atk(fb_model(model), x, y, epsilons=None)
         peers["foolbox"] = accuracy_at(model, x, y, adv, L2_GRID, "l2")
     if "art" in PEERS:
         from art.attacks.evasion import DeepFool as ArtDeepFool
@@ -180,7 +181,8 @@ def test_hopskipjump_matches_the_best_peer(case, norm, grid):
     if "foolbox" in PEERS:
         import foolbox as fb
 
-        _, adv, _ = fb.attacks.HopSkipJumpAttack(steps=steps, constraint=norm)(fb_model(model), x, y, epsilons=None)
+        atk = fb.attacks.HopSkipJumpAttack(steps=steps, constraint=norm)
+        _, adv, _ = atk(fb_model(model), x, y, epsilons=None)
         peers["foolbox"] = accuracy_at(model, x, y, adv, grid, norm)
     if "art" in PEERS:
         from art.attacks.evasion import HopSkipJump as ArtHSJ
