@@ -82,16 +82,16 @@ def test_apgd_checkpoints_follow_the_paper():
     assert got == expected
 
 
-def test_hopskipjump_counts_every_query(digits_mlp):
-    model, x, y = digits_mlp
+def test_hopskipjump_counts_every_query(attack_mlp):
+    model, x, y = attack_mlp
     counted = CountingModel(model).eval()
     r = HopSkipJump(steps=3, init_evals=10, max_evals=30)(counted, x[:12], y[:12])
     assert int(r.queries.sum()) == counted.images
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 0.5)])
-def test_square_respects_its_query_budget(digits_mlp, norm, eps):
-    model, x, y = digits_mlp
+def test_square_respects_its_query_budget(attack_mlp, norm, eps):
+    model, x, y = attack_mlp
     counted = CountingModel(model).eval()
     r = Square(eps, norm=norm, queries=40)(counted, x[:30], y[:30])
     assert bool((r.queries <= 40 + 2).all())

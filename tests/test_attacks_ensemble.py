@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from attack_models import QuantizedModel, train_digits_mlp
+from attack_models import QuantizedModel, train_attack_mlp
 from robustlab.attacks import APGD, APGDT, PGD, AutoAttack, Square, Transfer
 from robustlab.evaluate.transfer import transfer_matrix
 
@@ -14,8 +14,8 @@ def robust_accuracy(model, x, y, result) -> float:
     return float((model.predict(result.x_adv) == y).float().mean())
 
 
-def test_apgd_is_never_weaker_than_pgd_at_the_same_budget(digits_mlp):
-    model, x, y = digits_mlp
+def test_apgd_is_never_weaker_than_pgd_at_the_same_budget(attack_mlp):
+    model, x, y = attack_mlp
     x, y = x[:200], y[:200]
     for eps in (0.05, 0.1):
         pgd = PGD(eps, steps=20)(model, x, y)
@@ -23,8 +23,8 @@ def test_apgd_is_never_weaker_than_pgd_at_the_same_budget(digits_mlp):
         assert robust_accuracy(model, x, y, apgd) <= robust_accuracy(model, x, y, pgd)
 
 
-def test_ensemble_is_the_worst_case_of_its_members(digits_mlp):
-    model, x, y = digits_mlp
+def test_ensemble_is_the_worst_case_of_its_members(attack_mlp):
+    model, x, y = attack_mlp
     x, y = x[:120], y[:120]
     eps = 0.08
     ens = AutoAttack(eps, steps=20, n_targets=3, queries=200)
@@ -43,9 +43,9 @@ def test_ensemble_is_the_worst_case_of_its_members(digits_mlp):
     assert bool(member[~attacked].isnan().all())
 
 
-def test_quantized_model_does_not_look_robust_to_the_ensemble(digits_mlp):
+def test_quantized_model_does_not_look_robust_to_the_ensemble(attack_mlp):
     """Zero input gradient almost everywhere: gradient attacks fail, the ensemble must not."""
-    model, x, y = digits_mlp
+    model, x, y = attack_mlp
     quant = QuantizedModel(model, levels=3).eval()
     x, y = x[:100], y[:100]
     keep = quant.predict(x) == y
@@ -65,12 +65,12 @@ def test_quantized_model_does_not_look_robust_to_the_ensemble(digits_mlp):
 
 @pytest.fixture(scope="module")
 def second_model():
-    model, _, _ = train_digits_mlp(hidden=(32,), steps=200, seed=1)
+    model, _, _ = train_attack_mlp(hidden=(32,), steps=200, seed=1)
     return model
 
 
-def test_transfer_matrix(digits_mlp, second_model):
-    model, x, y = digits_mlp
+def test_transfer_matrix(attack_mlp, second_model):
+    model, x, y = attack_mlp
     x, y = x[:80], y[:80]
     attack = PGD(0.1, steps=10)
     m = transfer_matrix({"a": model, "b": second_model}, x, y, attack)

@@ -43,8 +43,8 @@ def test_every_registered_attack_has_a_fast_setting():
 
 
 @pytest.fixture(scope="module")
-def heads(digits_mlp):
-    model, _, _ = digits_mlp
+def heads(attack_mlp):
+    model, _, _ = attack_mlp
     x_tr, y_tr, _, _ = digits_data()
     return {
         "softmax": model,
@@ -55,12 +55,12 @@ def heads(digits_mlp):
 
 @pytest.mark.parametrize("head", ["softmax", "feature", "reject"])
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_attack_contract(name, head, heads, digits_mlp):
+def test_attack_contract(name, head, heads, attack_mlp):
     model = heads[head]
-    _, x, y = digits_mlp
+    _, x, y = attack_mlp
     x, y = x[:24], y[:24]
     params_before = [p.detach().clone() for p in model.parameters()]
-    attack = build(name, digits_mlp[0])
+    attack = build(name, attack_mlp[0])
     r = attack(model, x, y)
 
     assert r.x_adv.shape == x.shape and r.x_adv.min() >= 0 and r.x_adv.max() <= 1
@@ -81,8 +81,8 @@ def test_attack_contract(name, head, heads, digits_mlp):
 @pytest.mark.parametrize(
     "name", ["fgsm", "rfgsm", "bim", "mim", "pgd", "apgd", "apgd-t", "square", "autoattack"]
 )
-def test_l2_ball(name, digits_mlp):
-    model, x, y = digits_mlp
+def test_l2_ball(name, attack_mlp):
+    model, x, y = attack_mlp
     attack = build(name, model, norm="l2")
     r = attack(model, x[:24], y[:24])
     assert bool((distance(r.x_adv, x[:24], "l2") <= 1.0 + 1e-4).all())
@@ -90,10 +90,10 @@ def test_l2_ball(name, digits_mlp):
 
 
 @pytest.mark.parametrize("name", sorted(set(FAST) - {"transfer"}))
-def test_uses_the_given_labels(name, digits_mlp):
+def test_uses_the_given_labels(name, attack_mlp):
     """Labels the model already gets wrong: nothing to do, x_adv == x, success from the start.
     An attack that looked at the model's predictions instead would perturb these samples."""
-    model, x, y = digits_mlp
+    model, x, y = attack_mlp
     x = x[:16]
     wrong = (model.predict(x) + 1) % 10
     r = build(name, model)(model, x, wrong)
@@ -116,8 +116,8 @@ def test_uses_the_given_labels(name, digits_mlp):
         ("square", {"eps": 0.3, "queries": 300}),
     ],
 )
-def test_targeted_attacks_reach_the_target(name, params, digits_mlp):
-    model, x, y = digits_mlp
+def test_targeted_attacks_reach_the_target(name, params, attack_mlp):
+    model, x, y = attack_mlp
     x, y = x[:20], y[:20]
     keep = model.predict(x) == y
     x, y = x[keep], y[keep]
@@ -127,8 +127,8 @@ def test_targeted_attacks_reach_the_target(name, params, digits_mlp):
     assert torch.equal(r.success, model.predict(r.x_adv) == targets)
 
 
-def test_eps_zero_changes_nothing(digits_mlp):
-    model, x, y = digits_mlp
+def test_eps_zero_changes_nothing(attack_mlp):
+    model, x, y = attack_mlp
     for name in ("fgsm", "pgd", "apgd", "square", "autoattack"):
         r = make_attack(name, eps=0.0)(model, x[:8], y[:8])
         assert torch.equal(r.x_adv, x[:8])

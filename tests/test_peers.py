@@ -37,8 +37,8 @@ class _Float32(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def case(digits_mlp):
-    model, x, y = digits_mlp
+def case(attack_mlp):
+    model, x, y = attack_mlp
     return model, x[:N].contiguous(), y[:N].contiguous()
 
 

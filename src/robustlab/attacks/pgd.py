@@ -25,7 +25,7 @@ class PGD(FixedBudgetAttack):
     - ``steps``: iterations per restart; ``step_size``: per-step size in the norm
       (default 2.5 * eps / steps); ``restarts``: random restarts for samples not yet fooled;
     - ``random_start``: start uniformly inside the ball (the first restart too);
-    - ``loss``: "ce" (default), "margin" (C&W) or "dlr";
+    - ``loss``: "ce" (default), "margin" (C&W) or "dlr"; targeted when called with targets;
     - ``check_every``: steps between early-stop checks (the only host syncs in the loop).
     """
 
@@ -79,46 +79,65 @@ class PGD(FixedBudgetAttack):
             start = x[idx]
             if self.random_start or restart > 0:
                 start = (start + random_in_ball(start, self.norm, self.eps, generator)).clamp(0.0, 1.0)
-            self._descend(model, x, y, targets, criterion, idx, start, best, best_loss, found, queries)
+            last_restart = restart == self.restarts - 1
+            self._descend(model, x, y, targets, criterion, idx, start, best, best_loss, found, queries,
+                          judge_final=not last_restart)
         return RunOutput(best, queries)
 
-    def _descend(self, model, x, y, targets, criterion, idx, x_cur, best, best_loss, found, queries):
-        """One restart from `x_cur` on rows `idx`; updates best/found/queries in place."""
+    def _descend(
+        self, model, x, y, targets, criterion, idx, x_cur, best, best_loss, found, queries, judge_final
+    ):
+        """One restart from `x_cur` on rows `idx`; updates best/found/queries in place.
+
+        A sample is frozen at the first iterate judged adversarial, so `x_cur` always holds
+        each row's answer; rows are written back to `best` only when dropped or at the end.
+        The final iterate is judged here only when another restart follows (otherwise the
+        base class judges it), and kept over earlier restarts' if its loss is higher.
+        """
         k = model.num_classes
         x0, yy = x[idx], y[idx]
         tt = targets[idx] if targets is not None else None
         done = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
         state: torch.Tensor | None = None
-        for step in range(self.steps + 1):
-            last = step == self.steps
-            if last:  # judge the final iterate; no gradient needed
-                with torch.no_grad():
-                    scores = model(x_cur)
-                    loss = self._loss_fn(scores, yy, tt, k)
+
+        def write_back(rows: torch.Tensor, loss: torch.Tensor | None) -> None:
+            gi = idx[rows]
+            if loss is None:  # last restart: its final iterate replaces nothing better known
+                best[gi] = x_cur[rows]
             else:
-                grad, scores, loss = input_gradient(
-                    model, x_cur, lambda s, yy=yy, tt=tt: self._loss_fn(s, yy, tt, k)
-                )
+                keep = done[rows] | (loss[rows] > best_loss[gi])
+                best[gi] = torch.where(keep.view(-1, 1, 1, 1), x_cur[rows], best[gi])
+                best_loss[gi] = torch.where(keep, loss[rows], best_loss[gi])
+            found[gi] = done[rows]
+
+        for step in range(self.steps):
+            grad, scores, _ = input_gradient(
+                model, x_cur, lambda s, yy=yy, tt=tt: self._loss_fn(s, yy, tt, k)
+            )
             success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
-            newly = success & ~done
-            better = ~done & ~success & (loss > best_loss[idx])
-            keep = newly | better
-            best[idx] = torch.where(keep.view(-1, 1, 1, 1), x_cur, best[idx])
-            best_loss[idx] = torch.where(better, loss, best_loss[idx])
-            found[idx] = found[idx] | newly
+            queries[idx] += (~done).long()
             done = done | success
-            queries[idx] += (~done | newly).long()
-            if last:
-                break
             step_dir, state = self._direction(grad, state)
             x_next = x0 + project(x_cur + self.alpha * step_dir - x0, self.norm, self.eps)
             x_cur = torch.where(done.view(-1, 1, 1, 1), x_cur, x_next.clamp(0.0, 1.0))
-            if (step + 1) % self.check_every == 0:
+            if (step + 1) % self.check_every == 0 and step + 1 < self.steps:
                 if bool(done.all()):
                     break
                 if done.float().mean() > 0.5:  # drop finished rows: later steps cost less
-                    keep_rows = (~done).nonzero().squeeze(1)
-                    idx, x0, yy, x_cur = idx[keep_rows], x0[keep_rows], yy[keep_rows], x_cur[keep_rows]
-                    tt = tt[keep_rows] if tt is not None else None
-                    state = state[keep_rows] if state is not None else None
-                    done = done[keep_rows]
+                    finished = done.nonzero().squeeze(1)
+                    write_back(finished, None if not judge_final else torch.zeros(len(idx), device=x.device))
+                    rows = (~done).nonzero().squeeze(1)
+                    idx, x0, yy, x_cur, done = idx[rows], x0[rows], yy[rows], x_cur[rows], done[rows]
+                    tt = tt[rows] if tt is not None else None
+                    state = state[rows] if state is not None else None
+        all_rows = torch.arange(len(idx), device=x.device)
+        if not judge_final:
+            write_back(all_rows, None)
+            return
+        with torch.no_grad():
+            scores = model(x_cur)
+            loss = self._loss_fn(scores, yy, tt, k)
+        success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
+        queries[idx] += (~done).long()
+        done = done | success
+        write_back(all_rows, loss)

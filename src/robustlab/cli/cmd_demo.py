@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli.console import err, out, print_json, print_results, progress_bar
+from robustlab.cli.console import err, out, print_json, print_masking, print_results, progress_bar
+from robustlab.evaluate import masking_flags
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.experiment.presets import DEMO
 from robustlab.report import write_report
@@ -35,6 +36,8 @@ def demo(
         print_json({"rows": rows, "report": {k: str(v) for k, v in paths.items()}, "seconds": seconds})
         return
     print_results(rows, names, title="robustlab demo: digits (8x8), robust accuracy under FGSM and PGD")
+    with ResultStore(out_dir) as store:
+        print_masking(masking_flags(store))
     out.print(f"Report: [bold]{paths['html'].resolve()}[/bold] (also {paths['markdown'].name}, {paths['json'].name})")
     err.print(f"[dim]done in {seconds:.1f} s[/dim]")
 

@@ -9,12 +9,12 @@ from typing import Any
 import typer
 
 from robustlab.attacks.registry import attack_parameters, get_attack_class
-from robustlab.cli.console import out, print_json, print_results, progress_bar
+from robustlab.cli.console import out, print_json, print_masking, print_results, progress_bar
 from robustlab.cli.options import parse_pairs
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
 from robustlab.data import load_dataset
-from robustlab.evaluate import AttackSpec, evaluate_grid, summarize
+from robustlab.evaluate import AttackSpec, evaluate_grid, masking_flags, record_probe, summarize
 from robustlab.experiment.runner import eval_split
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultStore
@@ -90,12 +90,15 @@ def evaluate_cmd(
         store.set_meta("data", {"name": dataset.name, "source": dataset.source, "n_train": len(dataset.y_train),
                                 "n_test": len(dataset.y_test), "n_eval": len(y),
                                 "input_shape": list(dataset.input_shape)})
+        record_probe(store, key, model, x, y)
         evaluate_grid(model, key, x, y, specs, grid, store, batch_size=batch_size, progress=progress)
         rows = summarize(store, models=[key])
+        flags = masking_flags(store, models=[key])
     if json_out:
-        print_json({"model": key, "run_dir": str(run_dir), "rows": rows})
+        print_json({"model": key, "run_dir": str(run_dir), "rows": rows, "masking": flags})
         return
     print_results(rows, {key: ckpt.resolve().name})
+    print_masking(flags)
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
 
 

@@ -91,6 +91,17 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     out.print(table)
 
 
+def print_masking(flags: Sequence[dict[str, Any]]) -> None:
+    """Gradient-masking checks: raised flags in red, the rest as one dim line each."""
+    for f in flags:
+        if f["raised"]:
+            name = f["model"].split(":")[0]
+            out.print(f"[bold red]gradient masking?[/bold red] {name}: {f['check']}: {f['message']}")
+    passed = [f for f in flags if not f["raised"]]
+    if passed:
+        out.print(f"[dim]{len(passed)} gradient-masking checks passed (details in the report)[/dim]")
+
+
 def print_json(obj: Any) -> None:
     """The machine-readable last line of a command run with --json."""
     sys.stdout.write(json.dumps(obj, default=str, separators=(",", ":")) + "\n")

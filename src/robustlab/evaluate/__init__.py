@@ -1,11 +1,18 @@
 """Evaluation: attacks against models over an eps grid, metrics, worst case per sample."""
 
+from robustlab.evaluate.masking import MaskingFlag, check_probe, check_rows, gradient_probe
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes, worst_case
 from robustlab.evaluate.runner import AttackSpec, evaluate_grid, run_attack
-from robustlab.evaluate.summary import WORST, summarize
+from robustlab.evaluate.summary import WORST, masking_flags, record_probe, summarize
 
 __all__ = [
     "WORST",
+    "MaskingFlag",
+    "check_probe",
+    "check_rows",
+    "gradient_probe",
+    "masking_flags",
+    "record_probe",
     "AttackSpec",
     "cell_metrics",
     "evaluate_grid",

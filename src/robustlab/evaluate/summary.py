@@ -58,3 +58,29 @@ def summarize(store: ResultStore, models: list[str] | None = None) -> list[dict[
         )
     rows.sort(key=lambda r: (r["model"], r["defense"], r["subset"], r["eps"], r["attack"] == WORST))
     return rows
+
+
+def masking_flags(store: ResultStore, models: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every gradient-masking check for the models in `store`: rules over the rows plus the
+    gradient probes recorded by `record_probe`."""
+    from robustlab.evaluate.masking import check_probe, check_rows
+
+    meta = store.get_meta("models", {}) or {}
+    num_classes = {k: v.get("config", {}).get("num_classes") for k, v in meta.items()}
+    flags = check_rows(summarize(store, models), num_classes)
+    for model, probe in (store.get_meta("probes", {}) or {}).items():
+        if models is None or model in models:
+            flags += check_probe(model, probe)
+    return [f.to_dict() for f in flags]
+
+
+def record_probe(store: ResultStore, model_id: str, model, x, y, n: int = 256) -> dict[str, float]:
+    """Run the gradient probe on the first `n` samples and keep it in the store's metadata."""
+    from robustlab.evaluate.masking import gradient_probe
+
+    device = next(model.parameters()).device
+    probe = gradient_probe(model, x[:n].to(device), y[:n].to(device))
+    probes = store.get_meta("probes", {}) or {}
+    probes[model_id] = probe
+    store.set_meta("probes", probes)
+    return probe

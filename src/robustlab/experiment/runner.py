@@ -20,7 +20,7 @@ from robustlab.core.errors import CheckpointError
 from robustlab.core.runtime import pick_device, seed_everything
 from robustlab.data import Dataset, load_dataset
 from robustlab.evaluate.runner import evaluate_grid
-from robustlab.evaluate.summary import summarize
+from robustlab.evaluate.summary import record_probe, summarize
 from robustlab.experiment.spec import ExperimentSpec, ModelSpec
 from robustlab.models import Classifier, build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
@@ -138,6 +138,7 @@ def run_experiment(
                 "history": trained.history,
             }
             store.set_meta("models", models_meta)
+            record_probe(store, trained.key, trained.model, x_eval, y_eval)
             evaluate_grid(
                 trained.model,
                 trained.key,

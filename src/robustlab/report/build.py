@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.core.errors import RobustlabError
-from robustlab.evaluate.summary import WORST, summarize
+from robustlab.evaluate.summary import WORST, masking_flags, summarize
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot
 from robustlab.report.tables import html_table, markdown_table
 from robustlab.store.results import ResultStore
@@ -39,11 +39,22 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             "training": {k: v.get("history", []) for k, v in models.items()},
             "extra": store.get_meta("extra", {}) or {},
             "rows": rows,
+            "masking": masking_flags(store),
         }
 
 
 def _png(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}"/>'
+
+
+def _masking_html(flags: list[dict[str, Any]], names: dict[str, str]) -> str:
+    rows = []
+    for f in flags:
+        cls = ' class="worst"' if f["raised"] else ""
+        cells = (names.get(f["model"], f["model"]), f["check"], "RAISED" if f["raised"] else "ok", f["message"])
+        rows.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{t}</th>" for t in ("model", "check", "flag", "detail"))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
@@ -88,9 +99,15 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
         "Detected (rejected). The worst-case row takes, per sample, the strongest of the attacks at that eps. "
         "Distances are in pixel units on the [0, 1] scale, averaged over successful adversarial examples."
     )
+    masking_md = ["| model | check | flag | detail |", "|---|---|---|---|"] + [
+        f"| {names.get(f['model'], f['model'])} | {f['check']} | {'RAISED' if f['raised'] else 'ok'} | {f['message']} |"
+        for f in doc["masking"]
+    ]
+    masking_html = _masking_html(doc["masking"], names)
     title = f"robustlab report: {(doc.get('experiment') or {}).get('name', Path(run_dir).name)}"
     md = "\n\n".join(
-        [f"# {title}", data_line, "\n".join(models_md), markdown_table(doc["rows"], names), notes, *md_images]
+        [f"# {title}", data_line, "\n".join(models_md), markdown_table(doc["rows"], names), notes,
+         "## Gradient-masking checks", "\n".join(masking_md), *md_images]
     )
     (out / "report.md").write_text(md + "\n")
     page = (
@@ -99,6 +116,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
         f"<p>{html.escape(data_line).replace('**', '')}</p><ul>"
         + "".join(f"<li>{html.escape(m[2:]).replace('**', '')}</li>" for m in models_md)
         + f"</ul><h2>Results</h2>{html_table(doc['rows'], names)}<p class='note'>{html.escape(notes)}</p>"
+        f"<h2>Gradient-masking checks</h2>{masking_html}"
         f"<h2>Robust accuracy versus eps</h2><div class='plots'>{''.join(images)}</div></body></html>"
     )
     (out / "report.html").write_text(page)

@@ -157,6 +157,7 @@ def train(
         if progress is not None:
             progress(step, total_steps, log)
     model.eval()
+    optimizer.zero_grad(set_to_none=True)
     _fit_gallery(model, x_train, y_train)
     return history
 

@@ -1,0 +1,1 @@
+"""robustlab.losses"""
