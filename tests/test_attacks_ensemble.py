@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from attack_models import QuantizedModel, train_attack_mlp
-from robustlab.attacks import APGD, APGDT, PGD, AutoAttack, Square, Transfer
+from attack_models import QuantizedModel, train_digits_mlp
+from robustlab.attacks import APGD, APGDT, BIM, PGD, AutoAttack, Square, Transfer
 from robustlab.evaluate.transfer import transfer_matrix
 
 
@@ -59,20 +59,20 @@ def test_quantized_model_does_not_look_robust_to_the_ensemble(attack_mlp):
     transfer = robust_accuracy(quant, x, y, crafted)
     assert apgd > 0.8 and apgd_t > 0.8  # the gradient attacks are masked
     assert ens <= apgd - 0.2  # Square sees through it
-    assert ens <= square
+    assert ens <= square + 0.05  # Square inside the ensemble only sees what APGD left: other draws
     assert transfer < apgd  # crafting on the unquantized twin transfers too
 
 
 @pytest.fixture(scope="module")
 def second_model():
-    model, _, _ = train_attack_mlp(hidden=(32,), steps=200, seed=1)
+    model, _, _ = train_digits_mlp(hidden=(32,), steps=200, seed=1)
     return model
 
 
 def test_transfer_matrix(attack_mlp, second_model):
     model, x, y = attack_mlp
     x, y = x[:80], y[:80]
-    attack = PGD(0.1, steps=10)
+    attack = BIM(0.1, steps=10)  # deterministic: crafting on a subset changes nothing
     m = transfer_matrix({"a": model, "b": second_model}, x, y, attack)
     assert m.sources == ["a", "b"] and m.targets == ["a", "b"]
     white_a = robust_accuracy(model, x, y, attack(model, x, y))
@@ -80,5 +80,5 @@ def test_transfer_matrix(attack_mlp, second_model):
     # white-box is at least as strong as transfer on each target
     assert m.accuracy[0][0] <= m.accuracy[1][0] and m.accuracy[1][1] <= m.accuracy[0][1]
     # the Transfer attack gives the off-diagonal cell
-    t = Transfer(0.1, source=second_model, attack_params={"steps": 10})(model, x, y)
+    t = Transfer(0.1, source=second_model, attack="bim", attack_params={"steps": 10})(model, x, y)
     assert robust_accuracy(model, x, y, t) == pytest.approx(m.accuracy[1][0])
