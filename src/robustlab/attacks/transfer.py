@@ -56,5 +56,8 @@ class Transfer(FixedBudgetAttack):
             raise ConfigError(
                 f"{self.name}: source has {self.source.num_classes} classes, target {model.num_classes}"
             )
+        param = next(self.source.parameters(), None)
+        if param is not None and param.device != x.device:
+            self.source.to(x.device)  # the source is the attack's own model, not the one attacked
         r = self._inner(self.source, x, y, targets=targets)
         return RunOutput(r.x_adv, r.queries, {"source_success": r.success})

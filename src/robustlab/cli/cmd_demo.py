@@ -35,7 +35,7 @@ def demo(
     if json_out:
         print_json({"rows": rows, "report": {k: str(v) for k, v in paths.items()}, "seconds": seconds})
         return
-    print_results(rows, names, title="robustlab demo: digits (8x8), robust accuracy under FGSM and PGD")
+    print_results(rows, names, title="robustlab demo: digits (8x8), robust accuracy under FGSM, PGD and AutoAttack")
     with ResultStore(out_dir) as store:
         print_masking(masking_flags(store))
     out.print(f"Report: [bold]{paths['html'].resolve()}[/bold] (also {paths['markdown'].name}, {paths['json'].name})")
