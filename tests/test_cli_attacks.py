@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_cli import run_cli
 
 from robustlab.cli import cmd_evaluate
 from robustlab.cli.app import main
 from robustlab.evaluate.runner import AttackSpec
+from test_cli import run_cli
 
 
 @pytest.fixture(scope="module")
