@@ -68,17 +68,18 @@ class APGD(FixedBudgetAttack):
         self._loss_fn = get_attack_loss(loss)
 
     # ---------------------------------------------------------------- runs
-    def _runs(self, model, x, y, targets):
-        """(loss targets) of each run; the base attack uses the call's targets."""
-        return [targets] * self.restarts
+    def _runs(self, model, x, y, targets) -> tuple[list[torch.Tensor | None], int]:
+        """The loss targets of each run, and the forward passes spent choosing them."""
+        return [targets] * self.restarts, 0
 
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         n = len(x)
         out = x.clone()
         best_loss = torch.full((n,), float("-inf"), device=x.device)
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
-        queries = torch.zeros(n, dtype=torch.int64, device=x.device)
-        for loss_targets in self._runs(model, x, y, targets):
+        runs, spent = self._runs(model, x, y, targets)
+        queries = torch.full((n,), spent, dtype=torch.int64, device=x.device)
+        for loss_targets in runs:
             idx = (~found).nonzero().squeeze(1)
             if len(idx) == 0:
                 break
@@ -214,7 +215,7 @@ class APGDT(APGD):
         others = z.masked_fill(torch.nn.functional.one_hot(y, k).bool(), float("-inf"))
         ranked = others.argsort(1, descending=True)
         n_t = min(self.n_targets, k - 1)
-        return [ranked[:, i] for i in range(n_t) for _ in range(self.restarts)]
+        return [ranked[:, i] for i in range(n_t) for _ in range(self.restarts)], 1
 
 
 __all__ = ["APGD", "APGDT", "checkpoint_intervals"]

@@ -3,10 +3,14 @@
 from robustlab.evaluate.masking import MaskingFlag, check_probe, check_rows, gradient_probe
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes, worst_case
 from robustlab.evaluate.runner import AttackSpec, evaluate_grid, run_attack
-from robustlab.evaluate.summary import WORST, masking_flags, record_probe, summarize
+from robustlab.evaluate.summary import WORST, distance_curves, masking_flags, record_probe, summarize
+from robustlab.evaluate.transfer import TransferMatrix, transfer_matrix
 
 __all__ = [
     "WORST",
+    "TransferMatrix",
+    "distance_curves",
+    "transfer_matrix",
     "MaskingFlag",
     "check_probe",
     "check_rows",
