@@ -68,6 +68,22 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float
     return statistics.median(times)
 
 
+def paired(fn: Callable[[], object], ref: Callable[[], object], device: torch.device, repeats: int):
+    """(time of fn, time of ref), each the fastest of `repeats` runs, the two alternated so
+    that a change of machine load hits both alike (the machine may be shared)."""
+    fn()
+    ref()
+    a, b = [], []
+    for _ in range(repeats):
+        for f, acc in ((fn, a), (ref, b)):
+            sync(device)
+            start = time.perf_counter()
+            f()
+            sync(device)
+            acc.append(time.perf_counter() - start)
+    return min(a), min(b)
+
+
 def floor(model, x, y, passes: int) -> None:
     """`passes` forward+backward passes for the input gradient, nothing else."""
     for _ in range(passes):
@@ -129,9 +145,10 @@ def floor_suite(model, x, y, args, device, t_floor) -> None:
     ]
     print(f"{'attack':42s} {'ms':>8s} {'ratio to floor':>15s} {'robust acc':>11s}")
     for label, attack in cases:
-        t = timed(lambda a=attack: a(model, x, y), device, args.repeats)
+        t, t_ref = paired(lambda a=attack: a(model, x, y), lambda: floor(model, x, y, args.steps), device,
+                          args.repeats)
         r = attack(model, x, y)
-        print(f"{label:42s} {1000 * t:8.1f} {t / t_floor:15.3f} {float((r.prediction == y).float().mean()):11.3f}")
+        print(f"{label:42s} {1000 * t:8.1f} {t / t_ref:15.3f} {float((r.prediction == y).float().mean()):11.3f}")
 
 
 # ----------------------------------------------------------------------------- peers
@@ -177,20 +194,19 @@ def peer_suite(model, x, y, args, device, t_floor) -> None:
         ("APGD-CE", lambda e: APGD(e, steps=steps),
          (lambda e: ta.APGD(model, eps=e, steps=steps, loss="ce", n_restarts=1)) if ta else None),
     ]
+    def floor_fn():
+        floor(model, x, y, steps)
+
     for name, ours, theirs in pairs:
-        tiny = 1e-4
-        a = ours(tiny)
-        row(f"{name} robustlab, no early stop", time_it(lambda a=a: a(model, x, y)), t_floor, "")
-        if theirs:
-            p = theirs(tiny)
-            row(f"{name} torchattacks, same budget", time_it(lambda p=p: p(x, y)), t_floor, "")
-        a = ours(eps)
-        row(f"{name} robustlab, eps {eps}", time_it(lambda a=a: a(model, x, y)), t_floor,
-            f"robust acc {robust(model, a(model, x, y).x_adv, y):.3f}")
-        if theirs:
-            p = theirs(eps)
-            row(f"{name} torchattacks, eps {eps}", time_it(lambda p=p: p(x, y)), t_floor,
-                f"robust acc {robust(model, p(x, y), y):.3f}")
+        for e, label in ((1e-4, "no early stop (eps 1e-4)"), (eps, f"eps {eps}")):
+            a = ours(e)
+            t, t_ref = paired(lambda a=a: a(model, x, y), floor_fn, device, args.repeats)
+            row(f"{name} robustlab, {label}", t, t_ref, f"robust acc {robust(model, a(model, x, y).x_adv, y):.3f}")
+            if theirs:
+                p = theirs(e)
+                t_p, t_o = paired(lambda p=p: p(x, y), lambda a=a: a(model, x, y), device, args.repeats)
+                row(f"{name} torchattacks, {label}", t_p, None,
+                    f"robust acc {robust(model, p(x, y), y):.3f}; robustlab/torchattacks time {t_o / t_p:.2f}")
 
     # C&W with binary search: robustlab vs foolbox (same search) vs torchattacks (no search)
     search, cw_steps = 9, 100

@@ -93,36 +93,40 @@ class APGD(FixedBudgetAttack):
         return (x0 + project(x_new - x0, self.norm, self.eps)).clamp(0.0, 1.0)
 
     def _descend(self, model, x, y, ct, lt, criterion, idx, x_cur, out, out_loss, found, queries):
-        """One APGD run on rows `idx` from `x_cur`; writes the best point per row into `out`.
+        """One APGD run on rows `idx` from `x_cur`; writes each row's answer into `out`.
 
-        ``ct`` are the call's targets (for the criterion), ``lt`` the loss's targets.
+        ``ct`` are the call's targets (for the criterion), ``lt`` the loss's targets. A row is
+        frozen at its first adversarial iterate; rows are written back to `out` (their
+        adversarial point, else their highest-loss point if it beats earlier runs') only when
+        dropped from the batch or at the end, so the step loop makes no scattered writes.
         """
         k = model.num_classes
         dev = x.device
         r = {"idx": idx, "x0": x[idx], "y": y[idx], "ct": ct, "lt": lt}
 
-        def loss_fn(s):
-            return self._loss_fn(s, r["y"], r["lt"], k)
+        def loss_fn(scores):
+            return self._loss_fn(scores, r["y"], r["lt"], k)
 
         def evaluate(x_eval, with_grad: bool):
             if with_grad:
                 return input_gradient(model, x_eval, loss_fn)
             with torch.no_grad():
-                s = model(x_eval)
-                return None, s, loss_fn(s)
+                scores = model(x_eval)
+                return None, scores, loss_fn(scores)
 
-        def record(x_eval, scores, loss, s):
-            """Success / best-loss bookkeeping for the rows in `s` (a dict of row state)."""
-            success, _, _ = judge(model, x_eval, r["y"], r["ct"], criterion, scores=scores)
-            newly = success & ~s["done"]
-            ridx = r["idx"]
-            better = ~s["done"] & ~success & (loss > out_loss[ridx])
-            keep = newly | better
-            out[ridx] = torch.where(keep.view(-1, 1, 1, 1), x_eval, out[ridx])
-            out_loss[ridx] = torch.where(better, loss, out_loss[ridx])
-            found[ridx] = found[ridx] | newly
-            queries[ridx] += (~s["done"]).long()
+        def judge_step(s, scores) -> None:
+            success, _, _ = judge(model, s["x"], r["y"], r["ct"], criterion, scores=scores)
+            queries[r["idx"]] += (~s["done"]).long()
             s["done"] = s["done"] | success
+
+        def write_back(s, rows) -> None:
+            gi = r["idx"][rows]
+            done, best_loss = s["done"][rows], s["best_loss"][rows]
+            keep = done | (best_loss > out_loss[gi])
+            answer = torch.where(done.view(-1, 1, 1, 1), s["x"][rows], s["x_best"][rows])
+            out[gi] = torch.where(keep.view(-1, 1, 1, 1), answer, out[gi])
+            out_loss[gi] = torch.where(keep & ~done, best_loss, out_loss[gi])
+            found[gi] = found[gi] | done
 
         grad, scores, loss = evaluate(x_cur, True)
         n = len(idx)
@@ -140,7 +144,7 @@ class APGD(FixedBudgetAttack):
             "check_loss": loss.clone(),
             "halved": torch.zeros(n, dtype=torch.bool, device=dev),
         }
-        record(x_cur, scores, loss, s)
+        judge_step(s, scores)
         intervals = checkpoint_intervals(self.steps)
         boundaries = set(torch.tensor(intervals).cumsum(0).tolist())
         interval_i = 0
@@ -151,21 +155,20 @@ class APGD(FixedBudgetAttack):
                 eta = s["eta"].view(-1, 1, 1, 1)
                 z = self._project(s["x"] + eta * normalize_direction(s["grad"], self.norm), r["x0"])
                 x_new = self._project(s["x"] + a * (z - s["x"]) + (1 - a) * (s["x"] - s["x_prev"]), r["x0"])
-                frozen = s["done"].view(-1, 1, 1, 1)
                 s["x_prev"] = s["x"]
-                s["x"] = torch.where(frozen, s["x"], x_new)
+                s["x"] = torch.where(s["done"].view(-1, 1, 1, 1), s["x"], x_new)
             grad, scores, loss = evaluate(s["x"], not last)
-            record(s["x"], scores, loss, s)
-            if last:
-                break
-            s["grad"] = grad
-            s["rises"] += (loss > s["loss"]).float()
-            s["loss"] = loss
+            judge_step(s, scores)
             better = loss > s["best_loss"]
             bm = better.view(-1, 1, 1, 1)
             s["best_loss"] = torch.where(better, loss, s["best_loss"])
             s["x_best"] = torch.where(bm, s["x"], s["x_best"])
+            if last:
+                break
             s["grad_best"] = torch.where(bm, grad, s["grad_best"])
+            s["grad"] = grad
+            s["rises"] += (loss > s["loss"]).float()
+            s["loss"] = loss
             if step in boundaries:
                 length = intervals[interval_i]
                 interval_i += 1
@@ -174,20 +177,22 @@ class APGD(FixedBudgetAttack):
                 halve = oscillating | stalled
                 hm = halve.view(-1, 1, 1, 1)
                 s["eta"] = torch.where(halve, s["eta"] / 2, s["eta"])
-                s["x"] = torch.where(hm, s["x_best"], s["x"])
-                s["x_prev"] = torch.where(hm, s["x_best"], s["x_prev"])
+                s["x"] = torch.where(hm & ~s["done"].view(-1, 1, 1, 1), s["x_best"], s["x"])
+                s["x_prev"] = torch.where(hm, s["x"], s["x_prev"])
                 s["grad"] = torch.where(hm, s["grad_best"], s["grad"])
                 s["halved"] = halve
                 s["check_loss"] = s["best_loss"].clone()
                 s["rises"].zero_()
-                # the only host sync of the loop: stop or shrink the batch
+                # the only host sync of the loop: stop, or drop finished rows
                 done_frac = float(s["done"].float().mean())
                 if done_frac == 1.0:
                     break
                 if done_frac > 0.3:
+                    write_back(s, s["done"].nonzero().squeeze(1))
                     keep = (~s["done"]).nonzero().squeeze(1)
                     s = {key: v[keep] for key, v in s.items()}
                     r = {key: (v[keep] if v is not None else None) for key, v in r.items()}
+        write_back(s, torch.arange(len(r["idx"]), device=dev))
 
 
 class APGDT(APGD):

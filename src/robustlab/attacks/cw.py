@@ -102,7 +102,8 @@ class CarliniWagnerL2(Attack):
                 opt.step()
                 with torch.no_grad():
                     success, _, _ = judge(model, x_adv, y, targets, criterion, scores=scores)
-                    success &= f <= -self.confidence + 1e-12 if self.confidence > 0 else success
+                    if self.confidence > 0:  # the margin asked for, on top of the real decision
+                        success &= f <= -self.confidence + 1e-12
                     l2 = l2sq.sqrt()
                     improve = success & (l2 < best_l2)
                     best_l2 = torch.where(improve, l2, best_l2)

@@ -47,8 +47,9 @@ class Transfer(FixedBudgetAttack):
 
     def spec(self) -> dict[str, Any]:
         spec = super().spec()
-        spec.pop("source", None)
-        spec["source"] = getattr(getattr(self.source, "config", None), "digest", lambda: "model")()
+        spec["attack_params"] = dict(self.attack_params)
+        config = getattr(self.source, "config", None)
+        spec["source"] = config.digest() if hasattr(config, "digest") else type(self.source).__name__
         return spec
 
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
