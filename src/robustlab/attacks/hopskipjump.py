@@ -70,7 +70,7 @@ class HopSkipJump(Attack):
         if len(rows) == 0:
             return RunOutput(best, queries)
         x0 = x[rows]
-        xb = self._to_boundary(x0, start[rows], rows, is_adv, theta)
+        xb = self._to_boundary(x0, start[rows], rows, is_adv, theta, blend=True)
         dist = flat_norm(xb - x0, self.norm)
         for t in range(1, self.steps + 1):
             delta = 0.1 if t == 1 else (math.sqrt(d) * theta if self.norm == "l2" else d * theta) * dist
@@ -110,16 +110,17 @@ class HopSkipJump(Attack):
             ok[rows] = adv
         return start, ok
 
-    def _blend(self, x0, xa, alpha):
+    def _blend(self, x0, xa, alpha, blend: bool = False):
         a = alpha.view(-1, 1, 1, 1)
-        if self.norm == "l2":
+        if self.norm == "l2" or blend:
             return (1 - a) * x0 + a * xa
         return torch.minimum(torch.maximum(xa, x0 - a), x0 + a)
 
-    def _to_boundary(self, x0, xa, rows, is_adv, theta):
+    def _to_boundary(self, x0, xa, rows, is_adv, theta, blend: bool = False):
         """Binary search between x0 (not adversarial) and xa (adversarial); returns the
-        adversarial end, within tolerance theta of the boundary."""
-        if self.norm == "l2":
+        adversarial end, within tolerance theta of the boundary. The path is the straight
+        line for L2 (and for the initial search, ``blend``), the shrinking Linf box otherwise."""
+        if self.norm == "l2" or blend:
             high = torch.ones(len(x0), device=x0.device)
             tol = torch.full_like(high, theta)
         else:
@@ -132,10 +133,10 @@ class HopSkipJump(Attack):
                 break
             sub = open_.nonzero().squeeze(1)
             mid = (high[sub] + low[sub]) / 2
-            adv = is_adv(self._blend(x0[sub], xa[sub], mid), rows[sub])
+            adv = is_adv(self._blend(x0[sub], xa[sub], mid, blend), rows[sub])
             high[sub] = torch.where(adv, mid, high[sub])
             low[sub] = torch.where(adv, low[sub], mid)
-        return self._blend(x0, xa, high)
+        return self._blend(x0, xa, high, blend)
 
     def _estimate_normal(self, xb, rows, delta, evals, is_adv, generator):
         """Monte-Carlo estimate of the boundary normal at xb from `evals` decisions per sample,
