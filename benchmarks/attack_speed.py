@@ -8,12 +8,20 @@ bookkeeping, the clean check and the final judging pass.
 Two settings per attack: "no early stop" (eps so small that no sample is fooled, so every
 step runs on the whole batch: pure overhead) and "typical eps" (early stop active).
 
+Then, when the peer libraries are installed (scripts/install-peers.sh), every attack
+against its peers on the same model, batch and budget: BIM, MIM, APGD against their floor
+and torchattacks; C&W and DeepFool (time, success, median L2) against foolbox and
+torchattacks; the AutoAttack-style ensemble against torchattacks' AutoAttack; FGSM,
+R-FGSM, Square, HopSkipJump, JSMA and L-BFGS for their times.
+
     python benchmarks/attack_speed.py [--batch 250] [--steps 40] [--repeats 5] [--device cpu]
+                                      [--suite floor|peers|all]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable
@@ -21,7 +29,21 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
-from robustlab.attacks import PGD
+from robustlab.attacks import (
+    APGD,
+    BIM,
+    FGSM,
+    JSMA,
+    LBFGS,
+    MIM,
+    PGD,
+    RFGSM,
+    AutoAttack,
+    CarliniWagnerL2,
+    DeepFool,
+    HopSkipJump,
+    Square,
+)
 from robustlab.core import pick_device, seed_everything
 from robustlab.data import load_dataset
 from robustlab.models import build_model
@@ -33,29 +55,33 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def clock(device: torch.device) -> Callable[[], float]:
-    """Process CPU time on the CPU (robust to other processes on a shared machine; exact with
-    one torch thread), wall time on CUDA."""
-    return time.process_time if device.type == "cpu" else time.perf_counter
-
-
-def once(fn: Callable[[], object], device: torch.device) -> float:
-    now = clock(device)
-    sync(device)
-    start = now()
+def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median wall time of `fn` over `repeats` runs after one warm-up."""
     fn()
-    sync(device)
-    return now() - start
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
-def paired(fn: Callable[[], object], reference: Callable[[], object], device: torch.device, repeats: int):
-    """(median time of fn, median time of reference, median of the per-pair ratios), the two run
-    alternately so that drifts in machine load hit both alike."""
-    fn(), reference()
-    pairs = [(once(fn, device), once(reference, device)) for _ in range(repeats)]
-    t_fn = statistics.median(p[0] for p in pairs)
-    t_ref = statistics.median(p[1] for p in pairs)
-    return t_fn, t_ref, statistics.median(a / b for a, b in pairs)
+def paired(fn: Callable[[], object], ref: Callable[[], object], device: torch.device, repeats: int):
+    """(time of fn, time of ref), each the fastest of `repeats` runs, the two alternated so
+    that a change of machine load hits both alike (the machine may be shared)."""
+    fn()
+    ref()
+    a, b = [], []
+    for _ in range(repeats):
+        for f, acc in ((fn, a), (ref, b)):
+            sync(device)
+            start = time.perf_counter()
+            f()
+            sync(device)
+            acc.append(time.perf_counter() - start)
+    return min(a), min(b)
 
 
 def floor(model, x, y, passes: int) -> None:
@@ -86,7 +112,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU time is exact with 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--suite", choices=("floor", "peers", "all"), default="all")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,18 +124,162 @@ def main() -> None:
     x = data.x_test[correct][: args.batch].to(device)
     y = data.y_test[correct][: args.batch].to(device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, batch {len(x)}, steps {args.steps}, "
-          f"data {data.name}, model lenet, clock {'process CPU time' if device.type == 'cpu' else 'wall'}")
-    floor_fn = lambda: floor(model, x, y, args.steps)  # noqa: E731
+          f"data {data.name}, model lenet")
+    t_floor = timed(lambda: floor(model, x, y, args.steps), device, args.repeats)
+    print(f"floor: {args.steps} forward+backward passes: {1000 * t_floor:.1f} ms")
+    if args.suite in ("floor", "all"):
+        floor_suite(model, x, y, args, device, t_floor)
+    if args.suite in ("peers", "all"):
+        peer_suite(model, x, y, args, device, t_floor)
+
+
+def floor_suite(model, x, y, args, device, t_floor) -> None:
     cases = [
         ("PGD Linf, no early stop (eps 1e-4)", PGD(1e-4, steps=args.steps)),
         ("PGD L2, no early stop (eps 1e-3)", PGD(1e-3, norm="l2", steps=args.steps)),
         ("PGD Linf, eps 0.1 (early stop)", PGD(0.1, steps=args.steps)),
+        ("BIM Linf, no early stop (eps 1e-4)", BIM(1e-4, steps=args.steps)),
+        ("MIM Linf, no early stop (eps 1e-4)", MIM(1e-4, steps=args.steps)),
+        ("APGD-CE Linf, no early stop (eps 1e-4)", APGD(1e-4, steps=args.steps)),
+        ("APGD-CE L2, no early stop (eps 1e-3)", APGD(1e-3, norm="l2", steps=args.steps)),
     ]
-    print(f"{'attack':42s} {'ms':>8s} {'floor ms':>9s} {'ratio to floor':>15s} {'robust acc':>11s}")
+    print(f"{'attack':42s} {'ms':>8s} {'ratio to floor':>15s} {'robust acc':>11s}")
     for label, attack in cases:
-        t, t_floor, ratio = paired(lambda a=attack: a(model, x, y), floor_fn, device, args.repeats)
-        acc = float((attack(model, x, y).prediction == y).float().mean())
-        print(f"{label:42s} {1000 * t:8.1f} {1000 * t_floor:9.1f} {ratio:15.3f} {acc:11.3f}")
+        t, t_ref = paired(lambda a=attack: a(model, x, y), lambda: floor(model, x, y, args.steps), device,
+                          args.repeats)
+        r = attack(model, x, y)
+        print(f"{label:42s} {1000 * t:8.1f} {t / t_ref:15.3f} {float((r.prediction == y).float().mean()):11.3f}")
+
+
+# ----------------------------------------------------------------------------- peers
+def has(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def robust(model, x_adv, y) -> float:
+    return float((model.predict(x_adv) == y).float().mean())
+
+
+def l2_stats(model, x, y, x_adv) -> tuple[float, float]:
+    """(success rate, median L2 of the successes) of a minimum-norm attack's output."""
+    fooled = model.predict(x_adv) != y
+    d = (x_adv - x).flatten(1).norm(dim=1)
+    return float(fooled.float().mean()), float(d[fooled].median()) if bool(fooled.any()) else float("nan")
+
+
+def row(label: str, seconds: float, t_floor: float | None, strength: str) -> None:
+    ratio = f"{seconds / t_floor:8.3f}" if t_floor else " " * 8
+    print(f"{label:46s} {1000 * seconds:10.1f} {ratio}   {strength}")
+
+
+def peer_suite(model, x, y, args, device, t_floor) -> None:
+    """Each attack next to its peers, same model, batch and budget, timed in this one run."""
+    steps, eps = args.steps, 0.1
+    ta = __import__("torchattacks") if has("torchattacks") else None
+    fb = __import__("foolbox") if has("foolbox") else None
+    fmodel = fb.PyTorchModel(model, bounds=(0, 1)) if fb else None
+
+    def time_it(fn):
+        return timed(fn, device, args.repeats)
+
+    print(f"\n{'attack (eps ' + str(eps) + ', ' + str(steps) + ' steps)':46s} {'ms':>10s} {'/floor':>8s}   strength")
+    # iterative fixed-budget attacks: no early stop (ratio to floor) and at eps (robust accuracy)
+    pairs = [
+        ("PGD", lambda e: PGD(e, steps=steps, step_size=e / 4),
+         (lambda e: ta.PGD(model, eps=e, alpha=e / 4, steps=steps)) if ta else None),
+        ("BIM", lambda e: BIM(e, steps=steps),
+         (lambda e: ta.BIM(model, eps=e, alpha=e / steps, steps=steps)) if ta else None),
+        ("MIM", lambda e: MIM(e, steps=steps),
+         (lambda e: ta.MIFGSM(model, eps=e, alpha=e / steps, steps=steps, decay=1.0)) if ta else None),
+        ("APGD-CE", lambda e: APGD(e, steps=steps),
+         (lambda e: ta.APGD(model, eps=e, steps=steps, loss="ce", n_restarts=1)) if ta else None),
+    ]
+    def floor_fn():
+        floor(model, x, y, steps)
+
+    for name, ours, theirs in pairs:
+        for e, label in ((1e-4, "no early stop (eps 1e-4)"), (eps, f"eps {eps}")):
+            a = ours(e)
+            t, t_ref = paired(lambda a=a: a(model, x, y), floor_fn, device, args.repeats)
+            row(f"{name} robustlab, {label}", t, t_ref, f"robust acc {robust(model, a(model, x, y).x_adv, y):.3f}")
+            if theirs:
+                p = theirs(e)
+                t_p, t_o = paired(lambda p=p: p(x, y), lambda a=a: a(model, x, y), device, args.repeats)
+                row(f"{name} torchattacks, {label}", t_p, None,
+                    f"robust acc {robust(model, p(x, y), y):.3f}; robustlab/torchattacks time {t_o / t_p:.2f}")
+
+    # C&W with binary search: robustlab vs foolbox (same search) vs torchattacks (no search)
+    search, cw_steps = 9, 100
+    ours_cw = CarliniWagnerL2(search_steps=search, steps=cw_steps)
+    t = time_it(lambda: ours_cw(model, x, y))
+    s, d = l2_stats(model, x, y, ours_cw(model, x, y).x_adv)
+    row(f"C&W robustlab ({search}x{cw_steps})", t, None, f"success {s:.3f}, median L2 {d:.3f}")
+    short_cw = CarliniWagnerL2(search_steps=5, steps=cw_steps)
+    t = time_it(lambda: short_cw(model, x, y))
+    s, d = l2_stats(model, x, y, short_cw(model, x, y).x_adv)
+    row(f"C&W robustlab (5x{cw_steps})", t, None, f"success {s:.3f}, median L2 {d:.3f}")
+    paper_cw = CarliniWagnerL2(search_steps=search, steps=cw_steps, lr=0.01, boundary_eps=1e-6,
+                               initial_const=1e-3)
+    t = time_it(lambda: paper_cw(model, x, y))
+    s, d = l2_stats(model, x, y, paper_cw(model, x, y).x_adv)
+    row("C&W robustlab, paper settings", t, None, f"success {s:.3f}, median L2 {d:.3f}")
+    if fb:
+        atk = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=search, steps=cw_steps)
+        t = time_it(lambda: atk(fmodel, x, y, epsilons=None))
+        s, d = l2_stats(model, x, y, atk(fmodel, x, y, epsilons=None)[1])
+        row(f"C&W foolbox ({search}x{cw_steps})", t, None, f"success {s:.3f}, median L2 {d:.3f}")
+    if ta:
+        atk = ta.CW(model, c=1, steps=search * cw_steps, lr=0.01)
+        t = time_it(lambda: atk(x, y))
+        s, d = l2_stats(model, x, y, atk(x, y))
+        row(f"C&W torchattacks (c=1, {search * cw_steps} steps)", t, None, f"success {s:.3f}, median L2 {d:.3f}")
+
+    # DeepFool
+    df = DeepFool(steps=50, overshoot=0.02)
+    t = time_it(lambda: df(model, x, y))
+    s, d = l2_stats(model, x, y, df(model, x, y).x_adv)
+    row("DeepFool robustlab", t, None, f"success {s:.3f}, median L2 {d:.3f}")
+    if fb:
+        atk = fb.attacks.L2DeepFoolAttack(steps=50, overshoot=0.02, candidates=10)
+        t = time_it(lambda: atk(fmodel, x, y, epsilons=None))
+        s, d = l2_stats(model, x, y, atk(fmodel, x, y, epsilons=None)[1])
+        row("DeepFool foolbox", t, None, f"success {s:.3f}, median L2 {d:.3f}")
+    if ta:
+        atk = ta.DeepFool(model, steps=50, overshoot=0.02)
+        t = timed(lambda: atk(x, y), device, 1)
+        s, d = l2_stats(model, x, y, atk(x, y))
+        row("DeepFool torchattacks (1 repeat)", t, None, f"success {s:.3f}, median L2 {d:.3f}")
+
+    # the ensemble against torchattacks' AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square 5000)
+    # (torchattacks' "standard" AutoAttack runs its APGD, APGD-T and FAB with their default 10 steps)
+    aa_eps = 0.05
+    for aa_steps in (100, 10):
+        ens = AutoAttack(aa_eps, steps=aa_steps)
+        start = time.perf_counter()
+        r = ens(model, x, y)
+        row(f"AutoAttack robustlab ({aa_steps} steps, eps {aa_eps}, 1 run)", time.perf_counter() - start, None,
+            f"robust acc {robust(model, r.x_adv, y):.3f}")
+    if ta:
+        atk = ta.AutoAttack(model, norm="Linf", eps=aa_eps, version="standard", n_classes=model.num_classes)
+        start = time.perf_counter()
+        adv = atk(x, y)
+        row(f"AutoAttack torchattacks (standard, eps {aa_eps}, 1 run)", time.perf_counter() - start, None,
+            f"robust acc {robust(model, adv, y):.3f}")
+
+    # the rest, for their times
+    others = [
+        ("FGSM", FGSM(eps)), ("R-FGSM", RFGSM(eps)), ("Square Linf (1000 queries)", Square(eps, queries=1000)),
+        ("Square L2 (1000 queries)", Square(1.0, norm="l2", queries=1000, p_init=0.3)),
+        ("HopSkipJump L2 (20 steps)", HopSkipJump(steps=20)), ("JSMA (gamma 0.1)", JSMA(gamma=0.1)),
+        ("L-BFGS (5 x 50 iterations)", LBFGS(search_steps=5, max_iter=50)),
+    ]
+    for label, a in others:
+        start = time.perf_counter()
+        r = a(model, x, y)
+        extra = f"robust acc {robust(model, r.x_adv, y):.3f}" if not a.minimum_norm else (
+            f"success {float(r.success.float().mean()):.3f}, median {a.norm} "
+            f"{float(r.distance[r.success].median()) if bool(r.success.any()) else float('nan'):.3f}")
+        row(label + " (1 run)", time.perf_counter() - start, None, extra)
 
 
 if __name__ == "__main__":

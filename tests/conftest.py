@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,6 +13,8 @@ from robustlab.core.runtime import seed_everything
 from robustlab.data import load_dataset
 from robustlab.models import build_model
 from robustlab.train import TrainConfig, train
+
+sys.path.insert(0, str(Path(__file__).parent))  # attack_models, the attack tests' model zoo
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +73,9 @@ def linear_points(linear_model):
     x = x.clamp(0.3, 0.7)
     y = linear_model.predict(x)
     return x, y
+
+
+@pytest.fixture(scope="session")
+def attack_mlp(digits_mlp, digits):
+    """(model, x_test, y_test) for the attack tests: the session's digits MLP and its test split."""
+    return digits_mlp, digits.x_test, digits.y_test

@@ -44,6 +44,8 @@ class Attack(ABC):
     norm: str = "linf"
     minimum_norm: ClassVar[bool] = False
     supports_targets: ClassVar[bool] = True
+    hidden_params: ClassVar[tuple[str, ...]] = ()
+    """Parameters of a parent constructor that this attack fixes (not settable by name)."""
 
     def __init__(self, *, criterion: str | Criterion | None = None, seed: int = 0) -> None:
         self.criterion_spec = criterion
@@ -97,11 +99,24 @@ class Attack(ABC):
             extras=extras,
         )
 
+    @classmethod
+    def parameters(cls) -> dict[str, inspect.Parameter]:
+        """The constructor parameters settable by name, gathered over the class hierarchy."""
+        params: dict[str, inspect.Parameter] = {}
+        for klass in reversed(cls.__mro__):
+            if "__init__" in vars(klass) and issubclass(klass, Attack):
+                for p in inspect.signature(klass.__init__).parameters.values():
+                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                        params[p.name] = p
+        for hidden in cls.hidden_params:
+            params.pop(hidden, None)
+        return params
+
     def spec(self) -> dict[str, Any]:
         """The attack's name and parameters: a stable, JSON-able key for the results store."""
         params = {}
-        for pname in inspect.signature(type(self).__init__).parameters:
-            if pname in ("self", "criterion") or not hasattr(self, pname):
+        for pname in self.parameters():
+            if pname == "criterion" or not hasattr(self, pname):
                 continue
             value = getattr(self, pname)
             if isinstance(value, (int, float, str, bool)) or value is None:
@@ -154,7 +169,9 @@ class Attack(ABC):
         out: dict[str, Any] = {}
         for key, value in extras.items():
             if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == len(index):
-                full = torch.full((n, *value.shape[1:]), float("nan"), dtype=torch.float32, device=value.device)
+                full = torch.full(
+                    (n, *value.shape[1:]), float("nan"), dtype=torch.float32, device=value.device
+                )
                 full[index.to(value.device)] = value.float()
                 out[key] = full
             else:

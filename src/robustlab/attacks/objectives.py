@@ -1,8 +1,8 @@
 """Losses that gradient attacks ascend, as functions of scores (N, C) -> per-sample (N,).
 
 Untargeted losses grow as the true class loses; targeted ones grow as the target wins.
-For models that can reject (scores have a C + 1-th "reject" column) the margin-style
-losses only compare real classes, so the attack seeks a wrong class, not a rejection.
+For models that can reject (scores have a C + 1-th "reject" column) every loss only
+looks at the real classes, so the attack seeks a wrong class, not a rejection.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ AttackLoss = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int], 
 
 
 def cross_entropy(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, num_classes: int):
-    """CE(y) untargeted; -CE(target) targeted."""
+    """CE(y) untargeted; -CE(target) targeted; softmax over the real classes only."""
+    z = scores[:, :num_classes]
     if targets is not None:
-        return -F.cross_entropy(scores, targets, reduction="none")
-    return F.cross_entropy(scores, y, reduction="none")
+        return -F.cross_entropy(z, targets, reduction="none")
+    return F.cross_entropy(z, y, reduction="none")
 
 
 def margin(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, num_classes: int):

@@ -4,6 +4,9 @@ Random start, restarts that only re-attack samples still standing, per-sample be
 and early stop: a sample is frozen the step it becomes adversarial. The step loop makes no
 host synchronisation except one check every ``check_every`` steps, where finished samples
 are also dropped from the batch so later steps cost less.
+
+Subclasses (BIM, MIM) change the defaults or the step direction through `_direction`,
+whose per-row state (e.g. a momentum buffer) is carried and shrunk with the batch.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from robustlab.core.norms import normalize_direction, project, random_in_ball
 
 
 class PGD(FixedBudgetAttack):
-    """Projected gradient descent in Linf or L2.
+    """Projected gradient descent in Linf or L2; targeted when called with ``targets=``.
 
     - ``steps``: iterations per restart; ``step_size``: per-step size in the norm
       (default 2.5 * eps / steps); ``restarts``: random restarts for samples not yet fooled;
@@ -57,6 +60,12 @@ class PGD(FixedBudgetAttack):
     def alpha(self) -> float:
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 
+    def _direction(
+        self, grad: torch.Tensor, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The unit step direction for `grad` and the new per-row state (None: stateless)."""
+        return normalize_direction(grad, self.norm), state
+
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         n = len(x)
         best = x.clone()
@@ -81,14 +90,15 @@ class PGD(FixedBudgetAttack):
             return None, None
         return (x0 - self.eps).clamp_min(0.0), (x0 + self.eps).clamp_max(1.0)
 
-    def _step(self, x_cur, grad, x0, lo, hi) -> torch.Tensor:
-        """One ascent step, projected onto the ball and the [0, 1] box."""
+    def _step(self, x_cur, step_dir, x0, lo, hi) -> torch.Tensor:
+        """One step of `alpha` along `step_dir`, projected onto the ball and the [0, 1] box."""
         if lo is not None:
-            return torch.clamp(torch.add(x_cur, grad.sign(), alpha=self.alpha), lo, hi)
-        step_dir = normalize_direction(grad, self.norm)
+            return torch.clamp(torch.add(x_cur, step_dir, alpha=self.alpha), lo, hi)
         return (x0 + project(x_cur + self.alpha * step_dir - x0, self.norm, self.eps)).clamp(0.0, 1.0)
 
-    def _descend(self, model, x, y, targets, criterion, idx, x_cur, best, best_loss, found, queries, judge_final):
+    def _descend(
+        self, model, x, y, targets, criterion, idx, x_cur, best, best_loss, found, queries, judge_final
+    ):
         """One restart from `x_cur` on rows `idx`; updates best/found/queries in place.
 
         A sample is frozen at the first iterate judged adversarial, so `x_cur` always holds
@@ -100,6 +110,7 @@ class PGD(FixedBudgetAttack):
         x0, yy = x[idx], y[idx]
         tt = targets[idx] if targets is not None else None
         done = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
+        state: torch.Tensor | None = None
 
         def write_back(rows: torch.Tensor, loss: torch.Tensor | None) -> None:
             gi = idx[rows]
@@ -114,11 +125,14 @@ class PGD(FixedBudgetAttack):
         lo, hi = self._box(x0)
         steps_taken = torch.zeros(len(idx), dtype=torch.int64, device=x.device)
         for step in range(self.steps):
-            grad, scores, _ = input_gradient(model, x_cur, lambda s, yy=yy, tt=tt: self._loss_fn(s, yy, tt, k))
+            grad, scores, _ = input_gradient(
+                model, x_cur, lambda s, yy=yy, tt=tt: self._loss_fn(s, yy, tt, k)
+            )
             success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
             steps_taken += ~done
             done = done | success
-            x_next = self._step(x_cur, grad, x0, lo, hi)
+            step_dir, state = self._direction(grad, state)
+            x_next = self._step(x_cur, step_dir, x0, lo, hi)
             x_cur = torch.where(done.view(-1, 1, 1, 1), x_cur, x_next)
             if (step + 1) % self.check_every == 0 and step + 1 < self.steps:
                 if bool(done.all()):
@@ -134,6 +148,7 @@ class PGD(FixedBudgetAttack):
                     if lo is not None:
                         lo, hi = lo[rows], hi[rows]
                     tt = tt[rows] if tt is not None else None
+                    state = state[rows] if state is not None else None
         queries[idx] += steps_taken
         all_rows = torch.arange(len(idx), device=x.device)
         if not judge_final:

@@ -5,12 +5,30 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from robustlab.attacks.apgd import APGD, APGDT
+from robustlab.attacks.autoattack import AutoAttack
 from robustlab.attacks.base import Attack
+from robustlab.attacks.bim import BIM
+from robustlab.attacks.cw import CarliniWagnerL2
+from robustlab.attacks.deepfool import DeepFool
 from robustlab.attacks.fgsm import FGSM
+from robustlab.attacks.hopskipjump import HopSkipJump
+from robustlab.attacks.jsma import JSMA
+from robustlab.attacks.lbfgs import LBFGS
+from robustlab.attacks.mim import MIM
 from robustlab.attacks.pgd import PGD
+from robustlab.attacks.rfgsm import RFGSM
+from robustlab.attacks.square import Square
+from robustlab.attacks.transfer import Transfer
 from robustlab.core.errors import ConfigError
 
-ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD}
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls
+    for cls in (
+        FGSM, RFGSM, BIM, MIM, PGD, APGD, APGDT, CarliniWagnerL2, DeepFool, LBFGS, JSMA,
+        Square, HopSkipJump, Transfer, AutoAttack,
+    )
+}
 
 
 def register_attack(cls: type[Attack]) -> type[Attack]:
@@ -23,19 +41,17 @@ def register_attack(cls: type[Attack]) -> type[Attack]:
 
 def attack_parameters(name: str) -> dict[str, inspect.Parameter]:
     """The constructor parameters of attack `name` (for `--help` and validation)."""
-    cls = get_attack_class(name)
-    params: dict[str, inspect.Parameter] = {}
-    for klass in reversed(cls.__mro__):
-        if "__init__" in vars(klass) and issubclass(klass, Attack):
-            for p in inspect.signature(klass.__init__).parameters.values():
-                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                    params[p.name] = p
-    return params
+    return get_attack_class(name).parameters()
+
+
+ALIASES: dict[str, str] = {"hopskipjump": "hsj", "carlini-wagner": "cw", "apgd-ce": "apgd", "apgd-dlr-t": "apgd-t"}
+"""Other names users reach for; each maps to a registered attack."""
 
 
 def get_attack_class(name: str) -> type[Attack]:
     try:
-        return ATTACKS[name.lower()]
+        key = name.lower()
+        return ATTACKS[ALIASES.get(key, key)]
     except KeyError:
         raise ConfigError(f"unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}") from None
 

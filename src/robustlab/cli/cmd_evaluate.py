@@ -33,7 +33,7 @@ from robustlab.experiment.runner import eval_split
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultStore
 
-DEFAULT_ATTACKS = ("pgd",)
+DEFAULT_ATTACKS = ("autoattack",)
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
 
 
@@ -62,7 +62,7 @@ def evaluate_cmd(
     model_path: Path = typer.Option(..., "--model", help="Checkpoint directory."),
     data: str = typer.Option(None, "--data", help="Data set (default: the one the model was trained on)."),
     data_root: Path = typer.Option(None, "--data-root"),
-    attack: list[str] = typer.Option(None, "--attack", help="Attack name (repeatable). Default: pgd."),
+    attack: list[str] = typer.Option(None, "--attack", help="Attack name (repeatable). Default: autoattack."),
     eps: list[float] = typer.Option(None, "--eps", help="Budget (repeatable). Default: 0 0.05 0.1 0.2."),
     steps: int = typer.Option(None, "--steps", help="Iterations, for attacks that take them."),
     norm: str = typer.Option(None, "--norm", help="linf or l2, for attacks that take it."),

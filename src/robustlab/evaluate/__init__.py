@@ -10,18 +10,23 @@ from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes, worst_
 from robustlab.evaluate.runner import AttackSpec, evaluate_grid, run_attack
 from robustlab.evaluate.summary import (
     WORST,
+    distance_curves,
     masking_flags,
     record_identification,
     record_probe,
     reference_eps,
     summarize,
 )
+from robustlab.evaluate.transfer import TransferMatrix, transfer_matrix
 
 __all__ = [
     "IdentificationMetrics",
     "identification_metrics",
     "verification_pairs",
     "WORST",
+    "TransferMatrix",
+    "distance_curves",
+    "transfer_matrix",
     "MaskingFlag",
     "check_probe",
     "check_rows",

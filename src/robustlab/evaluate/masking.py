@@ -24,8 +24,8 @@ from torch.nn import functional as F
 from robustlab.core.contract import RobustModel
 
 SINGLE_STEP = {"fgsm", "rfgsm"}
-ITERATIVE = {"pgd", "bim", "mim", "apgd", "apgd-ce", "apgd-dlr", "cw", "deepfool"}
-BLACK_BOX = {"square", "hopskipjump", "transfer"}
+ITERATIVE = {"pgd", "bim", "mim", "apgd", "apgd-t", "cw", "deepfool", "lbfgs", "jsma", "ka3"}
+BLACK_BOX = {"square", "hsj", "transfer"}
 TOLERANCE = 0.01  # one point of robust accuracy
 
 

@@ -36,6 +36,10 @@ class AttackSpec:
         params = dict(self.params)
         if not cls.minimum_norm:
             params["eps"] = eps
+        if isinstance(params.get("source"), str):  # transfer: the source model is a checkpoint path
+            from robustlab.store.checkpoints import load_checkpoint
+
+            params["source"] = load_checkpoint(params["source"]).eval()
         return make_attack(self.name, **params)
 
     def key(self) -> str:

@@ -60,6 +60,44 @@ def summarize(store: ResultStore, models: list[str] | None = None) -> list[dict[
     return rows
 
 
+def distance_curves(
+    store: ResultStore, models: list[str] | None = None, eps_grid: list[float] | None = None
+) -> list[dict[str, Any]]:
+    """Robust accuracy implied by each minimum-norm cell (stored once, eps = -1) at each eps.
+
+    A sample survives eps when the model is right on it clean and the attack either failed
+    or needed a perturbation larger than eps in the attack's own norm. The grid defaults to
+    the eps values stored for the same model. Rows carry ``derived: True`` and the norm.
+    """
+    from robustlab.attacks.registry import get_attack_class, make_attack
+
+    cells = [r for r in store.rows() if models is None or r.key.model in models]
+    grids: dict[str, set[float]] = defaultdict(set)
+    for r in cells:
+        if r.key.eps >= 0:
+            grids[r.key.model].add(r.key.eps)
+    rows: list[dict[str, Any]] = []
+    for r in cells:
+        spec = json.loads(r.key.attack)
+        name = spec.pop("name")
+        if r.key.eps >= 0 or not get_attack_class(name).minimum_norm:
+            continue
+        norm = make_attack(name, **spec).norm
+        if norm not in ("l2", "linf"):
+            continue
+        p = r.per_sample
+        n = len(p["y"])
+        for eps in sorted(eps_grid if eps_grid is not None else grids[r.key.model]):
+            survived = sum(
+                1 for i in range(n)
+                if p["clean_pred"][i] == p["y"][i] and not (p["success"][i] and p[norm][i] <= eps + 1e-9)
+            )
+            rows.append({"model": r.key.model, "defense": r.key.defense, "subset": r.key.subset,
+                         "attack": _attack_label(r.key.attack), "norm": norm, "eps": eps,
+                         "robust_accuracy": survived / n if n else 0.0, "derived": True})
+    return rows
+
+
 def masking_flags(store: ResultStore, models: list[str] | None = None) -> list[dict[str, Any]]:
     """Every gradient-masking check for the models in `store`: rules over the rows plus the
     gradient probes recorded by `record_probe`."""

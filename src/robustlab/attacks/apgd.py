@@ -1,0 +1,226 @@
+"""APGD (Croce & Hein 2020): PGD with AutoAttack's step-size schedule and momentum.
+
+Each run starts at step size 2 * eps and halves it at checkpoints w_j (p_0 = 0, p_1 = 0.22,
+p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), as fractions of ``steps``) when the loss
+rose in fewer than ``rho`` of the steps since the last checkpoint, or when the step size
+was not halved at the last checkpoint and the best loss has not improved since. A halving
+restarts the sample from its best point. Steps mix the projected gradient step with the
+previous move: x_{k+1} = P(x_k + a (z_{k+1} - x_k) + (1 - a)(x_k - x_{k-1})), a = ``momentum``.
+
+`APGDT` is the targeted version of AutoAttack: one run per runner-up class (the top
+``n_targets`` wrong classes of the clean scores) with the targeted DLR loss, each run on
+the samples still standing; success stays "misclassified".
+"""
+
+from __future__ import annotations
+
+import torch
+
+from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient, judge
+from robustlab.attacks.objectives import get_attack_loss
+from robustlab.core.errors import ConfigError
+from robustlab.core.norms import normalize_direction, project, random_in_ball
+
+
+def checkpoint_intervals(steps: int) -> list[int]:
+    """Lengths of the intervals between APGD checkpoints for a run of `steps` iterations."""
+    first, least, shrink = max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
+    intervals, total, k = [], 0, first
+    while total + k <= steps:
+        intervals.append(k)
+        total += k
+        k = max(k - shrink, least)
+    return intervals
+
+
+class APGD(FixedBudgetAttack):
+    """Auto-PGD in Linf or L2 with the "ce" or "dlr" loss; targeted when given ``targets=``.
+
+    - ``steps``: gradient steps per run (one forward+backward each, plus a final forward);
+    - ``restarts``: runs from random starts, each on the samples not yet fooled;
+    - ``rho``: fraction of loss-increasing steps below which the step size halves;
+    - ``momentum``: weight a of the new step (1 - a on the previous move).
+    """
+
+    name = "apgd"
+
+    def __init__(
+        self,
+        eps: float,
+        norm: str = "linf",
+        steps: int = 100,
+        restarts: int = 1,
+        loss: str = "ce",
+        rho: float = 0.75,
+        momentum: float = 0.75,
+        **kwargs,
+    ) -> None:
+        super().__init__(eps, norm, **kwargs)
+        if steps < 1 or restarts < 1:
+            raise ConfigError(f"{self.name}: steps and restarts must be >= 1")
+        if not 0 < rho <= 1 or not 0 < momentum <= 1:
+            raise ConfigError(f"{self.name}: rho and momentum must lie in (0, 1]")
+        self.steps = int(steps)
+        self.restarts = int(restarts)
+        self.loss = loss
+        self.rho = float(rho)
+        self.momentum = float(momentum)
+        self._loss_fn = get_attack_loss(loss)
+
+    # ---------------------------------------------------------------- runs
+    def _runs(self, model, x, y, targets) -> tuple[list[torch.Tensor | None], int]:
+        """The loss targets of each run, and the forward passes spent choosing them."""
+        return [targets] * self.restarts, 0
+
+    def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
+        n = len(x)
+        out = x.clone()
+        best_loss = torch.full((n,), float("-inf"), device=x.device)
+        found = torch.zeros(n, dtype=torch.bool, device=x.device)
+        runs, spent = self._runs(model, x, y, targets)
+        queries = torch.full((n,), spent, dtype=torch.int64, device=x.device)
+        for loss_targets in runs:
+            idx = (~found).nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            start = (x[idx] + random_in_ball(x[idx], self.norm, self.eps, generator)).clamp(0.0, 1.0)
+            lt = loss_targets[idx] if loss_targets is not None else None
+            ct = targets[idx] if targets is not None else None
+            self._descend(model, x, y, ct, lt, criterion, idx, start, out, best_loss, found, queries)
+        return RunOutput(out, queries)
+
+    def _project(self, x_new: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        return (x0 + project(x_new - x0, self.norm, self.eps)).clamp(0.0, 1.0)
+
+    def _descend(self, model, x, y, ct, lt, criterion, idx, x_cur, out, out_loss, found, queries):
+        """One APGD run on rows `idx` from `x_cur`; writes each row's answer into `out`.
+
+        ``ct`` are the call's targets (for the criterion), ``lt`` the loss's targets. A row is
+        frozen at its first adversarial iterate; rows are written back to `out` (their
+        adversarial point, else their highest-loss point if it beats earlier runs') only when
+        dropped from the batch or at the end, so the step loop makes no scattered writes.
+        """
+        k = model.num_classes
+        dev = x.device
+        r = {"idx": idx, "x0": x[idx], "y": y[idx], "ct": ct, "lt": lt}
+
+        def loss_fn(scores):
+            return self._loss_fn(scores, r["y"], r["lt"], k)
+
+        def evaluate(x_eval, with_grad: bool):
+            if with_grad:
+                return input_gradient(model, x_eval, loss_fn)
+            with torch.no_grad():
+                scores = model(x_eval)
+                return None, scores, loss_fn(scores)
+
+        def judge_step(s, scores) -> None:
+            success, _, _ = judge(model, s["x"], r["y"], r["ct"], criterion, scores=scores)
+            queries[r["idx"]] += (~s["done"]).long()
+            s["done"] = s["done"] | success
+
+        def write_back(s, rows) -> None:
+            gi = r["idx"][rows]
+            done, best_loss = s["done"][rows], s["best_loss"][rows]
+            keep = done | (best_loss > out_loss[gi])
+            answer = torch.where(done.view(-1, 1, 1, 1), s["x"][rows], s["x_best"][rows])
+            out[gi] = torch.where(keep.view(-1, 1, 1, 1), answer, out[gi])
+            out_loss[gi] = torch.where(keep & ~done, best_loss, out_loss[gi])
+            found[gi] = found[gi] | done
+
+        grad, scores, loss = evaluate(x_cur, True)
+        n = len(idx)
+        s = {
+            "done": torch.zeros(n, dtype=torch.bool, device=dev),
+            "x": x_cur,
+            "x_prev": x_cur,
+            "grad": grad,
+            "loss": loss,
+            "best_loss": loss.clone(),
+            "x_best": x_cur.clone(),
+            "grad_best": grad.clone(),
+            "eta": torch.full((n,), 2.0 * self.eps, device=dev),
+            "rises": torch.zeros(n, device=dev),
+            "check_loss": loss.clone(),
+            "halved": torch.zeros(n, dtype=torch.bool, device=dev),
+        }
+        judge_step(s, scores)
+        intervals = checkpoint_intervals(self.steps)
+        boundaries = set(torch.tensor(intervals).cumsum(0).tolist())
+        interval_i = 0
+        for step in range(1, self.steps + 1):
+            last = step == self.steps
+            with torch.no_grad():
+                a = self.momentum if step > 1 else 1.0
+                eta = s["eta"].view(-1, 1, 1, 1)
+                z = self._project(s["x"] + eta * normalize_direction(s["grad"], self.norm), r["x0"])
+                x_new = self._project(s["x"] + a * (z - s["x"]) + (1 - a) * (s["x"] - s["x_prev"]), r["x0"])
+                s["x_prev"] = s["x"]
+                s["x"] = torch.where(s["done"].view(-1, 1, 1, 1), s["x"], x_new)
+            grad, scores, loss = evaluate(s["x"], not last)
+            judge_step(s, scores)
+            better = loss > s["best_loss"]
+            bm = better.view(-1, 1, 1, 1)
+            s["best_loss"] = torch.where(better, loss, s["best_loss"])
+            s["x_best"] = torch.where(bm, s["x"], s["x_best"])
+            if last:
+                break
+            s["grad_best"] = torch.where(bm, grad, s["grad_best"])
+            s["grad"] = grad
+            s["rises"] += (loss > s["loss"]).float()
+            s["loss"] = loss
+            if step in boundaries:
+                length = intervals[interval_i]
+                interval_i += 1
+                oscillating = s["rises"] <= self.rho * length
+                stalled = ~s["halved"] & (s["check_loss"] >= s["best_loss"])
+                halve = oscillating | stalled
+                hm = halve.view(-1, 1, 1, 1)
+                s["eta"] = torch.where(halve, s["eta"] / 2, s["eta"])
+                s["x"] = torch.where(hm & ~s["done"].view(-1, 1, 1, 1), s["x_best"], s["x"])
+                s["x_prev"] = torch.where(hm, s["x"], s["x_prev"])
+                s["grad"] = torch.where(hm, s["grad_best"], s["grad"])
+                s["halved"] = halve
+                s["check_loss"] = s["best_loss"].clone()
+                s["rises"].zero_()
+                # the only host sync of the loop: stop, or drop finished rows
+                done_frac = float(s["done"].float().mean())
+                if done_frac == 1.0:
+                    break
+                if done_frac > 0.3:
+                    write_back(s, s["done"].nonzero().squeeze(1))
+                    keep = (~s["done"]).nonzero().squeeze(1)
+                    s = {key: v[keep] for key, v in s.items()}
+                    r = {key: (v[keep] if v is not None else None) for key, v in r.items()}
+        write_back(s, torch.arange(len(r["idx"]), device=dev))
+
+
+class APGDT(APGD):
+    """Targeted APGD as in AutoAttack: runs against each of the top ``n_targets`` runner-up
+    classes (targeted DLR loss by default) on the samples still standing.
+
+    Called with explicit ``targets=``, it is plain targeted APGD on those targets.
+    """
+
+    name = "apgd-t"
+
+    def __init__(self, eps: float, norm: str = "linf", steps: int = 100, n_targets: int = 9,
+                 loss: str = "dlr", **kwargs) -> None:
+        super().__init__(eps, norm, steps=steps, loss=loss, **kwargs)
+        if n_targets < 1:
+            raise ConfigError(f"{self.name}: n_targets must be >= 1")
+        self.n_targets = int(n_targets)
+
+    def _runs(self, model, x, y, targets):
+        if targets is not None:
+            return super()._runs(model, x, y, targets)
+        k = model.num_classes
+        with torch.no_grad():
+            z = model(x)[:, :k]
+        others = z.masked_fill(torch.nn.functional.one_hot(y, k).bool(), float("-inf"))
+        ranked = others.argsort(1, descending=True)
+        n_t = min(self.n_targets, k - 1)
+        return [ranked[:, i] for i in range(n_t) for _ in range(self.restarts)], 1
+
+
+__all__ = ["APGD", "APGDT", "checkpoint_intervals"]
