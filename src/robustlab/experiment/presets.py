@@ -29,7 +29,7 @@ DEMO: dict[str, Any] = {
     "attacks": [
         {"name": "fgsm"},
         {"name": "pgd", "steps": 20, "restarts": 1},
-        {"name": "autoattack", "steps": 50, "n_targets": 3, "queries": 1000},
+        {"name": "autoattack", "steps": 50, "n_targets": 3, "queries": 500},
     ],
-    "eps": [0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5],
+    "eps": [0.0, 0.05, 0.1, 0.2, 0.3, 0.5],
 }
