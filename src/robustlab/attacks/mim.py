@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from robustlab.attacks.pgd import PGD
+from robustlab.attacks.bim import BIM
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction
 
 
-class MIM(PGD):
+class MIM(BIM):
     """Momentum iterative method: g <- mu * g + grad / ||grad||_1; step ``step_size`` along g.
 
     The step is sign(g) for Linf, g / ||g||_2 for L2; ``step_size`` defaults to eps / steps,
@@ -15,7 +15,6 @@ class MIM(PGD):
     """
 
     name = "mim"
-    hidden_params = ("restarts", "random_start")
 
     def __init__(
         self,
@@ -28,17 +27,10 @@ class MIM(PGD):
         check_every: int = 10,
         **kwargs,
     ) -> None:
-        super().__init__(
-            eps, norm, steps=steps, step_size=step_size, restarts=1, random_start=False,
-            loss=loss, check_every=check_every, **kwargs,
-        )
+        super().__init__(eps, norm, steps=steps, step_size=step_size, loss=loss, check_every=check_every, **kwargs)
         if decay < 0:
             raise ConfigError(f"{self.name}: decay must be >= 0")
         self.decay = float(decay)
-
-    @property
-    def alpha(self) -> float:
-        return self.step_size if self.step_size is not None else self.eps / self.steps
 
     def _direction(self, grad, state):
         g = normalize_direction(grad, "l1")
