@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient, judge
-from robustlab.attacks.objectives import get_attack_loss
+from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient, judge
+from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
 
@@ -104,15 +104,13 @@ class APGD(FixedBudgetAttack):
         dev = x.device
         r = {"idx": idx, "x0": x[idx], "y": y[idx], "ct": ct, "lt": lt}
 
-        def loss_fn(scores):
-            return self._loss_fn(scores, r["y"], r["lt"], k)
-
         def evaluate(x_eval, with_grad: bool):
+            loss_fn = bind_loss(self._loss_fn, r["y"], r["lt"], k)
             if with_grad:
                 return input_gradient(model, x_eval, loss_fn)
             with torch.no_grad():
-                scores = model(x_eval)
-                return None, scores, loss_fn(scores)
+                scores, loss = forward_loss(model, x_eval, loss_fn)
+                return None, scores, loss
 
         def judge_step(s, scores) -> None:
             success, _, _ = judge(model, s["x"], r["y"], r["ct"], criterion, scores=scores)

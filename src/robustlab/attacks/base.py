@@ -219,16 +219,26 @@ def judge(
     return success, decision, scores
 
 
+def forward_loss(model: RobustModel, x: torch.Tensor, loss_fn) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, per-sample loss) of `x`: `loss_fn` is a function of the scores, or a bound loss
+    (`robustlab.attacks.objectives.bind_loss`) that makes the forward pass itself."""
+    if hasattr(loss_fn, "forward_loss"):
+        return loss_fn.forward_loss(model, x)
+    scores = model(x)
+    return scores, loss_fn(scores)
+
+
 def input_gradient(
     model: RobustModel, x: torch.Tensor, loss_fn
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(grad of loss_fn(scores).sum() w.r.t. x, scores, per-sample loss), input gradient only."""
+    """(grad of the per-sample loss's sum w.r.t. x, scores, per-sample loss), input gradient
+    only; `loss_fn` as in `forward_loss`."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        scores = model(x)
-        loss = loss_fn(scores)
+        scores, loss = forward_loss(model, x, loss_fn)
         (grad,) = torch.autograd.grad(loss.sum(), x)
     return grad, scores.detach(), loss.detach()
 
 
-__all__ = ["Attack", "FixedBudgetAttack", "RunOutput", "TargetedMisclassified", "input_gradient", "judge"]
+__all__ = ["Attack", "FixedBudgetAttack", "RunOutput", "TargetedMisclassified", "forward_loss", "input_gradient",
+           "judge"]

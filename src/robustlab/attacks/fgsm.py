@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient
-from robustlab.attacks.objectives import get_attack_loss
+from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.core.norms import normalize_direction
 
 
@@ -24,6 +24,6 @@ class FGSM(FixedBudgetAttack):
 
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         k = model.num_classes
-        grad, _, _ = input_gradient(model, x, lambda s: self._loss_fn(s, y, targets, k))
+        grad, _, _ = input_gradient(model, x, bind_loss(self._loss_fn, y, targets, k))
         x_adv = (x + self.eps * normalize_direction(grad, self.norm)).clamp(0.0, 1.0)
         return RunOutput(x_adv, torch.ones(len(x), dtype=torch.int64, device=x.device))

@@ -1,4 +1,9 @@
-"""Losses that gradient attacks ascend, as functions of scores (N, C) -> per-sample (N,).
+"""Losses that gradient attacks ascend, per sample (N,).
+
+Score losses are functions of the scores (N, C); model losses (`ModelLoss`, e.g. ``pc_ce``)
+need the model's internals (features at several layers, learned prototypes) and make the
+forward pass themselves. Attacks bind either kind to a batch with `bind_loss` and hand the
+result to `input_gradient` / `forward_loss`, so one attack loop serves both.
 
 Untargeted losses grow as the true class loses; targeted ones grow as the target wins.
 For models that can reject (scores have a C + 1-th "reject" column) every loss only
@@ -51,12 +56,74 @@ def dlr(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, num
     return -(z_y - z_t) / denom
 
 
-ATTACK_LOSSES: dict[str, AttackLoss] = {"ce": cross_entropy, "margin": margin, "dlr": dlr}
+class ModelLoss:
+    """An attack loss computed from the model's internals: ``forward_loss(model, x, y, targets)
+    -> (scores = model(x), per-sample loss)`` in one forward pass."""
+
+    name: str = ""
+
+    def forward_loss(self, model, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None):
+        raise NotImplementedError
 
 
-def get_attack_loss(name: str) -> AttackLoss:
-    """The attack loss called `name` (ce, margin, dlr)."""
+def _pc_term(features: torch.Tensor, centres: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Per-sample eq. 5 of paper 004 without its constant centre-centre part:
+    ||f - w_label|| - mean_{j != label} ||f - w_j||."""
+    d = (features[:, None, :] - centres[None, :, :]).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+    own = d.gather(1, label[:, None]).squeeze(1)
+    return own - (d.sum(1) - own) / (d.shape[1] - 1)
+
+
+class PCPlusCE(ModelLoss):
+    """Paper 004's adaptive white-box loss (section 5.1, Table 3): CE of the linear logits plus
+    the prototype conformity term at every tap the PCL head was trained with (its learned
+    prototypes, the final features when ``features_pc``). Untargeted: ascend CE(y) + PC(y);
+    targeted: ascend -(CE(t) + PC(t)). Needs a model with a ``pcl`` head."""
+
+    name = "pc_ce"
+
+    def forward_loss(self, model, x, y, targets):
+        head = getattr(model, "head", None)
+        if head is None or not hasattr(head, "pc_taps") or not hasattr(model, "forward_stages"):
+            raise ConfigError("the pc_ce attack loss needs a model with a pcl head")
+        stages = model.forward_stages(x)
+        features = stages["features"]
+        scores = head(features)
+        label = targets if targets is not None else y
+        loss = F.cross_entropy(head.logits(features), label, reduction="none")
+        for f_l, centres in head.pc_taps(stages):
+            loss = loss + _pc_term(f_l, centres, label)
+        return scores, (-loss if targets is not None else loss)
+
+
+ATTACK_LOSSES: dict[str, AttackLoss | ModelLoss] = {
+    "ce": cross_entropy, "margin": margin, "dlr": dlr, "pc_ce": PCPlusCE(),
+}
+
+
+def get_attack_loss(name: str) -> AttackLoss | ModelLoss:
+    """The attack loss called `name` (ce, margin, dlr, pc_ce)."""
     try:
         return ATTACK_LOSSES[name.lower()]
     except KeyError:
         raise ConfigError(f"unknown attack loss {name!r}; choose one of {', '.join(ATTACK_LOSSES)}") from None
+
+
+class BoundLoss:
+    """A loss bound to a batch's labels: ``forward_loss(model, x) -> (scores, loss)``."""
+
+    def __init__(self, loss: AttackLoss | ModelLoss, y: torch.Tensor, targets: torch.Tensor | None,
+                 num_classes: int) -> None:
+        self.loss, self.y, self.targets, self.num_classes = loss, y, targets, num_classes
+
+    def forward_loss(self, model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.loss, ModelLoss):
+            return self.loss.forward_loss(model, x, self.y, self.targets)
+        scores = model(x)
+        return scores, self.loss(scores, self.y, self.targets, self.num_classes)
+
+
+def bind_loss(loss: AttackLoss | ModelLoss, y: torch.Tensor, targets: torch.Tensor | None,
+              num_classes: int) -> BoundLoss:
+    """`loss` for the batch with labels `y` (and `targets`), ready for `input_gradient`."""
+    return BoundLoss(loss, y, targets, num_classes)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient, judge
-from robustlab.attacks.objectives import get_attack_loss
+from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient, judge
+from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
 
@@ -126,7 +126,7 @@ class PGD(FixedBudgetAttack):
         steps_taken = torch.zeros(len(idx), dtype=torch.int64, device=x.device)
         for step in range(self.steps):
             grad, scores, _ = input_gradient(
-                model, x_cur, lambda s, yy=yy, tt=tt: self._loss_fn(s, yy, tt, k)
+                model, x_cur, bind_loss(self._loss_fn, yy, tt, k)
             )
             success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
             steps_taken += ~done
@@ -155,8 +155,7 @@ class PGD(FixedBudgetAttack):
             write_back(all_rows, None)
             return
         with torch.no_grad():
-            scores = model(x_cur)
-            loss = self._loss_fn(scores, yy, tt, k)
+            scores, loss = forward_loss(model, x_cur, bind_loss(self._loss_fn, yy, tt, k))
         success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
         queries[idx] += ~done
         done = done | success

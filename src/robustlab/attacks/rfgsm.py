@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient
-from robustlab.attacks.objectives import get_attack_loss
+from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project
 
@@ -34,7 +34,7 @@ class RFGSM(FixedBudgetAttack):
         noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
         x1 = (x + alpha * normalize_direction(noise, self.norm)).clamp(0.0, 1.0)
         k = model.num_classes
-        grad, _, _ = input_gradient(model, x1, lambda s: self._loss_fn(s, y, targets, k))
+        grad, _, _ = input_gradient(model, x1, bind_loss(self._loss_fn, y, targets, k))
         x_adv = x1 + (self.eps - alpha) * normalize_direction(grad, self.norm)
         x_adv = (x + project(x_adv - x, self.norm, self.eps)).clamp(0.0, 1.0)
         return RunOutput(x_adv, torch.ones(len(x), dtype=torch.int64, device=x.device))

@@ -9,6 +9,7 @@ import typer
 from robustlab.cli.console import out, print_json, print_results, progress_bar
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.report import write_report
+from robustlab.report.paper_render import write_paper_tables
 
 
 def run(
@@ -23,11 +24,15 @@ def run(
     with progress_bar() as progress:
         rows = run_experiment(spec, run_dir, device=device, progress=progress)
     paths = write_report(run_dir)
+    tables = write_paper_tables(run_dir)
     if json_out:
-        print_json({"rows": rows, "report": str(paths["html"])})
+        print_json({"rows": rows, "report": str(paths["html"]),
+                    "tables": str(tables["markdown"]) if tables else None})
         return
     print_results(rows, {r["model"]: r["model"].split(":")[0] for r in rows}, title=spec.name)
     out.print(f"Report: [bold]{paths['html'].resolve()}[/bold]")
+    if tables:
+        out.print(f"Tables: [bold]{tables['markdown'].resolve()}[/bold]")
 
 
 def register(app: typer.Typer) -> None:

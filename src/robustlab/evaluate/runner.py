@@ -15,6 +15,7 @@ from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.results import AttackResult
 from robustlab.core.validation import check_images, check_labels
+from robustlab.evaluate.cell_extras import cell_extras
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
 from robustlab.store.results import ResultKey, ResultStore, canonical
 
@@ -107,9 +108,14 @@ def evaluate_grid(
         if clean_pred is None:
             clean_pred = batched_predict(model, x, batch_size)
         start = time.perf_counter()
-        result = run_attack(spec.build(eps), model, x, y, batch_size)
+        attack = spec.build(eps)
+        result = run_attack(attack, model, x, y, batch_size)
         per_sample = per_sample_outcomes(x, y, clean_pred, result)
         metrics = cell_metrics(per_sample)
+        extra, extra_metrics = cell_extras(model, x, y, result, attack_name=attack.name,
+                                           K=getattr(attack, "K", None), batch_size=batch_size)
+        per_sample.update(extra)
+        metrics.update(extra_metrics)
         metrics["seconds"] = time.perf_counter() - start
         store.put(key, metrics, per_sample)
     if progress is not None:

@@ -21,7 +21,10 @@ from robustlab.core.runtime import pick_device, seed_everything
 from robustlab.data import Dataset, load_dataset
 from robustlab.evaluate.runner import evaluate_grid
 from robustlab.evaluate.summary import record_identification, record_probe, summarize
-from robustlab.experiment.spec import ExperimentSpec, ModelSpec
+from robustlab.experiment.defenses import obtain_defense
+from robustlab.experiment.plan import plan_experiment
+from robustlab.experiment.spec import DataSpec, ExperimentSpec, ModelSpec
+from robustlab.experiment.transfer import plan_index, run_transfers
 from robustlab.models import Classifier, build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
 from robustlab.store.results import ResultStore
@@ -43,8 +46,7 @@ class TrainedModel:
     reused: bool
 
 
-def load_data(spec: ExperimentSpec) -> Dataset:
-    d = spec.data
+def load_data(d: DataSpec) -> Dataset:
     return load_dataset(d.name, root=d.root, resize=d.resize, seed=d.seed, train_per_class=d.train_per_class)
 
 
@@ -59,13 +61,13 @@ def eval_split(data: Dataset, n_eval: int | None, seed: int) -> tuple[torch.Tens
 def obtain_model(
     mspec: ModelSpec,
     data: Dataset,
-    spec: ExperimentSpec,
+    dspec: DataSpec,
     checkpoints: Path,
     device: torch.device,
     progress: Progress | None = None,
 ) -> TrainedModel:
     """Load the model's checkpoint when one with the same digest exists; train it otherwise."""
-    digest = mspec.digest(spec.data, data.num_classes, data.input_shape)
+    digest = mspec.digest(dspec, data.num_classes, data.input_shape)
     key = f"{mspec.id}:{digest}"
     directory = checkpoints / mspec.id
     if (directory / "config.json").is_file():
@@ -99,7 +101,7 @@ def obtain_model(
             "experiment_digest": digest,
             "id": mspec.id,
             "train": mspec.train.to_dict(),
-            "data": spec.data.to_dict(),
+            "data": dspec.to_dict(),
             "clean_accuracy": clean,
             "history": history,
             "seconds": seconds,
@@ -115,40 +117,68 @@ def run_experiment(
     device: str | None = None,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Run `spec` into `run_dir`; return the summary rows (see `robustlab.evaluate.summarize`)."""
+    """Run `spec`'s plan into `run_dir`; return the summary rows (see `robustlab.evaluate.summarize`).
+
+    Per data set: train (or reuse) each model, build (or reuse) each of its defenses, run every
+    planned cell, then the off-diagonal transfer cells. The store's "index" metadata maps every
+    planned cell (and the spec's ids, sweeps and claims) to its result key (`plan_index`).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
-    data = load_data(spec)
-    x_eval, y_eval = eval_split(data, spec.data.n_eval, spec.data.seed)
+    plan = plan_experiment(spec)
     models_meta: dict[str, Any] = {}
+    keys: dict[str, str] = {}
     with ResultStore(run_dir) as store:
         store.set_meta("experiment", spec.to_dict())
-        store.set_meta("data", {"name": data.name, "source": data.source, "n_train": len(data.y_train),
-                                "n_test": len(data.y_test), "n_eval": len(y_eval),
-                                "input_shape": list(data.input_shape), "classes": list(data.classes)})
-        for mspec in spec.models:
-            trained = obtain_model(mspec, data, spec, run_dir / "checkpoints", dev, progress)
-            models_meta[trained.key] = {
-                "id": mspec.id,
-                "config": trained.model.config.to_dict(),
-                "checkpoint": str(trained.checkpoint),
-                "clean_accuracy": trained.clean_accuracy,
-                "train_seconds": trained.seconds,
-                "history": trained.history,
-            }
-            store.set_meta("models", models_meta)
-            record_probe(store, trained.key, trained.model, x_eval, y_eval)
-            record_identification(store, trained.key, trained.model, x_eval, y_eval, list(spec.eps))
-            evaluate_grid(
-                trained.model,
-                trained.key,
-                x_eval,
-                y_eval,
-                spec.attacks,
-                spec.eps,
-                store,
-                batch_size=spec.batch_size,
-                progress=progress,
-            )
+        data_meta: dict[str, Any] = {}
+        for dspec in spec.datasets:
+            data = load_data(dspec)
+            x_eval, y_eval = eval_split(data, dspec.n_eval, dspec.seed)
+            data_meta[dspec.key] = {"name": data.name, "source": data.source, "n_train": len(data.y_train),
+                                    "n_test": len(data.y_test), "n_eval": len(y_eval),
+                                    "input_shape": list(data.input_shape), "classes": list(data.classes)}
+            store.set_meta("datasets", data_meta)
+            if len(spec.datasets) == 1:
+                store.set_meta("data", data_meta[dspec.key])
+            trained: dict[str, TrainedModel] = {}
+            for task in plan.trains:
+                mspec = task.model
+                if mspec.data != dspec.key:
+                    continue
+                tm = obtain_model(mspec, data, dspec, run_dir / "checkpoints", dev, progress)
+                trained[mspec.id] = tm
+                keys[mspec.id] = tm.key
+                models_meta[tm.key] = {
+                    "id": mspec.id,
+                    "data": dspec.key,
+                    "config": tm.model.config.to_dict(),
+                    "train": mspec.train.to_dict(),
+                    "swept": [list(p) for p in mspec.swept],
+                    "checkpoint": str(tm.checkpoint),
+                    "clean_accuracy": tm.clean_accuracy,
+                    "train_seconds": tm.seconds,
+                    "history": tm.history,
+                }
+                store.set_meta("models", models_meta)
+                store.set_meta("index", plan_index(spec, plan, keys))
+                record_probe(store, tm.key, tm.model, x_eval, y_eval)
+                record_identification(store, tm.key, tm.model, x_eval, y_eval, list(spec.eps))
+                _evaluate_cells(spec, plan.cells_of(mspec.id), tm.model, tm.key, "none", x_eval, y_eval,
+                                store, progress)
+                for d in spec.defenses_for(mspec):
+                    defended = obtain_defense(d, tm, data, dev)
+                    _evaluate_cells(spec, plan.cells_of(mspec.id, d.id), defended, tm.key, d.result_key,
+                                    x_eval, y_eval, store, progress)
+            run_transfers(spec, plan, {i: (t.key, t.model) for i, t in trained.items()}, x_eval, y_eval,
+                          store, batch_size=spec.batch_size, progress=progress)
         return summarize(store, models=list(models_meta))
+
+
+def _evaluate_cells(spec, cells, model, key, defense, x, y, store, progress) -> None:
+    """The planned cells of one (model, defense), attack by attack over each attack's grid."""
+    for attack_id in dict.fromkeys(c.attack for c in cells):
+        grid = [c.eps for c in cells if c.attack == attack_id]
+        attack = spec.attack(attack_id)
+        evaluate_grid(model, key, x, y, [attack.spec], [e for e in grid if e is not None] or list(spec.eps),
+                      store, defense=defense, batch_size=spec.batch_size, progress=progress)

@@ -1,28 +1,56 @@
-"""The experiment spec: data, models (config + training), attacks and the eps grid.
+"""The experiment spec: data sets, models (config + training, sweeps), defenses, attacks with
+their eps grids, a transfer matrix and the published claims the experiment reproduces.
 
-Read from YAML/JSON or built in code; every part is validated up front so that a typo
-fails before any training starts.
+Read from YAML/JSON or built in code. Everything is validated here, before any training:
+an unknown key, a transfer source that is not a model of the file, a sweep over a key the
+model or its training does not have, or a claim about a cell the grid does not hold is one
+`ConfigError` naming the problem.
+
+```yaml
+name: paper004
+data: {id: fmnist, name: fashion-mnist, n_eval: 300}     # or a list of such mappings
+models:
+  - {id: softmax, model: {backbone: cnn6, head: softmax}, train: {epochs: 2}}
+  - id: mct
+    model: {backbone: lenet, head: mct}
+    sweep: {objective_args.sigma: [0.05, 0.1]}            # -> mct[sigma=0.05], mct[sigma=0.1]
+defenses: [{name: squeeze, bits: 4}]                       # every model, plus "none"
+attacks: [fgsm, {name: pgd, steps: 40, eps: [0.1, 0.3]}]  # eps per attack (default: `eps:`)
+eps: [0, 0.1]
+transfer: {sources: [softmax, mct], targets: [softmax, mct], attacks: [pgd]}
+claims: [{model: softmax, attack: pgd, eps: 0.3, published: 0.0, source: "Table 2"}]
+```
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
+import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from robustlab.attacks.registry import get_attack_class
 from robustlab.core.errors import ConfigError
 from robustlab.evaluate.runner import AttackSpec
 from robustlab.models.config import ModelConfig
 from robustlab.train.trainer import TrainConfig
 
+WORST = "worst-case"
+METRICS = ("robust_accuracy", "clean_accuracy", "success_rate", "detection_rate", "detection_auc",
+           "confidence_adv", "mean_mse", "mean_ssim")
+
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which data set, how to cut it, and how many test samples to attack."""
+    """Which data set, how to cut it, and how many test samples to attack. ``id`` names it
+    in model ids and claims when a file holds several."""
 
     name: str = "digits"
     root: str | None = None
@@ -30,18 +58,29 @@ class DataSpec:
     seed: int = 0
     n_eval: int | None = None
     train_per_class: int | None = None
+    id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.id or self.name
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d.pop("id")  # the id is a label: it does not change a number
+        return d
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model of the experiment: an id, a partial model config, and its training."""
+    """One model of the experiment: an id, a partial model config, its training, and (after
+    sweep expansion) the swept values and the entry it came from."""
 
     id: str
     model: dict[str, Any]
     train: TrainConfig = field(default_factory=TrainConfig)
+    data: str | None = None
+    swept: tuple[tuple[str, Any], ...] = ()
+    family: str | None = None
 
     def model_config(self, num_classes: int, input_shape: tuple[int, int, int]) -> ModelConfig:
         full = {"num_classes": num_classes, "input_shape": list(input_shape), **self.model}
@@ -60,61 +99,468 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class GridAttack:
+    """An attack of the grid: its id (unique in the file), spec, eps grid (minimum-norm
+    attacks have none: they run once and report distances) and the models it applies to
+    (None = every model; e.g. an adaptive loss that only a PCL head has)."""
+
+    id: str
+    spec: AttackSpec
+    eps: tuple[float, ...]
+    models: tuple[str, ...] | None = None
+
+    def applies_to(self, model: ModelSpec) -> bool:
+        return self.models is None or model.id in self.models or model.family in self.models
+
+    @property
+    def minimum_norm(self) -> bool:
+        return get_attack_class(self.spec.name).minimum_norm
+
+
+@dataclass(frozen=True)
+class DefenseSpec:
+    """A defense of the `defenses:` axis: id, registry name, its arguments, and the models it
+    applies to (None = every model)."""
+
+    id: str
+    name: str
+    args: dict[str, Any]
+    models: tuple[str, ...] | None = None
+
+    def key(self) -> str:
+        return json.dumps({"name": self.name, **self.args}, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def result_key(self) -> str:
+        """The defense part of a result key: its id and a digest of its full spec."""
+        return f"{self.id}:{hashlib.sha256(self.key().encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """Adversarials crafted on each source, judged on each target (models of the file, by id),
+    for each of `attacks` (ids) at each of its eps values in `eps` (default: its positive grid)."""
+
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    attacks: tuple[str, ...]
+    eps: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A published number and the grid cell it is compared with. ``attack`` is an attack id or
+    "worst-case"; ``source`` (a transfer cell) names the model the adversarials come from."""
+
+    model: str
+    attack: str
+    eps: float | None
+    published: float
+    metric: str = "robust_accuracy"
+    defense: str = "none"
+    source: str | None = None
+    ref: str = ""
+
+
+def _fail(where: str, msg: str) -> None:
+    raise ConfigError(f"{where}: {msg}")
+
+
+def _known_keys(where: str, doc: dict[str, Any], known: set[str]) -> None:
+    unknown = set(doc) - known
+    if unknown:
+        _fail(where, f"unknown keys {sorted(unknown)}; known: {sorted(known)}")
+
+
+def _eps_list(where: str, value: Any) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)):
+        _fail(where, f"eps must be a list of numbers, got {value!r}")
+    try:
+        out = tuple(float(e) for e in value)
+    except (TypeError, ValueError):
+        _fail(where, f"eps must be a list of numbers, got {value!r}")
+    if not out or any(not math.isfinite(e) or e < 0 for e in out):
+        _fail(where, f"eps values must be finite and >= 0 (and at least one), got {list(value)}")
+    return out
+
+
+# ---------------------------------------------------------------- data
+def _parse_data(doc: Any) -> tuple[DataSpec, ...]:
+    items = doc if isinstance(doc, list) else [doc or {}]
+    out = []
+    for i, d in enumerate(items):
+        if not isinstance(d, dict):
+            _fail(f"data[{i}]", "must be a mapping (name, n_eval, ...)")
+        try:
+            out.append(DataSpec(**d))
+        except TypeError as exc:
+            _fail(f"data[{i}]", str(exc))
+    keys = [d.key for d in out]
+    if len(set(keys)) != len(keys):
+        _fail("data", f"data sets need distinct ids, got {keys}")
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- sweeps
+def _objective_params(model: dict[str, Any], train: dict[str, Any]) -> set[str] | None:
+    """Parameters the model's training objective takes (None: it takes any)."""
+    from robustlab.models.heads import HEADS
+    from robustlab.train.objectives import OBJECTIVES
+
+    name = train.get("objective")
+    if name is None:
+        head = HEADS.get(model.get("head", "softmax"))
+        name = getattr(head, "objective", "cross_entropy")
+    factory = OBJECTIVES.get(name)
+    if factory is None:
+        return None
+    params = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return {p for p in params if p != "model"}
+
+
+def _callable_params(fn: Any) -> set[str] | None:
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return set(params)
+
+
+def _check_sweep_key(where: str, key: str, model: dict[str, Any], train: dict[str, Any]) -> None:
+    """`key` must name something the model config or its training has; ConfigError otherwise."""
+    parts = key.split(".")
+    if parts[0] == "model":
+        from robustlab.models.backbones import BACKBONES
+        from robustlab.models.heads import HEADS
+
+        top = {f.name for f in dataclasses.fields(ModelConfig)} - {"num_classes", "input_shape"}
+        if len(parts) < 2 or parts[1] not in top:
+            _fail(where, f"sweep over unknown key {key!r}: model keys are {sorted(top)}")
+        if parts[1] in ("backbone_args", "head_args") and len(parts) == 3:
+            fn = (BACKBONES.get(model.get("backbone", "")) if parts[1] == "backbone_args"
+                  else HEADS.get(model.get("head", "softmax")))
+            known = _callable_params(fn)
+            if known is not None and parts[2] not in known:
+                _fail(where, f"sweep over unknown key {key!r}: {parts[1]} takes {sorted(known - {'self'})}")
+        return
+    if parts[0] == "train":
+        parts = parts[1:]
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if not parts or parts[0] not in fields:
+        _fail(where, f"sweep over unknown key {key!r}: train keys are {sorted(fields)}")
+    if parts[0] == "objective_args" and len(parts) == 2:
+        known = _objective_params(model, train)
+        if known is not None and parts[1] not in known:
+            _fail(where, f"sweep over unknown key {key!r}: the objective takes {sorted(known)}")
+    elif len(parts) > 1:
+        default = fields[parts[0]].default
+        if dataclasses.is_dataclass(default) and parts[1] not in {f.name for f in dataclasses.fields(default)}:
+            _fail(where, f"sweep over unknown key {key!r}")
+
+
+def _set_path(doc: dict[str, Any], parts: list[str], value: Any) -> None:
+    for p in parts[:-1]:
+        nxt = doc.get(p)
+        doc[p] = dict(nxt) if isinstance(nxt, dict) else {}
+        doc = doc[p]
+    doc[parts[-1]] = value
+
+
+def _expand_sweep(where: str, entry: dict[str, Any]) -> list[tuple[dict, dict, tuple]]:
+    """(model dict, train dict, swept pairs) for every point of the entry's sweep grid."""
+    model, train = dict(entry["model"]), dict(entry.get("train") or {})
+    sweep = entry.get("sweep")
+    if not sweep:
+        return [(model, train, ())]
+    if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+        _fail(where, "sweep must map keys to non-empty lists of values")
+    for key in sweep:
+        _check_sweep_key(where, str(key), model, train)
+    out = []
+    for values in itertools.product(*sweep.values()):
+        m, t = json.loads(json.dumps(model)), json.loads(json.dumps(train))
+        for key, value in zip(sweep, values, strict=True):
+            parts = str(key).split(".")
+            if parts[0] == "model":
+                _set_path(m, parts[1:], value)
+            else:
+                _set_path(t, parts[1:] if parts[0] == "train" else parts, value)
+        out.append((m, t, tuple(zip(map(str, sweep), values, strict=True))))
+    return out
+
+
+def _train_config(where: str, args: dict[str, Any]) -> TrainConfig:
+    args = dict(args)
+    if "milestones" in args:
+        args["milestones"] = tuple(args["milestones"])
+    try:
+        return TrainConfig(**args)
+    except TypeError as exc:
+        _fail(f"{where}.train", str(exc))
+    raise AssertionError  # unreachable
+
+
+def _parse_models(doc: Any, datasets: tuple[DataSpec, ...]) -> tuple[ModelSpec, ...]:
+    if not isinstance(doc, list) or not doc:
+        raise ConfigError("an experiment needs at least one model (models: a list)")
+    data_ids = [d.key for d in datasets]
+    out = []
+    for i, m in enumerate(doc):
+        where = f"models[{i}]"
+        if not isinstance(m, dict) or not isinstance(m.get("model"), dict):
+            _fail(where, "needs a 'model' mapping (backbone, head, ...)")
+        _known_keys(where, m, {"id", "model", "train", "sweep", "data"})
+        base_id = str(m.get("id") or f"{m['model'].get('backbone')}-{m['model'].get('head', 'softmax')}")
+        only = m.get("data")
+        only = [only] if isinstance(only, str) else only
+        if only is not None and (not isinstance(only, list) or set(only) - set(data_ids)):
+            _fail(where, f"data must name data sets of the file ({data_ids}), got {only!r}")
+        for model, train, swept in _expand_sweep(where, m):
+            tag = ",".join(f"{k.split('.')[-1]}={v}" for k, v in swept)
+            mid = f"{base_id}[{tag}]" if swept else base_id
+            cfg = _train_config(where, train)
+            for d in datasets:
+                if only is not None and d.key not in only:
+                    continue
+                full = mid if len(datasets) == 1 else f"{d.key}/{mid}"
+                out.append(ModelSpec(full, model, cfg, d.key, swept, base_id))
+    ids = [m.id for m in out]
+    if len(set(ids)) != len(ids):
+        _fail("models", f"model ids must be unique, got {ids}")
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- attacks, defenses
+def _parse_attacks(doc: Any, default_eps: tuple[float, ...], models: tuple[ModelSpec, ...]) -> tuple[GridAttack, ...]:
+    if not isinstance(doc, list) or not doc:
+        raise ConfigError("an experiment needs at least one attack (attacks: a list)")
+    unnamed = [a if isinstance(a, str) else a.get("name") for a in doc
+               if isinstance(a, str) or (isinstance(a, dict) and "id" not in a)]
+    out = []
+    for i, a in enumerate(doc):
+        where = f"attacks[{i}]"
+        a = {"name": a} if isinstance(a, str) else a
+        if not isinstance(a, dict) or "name" not in a:
+            _fail(where, "needs a name")
+        params = {k: v for k, v in a.items() if k not in ("name", "id", "eps", "models")}
+        only = a.get("models")
+        if only is not None:
+            if not isinstance(only, list) or not only:
+                _fail(where, "models must be a non-empty list of model ids")
+            for n in only:
+                _resolve(f"{where}.models", str(n), models, None)
+            only = tuple(map(str, only))
+        spec = AttackSpec(str(a["name"]), params)
+        aid = str(a.get("id") or (a["name"] if unnamed.count(a["name"]) == 1 else f"{a['name']}-{i + 1}"))
+        eps = () if get_attack_class(spec.name).minimum_norm else (
+            _eps_list(where, a["eps"]) if "eps" in a else default_eps)
+        if "eps" in a and get_attack_class(spec.name).minimum_norm:
+            _fail(where, f"{spec.name} is a minimum-norm attack: it takes no eps grid")
+        out.append(GridAttack(aid, spec, eps, only))
+    ids = [a.id for a in out]
+    if len(set(ids)) != len(ids):
+        _fail("attacks", f"attack ids must be unique, got {ids}")
+    return tuple(out)
+
+
+def _parse_defenses(doc: Any, models: tuple[ModelSpec, ...]) -> tuple[DefenseSpec, ...]:
+    if doc is None:
+        return ()
+    if not isinstance(doc, list):
+        raise ConfigError("defenses must be a list")
+    from robustlab.defenses.registry import DEFENSES
+
+    ids_known = {m.id for m in models} | {m.family for m in models}
+    out = []
+    for i, d in enumerate(doc):
+        where = f"defenses[{i}]"
+        d = {"name": d} if isinstance(d, str) else d
+        if not isinstance(d, dict) or "name" not in d:
+            _fail(where, "needs a name")
+        name = str(d["name"])
+        if name == "none":
+            continue
+        if name not in DEFENSES:
+            _fail(where, f"unknown defense {name!r}; choose one of {', '.join(DEFENSES.names())}")
+
+        only = d.get("models")
+        if only is not None and (not isinstance(only, list) or set(only) - ids_known):
+            _fail(where, f"models must name models of the file, got {only!r}")
+        args = {k: v for k, v in d.items() if k not in ("name", "id", "models")}
+        from robustlab.experiment.defenses import check_defense
+
+        check_defense(where, name, args)
+        out.append(DefenseSpec(str(d.get("id") or name), name, args, tuple(only) if only else None))
+    ids = [d.id for d in out]
+    if len(set(ids)) != len(ids) or "none" in ids:
+        _fail("defenses", f"defense ids must be unique and not 'none', got {ids}")
+    return tuple(out)
+
+
+def _resolve(where: str, name: str, models: tuple[ModelSpec, ...], data: str | None) -> list[ModelSpec]:
+    """The models `name` refers to: an expanded id, or a base id (every sweep point / data set)."""
+    hits = [m for m in models if m.id == name] or [m for m in models if m.family == name]
+    hits = [m for m in hits if data is None or m.data == data]
+    if not hits:
+        _fail(where, f"{name!r} is not a model of this file (models: {', '.join(m.id for m in models)})")
+    return hits
+
+
+def _parse_transfer(doc: Any, models, attacks) -> TransferSpec | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise ConfigError("transfer must be a mapping {sources: [...], targets: [...]}")
+    _known_keys("transfer", doc, {"sources", "targets", "attacks", "eps"})
+    resolved = {}
+    for part in ("sources", "targets"):
+        names = doc.get(part)
+        if not isinstance(names, list) or not names:
+            _fail("transfer", f"{part} must be a non-empty list of model ids")
+        resolved[part] = tuple(m.id for n in names for m in _resolve(f"transfer.{part}", str(n), models, None))
+    by_id = {a.id: a for a in attacks}
+    fixed = [a.id for a in attacks if not a.minimum_norm]
+    names = doc.get("attacks", fixed)
+    if not isinstance(names, list) or not names:
+        _fail("transfer", "attacks must be a non-empty list of attack ids")
+    for n in names:
+        if n not in by_id or by_id[n].minimum_norm:
+            _fail("transfer", f"attack {n!r} is not a fixed-budget attack of the grid (choose from {fixed})")
+    eps = None
+    if "eps" in doc:
+        eps = _eps_list("transfer", doc["eps"])
+        for n in names:
+            missing = [e for e in eps if e not in by_id[n].eps]
+            if missing:
+                _fail("transfer", f"eps {missing} not in the grid of attack {n!r} ({list(by_id[n].eps)}): "
+                      "the diagonal is the white-box cell, so it must be in the grid")
+    return TransferSpec(resolved["sources"], resolved["targets"], tuple(map(str, names)), eps)
+
+
+def _parse_claims(doc: Any, spec: ExperimentSpec) -> tuple[Claim, ...]:
+    if doc is None:
+        return ()
+    if not isinstance(doc, list):
+        raise ConfigError("claims must be a list")
+    out = []
+    for i, c in enumerate(doc):
+        where = f"claims[{i}]"
+        if not isinstance(c, dict):
+            _fail(where, "must be a mapping (model, attack, eps, published)")
+        _known_keys(where, c, {"model", "attack", "eps", "published", "metric", "defense", "source", "ref", "data"})
+        for k in ("model", "attack", "published"):
+            if k not in c:
+                _fail(where, f"needs {k!r}")
+        hits = _resolve(where, str(c["model"]), spec.models, c.get("data"))
+        if len(hits) != 1:
+            _fail(where, f"{c['model']!r} names {len(hits)} models ({[m.id for m in hits]}): use the full id")
+        model = hits[0].id
+        metric = str(c.get("metric", "robust_accuracy"))
+        if metric not in METRICS:
+            _fail(where, f"unknown metric {metric!r}; choose one of {list(METRICS)}")
+        eps = None if c.get("eps") is None else float(c["eps"])
+        attack = str(c["attack"])
+        defense = str(c.get("defense", "none"))
+        source = c.get("source")
+        if source is not None:
+            found = _resolve(where, str(source), spec.models, hits[0].data)
+            if len(found) != 1:
+                _fail(where, f"source {source!r} names {len(found)} models: use the full id")
+            source = found[0].id
+        claim = Claim(model, attack, eps, float(c["published"]), metric, defense, source, str(c.get("ref", "")))
+        if not spec.has_cell(claim):
+            _fail(where, f"no cell {model} / defense {defense} / {attack} / eps {eps}"
+                  f"{f' / from {source}' if source else ''} in the grid")
+        out.append(claim)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     name: str
-    data: DataSpec
+    datasets: tuple[DataSpec, ...]
     models: tuple[ModelSpec, ...]
-    attacks: tuple[AttackSpec, ...]
+    attacks: tuple[GridAttack, ...]
     eps: tuple[float, ...]
+    defenses: tuple[DefenseSpec, ...] = ()
+    transfer: TransferSpec | None = None
+    claims: tuple[Claim, ...] = ()
     batch_size: int = 256
+
+    @property
+    def data(self) -> DataSpec:
+        """The data set of a one-data-set experiment."""
+        if len(self.datasets) != 1:
+            raise ConfigError("this experiment has several data sets; use .datasets")
+        return self.datasets[0]
+
+    def dataset(self, key: str) -> DataSpec:
+        return next(d for d in self.datasets if d.key == key)
+
+    def attack(self, attack_id: str) -> GridAttack:
+        return next(a for a in self.attacks if a.id == attack_id)
+
+    def model(self, model_id: str) -> ModelSpec:
+        return next(m for m in self.models if m.id == model_id)
+
+    def defenses_for(self, model: ModelSpec) -> tuple[DefenseSpec, ...]:
+        return tuple(d for d in self.defenses if d.models is None or model.id in d.models
+                     or model.family in d.models)
+
+    def transfer_eps(self, attack_id: str) -> tuple[float, ...]:
+        if self.transfer is None:
+            return ()
+        grid = self.attack(attack_id).eps
+        return self.transfer.eps if self.transfer.eps is not None else tuple(e for e in grid if e > 0)
+
+    def has_cell(self, c: Claim) -> bool:
+        """Whether the grid holds the cell claim `c` is about."""
+        try:
+            model = self.model(c.model)
+        except StopIteration:
+            return False
+        if c.defense != "none" and c.defense not in {d.id for d in self.defenses_for(model)}:
+            return False
+        if c.metric == "clean_accuracy" and c.eps in (None, 0.0) and c.attack == WORST:
+            return True
+        if c.source is not None:
+            t = self.transfer
+            if t is None or c.defense != "none" or c.source not in t.sources or c.model not in t.targets:
+                return False
+            if self.model(c.source).data != model.data or c.attack not in t.attacks:
+                return False
+            return c.eps in self.transfer_eps(c.attack)
+        if c.attack == WORST:
+            return any(c.eps in a.eps for a in self.attacks if a.applies_to(model))
+        if c.attack not in {a.id for a in self.attacks}:
+            return False
+        a = self.attack(c.attack)
+        if not a.applies_to(model):
+            return False
+        return c.eps is None if a.minimum_norm else c.eps in a.eps
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> ExperimentSpec:
         if not isinstance(doc, dict):
             raise ConfigError("an experiment must be a mapping")
-        known = {"name", "data", "models", "attacks", "eps", "batch_size"}
-        unknown = set(doc) - known
-        if unknown:
-            raise ConfigError(f"unknown experiment keys {sorted(unknown)}; known: {sorted(known)}")
-        try:
-            data = DataSpec(**(doc.get("data") or {}))
-        except TypeError as exc:
-            raise ConfigError(f"data: {exc}") from None
-        models = []
-        for i, m in enumerate(doc.get("models") or []):
-            if not isinstance(m, dict) or "model" not in m:
-                raise ConfigError(f"models[{i}] needs a 'model' mapping (backbone, head, ...)")
-            train_args = dict(m.get("train") or {})
-            if "milestones" in train_args:
-                train_args["milestones"] = tuple(train_args["milestones"])
-            try:
-                train = TrainConfig(**train_args)
-            except TypeError as exc:
-                raise ConfigError(f"models[{i}].train: {exc}") from None
-            model_id = str(m.get("id") or f"{m['model'].get('backbone')}-{m['model'].get('head', 'softmax')}")
-            models.append(ModelSpec(model_id, dict(m["model"]), train))
-        if not models:
-            raise ConfigError("an experiment needs at least one model")
-        ids = [m.id for m in models]
-        if len(set(ids)) != len(ids):
-            raise ConfigError(f"model ids must be unique, got {ids}")
-        attacks = []
-        for i, a in enumerate(doc.get("attacks") or []):
-            if isinstance(a, str):
-                a = {"name": a}
-            if not isinstance(a, dict) or "name" not in a:
-                raise ConfigError(f"attacks[{i}] needs a name")
-            params = {k: v for k, v in a.items() if k != "name"}
-            attacks.append(AttackSpec(a["name"], params))
-        eps = tuple(float(e) for e in doc.get("eps", (0.0,)))
-        return cls(
+        _known_keys("experiment", doc,
+                    {"name", "data", "models", "attacks", "eps", "batch_size", "defenses", "transfer", "claims"})
+        datasets = _parse_data(doc.get("data"))
+        eps = _eps_list("eps", doc.get("eps", [0.0]))
+        models = _parse_models(doc.get("models"), datasets)
+        attacks = _parse_attacks(doc.get("attacks"), eps, models)
+        spec = cls(
             name=str(doc.get("name", "experiment")),
-            data=data,
-            models=tuple(models),
-            attacks=tuple(attacks),
+            datasets=datasets,
+            models=models,
+            attacks=attacks,
             eps=eps,
+            defenses=_parse_defenses(doc.get("defenses"), models),
+            transfer=_parse_transfer(doc.get("transfer"), models, attacks),
             batch_size=int(doc.get("batch_size", 256)),
         )
+        return dataclasses.replace(spec, claims=_parse_claims(doc.get("claims"), spec))
 
     @classmethod
     def from_file(cls, path: str | Path) -> ExperimentSpec:
@@ -130,9 +576,18 @@ class ExperimentSpec:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "data": self.data.to_dict(),
-            "models": [{"id": m.id, "model": m.model, "train": m.train.to_dict()} for m in self.models],
-            "attacks": [{"name": a.name, **a.params} for a in self.attacks],
+            "data": [{"id": d.key, **d.to_dict()} for d in self.datasets],
+            "models": [{"id": m.id, "model": m.model, "train": m.train.to_dict(), "data": m.data,
+                        "family": m.family, "swept": [list(p) for p in m.swept]} for m in self.models],
+            "attacks": [{"id": a.id, "name": a.spec.name, **a.spec.params, "eps": list(a.eps),
+                         "models": list(a.models) if a.models else None} for a in self.attacks],
             "eps": list(self.eps),
+            "defenses": [{"id": d.id, "name": d.name, **d.args,
+                          "models": list(d.models) if d.models else None} for d in self.defenses],
+            "transfer": None if self.transfer is None else {
+                "sources": list(self.transfer.sources), "targets": list(self.transfer.targets),
+                "attacks": list(self.transfer.attacks),
+                "eps": None if self.transfer.eps is None else list(self.transfer.eps)},
+            "claims": [dataclasses.asdict(c) for c in self.claims],
             "batch_size": self.batch_size,
         }

@@ -37,7 +37,9 @@ class PCLHead(Head):
     """Scores: ``decision`` "prototype" -> -||f - w_c||_2 (N, C), whose argmax is eq. 6 (nearest
     prototype); "softmax" -> the linear logits. ``branches``: {stage: dim} (dim 0 = identity),
     None for the defaults above; each branch has its own centres and, for eq. 8's CE term,
-    its own linear classifier."""
+    its own linear classifier. ``features_pc``: whether the PC loss also sits on the final
+    features (False with ``branches`` = one tap gives paper 004 Table 7's "layer k only" rows;
+    it needs the softmax decision, since the final prototypes are then not trained)."""
 
     objective = "pcl"
 
@@ -47,11 +49,15 @@ class PCLHead(Head):
         num_classes: int,
         decision: str = "prototype",
         branches: dict[str, int] | None = None,
+        features_pc: bool = True,
     ) -> None:
         super().__init__(feature_dim, num_classes)
         if decision not in ("prototype", "softmax"):
             raise ConfigError(f"pcl decision must be prototype or softmax, got {decision!r}")
+        if not features_pc and decision == "prototype":
+            raise ConfigError("pcl: features_pc=False leaves the final prototypes untrained; use decision: softmax")
         self.decision = decision
+        self.features_pc = bool(features_pc)
         self.branch_spec = None if branches is None else {str(k): int(v) for k, v in branches.items()}
         self.linear = nn.Linear(feature_dim, num_classes)
         self.centres = _centres(num_classes, feature_dim)
@@ -86,3 +92,8 @@ class PCLHead(Head):
     def all_centres(self) -> list[nn.Parameter]:
         """The head's centres and every branch's: the parameters the PCL objective's own optimizer steps."""
         return [self.centres, *self.branch_centres.values()]
+
+    def pc_taps(self, stages: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(features, centres) of every tap the PC loss sits on, for the backbone `stages`."""
+        taps = [(self.branches[name](stages[name]), self.branch_centres[name]) for name in self.branches]
+        return ([(stages["features"], self.centres)] if self.features_pc else []) + taps

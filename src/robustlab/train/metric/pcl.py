@@ -2,7 +2,8 @@
 
 - epochs < ``warmup_epochs`` (T'): cross-entropy only;
 - afterwards: CE + PC(features) + sum over auxiliary branches of PC(branch output) (Algorithm
-  1, line 5; ``branch_ce=True`` adds each branch's own CE term, eq. 8).
+  1, line 5; ``branch_ce=True`` adds each branch's own CE term, eq. 8). The head's
+  ``features_pc=False`` drops PC(features): the layer ablation of the paper's Table 7.
 
 Class centres (the head's and every branch's) are stepped by this objective's own SGD
 optimizer (``centre_lr``, momentum 0.9, no weight decay), never by the model's optimizer.
@@ -66,17 +67,15 @@ class PCLObjective(Objective):
         features = stages["features"]
         loss = F.cross_entropy(head.logits(features), y)
         if epoch >= self.warmup_epochs:
-            branch_out = {name: branch(stages[name]) for name, branch in head.branches.items()}
+            taps = head.pc_taps(stages)
             if self.init_from_batch and not self._initialised:
-                _init_centres(head.centres, features, y)
-                for name, f_l in branch_out.items():
-                    _init_centres(head.branch_centres[name], f_l, y)
+                for f_l, centres in taps:
+                    _init_centres(centres, f_l, y)
                 self._initialised = True
-            pc = prototype_conformity(features, y, head.centres, self.separation)
-            for name, f_l in branch_out.items():
-                pc = pc + prototype_conformity(f_l, y, head.branch_centres[name], self.separation)
-                if self.branch_ce:
-                    loss = loss + F.cross_entropy(head.branch_linear[name](f_l), y)
+            pc = sum((prototype_conformity(f_l, y, c, self.separation) for f_l, c in taps), features.new_zeros(()))
+            if self.branch_ce:
+                for name, branch in head.branches.items():
+                    loss = loss + F.cross_entropy(head.branch_linear[name](branch(stages[name])), y)
             loss = loss + self.pc_weight * pc
         return ObjectiveOutput(loss, head(features))
 

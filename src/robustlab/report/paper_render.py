@@ -1,0 +1,210 @@
+"""Paper-style tables of an experiment (see `paper_tables`) as Markdown, plus their two plots:
+the transfer matrix as a heat map and the sweep as a curve. Worst case per sample in bold;
+accuracies in percent with one decimal."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def grid_markdown(grid: dict[str, Any]) -> str:
+    """Models x (attack, eps) robust accuracy (%), clean accuracy, worst case per eps in bold."""
+    header = ["model", "training", "clean", *grid["columns"], *[f"**worst @ {e}**" for e in grid["eps"]]]
+    rows = [[r["model"], r["train"], _pct(r["clean"]), *[_pct(r["cells"].get(c)) for c in grid["columns"]],
+             *[f"**{_pct(r['worst'].get(e))}**" for e in grid["eps"]]] for r in grid["rows"]]
+    return _md_table(header, rows)
+
+
+def defenses_markdown(block: dict[str, Any]) -> str:
+    """Defenses x (attack, eps): robust accuracy % (S / D %, detection AUC)."""
+    def cell(v: dict | None) -> str:
+        if v is None:
+            return "-"
+        auc = "" if v.get("detection_auc") is None else f", AUC {v['detection_auc']:.2f}"
+        return f"{_pct(v['robust_accuracy'])} (S {_pct(v['success_rate'])} / D {_pct(v['detection_rate'])}{auc})"
+
+    return _md_table(["defense", *block["columns"]],
+                     [[r["defense"], *[cell(r["cells"].get(c)) for c in block["columns"]]] for r in block["rows"]])
+
+
+def transfer_markdown(t: dict[str, Any]) -> str:
+    """Sources (rows) x targets (columns), accuracy %; the diagonal (white-box) underlined."""
+    rows = []
+    for i, s in enumerate(t["sources"]):
+        cells = []
+        for j, g in enumerate(t["targets"]):
+            v = _pct(t["accuracy"][i][j])
+            cells.append(f"<u>{v}</u>" if s == g else v)
+        rows.append([s, *cells])
+    return _md_table(["source \\ target", *t["targets"]], rows)
+
+
+def sweep_markdown(s: dict[str, Any]) -> str:
+    eps = list(s["points"][0]["worst"]) if s["points"] else []
+    header = [*s["keys"], "clean", *[f"worst @ {e}" for e in eps]]
+    rows = [[*[str(p["values"][k]) for k in s["keys"]], _pct(p["clean"]), *[_pct(p["worst"][e]) for e in eps]]
+            for p in s["points"]]
+    return _md_table(header, rows)
+
+
+def claims_markdown(claims: list[dict[str, Any]]) -> str:
+    def cell(c: dict[str, Any]) -> str:
+        where = f"{c['attack']} @ {c['eps']:g}" if c["eps"] is not None else c["attack"]
+        return where + (f" from {c['source']}" if c["source"] else "")
+
+    rows = [[c["ref"], c["model"], c["defense"], cell(c), c["metric"], _pct(c["published"]), _pct(c["measured"]),
+             "-" if c["delta"] is None else f"{100 * c['delta']:+.1f}"] for c in claims]
+    return _md_table(["claim", "model", "defense", "cell", "metric", "published %", "robustlab %", "delta (pts)"],
+                     rows)
+
+
+def cells_markdown(cells: list[dict[str, Any]]) -> str:
+    """Per-cell metrics: confidence under attack, MSE, SSIM, detection AUC, K-A3 check."""
+    def f(v: Any, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    rows = []
+    for c in cells:
+        ka3 = c.get("ka3_check")
+        rows.append([c["model"], c["defense"], c["attack"], "min-norm" if c["eps"] is None else f"{c['eps']:g}",
+                     _pct(c.get("robust_accuracy")), f(c.get("confidence_adv"), ".3f"),
+                     f(c.get("mean_mse"), ".2e"), f(c.get("mean_ssim"), ".3f"), f(c.get("detection_auc"), ".3f"),
+                     "-" if not ka3 else ("PASS" if ka3["passed"] else "FAIL") + f" (max p {ka3['max_p']:.2f})"])
+    return _md_table(["model", "defense", "attack", "eps", "robust %", "confidence", "MSE", "SSIM",
+                      "detection AUC", "K-A3"], rows)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def transfer_heatmap(t: dict[str, Any], style: str = "light") -> bytes:
+    """PNG heat map of a transfer matrix (accuracy %, sources as rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    with plt.style.context("dark_background" if style == "dark" else "default"):
+        acc = np.array([[np.nan if v is None else 100 * v for v in row] for row in t["accuracy"]])
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(t["targets"]), 1.0 + 0.8 * len(t["sources"])))
+        im = ax.imshow(acc, vmin=0, vmax=100, cmap="viridis")
+        ax.set_xticks(range(len(t["targets"])), t["targets"], rotation=30, ha="right")
+        ax.set_yticks(range(len(t["sources"])), t["sources"])
+        ax.set_xlabel("target")
+        ax.set_ylabel("source")
+        for i in range(acc.shape[0]):
+            for j in range(acc.shape[1]):
+                if not np.isnan(acc[i, j]):
+                    ax.text(j, i, f"{acc[i, j]:.0f}", ha="center", va="center",
+                            color="white" if acc[i, j] < 50 else "black", fontsize=8)
+        ax.set_title(f"transfer {t['attack']} eps={t['eps']:g} (accuracy %)", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        return _png(fig)
+
+
+def sweep_curve(s: dict[str, Any], style: str = "light") -> bytes:
+    """PNG curve: swept value (x) against clean and worst-case accuracy per eps (%)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = s["keys"][0]
+    pts = sorted(s["points"], key=lambda p: p["values"][key])
+    xs = [p["values"][key] for p in pts]
+    with plt.style.context("dark_background" if style == "dark" else "default"):
+        fig, ax = plt.subplots(figsize=(4.5, 3.0))
+        ax.plot(xs, [100 * (p["clean"] or 0) for p in pts], marker="o", label="clean")
+        for e in (list(pts[0]["worst"]) if pts else []):
+            ax.plot(xs, [100 * v if (v := p["worst"][e]) is not None else float("nan") for p in pts],
+                    marker="s", label=f"worst case eps={e}")
+        ax.set_xlabel(key)
+        ax.set_ylabel("accuracy %")
+        ax.set_ylim(0, 100)
+        ax.set_title(s["family"], fontsize=9)
+        ax.legend(fontsize=7)
+        return _png(fig)
+
+
+def tables_markdown(tables: dict[str, Any], figures: dict[str, str] | None = None) -> str:
+    """Every section as one Markdown document; `figures` maps a figure id to its file name."""
+    figures = figures or {}
+    out = []
+    if tables["claims"]:
+        out += ["## Claims", "", claims_markdown(tables["claims"]), ""]
+    for g in tables["grid"]:
+        out += [f"## Robust accuracy (%): {g['data']}, defense {g['defense']}", "", grid_markdown(g), ""]
+    for d in tables["defenses"]:
+        out += [f"## Defenses x attacks: {d['model']}", "", defenses_markdown(d), ""]
+    for i, t in enumerate(tables["transfer"]):
+        out += [f"## Transfer matrix: {t['attack']} eps={t['eps']:g} (accuracy %, rows = source)", "",
+                transfer_markdown(t), ""]
+        if f"transfer-{i}" in figures:
+            out += [f"![transfer matrix]({figures[f'transfer-{i}']})", ""]
+    for i, s in enumerate(tables["sweep"]):
+        out += [f"## Sweep: {s['family']}", "", sweep_markdown(s), ""]
+        if f"sweep-{i}" in figures:
+            out += [f"![sweep]({figures[f'sweep-{i}']})", ""]
+    if tables["cells"]:
+        out += ["## Per-cell metrics", "", cells_markdown(tables["cells"]), ""]
+    return "\n".join(out)
+
+
+def _atomic_write(path, data: bytes) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_paper_tables(run_dir) -> dict[str, Any] | None:
+    """Write ``tables.md``, ``tables.json`` and the plots (``tables-*.png``) of the experiment
+    in `run_dir`; returns {"markdown": path, "json": path, "figures": [...]}, or None when
+    the run has no experiment index."""
+    import json
+    from pathlib import Path
+
+    from robustlab.report.paper_tables import paper_tables
+    from robustlab.store.results import ResultStore
+
+    run_dir = Path(run_dir)
+    with ResultStore(run_dir) as store:
+        tables = paper_tables(store)
+    if tables is None:
+        return None
+    figures: dict[str, str] = {}
+    for i, t in enumerate(tables["transfer"]):
+        figures[f"transfer-{i}"] = f"tables-transfer-{i}.png"
+        _atomic_write(run_dir / figures[f"transfer-{i}"], transfer_heatmap(t))
+    for i, s in enumerate(tables["sweep"]):
+        figures[f"sweep-{i}"] = f"tables-sweep-{i}.png"
+        _atomic_write(run_dir / figures[f"sweep-{i}"], sweep_curve(s))
+    md, js = run_dir / "tables.md", run_dir / "tables.json"
+    _atomic_write(md, tables_markdown(tables, figures).encode())
+    _atomic_write(js, json.dumps(tables, indent=1).encode())
+    return {"markdown": md, "json": js, "figures": [run_dir / f for f in figures.values()]}
