@@ -69,6 +69,30 @@ def run_attack(
     )
 
 
+def evaluate_cell(
+    model: RobustModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    spec: AttackSpec,
+    eps: float,
+    batch_size: int = 256,
+    clean_pred: torch.Tensor | None = None,
+) -> tuple[dict[str, Any], dict[str, list]]:
+    """One (attack, eps) cell against `model` (in eval mode): its metrics and per-sample record.
+
+    Needs no store: the experiment executors run it on workers and the driver writes the row.
+    `metrics["seconds"]` is the attack's wall time (the only field that varies between runs).
+    """
+    if clean_pred is None:
+        clean_pred = batched_predict(model, x, batch_size)
+    start = time.perf_counter()
+    result = run_attack(spec.build(eps), model, x, y, batch_size)
+    per_sample = per_sample_outcomes(x, y, clean_pred, result)
+    metrics = cell_metrics(per_sample)
+    metrics["seconds"] = time.perf_counter() - start
+    return metrics, per_sample
+
+
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -94,7 +118,7 @@ def evaluate_grid(
     check_images(x, model.input_shape)
     check_labels(y, len(x), model.num_classes)
     model.eval()
-    cells = [(spec, float(eps)) for spec in attacks for eps in _grid_for(spec, eps_grid)]
+    cells = [(spec, float(eps)) for spec in attacks for eps in grid_for(spec, eps_grid)]
     clean_pred: torch.Tensor | None = None
     keys = []
     for i, (spec, eps) in enumerate(cells):
@@ -106,18 +130,14 @@ def evaluate_grid(
             continue
         if clean_pred is None:
             clean_pred = batched_predict(model, x, batch_size)
-        start = time.perf_counter()
-        result = run_attack(spec.build(eps), model, x, y, batch_size)
-        per_sample = per_sample_outcomes(x, y, clean_pred, result)
-        metrics = cell_metrics(per_sample)
-        metrics["seconds"] = time.perf_counter() - start
+        metrics, per_sample = evaluate_cell(model, x, y, spec, eps, batch_size, clean_pred)
         store.put(key, metrics, per_sample)
     if progress is not None:
         progress("done", len(cells), len(cells))
     return keys
 
 
-def _grid_for(spec: AttackSpec, eps_grid: Sequence[float]) -> list[float]:
+def grid_for(spec: AttackSpec, eps_grid: Sequence[float]) -> list[float]:
     """Minimum-norm attacks run once (eps = -1 marks "unbounded"); others once per eps."""
     if get_attack_class(spec.name).minimum_norm:
         return [-1.0]
