@@ -21,6 +21,7 @@ from robustlab.core.results import AttackResult
 from robustlab.evaluate.cell_extras import cell_extras, detection_auc
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.experiment.plan import EvalCell, plan_experiment
+from robustlab.experiment.tasks import eval_data
 from robustlab.models import build_model
 from robustlab.report.paper_tables import paper_tables
 from robustlab.store.checkpoints import load_checkpoint
@@ -149,10 +150,7 @@ def test_transfer_diagonal_is_the_white_box_cell_and_off_diagonal_matches_a_dire
             j = t["targets"].index(s)
             assert t["accuracy"][i][j] == _metric(rows, cell["key"])["robust_accuracy"]
     # an off-diagonal cell against a direct computation: craft on a, judge on c
-    from robustlab.experiment.runner import eval_split, load_data
-
-    data = load_data(spec.data)
-    x, y = eval_split(data, 60, 0)
+    x, y = eval_data(spec.data)
     src = load_checkpoint(run_dir / "checkpoints" / "a").eval()
     tgt = load_checkpoint(run_dir / "checkpoints" / "c").eval()
     x_adv = PGD(eps=0.1, steps=5)(src, x, y).x_adv
@@ -177,7 +175,7 @@ def test_claims_report_the_measured_cell_and_the_delta(tiny_run):
 
 def test_defenses_axis_built_once_and_evaluated_with_detection(tiny_run):
     spec, run_dir, tables, index, rows = tiny_run
-    assert (run_dir / "checkpoints" / "a" / "defenses" / "msvdd" / "config.json").is_file()
+    assert (run_dir / "defenses" / "a" / "msvdd" / "config.json").is_file()
     d_cells = [c for c in index["cells"] if c["defense"] == "msvdd"]
     assert {c["model"] for c in d_cells} == {"a"} and len(d_cells) == 4
     block = next(b for b in tables["defenses"] if b["model"] == "a")
@@ -194,10 +192,7 @@ def test_defenses_axis_built_once_and_evaluated_with_detection(tiny_run):
 
 def test_per_cell_metrics_against_direct_computation(tiny_run):
     spec, run_dir, tables, index, rows = tiny_run
-    from robustlab.experiment.runner import eval_split, load_data
-
-    data = load_data(spec.data)
-    x, y = eval_split(data, 60, 0)
+    x, y = eval_data(spec.data)
     model = load_checkpoint(run_dir / "checkpoints" / "a").eval()
     cell = next(c for c in index["cells"] if c["model"] == "a" and c["attack"] == "fgsm" and c["eps"] == 0.1
                 and c["defense"] == "none")

@@ -70,6 +70,37 @@ def run_attack(
     )
 
 
+def evaluate_cell(
+    model: RobustModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    spec: AttackSpec,
+    eps: float,
+    batch_size: int = 256,
+    clean_pred: torch.Tensor | None = None,
+) -> tuple[dict[str, Any], dict[str, list]]:
+    """One (attack, eps) cell against `model` (in eval mode): its metrics and per-sample record.
+
+    Needs no store: the experiment executors run it on workers and the driver writes the row.
+    `metrics["seconds"]` is the attack's wall time (the only field that varies between runs);
+    the per-cell extras (confidence, MSE, SSIM, ranks, detection AUC) come from `cell_extras`.
+    """
+    if clean_pred is None:
+        clean_pred = batched_predict(model, x, batch_size)
+    start = time.perf_counter()
+    attack = spec.build(eps)
+    result = run_attack(attack, model, x, y, batch_size)
+    seconds = time.perf_counter() - start
+    per_sample = per_sample_outcomes(x, y, clean_pred, result)
+    metrics = cell_metrics(per_sample)
+    extra, extra_metrics = cell_extras(model, x, y, result, attack_name=attack.name,
+                                       K=getattr(attack, "K", None), batch_size=batch_size)
+    per_sample.update(extra)
+    metrics.update(extra_metrics)
+    metrics["seconds"] = seconds
+    return metrics, per_sample
+
+
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -95,7 +126,7 @@ def evaluate_grid(
     check_images(x, model.input_shape)
     check_labels(y, len(x), model.num_classes)
     model.eval()
-    cells = [(spec, float(eps)) for spec in attacks for eps in _grid_for(spec, eps_grid)]
+    cells = [(spec, float(eps)) for spec in attacks for eps in grid_for(spec, eps_grid)]
     clean_pred: torch.Tensor | None = None
     keys = []
     for i, (spec, eps) in enumerate(cells):
@@ -107,23 +138,14 @@ def evaluate_grid(
             continue
         if clean_pred is None:
             clean_pred = batched_predict(model, x, batch_size)
-        start = time.perf_counter()
-        attack = spec.build(eps)
-        result = run_attack(attack, model, x, y, batch_size)
-        per_sample = per_sample_outcomes(x, y, clean_pred, result)
-        metrics = cell_metrics(per_sample)
-        extra, extra_metrics = cell_extras(model, x, y, result, attack_name=attack.name,
-                                           K=getattr(attack, "K", None), batch_size=batch_size)
-        per_sample.update(extra)
-        metrics.update(extra_metrics)
-        metrics["seconds"] = time.perf_counter() - start
+        metrics, per_sample = evaluate_cell(model, x, y, spec, eps, batch_size, clean_pred)
         store.put(key, metrics, per_sample)
     if progress is not None:
         progress("done", len(cells), len(cells))
     return keys
 
 
-def _grid_for(spec: AttackSpec, eps_grid: Sequence[float]) -> list[float]:
+def grid_for(spec: AttackSpec, eps_grid: Sequence[float]) -> list[float]:
     """Minimum-norm attacks run once (eps = -1 marks "unbounded"); others once per eps."""
     if get_attack_class(spec.name).minimum_norm:
         return [-1.0]

@@ -1,15 +1,18 @@
 """The `defenses:` axis of an experiment: each defense built once per model, cached in the run dir.
 
-A defended model is saved as a checkpoint (safetensors + JSON, the defense in its config)
-under ``checkpoints/<model id>/defenses/<defense id>/`` with the digest of (base model key,
-defense spec) in its metadata, so a rerun reloads it instead of fitting it again; a changed
-model or defense spec fits it afresh. Fitting goes through `fit_defense`.
+A `DefenseTask` fits a defense over a trained model (`fit_defense`) and returns the defended
+checkpoint (safetensors + JSON, the defense in its config); the driver keeps it under
+``defenses/<model id>/<defense id>/`` with the digest of (base model key, defense spec) in its
+metadata, so a rerun reloads it instead of fitting it again (`reusable_defense`); a changed
+model or defense spec fits it afresh.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +21,11 @@ import torch
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.data import Dataset
-from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
+from robustlab.experiment.tasks import CheckpointBlob, ModelSource, Runtime, _model_for, _runtime, dataset_for
+from robustlab.store.checkpoints import read_checkpoint_config, save_checkpoint
 
 if TYPE_CHECKING:
-    from robustlab.experiment.spec import DefenseSpec
+    from robustlab.experiment.spec import DataSpec, DefenseSpec
 
 
 def validation_split(data: Dataset, fraction: float = 0.1) -> tuple[torch.Tensor, ...]:
@@ -79,18 +83,48 @@ def fit_defense(d: DefenseSpec, model: RobustModel, data: Dataset, device: torch
     return fit(d.name, model, x_fit, y_fit, x_val, y_val, **d.args)
 
 
-def obtain_defense(d: DefenseSpec, trained, data: Dataset, device: torch.device) -> RobustModel:
-    """The defended model of `trained` (a `TrainedModel`): from its cache, else fitted and cached."""
-    directory = Path(trained.checkpoint) / "defenses" / d.id
-    digest = hashlib.sha256(f"{trained.key}|{d.key()}".encode()).hexdigest()[:12]
-    if (directory / "config.json").is_file():
-        try:
-            if read_checkpoint_config(directory)["metadata"].get("defense_digest") == digest:
-                return load_checkpoint(directory, device).eval()
-        except CheckpointError:
-            pass  # unreadable or stale: fit afresh
-    start = time.perf_counter()
-    defended = fit_defense(d, trained.model, data, device).eval()
-    save_checkpoint(defended, directory, metadata={"defense_digest": digest, "defense": d.id,
-                                                    "base": trained.key, "seconds": time.perf_counter() - start})
-    return defended
+@dataclass(frozen=True)
+class DefenseTask:
+    """Build defense `defense` over the model `model` (a trained checkpoint) on its data set's
+    training split. `digest` (of base key and defense spec) names the cached result."""
+
+    model: ModelSource
+    data: DataSpec
+    defense: DefenseSpec
+    digest: str
+    runtime: Runtime = field(default_factory=Runtime)
+
+
+@dataclass
+class DefenseOutput:
+    key: str
+    defense: str
+    blob: CheckpointBlob
+    metadata: dict[str, Any]
+
+
+def defense_digest(model_key: str, d: DefenseSpec) -> str:
+    return hashlib.sha256(f"{model_key}|{d.key()}".encode()).hexdigest()[:12]
+
+
+def reusable_defense(directory: Path, digest: str) -> bool:
+    """A cached defended checkpoint at `directory` built from the same model and spec."""
+    if not (directory / "config.json").is_file():
+        return False
+    try:
+        return read_checkpoint_config(directory)["metadata"].get("defense_digest") == digest
+    except (CheckpointError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def run_defense_task(task: DefenseTask, blob: CheckpointBlob | None = None) -> DefenseOutput:
+    """Fit the defense and return the defended checkpoint as bytes (a pure task: no store)."""
+    with _runtime(task.runtime) as device:
+        base = _model_for(task.model, blob, device)
+        start = time.perf_counter()
+        defended = fit_defense(task.defense, base, dataset_for(task.data), device).eval()
+        metadata = {"defense_digest": task.digest, "defense": task.defense.id, "base": task.model.key,
+                    "seconds": time.perf_counter() - start}
+        with tempfile.TemporaryDirectory(prefix="robustlab-defense-") as tmp:
+            save_checkpoint(defended, tmp, metadata=metadata)
+            return DefenseOutput(task.model.key, task.defense.id, CheckpointBlob.from_directory(tmp), metadata)

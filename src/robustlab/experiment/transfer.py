@@ -10,7 +10,8 @@ A diagonal cell is the white-box cell itself (`white_box_key`): never computed t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
 
@@ -21,8 +22,9 @@ from robustlab.evaluate.cell_extras import cell_extras
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
 from robustlab.evaluate.runner import AttackSpec, run_attack
 from robustlab.experiment.plan import Plan, TransferCell
-from robustlab.experiment.spec import ExperimentSpec
-from robustlab.store.results import ResultKey, ResultStore, canonical
+from robustlab.experiment.spec import DataSpec, ExperimentSpec
+from robustlab.experiment.tasks import CheckpointBlob, EvalOutput, ModelSource, Runtime, _model_for, _runtime, eval_data
+from robustlab.store.results import ResultKey, canonical
 
 
 def transfer_attack_key(source_key: str, spec: AttackSpec) -> str:
@@ -86,32 +88,36 @@ def judge_transfer(target: RobustModel, x: torch.Tensor, y: torch.Tensor, x_adv:
     return per_sample, metrics
 
 
-def run_transfers(
-    spec: ExperimentSpec,
-    plan: Plan,
-    models: Mapping[str, tuple[str, RobustModel]],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    store: ResultStore,
-    *,
-    batch_size: int = 256,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> None:
-    """Every off-diagonal transfer cell of `plan` among `models` ({model id: (key, model)}) not
-    yet in `store`: one attack run per (source, attack, eps), judged on every target."""
-    keys = {mid: key for mid, (key, _) in models.items()}
-    todo = [c for c in plan.transfers if c.white_box is None and c.source in models and c.target in models]
-    groups: dict[tuple[str, str, float], list[TransferCell]] = {}
-    for c in todo:
-        if not store.has(cell_key(c, spec, keys)):
-            groups.setdefault((c.source, c.attack, c.eps), []).append(c)
-    for i, ((source, attack_id, eps), cells) in enumerate(groups.items()):
-        if progress is not None:
-            progress(f"transfer {source} {attack_id} eps={eps:g}", i, len(groups))
-        attack = spec.attack(attack_id).spec.build(eps)
-        src = models[source][1].eval()
-        x_adv = run_attack(attack, src, x, y, batch_size).x_adv
-        for c in cells:
-            target = models[c.target][1].eval()
-            per_sample, metrics = judge_transfer(target, x, y, x_adv, attack.norm, batch_size)
-            store.put(cell_key(c, spec, keys), metrics, per_sample)
+@dataclass(frozen=True)
+class TransferTask:
+    """Craft `attack` at `eps` on `source`, judge the adversarials on each of `targets`
+    ((model, the row it fills) pairs), on the data's evaluation split."""
+
+    source: ModelSource
+    targets: tuple[tuple[ModelSource, ResultKey], ...]
+    data: DataSpec
+    attack: AttackSpec
+    eps: float
+    batch_size: int = 256
+    runtime: Runtime = field(default_factory=Runtime)
+
+    @property
+    def label(self) -> str:
+        return f"transfer {self.source.key.split(':')[0]} {self.attack.label} eps={self.eps:g}"
+
+
+def run_transfer_task(task: TransferTask, source_blob: CheckpointBlob | None = None,
+                      *target_blobs: CheckpointBlob | None) -> list[EvalOutput]:
+    """One attack run on the source, one row per target (a pure task: no store)."""
+    with _runtime(task.runtime) as device:
+        x, y = eval_data(task.data)
+        src = _model_for(task.source, source_blob, device)
+        attack = task.attack.build(task.eps)
+        x_adv = run_attack(attack, src, x, y, task.batch_size).x_adv
+        blobs = target_blobs or (None,) * len(task.targets)
+        out = []
+        for (source, key), blob in zip(task.targets, blobs, strict=True):
+            target = _model_for(source, blob, device)
+            per_sample, metrics = judge_transfer(target, x, y, x_adv, attack.norm, task.batch_size)
+            out.append(EvalOutput(key, metrics, per_sample))
+        return out
