@@ -96,6 +96,7 @@ def test_several_data_sets_prefix_the_model_ids_and_transfer_stays_within_one():
         ({"models": [{"id": "m", "model": {**MLP, "head": "softmax"}, "sweep": {"learning_rate": [0.1]}}]},
          "sweep over unknown key 'learning_rate'"),
         ({"claims": [{"model": "a", "attack": "pgd", "eps": 0.3, "published": 0.5}]}, "no cell a"),
+        ({"attacks": [{"name": "pgd", "stepz": 3}]}, "unknown parameters ['stepz']"),
         ({"claims": [{"model": "a", "attack": "cw", "eps": 0.1, "published": 0.5}]}, "no cell a"),
         ({"claims": [{"model": "a", "attack": "pgd", "eps": 0.1, "published": 0.5, "source": "b"}]}, "no cell a"),
     ],

@@ -54,33 +54,37 @@ def msvdd_config(where: str, args: dict[str, Any]):
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def check_defense(where: str, name: str, args: dict[str, Any]) -> None:
-    """Validate a defense entry before anything is trained (ConfigError naming the problem)."""
-    if name == "msvdd":
-        msvdd_config(where, args)
-        return
+def _build_api():
+    """The defenses layer's `build_defense(name, model, data, **params)` API, when it has one."""
     import robustlab.defenses as defenses
 
-    check = getattr(defenses, "check_defense_args", None)
-    if not hasattr(defenses, "fit_defense"):
-        raise ConfigError(f"{where}: defense {name!r} cannot be fitted from an experiment yet")
-    if check is not None:
-        check(name, args)
+    return defenses if hasattr(defenses, "check_defense_params") else None
+
+
+def check_defense(where: str, name: str, args: dict[str, Any]) -> str:
+    """Validate a defense entry before anything is trained; its canonical name (ConfigError
+    naming the problem otherwise)."""
+    api = _build_api()
+    if api is not None:
+        try:
+            return api.check_defense_params(name, **args)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if name not in ("msvdd", "svdd"):
+        raise ConfigError(f"{where}: unknown defense {name!r}; choose msvdd")
+    msvdd_config(where, args)
+    return "msvdd"
 
 
 def fit_defense(d: DefenseSpec, model: RobustModel, data: Dataset, device: torch.device) -> RobustModel:
     """Fit defense `d` over `model` (left unchanged) on the training split of `data`."""
+    api = _build_api()
+    if api is not None:
+        return api.build_defense(d.name, model, data, **d.args).model
     x_fit, y_fit, x_val, y_val = (t.to(device) for t in validation_split(data))
-    if d.name == "msvdd":
-        from robustlab.defenses.svdd.build import build_msvdd
+    from robustlab.defenses.svdd.build import build_msvdd
 
-        return build_msvdd(model, x_fit, y_fit, x_val, y_val, msvdd_config(f"defense {d.id}", d.args)).model
-    import robustlab.defenses as defenses
-
-    fit = getattr(defenses, "fit_defense", None)
-    if fit is None:
-        raise ConfigError(f"defense {d.name!r} cannot be fitted from an experiment yet")
-    return fit(d.name, model, x_fit, y_fit, x_val, y_val, **d.args)
+    return build_msvdd(model, x_fit, y_fit, x_val, y_val, msvdd_config(f"defense {d.id}", d.args)).model
 
 
 @dataclass(frozen=True)

@@ -408,6 +408,11 @@ def _parse_attacks(doc: Any, default_eps: tuple[float, ...], models: tuple[Model
             _eps_list(where, a["eps"]) if "eps" in a else default_eps)
         if "eps" in a and get_attack_class(spec.name).minimum_norm:
             _fail(where, f"{spec.name} is a minimum-norm attack: it takes no eps grid")
+        for e in eps or (None,):  # every parameter and eps checked now, not after training
+            try:
+                spec.build(0.0 if e is None else e)
+            except ConfigError as exc:
+                _fail(where, str(exc))
         out.append(GridAttack(aid, spec, eps, only))
     ids = [a.id for a in out]
     if len(set(ids)) != len(ids):
@@ -420,7 +425,7 @@ def _parse_defenses(doc: Any, models: tuple[ModelSpec, ...]) -> tuple[DefenseSpe
         return ()
     if not isinstance(doc, list):
         raise ConfigError("defenses must be a list")
-    from robustlab.defenses.registry import DEFENSES
+    from robustlab.experiment.defenses import check_defense
 
     ids_known = {m.id for m in models} | {m.family for m in models}
     out = []
@@ -429,20 +434,14 @@ def _parse_defenses(doc: Any, models: tuple[ModelSpec, ...]) -> tuple[DefenseSpe
         d = {"name": d} if isinstance(d, str) else d
         if not isinstance(d, dict) or "name" not in d:
             _fail(where, "needs a name")
-        name = str(d["name"])
-        if name == "none":
+        if str(d["name"]) == "none":
             continue
-        if name not in DEFENSES:
-            _fail(where, f"unknown defense {name!r}; choose one of {', '.join(DEFENSES.names())}")
-
         only = d.get("models")
         if only is not None and (not isinstance(only, list) or set(only) - ids_known):
             _fail(where, f"models must name models of the file, got {only!r}")
         args = {k: v for k, v in d.items() if k not in ("name", "id", "models")}
-        from robustlab.experiment.defenses import check_defense
-
-        check_defense(where, name, args)
-        out.append(DefenseSpec(str(d.get("id") or name), name, args, tuple(only) if only else None))
+        name = check_defense(where, str(d["name"]), args)
+        out.append(DefenseSpec(str(d.get("id") or d["name"]), name, args, tuple(only) if only else None))
     ids = [d.id for d in out]
     if len(set(ids)) != len(ids) or "none" in ids:
         _fail("defenses", f"defense ids must be unique and not 'none', got {ids}")
