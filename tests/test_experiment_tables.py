@@ -122,8 +122,8 @@ def tiny_run(tmp_path_factory):
             {"id": "c", "model": {**MLP, "head": "softmax", "backbone_args": {"hidden": [16]}}, "train": FAST},
         ],
         attacks=["fgsm", {"name": "pgd", "steps": 5, "eps": [0.1, 0.2]}],
-        defenses=[{"name": "msvdd", "models": ["a"], "num_projections": 16,
-                   "svdd": {"positive_epochs": 2, "epochs": 2}, "finetune": {"epochs": 0}}],
+        defenses=[{"name": "msvdd", "models": ["a"], "projections": 16, "positive_epochs": 2, "svdd_epochs": 2,
+                   "finetune_epochs": 0, "non_adaptive": True}],
         transfer={"sources": ["a", "b"], "targets": ["a", "b", "c"], "attacks": ["pgd"]},
         claims=[{"model": "b", "attack": "pgd", "eps": 0.2, "published": 0.4, "ref": "T2"},
                 {"model": "c", "attack": "pgd", "eps": 0.1, "source": "a", "published": 0.9, "ref": "T6"},
@@ -184,6 +184,15 @@ def test_defenses_axis_built_once_and_evaluated_with_detection(tiny_run):
     for c in d_cells:
         auc = _metric(rows, c["key"])["detection_auc"]
         assert auc is None or 0.0 <= auc <= 1.0
+    # non-adaptive cells: adversarials of the undefended model judged on the defended one
+    x, y = eval_data(spec.data)
+    base = load_checkpoint(run_dir / "checkpoints" / "a").eval()
+    defended = load_checkpoint(run_dir / "defenses" / "a" / "msvdd").eval()
+    x_adv = PGD(eps=0.2, steps=5)(base, x, y).x_adv
+    row = next(b for b in block["rows"] if b["defense"] == "msvdd")["cells"]["pgd @ 0.2"]
+    assert row["non_adaptive"] == pytest.approx(float((batched_predict(defended, x_adv) == y).float().mean()))
+    na = [t for t in index["transfers"] if t["defense"] == "msvdd"]
+    assert sorted((t["attack"], t["eps"]) for t in na) == [("fgsm", 0.1), ("pgd", 0.1), ("pgd", 0.2)]
     # a rerun reuses the checkpoints, the cached defense and every row
     before = {k: r.metrics for k, r in rows.items()}
     run_experiment(spec, run_dir)

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.data import Dataset
@@ -28,63 +26,23 @@ if TYPE_CHECKING:
     from robustlab.experiment.spec import DataSpec, DefenseSpec
 
 
-def validation_split(data: Dataset, fraction: float = 0.1) -> tuple[torch.Tensor, ...]:
-    """(x_fit, y_fit, x_val, y_val): every round(1/fraction)-th training sample held out for
-    the defense's thresholds, deterministic."""
-    every = max(2, round(1 / fraction))
-    idx = torch.arange(len(data.y_train))
-    val = idx % every == 0
-    return data.x_train[~val], data.y_train[~val], data.x_train[val], data.y_train[val]
-
-
-def msvdd_config(where: str, args: dict[str, Any]):
-    """The `MSVDDConfig` of a YAML defense entry (nested svdd / finetune mappings included)."""
-    from robustlab.defenses.svdd.build import MSVDDConfig
-    from robustlab.defenses.svdd.training import SVDDTrainConfig
-    from robustlab.train import TrainConfig
-
-    args = dict(args)
-    try:
-        if isinstance(args.get("svdd"), dict):
-            args["svdd"] = SVDDTrainConfig(**args["svdd"])
-        if isinstance(args.get("finetune"), dict):
-            args["finetune"] = TrainConfig(**args["finetune"])
-        return MSVDDConfig(**args)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _build_api():
-    """The defenses layer's `build_defense(name, model, data, **params)` API, when it has one."""
-    import robustlab.defenses as defenses
-
-    return defenses if hasattr(defenses, "check_defense_params") else None
-
-
 def check_defense(where: str, name: str, args: dict[str, Any]) -> str:
     """Validate a defense entry before anything is trained; its canonical name (ConfigError
     naming the problem otherwise)."""
-    api = _build_api()
-    if api is not None:
-        try:
-            return api.check_defense_params(name, **args)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    if name not in ("msvdd", "svdd"):
-        raise ConfigError(f"{where}: unknown defense {name!r}; choose msvdd")
-    msvdd_config(where, args)
-    return "msvdd"
+    from robustlab.defenses import check_defense_params
+
+    try:
+        return check_defense_params(name, **args)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
-def fit_defense(d: DefenseSpec, model: RobustModel, data: Dataset, device: torch.device) -> RobustModel:
-    """Fit defense `d` over `model` (left unchanged) on the training split of `data`."""
-    api = _build_api()
-    if api is not None:
-        return api.build_defense(d.name, model, data, **d.args).model
-    x_fit, y_fit, x_val, y_val = (t.to(device) for t in validation_split(data))
-    from robustlab.defenses.svdd.build import build_msvdd
+def fit_defense(d: DefenseSpec, model: RobustModel, data: Dataset) -> RobustModel:
+    """Fit defense `d` over `model` (left unchanged) on the training split of `data`
+    (`robustlab.defenses.build_defense`; detectors hold out their own validation part)."""
+    from robustlab.defenses import build_defense
 
-    return build_msvdd(model, x_fit, y_fit, x_val, y_val, msvdd_config(f"defense {d.id}", d.args)).model
+    return build_defense(d.name, model, data, **d.args).model
 
 
 @dataclass(frozen=True)
@@ -126,7 +84,7 @@ def run_defense_task(task: DefenseTask, blob: CheckpointBlob | None = None) -> D
     with _runtime(task.runtime) as device:
         base = _model_for(task.model, blob, device)
         start = time.perf_counter()
-        defended = fit_defense(task.defense, base, dataset_for(task.data), device).eval()
+        defended = fit_defense(task.defense, base, dataset_for(task.data)).eval()
         metadata = {"defense_digest": task.digest, "defense": task.defense.id, "base": task.model.key,
                     "seconds": time.perf_counter() - start}
         with tempfile.TemporaryDirectory(prefix="robustlab-defense-") as tmp:

@@ -6,7 +6,10 @@
   (minimum-norm attacks once, ``eps=None``); the undefended model is always planned;
 - one `TransferCell` per (source, target, attack, eps) of the transfer matrix; a diagonal
   cell (source == target) *is* the white-box `EvalCell` of that attack and eps (`white_box`),
-  never a second computation.
+  never a second computation;
+- for a defense marked ``non_adaptive``, one `TransferCell` per (model, attack, eps) from the
+  undefended model to the defended one (``target_defense``): paper 002's setting, examples
+  crafted without knowledge of the defense, beside the adaptive white-box cells.
 
 The plan depends on the spec only, so it can be printed, counted and tested without data.
 """
@@ -43,17 +46,21 @@ class EvalCell:
 
 @dataclass(frozen=True)
 class TransferCell:
-    """Adversarials of `attack` at `eps` crafted on `source`, judged on `target` (undefended)."""
+    """Adversarials of `attack` at `eps` crafted on `source` (undefended), judged on `target`
+    behind `target_defense` (a defense id, or "none")."""
 
     source: str
     target: str
     attack: str
     eps: float
+    target_defense: str = NONE
 
     @property
     def white_box(self) -> EvalCell | None:
         """The white-box cell this one is (the diagonal), else None."""
-        return EvalCell(self.target, NONE, self.attack, self.eps) if self.source == self.target else None
+        if self.source == self.target and self.target_defense == NONE:
+            return EvalCell(self.target, NONE, self.attack, self.eps)
+        return None
 
 
 @dataclass(frozen=True)
@@ -100,4 +107,9 @@ def plan_experiment(spec: ExperimentSpec) -> Plan:
                         if spec.model(s).data == spec.model(g).data and a.applies_to(spec.model(s)) \
                                 and a.applies_to(spec.model(g)):
                             transfers.append(TransferCell(s, g, attack, eps))
+    for m in spec.models:
+        for d in spec.defenses_for(m):
+            if d.non_adaptive:
+                transfers += [TransferCell(m.id, m.id, a.id, e, d.id) for a in spec.attacks
+                              if a.applies_to(m) and not a.minimum_norm for e in a.eps if e > 0]
     return Plan(trains, tuple(defenses), tuple(cells), tuple(transfers))

@@ -201,7 +201,7 @@ class _Driver:
         self.outcome = GridOutcome(rows=[], cells=counts["cells"] + counts["transfer"], executor=executor.name)
         self.done_cells = 0
         self.keys: dict[str, str] = {}
-        self.ready: dict[str, tuple[ModelSource, Any]] = {}  # model id -> (source, shared blob)
+        self.ready: dict[tuple[str, str], tuple[ModelSource, Any]] = {}  # (model, defense) -> (source, blob)
         self.transfers_sent: set[tuple[str, str, float]] = set()
 
     # -- planning ----------------------------------------------------------------------------
@@ -257,7 +257,7 @@ class _Driver:
         self.store.set_meta("index", plan_index(self.spec, self.plan, self.keys, SUBSET))
         source = ModelSource(key, None if blob is not None else str(directory))
         shared = self.executor.share(blob) if blob is not None else None
-        self.ready[mspec.id] = (source, shared)
+        self.ready[(mspec.id, NONE)] = (source, shared)
         probed = key in (self.store.get_meta("probes", {}) or {}) and key in (
             self.store.get_meta("identification", {}) or {})
         if not probed:
@@ -290,21 +290,29 @@ class _Driver:
         """Reuse the cached defended model when it was built from this model and spec, else build it."""
         directory = self._defense_dir(mspec, d)
         digest = defense_digest(key, d)
-        cells = self.plan.cells_of(mspec.id, d.id)
-        if all(self.store.has(ResultKey(key, d.result_key, self.spec.attack(c.attack).spec.key(),
-                                        -1.0 if c.eps is None else c.eps, SUBSET)) for c in cells):
+        rows = [ResultKey(key, d.result_key, self.spec.attack(c.attack).spec.key(),
+                          -1.0 if c.eps is None else c.eps, SUBSET) for c in self.plan.cells_of(mspec.id, d.id)]
+        rows += [cell_key(t, self.spec, self.keys, SUBSET) for t in self.plan.transfers
+                 if t.target == mspec.id and t.target_defense == d.id and t.source in self.keys]
+        if all(self.store.has(r) for r in rows):
             self._submit_cells(mspec, key, d.id, d.result_key, source, shared)  # counts them as stored
             return
         if reusable_defense(directory, digest):
-            blob = CheckpointBlob.from_directory(directory)
-            self._submit_cells(mspec, key, d.id, d.result_key, ModelSource(key), self.executor.share(blob))
+            self._defense_ready(mspec, key, d, CheckpointBlob.from_directory(directory))
             return
         task = DefenseTask(source, self.spec.dataset(mspec.data), d, digest, self.train_runtime)
         self.executor.submit(run_defense_task, task, shared, tag=("defense", mspec, d),
                              resources=self.train_resources, priority=1)
 
+    def _defense_ready(self, mspec: ModelSpec, key: str, d: DefenseSpec, blob: CheckpointBlob) -> None:
+        source, shared = ModelSource(key), self.executor.share(blob)
+        self.ready[(mspec.id, d.id)] = (source, shared)
+        self._submit_cells(mspec, key, d.id, d.result_key, source, shared)
+        self._submit_transfers()
+
     def _submit_transfers(self) -> None:
-        """Transfer groups whose source and targets are all ready, once each."""
+        """Each transfer group (source, attack, eps) once all its models are known: rows already
+        stored are counted, the rest go in one task when the source and those targets are ready."""
         groups: dict[tuple[str, str, float], list] = {}
         for t in self.plan.transfers:
             if t.white_box is None:
@@ -312,24 +320,24 @@ class _Driver:
         for (source, attack_id, eps), cells in groups.items():
             if (source, attack_id, eps) in self.transfers_sent:
                 continue
-            if source not in self.ready or any(t.target not in self.ready for t in cells):
+            if source not in self.keys or any(t.target not in self.keys for t in cells):
+                continue
+            rows = [(t, cell_key(t, self.spec, self.keys, SUBSET)) for t in cells]
+            todo = [(t, row) for t, row in rows if not self.store.has(row)]
+            if todo and ((source, NONE) not in self.ready
+                         or any((t.target, t.target_defense) not in self.ready for t, _ in todo)):
                 continue
             self.transfers_sent.add((source, attack_id, eps))
-            todo = []
-            for t in cells:
-                row = cell_key(t, self.spec, self.keys, SUBSET)
-                if self.store.has(row):
-                    self.outcome.stored_before += 1
-                    self.done_cells += 1
-                else:
-                    todo.append((t, row))
+            self.outcome.stored_before += len(rows) - len(todo)
+            self.done_cells += len(rows) - len(todo)
             if not todo:
                 continue
-            src, src_shared = self.ready[source]
-            task = TransferTask(src, tuple((self.ready[t.target][0], row) for t, row in todo),
+            src, src_shared = self.ready[(source, NONE)]
+            targets = [self.ready[(t.target, t.target_defense)] for t, _ in todo]
+            task = TransferTask(src, tuple((tgt[0], row) for tgt, (_, row) in zip(targets, todo, strict=True)),
                                 self.spec.dataset(self.spec.model(source).data), self.spec.attack(attack_id).spec,
                                 eps, self.spec.batch_size, self.eval_runtime)
-            self.executor.submit(run_transfer_task, task, src_shared, *[self.ready[t.target][1] for t, _ in todo],
+            self.executor.submit(run_transfer_task, task, src_shared, *[tgt[1] for tgt in targets],
                                  tag=("transfer", task), resources=self.eval_resources)
 
     # -- results -----------------------------------------------------------------------------
@@ -353,9 +361,8 @@ class _Driver:
                 self.done_cells += lost
             else:
                 out: DefenseOutput = done.value
-                directory = out.blob.write(self._defense_dir(mspec, d))
-                self._submit_cells(mspec, out.key, d.id, d.result_key, ModelSource(out.key),
-                                   self.executor.share(CheckpointBlob.from_directory(directory)))
+                out.blob.write(self._defense_dir(mspec, d))
+                self._defense_ready(mspec, out.key, d, out.blob)
         elif kind == "transfer":
             task: TransferTask = done.tag[1]
             self.done_cells += len(task.targets)

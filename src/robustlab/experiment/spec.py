@@ -170,13 +170,15 @@ class GridAttack:
 
 @dataclass(frozen=True)
 class DefenseSpec:
-    """A defense of the `defenses:` axis: id, registry name, its arguments, and the models it
-    applies to (None = every model)."""
+    """A defense of the `defenses:` axis: id, registry name, its arguments, the models it
+    applies to (None = every model), and whether its non-adaptive cells are planned too
+    (adversarials of the undefended model shown to the defended one)."""
 
     id: str
     name: str
     args: dict[str, Any]
     models: tuple[str, ...] | None = None
+    non_adaptive: bool = False
 
     def key(self) -> str:
         return json.dumps({"name": self.name, **self.args}, sort_keys=True, separators=(",", ":"))
@@ -439,9 +441,10 @@ def _parse_defenses(doc: Any, models: tuple[ModelSpec, ...]) -> tuple[DefenseSpe
         only = d.get("models")
         if only is not None and (not isinstance(only, list) or set(only) - ids_known):
             _fail(where, f"models must name models of the file, got {only!r}")
-        args = {k: v for k, v in d.items() if k not in ("name", "id", "models")}
+        args = {k: v for k, v in d.items() if k not in ("name", "id", "models", "non_adaptive")}
         name = check_defense(where, str(d["name"]), args)
-        out.append(DefenseSpec(str(d.get("id") or d["name"]), name, args, tuple(only) if only else None))
+        out.append(DefenseSpec(str(d.get("id") or d["name"]), name, args, tuple(only) if only else None,
+                               bool(d.get("non_adaptive", False))))
     ids = [d.id for d in out]
     if len(set(ids)) != len(ids) or "none" in ids:
         _fail("defenses", f"defense ids must be unique and not 'none', got {ids}")
@@ -556,6 +559,9 @@ class ExperimentSpec:
     def model(self, model_id: str) -> ModelSpec:
         return next(m for m in self.models if m.id == model_id)
 
+    def defense(self, defense_id: str) -> DefenseSpec:
+        return next(d for d in self.defenses if d.id == defense_id)
+
     def defenses_for(self, model: ModelSpec) -> tuple[DefenseSpec, ...]:
         return tuple(d for d in self.defenses if d.models is None or model.id in d.models
                      or model.family in d.models)
@@ -641,8 +647,8 @@ class ExperimentSpec:
             "attacks": [{"id": a.id, "name": a.spec.name, **a.spec.params, "eps": list(a.eps),
                          "models": list(a.models) if a.models else None} for a in self.attacks],
             "eps": list(self.eps),
-            "defenses": [{"id": d.id, "name": d.name, **d.args,
-                          "models": list(d.models) if d.models else None} for d in self.defenses],
+            "defenses": [{"id": d.id, "name": d.name, **d.args, "models": list(d.models) if d.models else None,
+                          "non_adaptive": d.non_adaptive} for d in self.defenses],
             "transfer": None if self.transfer is None else {
                 "sources": list(self.transfer.sources), "targets": list(self.transfer.targets),
                 "attacks": list(self.transfer.attacks),

@@ -37,7 +37,8 @@ def cell_key(cell: TransferCell, spec: ExperimentSpec, keys: Mapping[str, str], 
     attack = spec.attack(cell.attack).spec
     if cell.white_box is not None:
         return ResultKey(keys[cell.target], "none", attack.key(), cell.eps, subset)
-    return ResultKey(keys[cell.target], "none", transfer_attack_key(keys[cell.source], attack), cell.eps, subset)
+    defense = "none" if cell.target_defense == "none" else spec.defense(cell.target_defense).result_key
+    return ResultKey(keys[cell.target], defense, transfer_attack_key(keys[cell.source], attack), cell.eps, subset)
 
 
 def plan_index(spec: ExperimentSpec, plan: Plan, keys: Mapping[str, str], subset: str = "test") -> dict:
@@ -56,7 +57,7 @@ def plan_index(spec: ExperimentSpec, plan: Plan, keys: Mapping[str, str], subset
             cells.append({"model": c.model, "defense": c.defense, "attack": c.attack, "eps": c.eps,
                           "key": key_list(k)})
     transfers = [{"source": t.source, "target": t.target, "attack": t.attack, "eps": t.eps,
-                  "key": key_list(cell_key(t, spec, keys, subset))}
+                  "defense": t.target_defense, "key": key_list(cell_key(t, spec, keys, subset))}
                  for t in plan.transfers if t.source in keys and t.target in keys]
     return {
         "models": {m.id: {"key": keys[m.id], "data": m.data, "family": m.family,

@@ -27,12 +27,15 @@ def grid_markdown(grid: dict[str, Any]) -> str:
 
 
 def defenses_markdown(block: dict[str, Any]) -> str:
-    """Defenses x (attack, eps): robust accuracy % (S / D %, detection AUC)."""
+    """Defenses x (attack, eps): adaptive robust accuracy % (S / D %, detection AUC), and the
+    non-adaptive one (adversarials of the undefended model) after "na"."""
     def cell(v: dict | None) -> str:
         if v is None:
             return "-"
         auc = "" if v.get("detection_auc") is None else f", AUC {v['detection_auc']:.2f}"
-        return f"{_pct(v['robust_accuracy'])} (S {_pct(v['success_rate'])} / D {_pct(v['detection_rate'])}{auc})"
+        na = "" if v.get("non_adaptive") is None else f"; na {_pct(v['non_adaptive'])}"
+        return (f"{_pct(v['robust_accuracy'])} (S {_pct(v['success_rate'])} / D {_pct(v['detection_rate'])}"
+                f"{auc}){na}")
 
     return _md_table(["defense", *block["columns"]],
                      [[r["defense"], *[cell(r["cells"].get(c)) for c in block["columns"]]] for r in block["rows"]])

@@ -63,7 +63,7 @@ def paper_tables(store: ResultStore) -> dict[str, Any] | None:
                               **{k: m[k] for k in CELL_METRICS if k in m}})
     return {
         "grid": _grid(index, cells_out, worst_of, models_meta),
-        "defenses": _defenses(index, cells_out),
+        "defenses": _defenses(index, cells_out, metrics),
         "transfer": _transfer(index, metrics),
         "sweep": _sweep(index, worst_of, models_meta),
         "claims": _claims(index, metrics, worst_of, models_meta),
@@ -118,7 +118,7 @@ def _recipe(meta: dict[str, Any]) -> str:
     return "standard"
 
 
-def _defenses(index, cells) -> list[dict[str, Any]]:
+def _defenses(index, cells, metrics) -> list[dict[str, Any]]:
     if not index["defenses"]:
         return []
     out = []
@@ -130,10 +130,16 @@ def _defenses(index, cells) -> list[dict[str, Any]]:
         table = []
         for d in dict.fromkeys(c["defense"] for c in mine):
             by = {(c["attack"], c["eps"]): c for c in mine if c["defense"] == d}
-            table.append({"defense": d, "cells": {
-                col["label"]: {k: by[(col["attack"], col["eps"])].get(k)
-                               for k in ("robust_accuracy", "success_rate", "detection_rate", "detection_auc")}
-                for col in columns if (col["attack"], col["eps"]) in by}})
+            cells_d = {col["label"]: {k: by[(col["attack"], col["eps"])].get(k)
+                                      for k in ("robust_accuracy", "success_rate", "detection_rate", "detection_auc")}
+                       for col in columns if (col["attack"], col["eps"]) in by}
+            for t in index["transfers"]:  # non-adaptive: crafted on the undefended model
+                if t["source"] == model_id and t["target"] == model_id and t.get("defense", "none") == d != "none":
+                    m = metrics(t["key"])
+                    label = f"{t['attack']} @ {_eps_label(t['eps'])}"
+                    if m is not None and label in cells_d:
+                        cells_d[label]["non_adaptive"] = m["robust_accuracy"]
+            table.append({"defense": d, "cells": cells_d})
         out.append({"model": model_id, "columns": [c["label"] for c in columns], "rows": table})
     return out
 
@@ -141,7 +147,8 @@ def _defenses(index, cells) -> list[dict[str, Any]]:
 def _transfer(index, metrics) -> list[dict[str, Any]]:
     groups: dict[tuple[str, float], list[dict]] = defaultdict(list)
     for t in index["transfers"]:
-        groups[(t["attack"], t["eps"])].append(t)
+        if t.get("defense", "none") == "none":
+            groups[(t["attack"], t["eps"])].append(t)
     out = []
     for (attack, eps), cells in groups.items():
         sources = list(dict.fromkeys(t["source"] for t in cells))
