@@ -25,6 +25,7 @@ from robustlab.experiment.spec import ExperimentSpec, ModelSpec
 from robustlab.models import Classifier, build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
 from robustlab.store.results import ResultStore
+from robustlab.train.adversarial import recipe_label
 from robustlab.train.trainer import train
 
 Progress = Callable[[str, int, int], None]
@@ -135,6 +136,7 @@ def run_experiment(
                 "checkpoint": str(trained.checkpoint),
                 "clean_accuracy": trained.clean_accuracy,
                 "train_seconds": trained.seconds,
+                "training": recipe_label(mspec.train.to_dict()),
                 "history": trained.history,
             }
             store.set_meta("models", models_meta)
