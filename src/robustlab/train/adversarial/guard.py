@@ -4,8 +4,8 @@ is a warning and a flag (``overfitting``) in the epoch's log.
 
 Single-step training can overfit to its own attack (Wong et al. 2020): FGSM accuracy stays
 high, even rises, while PGD accuracy falls to ~0 within an epoch. A collapse is either PGD
-accuracy more than ``gap`` below FGSM's *and* under half of it, or PGD accuracy more than
-``drop`` below its best epoch so far (``gap`` and ``drop`` 0.2 by default). The ratio keeps
+accuracy more than ``gap`` (0.15) below FGSM's *and* under half of it, or PGD accuracy more
+than ``drop`` (0.2) below its best epoch so far. The ratio keeps
 a merely weaker FGSM (e.g. on a k-NN head's surrogate, 56% vs 34%) from counting as collapse.
 """
 
@@ -22,7 +22,7 @@ class OverfitGuard:
     """Attack `x` (N, C, H, W) in [0, 1] with labels `y` at `eps` in `norm` after each epoch."""
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, gap: float = 0.2, drop: float = 0.2
+        self, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, gap: float = 0.15, drop: float = 0.2
     ) -> None:
         self.x, self.y = x.detach(), y.detach()
         self.fgsm = FGSM(eps=eps, norm=norm)
