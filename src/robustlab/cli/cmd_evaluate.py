@@ -33,6 +33,7 @@ from robustlab.evaluate import (
 from robustlab.experiment.runner import eval_split
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultStore
+from robustlab.train.adversarial import recipe_label
 
 DEFAULT_ATTACKS = ("autoattack",)
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
@@ -101,7 +102,8 @@ def evaluate_cmd(
     with ResultStore(run_dir) as store, progress_bar(not json_out) as progress:
         models = store.get_meta("models", {}) or {}
         models[key] = {"id": ckpt.resolve().name, "config": doc["model"], "defense": doc.get("defense"),
-                       "checkpoint": str(ckpt), "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy")}
+                       "checkpoint": str(ckpt), "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy"),
+                       "training": recipe_label(doc.get("metadata", {}).get("train"))}
         store.set_meta("models", models)
         store.set_meta("data", {"name": dataset.name, "source": dataset.source, "n_train": len(dataset.y_train),
                                 "n_test": len(dataset.y_test), "n_eval": len(y),
@@ -113,8 +115,8 @@ def evaluate_cmd(
         rows = summarize(store, models=[key])
         flags = masking_flags(store, models=[key])
     if json_out:
-        print_json({"model": key, "run_dir": str(run_dir), "rows": rows, "masking": flags,
-                    "identification": identification})
+        print_json({"model": key, "run_dir": str(run_dir), "training": models[key]["training"], "rows": rows,
+                    "masking": flags, "identification": identification})
         return
     print_results(rows, {key: ckpt.resolve().name})
     print_identification({key: identification}, {key: ckpt.resolve().name})

@@ -68,6 +68,9 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     grid = sorted({r["eps"] for r in rows if r["eps"] >= 0})
     table = Table(title=title or None, caption="robust accuracy (%) at each eps; worst case per sample in bold")
     table.add_column("model")
+    adversarial = any(r.get("training") not in (None, "standard") for r in rows)
+    if adversarial:
+        table.add_column("training")
     defended = any(r.get("defense", "none") != "none" for r in rows)
     if defended:
         table.add_column("defense")
@@ -83,7 +86,8 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
         groups.setdefault((r["model"], r.get("defense", "none"), r["attack"]), {})[r["eps"]] = r
     for (model, defense, attack), cells in groups.items():
         any_row = next(iter(cells.values()))
-        line = [names.get(model, model)] + ([defense] if defended else []) + [attack]
+        line = [names.get(model, model)] + ([str(any_row.get("training") or "-")] if adversarial else [])
+        line += ([defense] if defended else []) + [attack]
         line.append(f"{100 * any_row['clean_accuracy']:.1f}")
         line += [f"{100 * cells[e]['robust_accuracy']:.1f}" if e in cells else "" for e in grid]
         if has_min_norm:

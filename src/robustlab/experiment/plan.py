@@ -92,7 +92,7 @@ def plan_experiment(spec: ExperimentSpec) -> Plan:
         defenses += [DefenseTask(m.id, d) for d in chain[1:]]
         for defense in chain:
             for a in spec.attacks:
-                if not a.applies_to(m):
+                if not a.applies_to(m, defense):
                     continue
                 grid: tuple[float | None, ...] = (None,) if a.minimum_norm else a.eps
                 cells += [EvalCell(m.id, defense, a.id, e) for e in grid]
@@ -111,5 +111,5 @@ def plan_experiment(spec: ExperimentSpec) -> Plan:
         for d in spec.defenses_for(m):
             if d.non_adaptive:
                 transfers += [TransferCell(m.id, m.id, a.id, e, d.id) for a in spec.attacks
-                              if a.applies_to(m) and not a.minimum_norm for e in a.eps if e > 0]
+                              if a.applies_to(m, d.id) and not a.minimum_norm for e in a.eps if e > 0]
     return Plan(trains, tuple(defenses), tuple(cells), tuple(transfers))

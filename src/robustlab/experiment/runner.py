@@ -51,6 +51,7 @@ from robustlab.experiment.tasks import (
 from robustlab.experiment.transfer import TransferTask, cell_key, plan_index, run_transfer_task
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultKey, ResultStore
+from robustlab.train.adversarial import recipe_label
 
 Progress = Callable[[str, int, int], None]
 """progress(message, done, total): called as work advances."""
@@ -203,6 +204,7 @@ class _Driver:
         self.keys: dict[str, str] = {}
         self.ready: dict[tuple[str, str], tuple[ModelSource, Any]] = {}  # (model, defense) -> (source, blob)
         self.transfers_sent: set[tuple[str, str, float]] = set()
+        self.submitted: set[ResultKey] = set()  # two attack ids with one spec and eps fill one row
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -250,6 +252,7 @@ class _Driver:
             "checkpoint": str(directory),
             "clean_accuracy": meta["clean_accuracy"],
             "train_seconds": meta["seconds"],
+            "training": recipe_label(mspec.train.to_dict()),
             "history": meta["history"],
         }
         self.store.set_meta("models", self.models_meta)
@@ -276,10 +279,11 @@ class _Driver:
             attack = self.spec.attack(c.attack).spec
             eps = -1.0 if c.eps is None else c.eps
             row = ResultKey(key, defense_key, attack.key(), eps, SUBSET)
-            if self.store.has(row):
+            if self.store.has(row) or row in self.submitted:
                 self.outcome.stored_before += 1
                 self.done_cells += 1
                 continue
+            self.submitted.add(row)
             task = EvalTask(row, source, dspec, attack, eps, self.spec.batch_size, self.eval_runtime)
             self.executor.submit(run_eval_task, task, shared, tag=("cell", task), resources=self.eval_resources)
 

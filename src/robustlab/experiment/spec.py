@@ -152,16 +152,19 @@ class ExecutorSpec:
 @dataclass(frozen=True)
 class GridAttack:
     """An attack of the grid: its id (unique in the file), spec, eps grid (minimum-norm
-    attacks have none: they run once and report distances) and the models it applies to
-    (None = every model; e.g. an adaptive loss that only a PCL head has)."""
+    attacks have none: they run once and report distances), the models it applies to (None =
+    every model; e.g. an adaptive loss that only a PCL head has) and the defenses (ids, "none"
+    for the undefended model; None = all)."""
 
     id: str
     spec: AttackSpec
     eps: tuple[float, ...]
     models: tuple[str, ...] | None = None
+    defenses: tuple[str, ...] | None = None
 
-    def applies_to(self, model: ModelSpec) -> bool:
-        return self.models is None or model.id in self.models or model.family in self.models
+    def applies_to(self, model: ModelSpec, defense: str = "none") -> bool:
+        in_models = self.models is None or model.id in self.models or model.family in self.models
+        return in_models and (self.defenses is None or defense in self.defenses)
 
     @property
     def minimum_norm(self) -> bool:
@@ -306,10 +309,16 @@ def _check_sweep_key(where: str, key: str, model: dict[str, Any], train: dict[st
         known = _objective_params(model, train)
         if known is not None and parts[1] not in known:
             _fail(where, f"sweep over unknown key {key!r}: the objective takes {sorted(known)}")
+    elif parts[0] == "adv" and len(parts) > 1:
+        from robustlab.train.adversarial import AdvConfig
+
+        known_adv = {f.name for f in dataclasses.fields(AdvConfig)}
+        if parts[1] not in known_adv or (len(parts) > 2 and parts[1] != "args"):
+            _fail(where, f"sweep over unknown key {key!r}: adv keys are {sorted(known_adv)}")
     elif len(parts) > 1:
-        default = fields[parts[0]].default
-        if dataclasses.is_dataclass(default) and parts[1] not in {f.name for f in dataclasses.fields(default)}:
-            _fail(where, f"sweep over unknown key {key!r}")
+        factory = fields[parts[0]].default_factory
+        if factory is dataclasses.MISSING or not isinstance(factory(), dict):
+            _fail(where, f"sweep over unknown key {key!r}: {parts[0]} has no sub-keys")
 
 
 def _set_path(doc: dict[str, Any], parts: list[str], value: Any) -> None:
@@ -396,7 +405,7 @@ def _parse_attacks(doc: Any, default_eps: tuple[float, ...], models: tuple[Model
         a = {"name": a} if isinstance(a, str) else a
         if not isinstance(a, dict) or "name" not in a:
             _fail(where, "needs a name")
-        params = {k: v for k, v in a.items() if k not in ("name", "id", "eps", "models")}
+        params = {k: v for k, v in a.items() if k not in ("name", "id", "eps", "models", "defenses")}
         only = a.get("models")
         if only is not None:
             if not isinstance(only, list) or not only:
@@ -404,6 +413,9 @@ def _parse_attacks(doc: Any, default_eps: tuple[float, ...], models: tuple[Model
             for n in only:
                 _resolve(f"{where}.models", str(n), models, None)
             only = tuple(map(str, only))
+        on = a.get("defenses")
+        if on is not None and (not isinstance(on, list) or not on):
+            _fail(where, "defenses must be a non-empty list of defense ids ('none' = undefended)")
         spec = AttackSpec(str(a["name"]), params)
         aid = str(a.get("id") or (a["name"] if unnamed.count(a["name"]) == 1 else f"{a['name']}-{i + 1}"))
         eps = () if get_attack_class(spec.name).minimum_norm else (
@@ -415,7 +427,7 @@ def _parse_attacks(doc: Any, default_eps: tuple[float, ...], models: tuple[Model
                 spec.build(0.0 if e is None else e)
             except ConfigError as exc:
                 _fail(where, str(exc))
-        out.append(GridAttack(aid, spec, eps, only))
+        out.append(GridAttack(aid, spec, eps, only, None if on is None else tuple(map(str, on))))
     ids = [a.id for a in out]
     if len(set(ids)) != len(ids):
         _fail("attacks", f"attack ids must be unique, got {ids}")
@@ -590,11 +602,11 @@ class ExperimentSpec:
                 return False
             return c.eps in self.transfer_eps(c.attack)
         if c.attack == WORST:
-            return any(c.eps in a.eps for a in self.attacks if a.applies_to(model))
+            return any(c.eps in a.eps for a in self.attacks if a.applies_to(model, c.defense))
         if c.attack not in {a.id for a in self.attacks}:
             return False
         a = self.attack(c.attack)
-        if not a.applies_to(model):
+        if not a.applies_to(model, c.defense):
             return False
         return c.eps is None if a.minimum_norm else c.eps in a.eps
 
@@ -613,13 +625,18 @@ class ExperimentSpec:
         eps = _eps_list("eps", doc.get("eps", [0.0]))
         models = _parse_models(doc.get("models"), datasets)
         attacks = _parse_attacks(doc.get("attacks"), eps, models)
+        defenses = _parse_defenses(doc.get("defenses"), models)
+        for a in attacks:
+            unknown = set(a.defenses or ()) - {"none"} - {d.id for d in defenses}
+            if unknown:
+                _fail(f"attack {a.id}", f"defenses {sorted(unknown)} are not defenses of this file")
         spec = cls(
             name=str(doc.get("name", "experiment")),
             datasets=datasets,
             models=models,
             attacks=attacks,
             eps=eps,
-            defenses=_parse_defenses(doc.get("defenses"), models),
+            defenses=defenses,
             transfer=_parse_transfer(doc.get("transfer"), models, attacks),
             batch_size=int(doc.get("batch_size", 256)),
             executor=executor,
@@ -645,7 +662,8 @@ class ExperimentSpec:
             "models": [{"id": m.id, "model": m.model, "train": m.train.to_dict(), "data": m.data,
                         "family": m.family, "swept": [list(p) for p in m.swept]} for m in self.models],
             "attacks": [{"id": a.id, "name": a.spec.name, **a.spec.params, "eps": list(a.eps),
-                         "models": list(a.models) if a.models else None} for a in self.attacks],
+                         "models": list(a.models) if a.models else None,
+                         "defenses": list(a.defenses) if a.defenses else None} for a in self.attacks],
             "eps": list(self.eps),
             "defenses": [{"id": d.id, "name": d.name, **d.args, "models": list(d.models) if d.models else None,
                           "non_adaptive": d.non_adaptive} for d in self.defenses],

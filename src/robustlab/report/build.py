@@ -18,7 +18,7 @@ from robustlab.store.results import ResultStore
 _CSS = """
 body{font-family:system-ui,-apple-system,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}td:nth-child(-n+3){text-align:left}tr.worst{font-weight:600;background:#fff6e0}
+th{background:#f3f3f3}td:nth-child(-n+4){text-align:left}tr.worst{font-weight:600;background:#fff6e0}
 .plots img{max-width:48%;margin:4px}.note{color:#555;font-size:13px}
 """
 

@@ -108,14 +108,8 @@ def _grid(index, cells, worst_of, models_meta) -> list[dict[str, Any]]:
 
 
 def _recipe(meta: dict[str, Any]) -> str:
-    """A short name of the training recipe (adversarial method when there is one)."""
-    train = meta.get("train") or {}
-    adv = train.get("adv")
-    if isinstance(adv, dict) and adv.get("method"):
-        return f"{adv['method']} eps={adv.get('eps')}"
-    if isinstance(adv, str) and adv:
-        return adv
-    return "standard"
+    """The training recipe's label the runner recorded ("standard" or the adversarial method)."""
+    return str(meta.get("training") or "standard")
 
 
 def _defenses(index, cells, metrics) -> list[dict[str, Any]]:
