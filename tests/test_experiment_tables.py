@@ -213,7 +213,7 @@ def test_per_cell_metrics_against_direct_computation(tiny_run):
     with torch.no_grad():
         conf = torch.softmax(model(x_adv), 1).amax(1)
     assert row.per_sample["confidence"] == pytest.approx(conf.tolist(), abs=1e-5)
-    assert row.metrics["confidence_adv"] == pytest.approx(float(conf.mean()), abs=1e-5)
+    assert row.metrics["mean_confidence"] == pytest.approx(float(conf.mean()), abs=1e-5)
     mse = ((x_adv.double() - x.double()) ** 2).flatten(1).mean(1)
     assert row.per_sample["mse"] == pytest.approx(mse.tolist(), rel=1e-5, abs=1e-9)
     assert "ssim" in row.per_sample and all(0.0 <= v <= 1.0 + 1e-6 for v in row.per_sample["ssim"])
@@ -344,4 +344,4 @@ def test_rejecting_model_detection_auc_uses_the_reject_score():
                           pred)
     _, metrics = cell_extras(model, x, y, result)
     assert metrics["detection_auc"] == 1.0
-    assert metrics["mean_ssim"] is None  # 2x2 images: too small for SSIM, left out rather than failing
+    assert metrics["similarity"] is None and "mean_ssim" not in metrics  # 2x2: too small for SSIM, left out

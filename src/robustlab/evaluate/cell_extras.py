@@ -7,7 +7,8 @@ Per sample (kept in the cell's per-sample record):
   ``ssim``: SSIM, or MS-SSIM for colour images large enough (paper 001, Tables 2-4);
 - ``rank``: the 1-based rank of the true label at x_adv (for the K-A3 rank pmf).
 
-Per cell: their means (MSE / SSIM over the successful, moved samples, as the papers do),
+Per cell: their means (``mean_confidence`` over all samples, ``mean_mse`` and ``mean_ssim`` or
+``mean_ms_ssim`` over the successful, moved samples, as the papers do),
 the K-A3 rank pmf and its eq. 6 check when the attack is ``ka3``, and for models that can
 reject the detection ROC-AUC of their rejection score, clean inputs (negatives) against the
 adversarial versions of the initially-correct ones (positives) (paper 003's detection AUC).
@@ -65,17 +66,18 @@ def cell_extras(
     per_sample = {"confidence": confidence.tolist(), "mse": err.tolist(), "rank": ranks.tolist()}
     moved = result.success.cpu() & (err > 0)
     metrics: dict[str, Any] = {
-        "confidence_adv": float(confidence.mean()) if len(y) else 0.0,
+        "mean_confidence": float(confidence.mean()) if len(y) else 0.0,
         "confidence_success": float(confidence[moved].mean()) if bool(moved.any()) else None,
         "mean_mse": float(err[moved].mean()) if bool(moved.any()) else 0.0,
     }
     try:
         sim_name, sim = similarity(x, result.x_adv, batch_size)
     except InputError:  # images too small for the SSIM window: no similarity for this cell
-        metrics.update(similarity=None, mean_ssim=None)
+        metrics["similarity"] = None
     else:
         per_sample[sim_name] = sim.tolist()
-        metrics.update(similarity=sim_name, mean_ssim=float(sim[moved].mean()) if bool(moved.any()) else 1.0)
+        metrics["similarity"] = sim_name
+        metrics[f"mean_{sim_name}"] = float(sim[moved].mean()) if bool(moved.any()) else 1.0
     if attack_name == "ka3" and K is not None:
         check = kanonymity_check(ranks, c, K)
         metrics["rank_pmf"] = check.pmf

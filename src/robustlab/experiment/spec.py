@@ -45,7 +45,7 @@ from robustlab.train.trainer import TrainConfig
 
 WORST = "worst-case"
 METRICS = ("robust_accuracy", "clean_accuracy", "success_rate", "detection_rate", "detection_auc",
-           "confidence_adv", "mean_mse", "mean_ssim")
+           "mean_confidence", "mean_mse", "mean_ssim", "mean_ms_ssim")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ accuracies in percent with one decimal."""
 
 from __future__ import annotations
 
+import html
 import io
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -12,21 +14,54 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+LEFT = " class='l'"
 
 
-def grid_markdown(grid: dict[str, Any]) -> str:
+@dataclass
+class Table:
+    """Headers, rows of cell strings, and the (row, column) cells shown in bold / underlined."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    bold: set[tuple[int, int]] = field(default_factory=set)
+    underline: set[tuple[int, int]] = field(default_factory=set)
+
+    def markdown(self) -> str:
+        def esc(t: str) -> str:
+            return t.replace("|", "\\|")
+
+        def cell(i: int, j: int, t: str) -> str:
+            t = esc(t)
+            t = f"<u>{t}</u>" if (i, j) in self.underline else t
+            return f"**{t}**" if (i, j) in self.bold else t
+
+        lines = ["| " + " | ".join(esc(h) for h in self.headers) + " |", "|" + "---|" * len(self.headers)]
+        lines += ["| " + " | ".join(cell(i, j, t) for j, t in enumerate(r)) + " |" for i, r in enumerate(self.rows)]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        def cell(i: int, j: int, t: str) -> str:
+            t = html.escape(t)
+            t = f"<u>{t}</u>" if (i, j) in self.underline else t
+            t = f"<b>{t}</b>" if (i, j) in self.bold else t
+            return f"<td{LEFT if j == 0 else ''}>{t}</td>"
+
+        head = "".join(f"<th{LEFT if j == 0 else ''}>{html.escape(h)}</th>" for j, h in enumerate(self.headers))
+        body = "".join("<tr>" + "".join(cell(i, j, t) for j, t in enumerate(r)) + "</tr>"
+                       for i, r in enumerate(self.rows))
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def grid_table(grid: dict[str, Any]) -> Table:
     """Models x (attack, eps) robust accuracy (%), clean accuracy, worst case per eps in bold."""
-    header = ["model", "training", "clean", *grid["columns"], *[f"**worst @ {e}**" for e in grid["eps"]]]
+    headers = ["model", "training", "clean", *grid["columns"], *[f"worst @ {e}" for e in grid["eps"]]]
     rows = [[r["model"], r["train"], _pct(r["clean"]), *[_pct(r["cells"].get(c)) for c in grid["columns"]],
-             *[f"**{_pct(r['worst'].get(e))}**" for e in grid["eps"]]] for r in grid["rows"]]
-    return _md_table(header, rows)
+             *[_pct(r["worst"].get(e)) for e in grid["eps"]]] for r in grid["rows"]]
+    first = 3 + len(grid["columns"])
+    return Table(headers, rows, {(i, j) for i in range(len(rows)) for j in range(first, len(headers))})
 
 
-def defenses_markdown(block: dict[str, Any]) -> str:
+def defenses_table(block: dict[str, Any]) -> Table:
     """Defenses x (attack, eps): adaptive robust accuracy % (S / D %, detection AUC), and the
     non-adaptive one (adversarials of the undefended model) after "na"."""
     def cell(v: dict | None) -> str:
@@ -37,42 +72,37 @@ def defenses_markdown(block: dict[str, Any]) -> str:
         return (f"{_pct(v['robust_accuracy'])} (S {_pct(v['success_rate'])} / D {_pct(v['detection_rate'])}"
                 f"{auc}){na}")
 
-    return _md_table(["defense", *block["columns"]],
-                     [[r["defense"], *[cell(r["cells"].get(c)) for c in block["columns"]]] for r in block["rows"]])
+    return Table(["defense", *block["columns"]],
+                 [[r["defense"], *[cell(r["cells"].get(c)) for c in block["columns"]]] for r in block["rows"]])
 
 
-def transfer_markdown(t: dict[str, Any]) -> str:
+def transfer_table(t: dict[str, Any]) -> Table:
     """Sources (rows) x targets (columns), accuracy %; the diagonal (white-box) underlined."""
-    rows = []
-    for i, s in enumerate(t["sources"]):
-        cells = []
-        for j, g in enumerate(t["targets"]):
-            v = _pct(t["accuracy"][i][j])
-            cells.append(f"<u>{v}</u>" if s == g else v)
-        rows.append([s, *cells])
-    return _md_table(["source \\ target", *t["targets"]], rows)
+    rows = [[s, *[_pct(t["accuracy"][i][j]) for j in range(len(t["targets"]))]] for i, s in enumerate(t["sources"])]
+    diag = {(i, t["targets"].index(s) + 1) for i, s in enumerate(t["sources"]) if s in t["targets"]}
+    return Table(["source \\ target", *t["targets"]], rows, underline=diag)
 
 
-def sweep_markdown(s: dict[str, Any]) -> str:
+def sweep_table(s: dict[str, Any]) -> Table:
     eps = list(s["points"][0]["worst"]) if s["points"] else []
-    header = [*s["keys"], "clean", *[f"worst @ {e}" for e in eps]]
+    headers = [*s["keys"], "clean", *[f"worst @ {e}" for e in eps]]
     rows = [[*[str(p["values"][k]) for k in s["keys"]], _pct(p["clean"]), *[_pct(p["worst"][e]) for e in eps]]
             for p in s["points"]]
-    return _md_table(header, rows)
+    first = len(s["keys"]) + 1
+    return Table(headers, rows, {(i, j) for i in range(len(rows)) for j in range(first, len(headers))})
 
 
-def claims_markdown(claims: list[dict[str, Any]]) -> str:
-    def cell(c: dict[str, Any]) -> str:
-        where = f"{c['attack']} @ {c['eps']:g}" if c["eps"] is not None else c["attack"]
-        return where + (f" from {c['source']}" if c["source"] else "")
+def claims_table(claims: list[dict[str, Any]]) -> Table:
+    def where(c: dict[str, Any]) -> str:
+        cell = f"{c['attack']} @ {c['eps']:g}" if c["eps"] is not None else c["attack"]
+        return cell + (f" from {c['source']}" if c["source"] else "")
 
-    rows = [[c["ref"], c["model"], c["defense"], cell(c), c["metric"], _pct(c["published"]), _pct(c["measured"]),
+    rows = [[c["ref"], c["model"], c["defense"], where(c), c["metric"], _pct(c["published"]), _pct(c["measured"]),
              "-" if c["delta"] is None else f"{100 * c['delta']:+.1f}"] for c in claims]
-    return _md_table(["claim", "model", "defense", "cell", "metric", "published %", "robustlab %", "delta (pts)"],
-                     rows)
+    return Table(["claim", "model", "defense", "cell", "metric", "published %", "robustlab %", "delta (pts)"], rows)
 
 
-def cells_markdown(cells: list[dict[str, Any]]) -> str:
+def cells_table(cells: list[dict[str, Any]]) -> Table:
     """Per-cell metrics: confidence under attack, MSE, SSIM, detection AUC, K-A3 check."""
     def f(v: Any, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
@@ -81,11 +111,12 @@ def cells_markdown(cells: list[dict[str, Any]]) -> str:
     for c in cells:
         ka3 = c.get("ka3_check")
         rows.append([c["model"], c["defense"], c["attack"], "min-norm" if c["eps"] is None else f"{c['eps']:g}",
-                     _pct(c.get("robust_accuracy")), f(c.get("confidence_adv"), ".3f"),
-                     f(c.get("mean_mse"), ".2e"), f(c.get("mean_ssim"), ".3f"), f(c.get("detection_auc"), ".3f"),
+                     _pct(c.get("robust_accuracy")), f(c.get("mean_confidence"), ".3f"),
+                     f(c.get("mean_mse"), ".2e"), f(c.get("mean_ssim", c.get("mean_ms_ssim")), ".3f"),
+                     f(c.get("detection_auc"), ".3f"),
                      "-" if not ka3 else ("PASS" if ka3["passed"] else "FAIL") + f" (max p {ka3['max_p']:.2f})"])
-    return _md_table(["model", "defense", "attack", "eps", "robust %", "confidence", "MSE", "SSIM",
-                      "detection AUC", "K-A3"], rows)
+    return Table(["model", "defense", "attack", "eps", "robust %", "confidence", "MSE", "SSIM",
+                  "detection AUC", "K-A3"], rows)
 
 
 def _png(fig) -> bytes:
@@ -152,22 +183,22 @@ def tables_markdown(tables: dict[str, Any], figures: dict[str, str] | None = Non
     figures = figures or {}
     out = []
     if tables["claims"]:
-        out += ["## Claims", "", claims_markdown(tables["claims"]), ""]
+        out += ["## Claims", "", claims_table(tables["claims"]).markdown(), ""]
     for g in tables["grid"]:
-        out += [f"## Robust accuracy (%): {g['data']}, defense {g['defense']}", "", grid_markdown(g), ""]
+        out += [f"## Robust accuracy (%): {g['data']}, defense {g['defense']}", "", grid_table(g).markdown(), ""]
     for d in tables["defenses"]:
-        out += [f"## Defenses x attacks: {d['model']}", "", defenses_markdown(d), ""]
+        out += [f"## Defenses x attacks: {d['model']}", "", defenses_table(d).markdown(), ""]
     for i, t in enumerate(tables["transfer"]):
         out += [f"## Transfer matrix: {t['attack']} eps={t['eps']:g} (accuracy %, rows = source)", "",
-                transfer_markdown(t), ""]
+                transfer_table(t).markdown(), ""]
         if f"transfer-{i}" in figures:
             out += [f"![transfer matrix]({figures[f'transfer-{i}']})", ""]
     for i, s in enumerate(tables["sweep"]):
-        out += [f"## Sweep: {s['family']}", "", sweep_markdown(s), ""]
+        out += [f"## Sweep: {s['family']}", "", sweep_table(s).markdown(), ""]
         if f"sweep-{i}" in figures:
             out += [f"![sweep]({figures[f'sweep-{i}']})", ""]
     if tables["cells"]:
-        out += ["## Per-cell metrics", "", cells_markdown(tables["cells"]), ""]
+        out += ["## Per-cell metrics", "", cells_table(tables["cells"]).markdown(), ""]
     return "\n".join(out)
 
 

@@ -26,7 +26,7 @@ from robustlab.evaluate.summary import WORST, summarize
 from robustlab.store.results import ResultKey, ResultStore
 
 CELL_METRICS = ("robust_accuracy", "clean_accuracy", "success_rate", "detection_rate", "detected",
-                "confidence_adv", "confidence_success", "mean_mse", "mean_ssim", "similarity",
+                "mean_confidence", "confidence_success", "mean_mse", "mean_ssim", "mean_ms_ssim", "similarity",
                 "detection_auc", "mean_l2", "mean_linf", "rank_pmf", "ka3_check")
 
 

@@ -1,0 +1,109 @@
+"""The experiment's paper-style sections of the report (one table per question), registered
+with the report's section registry: claims with deltas, models x (attack, eps) with the worst
+case per sample in bold, defenses x attacks (adaptive and non-adaptive), the transfer matrix
+as a heat map, the sweep as a curve, and the per-cell metrics. Runs without an experiment
+index (a plain `evaluate`) get none of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from robustlab.report.paper_render import (
+    claims_table,
+    defenses_table,
+    grid_table,
+    sweep_curve,
+    sweep_table,
+    transfer_heatmap,
+    transfer_table,
+)
+from robustlab.report.paper_tables import paper_tables
+from robustlab.report.sections import ReportContext, Section, register_section
+from robustlab.store.results import ResultStore
+
+
+def _tables(ctx: ReportContext) -> dict[str, Any] | None:
+    """The experiment's tables, computed once per report (kept in the document)."""
+    if "paper_tables" not in ctx.doc:
+        with ResultStore(ctx.doc["run_dir"]) as store:
+            ctx.doc["paper_tables"] = paper_tables(store)
+    return ctx.doc["paper_tables"]
+
+
+def _join(parts: list[tuple[str, str]]) -> tuple[str, str]:
+    return "".join(h for h, _ in parts), "\n\n".join(m for _, m in parts)
+
+
+@register_section("claims", order=22)
+def claims(ctx: ReportContext) -> Section | None:
+    t = _tables(ctx)
+    if not t or not t["claims"]:
+        return None
+    table = claims_table(t["claims"])
+    note = ("<p>Published numbers beside robustlab's measurement of the same cell; delta in "
+            "percentage points. A worst-case cell is the worst case per sample over every attack run.</p>")
+    return Section("claims", "Claims reproduced", note + table.html(), table.markdown(), data=t["claims"])
+
+
+@register_section("paper-grid", order=27)
+def grid(ctx: ReportContext) -> Section | None:
+    t = _tables(ctx)
+    if not t or not t["grid"]:
+        return None
+    parts = []
+    for g in t["grid"]:
+        table = grid_table(g)
+        title = f"{g['data']}, defense {g['defense']}"
+        parts.append((f"<h3>{title}</h3>{table.html()}", f"### {title}\n\n{table.markdown()}"))
+    html, md = _join(parts)
+    return Section("paper-grid", "Robust accuracy (%) per attack and eps, worst case per sample in bold",
+                   html, md, data=t["grid"])
+
+
+@register_section("paper-defenses", order=28)
+def defenses(ctx: ReportContext) -> Section | None:
+    t = _tables(ctx)
+    if not t or not t["defenses"]:
+        return None
+    parts = []
+    for d in t["defenses"]:
+        table = defenses_table(d)
+        parts.append((f"<h3>{d['model']}</h3>{table.html()}", f"### {d['model']}\n\n{table.markdown()}"))
+    html, md = _join(parts)
+    note = ("<p>Robust accuracy % under adaptive white-box attacks (S = success, D = detected, % of the "
+            "initially correct; detection ROC-AUC for detectors); <i>na</i>: non-adaptive, the adversarials "
+            "of the undefended model shown to the defended one.</p>")
+    return Section("paper-defenses", "Defenses x attacks", note + html, md, data=t["defenses"])
+
+
+@register_section("paper-transfer", order=91)
+def transfer(ctx: ReportContext) -> Section | None:
+    t = _tables(ctx)
+    if not t or not t["transfer"]:
+        return None
+    parts = []
+    for i, m in enumerate(t["transfer"]):
+        table = transfer_table(m)
+        fig = ctx.figure(f"paper-transfer-{i}", lambda style, m=m: transfer_heatmap(m, style),
+                         f"transfer matrix {m['attack']} eps {m['eps']:g}")
+        title = f"{m['attack']} eps={m['eps']:g}"
+        parts.append((f"<h3>{title}</h3>{fig.html}{table.html()}",
+                      f"### {title}\n\n{fig.markdown}\n\n{table.markdown()}"))
+    html, md = _join(parts)
+    return Section("paper-transfer", "Transfer matrix (accuracy %, rows = source; diagonal = white-box)",
+                   html, md, data=t["transfer"])
+
+
+@register_section("paper-sweep", order=92)
+def sweep(ctx: ReportContext) -> Section | None:
+    t = _tables(ctx)
+    if not t or not t["sweep"]:
+        return None
+    parts = []
+    for i, s in enumerate(t["sweep"]):
+        table = sweep_table(s)
+        fig = ctx.figure(f"paper-sweep-{i}", lambda style, s=s: sweep_curve(s, style), f"sweep {s['family']}")
+        parts.append((f"<h3>{s['family']}</h3>{fig.html}{table.html()}",
+                      f"### {s['family']}\n\n{fig.markdown}\n\n{table.markdown()}"))
+    html, md = _join(parts)
+    return Section("paper-sweep", "Sweep", html, md, data=t["sweep"])
