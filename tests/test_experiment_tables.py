@@ -15,7 +15,7 @@ from robustlab.attacks import PGD
 from robustlab.attacks.base import input_gradient
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.cli.app import main
-from robustlab.core.contract import REJECT, batched_predict
+from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.results import AttackResult
 from robustlab.evaluate.cell_extras import cell_extras, detection_auc
@@ -318,22 +318,16 @@ def test_train_section_passes_through_to_train_config():
 
 
 def test_rejecting_model_detection_auc_uses_the_reject_score():
-    class Rejector(torch.nn.Module):
+    class Rejector(RobustModel):
         can_reject = True
-        decision_from_scores = True
-        num_classes = 2
 
         def __init__(self):
-            super().__init__()
+            super().__init__(2, (1, 2, 2))
             self.w = torch.nn.Parameter(torch.zeros(()))
 
         def forward(self, x):
             m = x.flatten(1).mean(1, keepdim=True)
             return torch.cat([1 - m, m, 4 * m - 2], dim=1)  # reject column rises with brightness
-
-        def decide(self, scores):
-            lab = scores.argmax(1)
-            return torch.where(lab == 2, torch.full_like(lab, REJECT), lab)
 
     model = Rejector()
     x = torch.full((10, 1, 2, 2), 0.2)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from robustlab.core.contract import batched_predict
 from robustlab.core.errors import InputError
 from robustlab.core.results import AttackResult
 from robustlab.evaluate.perceptual import mse, similarity
@@ -33,12 +34,25 @@ def _scores(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 def rejection_score(model, scores: torch.Tensor) -> torch.Tensor | None:
-    """How strongly the model rejects each input, higher = more "adversarial" (N,): the reject
-    column's lead over the best class. None for models that cannot reject."""
+    """How strongly the model rejects each input from its scores, higher = more "adversarial"
+    (N,): the reject column's lead over the best class. None for models that cannot reject."""
     if not getattr(model, "can_reject", False) or scores.shape[1] <= model.num_classes:
         return None
     c = model.num_classes
     return scores[:, c] - scores[:, :c].amax(dim=1)
+
+
+@torch.no_grad()
+def detection_scores(model, x: torch.Tensor, batch_size: int) -> torch.Tensor | None:
+    """The model's own `detection_score` (detectors of `robustlab.defenses`) over `x`, else
+    `rejection_score` of its scores; None for a model that cannot reject."""
+    if not getattr(model, "can_reject", False):
+        return None
+    if hasattr(model, "detection_score"):
+        device = next(model.parameters()).device
+        return torch.cat([model.detection_score(x[i : i + batch_size].to(device)).float().cpu()
+                          for i in range(0, len(x), batch_size)])
+    return rejection_score(model, _scores(model, x, batch_size))
 
 
 def detection_auc(clean: torch.Tensor, adversarial: torch.Tensor) -> float | None:
@@ -84,12 +98,8 @@ def cell_extras(
         metrics["ka3_check"] = {"K": K, "max_p": check.max_p, "bound": check.bound,
                                 "passed": check.passed, "passed_strict": check.passed_strict,
                                 "summary": check.summary()}
-    reject = rejection_score(model, adv_scores)
-    if reject is not None:
-        correct = torch.tensor(result.prediction.shape[0] * [True])
-        clean_scores = _scores(model, x, batch_size)
-        clean_pred = model.decide(clean_scores) if model.decision_from_scores else None
-        if clean_pred is not None:
-            correct = clean_pred == y.cpu()
-        metrics["detection_auc"] = detection_auc(rejection_score(model, clean_scores), reject[correct])
+    adv_detection = detection_scores(model, result.x_adv, batch_size)
+    if adv_detection is not None:
+        correct = batched_predict(model, x, batch_size) == y.cpu()
+        metrics["detection_auc"] = detection_auc(detection_scores(model, x, batch_size), adv_detection[correct])
     return per_sample, metrics
