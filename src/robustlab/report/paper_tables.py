@@ -72,8 +72,10 @@ def paper_tables(store: ResultStore) -> dict[str, Any] | None:
 
 
 def _columns(index: dict, cells: list[dict]) -> list[dict[str, Any]]:
+    """(attack, eps) columns in the file's attack order; eps 0 is left to the worst-case column
+    (every attack at eps 0 is the clean accuracy on the attacked samples)."""
     order = list(index["attacks"])
-    seen = dict.fromkeys((c["attack"], c["eps"]) for c in cells)
+    seen = dict.fromkeys((c["attack"], c["eps"]) for c in cells if c["eps"] != 0)
     cols = sorted(seen, key=lambda ae: (order.index(ae[0]), -1.0 if ae[1] is None else ae[1]))
     return [{"attack": a, "eps": e, "label": f"{a} @ {_eps_label(e)}"} for a, e in cols]
 
