@@ -339,3 +339,23 @@ def test_rejecting_model_detection_auc_uses_the_reject_score():
     _, metrics = cell_extras(model, x, y, result)
     assert metrics["detection_auc"] == 1.0
     assert metrics["similarity"] is None and "mean_ssim" not in metrics  # 2x2: too small for SSIM, left out
+
+
+def test_two_data_sets_in_one_file_run_into_one_store(tmp_path):
+    doc = _doc(data=[{"id": "d0", "name": "digits", "seed": 0, "n_eval": 30},
+                     {"id": "d1", "name": "digits", "seed": 1, "n_eval": 30}],
+               models=[{"id": "a", "model": {**MLP, "head": "softmax"}, "train": {**FAST, "epochs": 1}}],
+               attacks=["fgsm"], eps=[0.1])
+    run_experiment(ExperimentSpec.from_dict(doc), tmp_path / "run")
+    with ResultStore(tmp_path / "run") as store:
+        index = store.get_meta("index")
+        assert set(store.get_meta("datasets")) == {"d0", "d1"}
+        rows = {r.key.model: r for r in store.rows()}
+    assert set(index["models"]) == {"d0/a", "d1/a"}
+    keys = {m["key"] for m in index["models"].values()}
+    assert set(rows) == keys and len(keys) == 2  # one model per data set, each with its own key
+    # each data set's cell is evaluated on its own split
+    for m in index["models"].values():
+        x, y = eval_data(ExperimentSpec.from_dict(doc).dataset(m["data"]))
+        assert rows[m["key"]].per_sample["y"] == y.tolist()
+    assert rows[index["models"]["d0/a"]["key"]].per_sample["y"] != rows[index["models"]["d1/a"]["key"]].per_sample["y"]
