@@ -68,8 +68,8 @@ def test_sweep_expands_to_exactly_the_listed_models_with_the_value_in_each_confi
          "sweep": {"model.backbone_args.hidden": [[8], [16]]}},
     ])
     spec = ExperimentSpec.from_dict(doc)
-    assert [m.id for m in spec.models] == ["mct[sigma=0.05]", "mct[sigma=0.1]", "mct[sigma=0.2]",
-                                           "w[hidden=[8]]", "w[hidden=[16]]"]
+    assert [m.id for m in spec.models] == ["mct(sigma=0.05)", "mct(sigma=0.1)", "mct(sigma=0.2)",
+                                           "w(hidden=[8])", "w(hidden=[16])"]
     for m, sigma in zip(spec.models[:3], (0.05, 0.1, 0.2), strict=True):
         assert m.train.objective_args == {"alpha": 0.3, "sigma": sigma} and m.family == "mct"
         assert m.swept == (("objective_args.sigma", sigma),)

@@ -13,7 +13,7 @@ models:
   - {id: softmax, model: {backbone: cnn6, head: softmax}, train: {epochs: 2}}
   - id: mct
     model: {backbone: lenet, head: mct}
-    sweep: {objective_args.sigma: [0.05, 0.1]}            # -> mct[sigma=0.05], mct[sigma=0.1]
+    sweep: {objective_args.sigma: [0.05, 0.1]}            # -> mct(sigma=0.05), mct(sigma=0.1)
 defenses: [{name: squeeze, bits: 4}]                       # every model, plus "none"
 attacks: [fgsm, {name: pgd, steps: 40, eps: [0.1, 0.3]}]  # eps per attack (default: `eps:`)
 eps: [0, 0.1]
@@ -380,7 +380,7 @@ def _parse_models(doc: Any, datasets: tuple[DataSpec, ...]) -> tuple[ModelSpec, 
             _fail(where, f"data must name data sets of the file ({data_ids}), got {only!r}")
         for model, train, swept in _expand_sweep(where, m):
             tag = ",".join(f"{k.split('.')[-1]}={v}" for k, v in swept)
-            mid = f"{base_id}[{tag}]" if swept else base_id
+            mid = f"{base_id}({tag})" if swept else base_id  # no brackets: rich reads them as markup
             cfg = _train_config(where, train)
             for d in datasets:
                 if only is not None and d.key not in only:
