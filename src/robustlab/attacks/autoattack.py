@@ -25,6 +25,8 @@ class AutoAttack(FixedBudgetAttack):
     """
 
     name = "autoattack"
+    full_strength = {"steps": 100, "n_targets": 9, "queries": 5000}
+    """The standard evaluation's settings; a run below any of them is reported as "reduced"."""
 
     def __init__(
         self,

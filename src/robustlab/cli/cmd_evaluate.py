@@ -99,7 +99,8 @@ def evaluate_cmd(
     with ResultStore(run_dir) as store, progress_bar(not json_out) as progress:
         models = store.get_meta("models", {}) or {}
         models[key] = {"id": ckpt.resolve().name, "config": model.config.to_dict(), "checkpoint": str(ckpt),
-                       "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy")}
+                       "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy"),
+                       "train": doc.get("metadata", {}).get("train")}
         store.set_meta("models", models)
         store.set_meta("data", {"name": dataset.name, "source": dataset.source, "n_train": len(dataset.y_train),
                                 "n_test": len(dataset.y_test), "n_eval": len(y),
