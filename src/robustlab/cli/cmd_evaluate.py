@@ -10,6 +10,7 @@ import typer
 
 from robustlab.attacks.registry import attack_parameters, get_attack_class
 from robustlab.cli.console import (
+    err,
     out,
     print_identification,
     print_json,
@@ -143,7 +144,8 @@ def evaluate_cmd(
                                 "input_shape": list(dataset.input_shape)})
         record_probe(store, key, model, x, y)
         identification = record_identification(store, key, model, x, y, grid)
-        evaluate_grid(model, key, x, y, specs, grid, store, batch_size=batch_size, progress=progress)
+        evaluate_grid(model, key, x, y, specs, grid, store, batch_size=batch_size, progress=progress,
+                      on_plan=lambda plan: err.print(plan.describe()))
         rows = summarize(store, models=[key])
         flags = masking_flags(store, models=[key])
     if json_out:
