@@ -23,6 +23,7 @@ from robustlab.core.contract import batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
 from robustlab.data import load_dataset
+from robustlab.defenses.base import defense_label
 from robustlab.evaluate import (
     AttackSpec,
     evaluate_grid,
@@ -78,8 +79,8 @@ def _from_checkpoint(model_path: Path, data: str | None, data_root: Path | None,
     )
     ckpt = Path(model_path)
     key = f"{ckpt.resolve().name}:{weights_digest(ckpt)}"
-    entry = {"id": ckpt.resolve().name, "config": model.config.to_dict(), "checkpoint": str(ckpt),
-             "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy"),
+    entry = {"id": ckpt.resolve().name, "config": doc["model"], "defense": doc.get("defense"),
+             "checkpoint": str(ckpt), "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy"),
              "train": doc.get("metadata", {}).get("train")}
     return model, key, dataset, entry
 
@@ -130,6 +131,7 @@ def evaluate_cmd(
         name = entry["id"]
         default_run = Path("runs") / name
     x, y = eval_split(dataset, n_eval, seed=0)
+    defense = defense_label(entry.get("defense"))
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
     specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared)
@@ -144,8 +146,8 @@ def evaluate_cmd(
                                 "input_shape": list(dataset.input_shape)})
         record_probe(store, key, model, x, y)
         identification = record_identification(store, key, model, x, y, grid)
-        evaluate_grid(model, key, x, y, specs, grid, store, batch_size=batch_size, progress=progress,
-                      on_plan=lambda plan: err.print(plan.describe()))
+        evaluate_grid(model, key, x, y, specs, grid, store, defense=defense, batch_size=batch_size,
+                      progress=progress, on_plan=lambda plan: err.print(plan.describe()))
         rows = summarize(store, models=[key])
         flags = masking_flags(store, models=[key])
     if json_out:
