@@ -14,8 +14,8 @@ both), timed alternately on one batch.
 Results go to benchmarks/robust_training.json after every recipe (a rerun skips the recipes
 already there with the same settings), with the `uptime` load beside every timing.
 
-    PYTHONPATH=src python benchmarks/robust_training.py [--train-per-class 500] [--epochs 6]
-        [--n-eval 200] [--only pgd,trades] [--quick]
+    PYTHONPATH=src python benchmarks/robust_training.py [--train-per-class 300] [--epochs 5]
+        [--n-eval 100] [--only pgd-10,trades] [--out PATH] [--peer PATH] [--no-orl] [--quick]
 """
 
 from __future__ import annotations
@@ -154,12 +154,15 @@ def save(doc: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-per-class", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--n-eval", type=int, default=200)
+    parser.add_argument("--train-per-class", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--n-eval", type=int, default=100)
     parser.add_argument("--only", default=None, help="comma-separated recipe names")
-    parser.add_argument("--n-eval-orl", type=int, default=100)
+    parser.add_argument("--n-eval-orl", type=int, default=50)
     parser.add_argument("--no-orl", action="store_true")
+    parser.add_argument("--no-step-cost", action="store_true")
+    parser.add_argument("--peer", type=Path, default=None,
+                        help="another run's JSON (same settings, other recipes): joins the choice of ORL's recipe")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (not for reading)")
     parser.add_argument("--out", type=Path, default=HERE / "robust_training.json")
     args = parser.parse_args()
@@ -181,7 +184,7 @@ def main() -> None:
     train_kwargs = {"epochs": args.epochs, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}
     doc["settings"]["train"] = train_kwargs
 
-    if "step_cost" not in doc:
+    if "step_cost" not in doc and not args.no_step_cost:
         doc["step_cost"] = step_cost(data, steps=10, batch=128, repeats=3 if args.quick else 7)
         print("PGD-10 step / floor:", doc["step_cost"], flush=True)
         save(doc, args.out)
@@ -197,13 +200,16 @@ def main() -> None:
               f"epoch {row['epoch_seconds']:.1f}s  CO {row['overfitting_epochs']}  [{row['train_load']}]", flush=True)
 
     if not args.no_orl and doc["fmnist"]:
-        adversarial_rows = {k: v for k, v in doc["fmnist"].items() if v["train"]["adv"]}
-        best = max(adversarial_rows or doc["fmnist"], key=lambda k: doc["fmnist"][k]["robust_accuracy"])
+        rows = dict(doc["fmnist"])
+        if args.peer is not None and args.peer.is_file():
+            rows.update(json.loads(args.peer.read_text()).get("fmnist", {}))
+        adversarial_rows = {k: v for k, v in rows.items() if v["train"]["adv"]}
+        best = max(adversarial_rows or rows, key=lambda k: rows[k]["robust_accuracy"])
         faces = load_dataset("orl", resize=(56, 46), seed=0)
         pick = torch.randperm(len(faces.y_test), generator=torch.Generator().manual_seed(0))[: args.n_eval_orl]
         x_orl, y_orl = faces.x_test[pick], faces.y_test[pick]
         orl_eps = 8 / 255
-        orl_kwargs = {"epochs": 5 if args.quick else 40, "batch_size": 32, "optimizer": "adam", "lr": 2e-3,
+        orl_kwargs = {"epochs": 5 if args.quick else 30, "batch_size": 32, "optimizer": "adam", "lr": 2e-3,
                       "weight_decay": 0.0}
         head, adv = recipes(orl_eps)[best]
         doc["orl"]["settings"] = {"eps": orl_eps, "resize": [56, 46], "train": orl_kwargs, "best_fmnist": best,

@@ -110,17 +110,24 @@ def get_attack_loss(name: str) -> AttackLoss | ModelLoss:
 
 
 class BoundLoss:
-    """A loss bound to a batch's labels: ``forward_loss(model, x) -> (scores, loss)``."""
+    """A loss bound to a batch's labels. A score loss is called on the scores (``bound(scores)``);
+    a model loss (``model_loss`` True) makes its own pass: ``forward_loss(model, x) -> (scores, loss)``."""
 
     def __init__(self, loss: AttackLoss | ModelLoss, y: torch.Tensor, targets: torch.Tensor | None,
                  num_classes: int) -> None:
         self.loss, self.y, self.targets, self.num_classes = loss, y, targets, num_classes
+        self.model_loss = isinstance(loss, ModelLoss)
+
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.model_loss:
+            raise ConfigError(f"the {self.loss.name} attack loss needs the model, not only its scores")
+        return self.loss(scores, self.y, self.targets, self.num_classes)  # type: ignore[operator]
 
     def forward_loss(self, model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.loss, ModelLoss):
-            return self.loss.forward_loss(model, x, self.y, self.targets)
+        if self.model_loss:
+            return self.loss.forward_loss(model, x, self.y, self.targets)  # type: ignore[union-attr]
         scores = model(x)
-        return scores, self.loss(scores, self.y, self.targets, self.num_classes)
+        return scores, self(scores)
 
 
 def bind_loss(loss: AttackLoss | ModelLoss, y: torch.Tensor, targets: torch.Tensor | None,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient, judge
+from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient_decide, judge
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
@@ -67,6 +67,10 @@ class PGD(FixedBudgetAttack):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The unit step direction for `grad` and the new per-row state (None: stateless)."""
         return normalize_direction(grad, self.norm), state
+
+    def planned_passes(self) -> tuple[int, int]:
+        """At most (forward+backward, forward-only) passes per sample: steps per restart."""
+        return self.steps * self.restarts, self.restarts + 2
 
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         n = len(x)
@@ -175,10 +179,8 @@ class PGD(FixedBudgetAttack):
         lo, hi = self._box(x0)
         steps_taken = torch.zeros(len(idx), dtype=torch.int64, device=x.device)
         for step in range(self.steps):
-            grad, scores, _ = input_gradient(
-                model, x_cur, bind_loss(self._loss_fn, yy, tt, k)
-            )
-            success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
+            grad, scores, _, decision = input_gradient_decide(model, x_cur, bind_loss(self._loss_fn, yy, tt, k))
+            success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores, decision=decision)
             steps_taken += ~done
             done = done | success
             step_dir, state = self._direction(grad, state)
@@ -205,8 +207,8 @@ class PGD(FixedBudgetAttack):
             write_back(all_rows, None)
             return
         with torch.no_grad():
-            scores, loss = forward_loss(model, x_cur, bind_loss(self._loss_fn, yy, tt, k))
-        success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
+            scores, loss, decision = forward_loss(model, x_cur, bind_loss(self._loss_fn, yy, tt, k), decide=True)
+        success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores, decision=decision)
         queries[idx] += ~done
         done = done | success
         write_back(all_rows, loss)

@@ -11,7 +11,7 @@ the grid: the others complete and the failures are listed in the outcome.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from robustlab.experiment.transfer import TransferTask, cell_key, plan_index, ru
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train.adversarial import recipe_label
+from robustlab.train.defaults import training_warning
 
 Progress = Callable[[str, int, int], None]
 """progress(message, done, total): called as work advances."""
@@ -212,6 +213,8 @@ class _Driver:
         for mspec in self.spec.models:
             dspec = self.spec.dataset(mspec.data)
             data = dataset_for(dspec)
+            # the training defaults left open (None) are filled for this data set's size and head
+            mspec = replace(mspec, train=mspec.train.resolved(len(data.y_train), mspec.model.get("head", "softmax")))
             digest = mspec.digest(dspec, data.num_classes, data.input_shape)
             key = f"{mspec.id}:{digest}"
             directory = self._checkpoint_dir(mspec, digest)
@@ -243,6 +246,7 @@ class _Driver:
         doc = read_checkpoint_config(directory)
         meta = doc["metadata"]
         dspec = self.spec.dataset(mspec.data)
+        data = dataset_for(dspec)
         self.models_meta[key] = {
             "id": mspec.id,
             "data": mspec.data,
@@ -253,6 +257,7 @@ class _Driver:
             "clean_accuracy": meta["clean_accuracy"],
             "train_seconds": meta["seconds"],
             "training": recipe_label(mspec.train.to_dict()),
+            "warning": training_warning(meta["clean_accuracy"], data.num_classes, data.name),
             "history": meta["history"],
         }
         self.store.set_meta("models", self.models_meta)
