@@ -213,7 +213,7 @@ def test_recipe_round_trips_through_dict_and_yaml_spec():
     d = cfg.to_dict()
     assert d["adv"]["method"] == "trades" and d["adv"]["args"] == {"beta": 3}
     assert TrainConfig(**{**d, "milestones": tuple(d["milestones"])}) == cfg
-    spec = ExperimentSpec.from_dict({"models": [{"model": {"backbone": "mlp"}, "train": d}]})
+    spec = ExperimentSpec.from_dict({"models": [{"model": {"backbone": "mlp"}, "train": d}], "attacks": ["fgsm"]})
     assert spec.models[0].train.adv == cfg.adv
     assert recipe_label(d) == "trades-10 linf eps=0.1 beta=3" and recipe_label({}) == "standard"
     assert TrainConfig().adv is None
