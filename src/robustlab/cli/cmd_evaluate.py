@@ -21,6 +21,7 @@ from robustlab.cli.options import parse_pairs
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
 from robustlab.data import load_dataset
+from robustlab.defenses.base import defense_label
 from robustlab.evaluate import (
     AttackSpec,
     evaluate_grid,
@@ -89,6 +90,7 @@ def evaluate_cmd(
         train_per_class=trained_on.get("train_per_class") if same else None,
     )
     x, y = eval_split(dataset, n_eval, seed=0)
+    defense = defense_label(doc.get("defense"))
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
     specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared)
@@ -98,15 +100,16 @@ def evaluate_cmd(
     run_dir = run_dir or Path("runs") / ckpt.resolve().name
     with ResultStore(run_dir) as store, progress_bar(not json_out) as progress:
         models = store.get_meta("models", {}) or {}
-        models[key] = {"id": ckpt.resolve().name, "config": model.config.to_dict(), "checkpoint": str(ckpt),
-                       "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy")}
+        models[key] = {"id": ckpt.resolve().name, "config": doc["model"], "defense": doc.get("defense"),
+                       "checkpoint": str(ckpt), "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy")}
         store.set_meta("models", models)
         store.set_meta("data", {"name": dataset.name, "source": dataset.source, "n_train": len(dataset.y_train),
                                 "n_test": len(dataset.y_test), "n_eval": len(y),
                                 "input_shape": list(dataset.input_shape)})
         record_probe(store, key, model, x, y)
         identification = record_identification(store, key, model, x, y, grid)
-        evaluate_grid(model, key, x, y, specs, grid, store, batch_size=batch_size, progress=progress)
+        evaluate_grid(model, key, x, y, specs, grid, store, defense=defense, batch_size=batch_size,
+                      progress=progress)
         rows = summarize(store, models=[key])
         flags = masking_flags(store, models=[key])
     if json_out:
