@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 from robustlab.attacks.fgsm import FGSM
 from robustlab.attacks.registry import ATTACKS, register_attack
@@ -74,8 +73,7 @@ class Slow(_Faulty):
         pass
 
 
-for _cls in (FailOnce, CrashOnce, AlwaysFail, Slow):
+FAULTS = (FailOnce, CrashOnce, AlwaysFail, Slow)
+for _cls in FAULTS:
     if _cls.name not in ATTACKS:
         register_attack(_cls)
-
-TESTS_DIR = str(Path(__file__).parent)
