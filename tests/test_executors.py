@@ -161,3 +161,12 @@ def test_result_key_is_the_planned_one(tmp_path):
     with ResultStore(tmp_path) as store:
         for eps in (0.0, 0.1):
             assert store.has(ResultKey(model, "none", AttackSpec("fgsm").key(), eps, "test"))
+
+
+def test_ray_executor_without_ray_is_one_clear_error_and_writes_nothing(tmp_path, monkeypatch):
+    from robustlab.experiment.executors import ray_executor
+
+    monkeypatch.setattr(ray_executor, "ray", None)
+    with pytest.raises(ConfigError, match=r"pip install 'robustlab\[ray\]'"):
+        run_grid(ExperimentSpec.from_dict(spec_doc(executor="ray")), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

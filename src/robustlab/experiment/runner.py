@@ -137,10 +137,10 @@ def run_grid(
     cells = plan_cells(spec)
     data = load_data(spec)
     x_eval, y_eval = eval_data(spec.data)
-    run_dir.mkdir(parents=True, exist_ok=True)
     own = executor is None
-    executor = executor or make_executor(spec.executor, debug=debug)
+    executor = executor or make_executor(spec.executor, debug=debug)  # before anything is written
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
         with ResultStore(run_dir) as store:
             store.set_meta("experiment", spec.to_dict())
             store.set_meta("data", {"name": data.name, "source": data.source, "n_train": len(data.y_train),
