@@ -11,7 +11,7 @@ the grid: the others complete and the failures are listed in the outcome.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from robustlab.experiment.tasks import (
 )
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultKey, ResultStore
+from robustlab.train.defaults import training_warning
 
 Progress = Callable[[str, int, int], None]
 """progress(message, done, total): called as work advances."""
@@ -183,6 +184,9 @@ class _Driver:
 
     def run(self) -> GridOutcome:
         for mspec in self.spec.models:
+            # auto training fields filled for this data and head: the digest names what is trained
+            resolved = mspec.train.resolved(len(self.data.y_train), mspec.model.get("head", "softmax"))
+            mspec = replace(mspec, train=resolved)
             digest = mspec.digest(self.spec.data, self.data.num_classes, self.data.input_shape)
             key = f"{mspec.id}:{digest}"
             directory = self._checkpoint_dir(mspec, digest)
@@ -218,7 +222,9 @@ class _Driver:
             "config": doc["model"],
             "checkpoint": str(directory),
             "clean_accuracy": meta["clean_accuracy"],
+            "train": mspec.train.to_dict(),
             "train_seconds": meta["seconds"],
+            "warning": training_warning(meta["clean_accuracy"], self.data.num_classes, self.data.name),
             "history": meta["history"],
         }
         self.store.set_meta("models", self.models_meta)
