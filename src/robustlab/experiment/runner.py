@@ -42,6 +42,7 @@ from robustlab.experiment.tasks import (
 )
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultKey, ResultStore
+from robustlab.train.adversarial import recipe_label
 from robustlab.train.defaults import training_warning
 
 Progress = Callable[[str, int, int], None]
@@ -224,6 +225,7 @@ class _Driver:
             "clean_accuracy": meta["clean_accuracy"],
             "train": mspec.train.to_dict(),
             "train_seconds": meta["seconds"],
+            "training": recipe_label(mspec.train.to_dict()),
             "warning": training_warning(meta["clean_accuracy"], self.data.num_classes, self.data.name),
             "history": meta["history"],
         }
