@@ -113,8 +113,11 @@ def test_killed_driver_resumes_without_redoing_cells(cluster, tmp_path):
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None:
         if db.exists():
-            with sqlite3.connect(db) as conn:
-                rows = conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            try:
+                with sqlite3.connect(db) as conn:
+                    rows = conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.OperationalError:  # the driver is still creating the schema
+                rows = 0
             if rows >= 2:
                 break
         time.sleep(0.2)
