@@ -80,18 +80,21 @@ def evaluate_cell(
     eps: float,
     batch_size: int = 256,
     clean_pred: torch.Tensor | None = None,
+    attack_progress: Callable[[str, int, int, int], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list]]:
     """One (attack, eps) cell against `model` (in eval mode): its metrics and per-sample record.
 
     Needs no store: the experiment executors run it on workers and the driver writes the row.
     `metrics["seconds"]` is the attack's wall time (the only field that varies between runs);
     the per-cell extras (confidence, MSE, SSIM, ranks, detection AUC) come from `cell_extras`.
+    `attack_progress(member, done, total, standing)` hears the attack's progress inside the cell.
     """
     if clean_pred is None:
         clean_pred = batched_predict(model, x, batch_size)
     start = time.perf_counter()
     attack = spec.build(eps)
-    result = run_attack(attack, model, x, y, batch_size)
+    with reporting(attack_progress):
+        result = run_attack(attack, model, x, y, batch_size)
     seconds = time.perf_counter() - start
     per_sample = per_sample_outcomes(x, y, clean_pred, result)
     metrics = cell_metrics(per_sample)
@@ -148,8 +151,8 @@ def evaluate_grid(
             continue
         if clean_pred is None:
             clean_pred = batched_predict(model, x, batch_size)
-        with reporting(_inner_progress(progress, message, i, len(cells), len(x), batch_size)):
-            metrics, per_sample = evaluate_cell(model, x, y, spec, eps, batch_size, clean_pred)
+        inner = _inner_progress(progress, message, i, len(cells), len(x), batch_size)
+        metrics, per_sample = evaluate_cell(model, x, y, spec, eps, batch_size, clean_pred, inner)
         store.put(key, metrics, per_sample)
     if progress is not None:
         progress("done", len(cells), len(cells))

@@ -157,10 +157,10 @@ def run_grid(
         data_meta[dspec.key] = {"name": data.name, "source": data.source, "n_train": len(data.y_train),
                                 "n_test": len(data.y_test), "n_eval": len(y_eval),
                                 "input_shape": list(data.input_shape), "classes": list(data.classes)}
-    run_dir.mkdir(parents=True, exist_ok=True)
     own = executor is None
-    executor = executor or make_executor(spec.executor, debug=debug)
+    executor = executor or make_executor(spec.executor, debug=debug)  # before anything is written
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
         with ResultStore(run_dir) as store:
             store.set_meta("experiment", spec.to_dict())
             store.set_meta("datasets", data_meta)

@@ -49,6 +49,7 @@ class RayExecutor:
                 raise ConfigError(f"cannot start or join {where}: {describe(exc)}") from None
             self._owns = True
         self._refs: dict[Any, Any] = {}
+        self._ready: list[Any] = []
         self._remotes: dict[tuple, Any] = {}
 
     def share(self, value: Any) -> Any:
@@ -77,8 +78,11 @@ class RayExecutor:
     def next_done(self) -> Done:
         if not self._refs:
             raise RobustlabError("next_done() with no task pending")
-        ready, _ = ray.wait(list(self._refs), num_returns=1)
-        ref = ready[0]
+        if not self._ready:  # wait for one, then take every other one already finished too
+            refs = list(self._refs)
+            ray.wait(refs, num_returns=1)
+            self._ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        ref = self._ready.pop(0)
         tag = self._refs.pop(ref)
         try:
             return Done(tag, value=ray.get(ref))
@@ -92,6 +96,7 @@ class RayExecutor:
         for ref in list(self._refs):
             ray.cancel(ref, force=True)
         self._refs.clear()
+        self._ready.clear()
         if self._owns:
             ray.shutdown()
             self._owns = False
