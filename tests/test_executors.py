@@ -52,7 +52,7 @@ def test_tasks_give_the_rows_of_evaluate_grid(tmp_path, digits_mlp):
     blob = CheckpointBlob.from_directory(tmp_path / "ck")
     spec = ExperimentSpec.from_dict(spec_doc(attacks=[{"name": "pgd", "steps": 5}]))
     x, y = eval_data(spec.data)
-    attack = spec.attacks[0]
+    attack = spec.attacks[0].spec  # a GridAttack: its AttackSpec
     with ResultStore(tmp_path / "run") as store:
         (key,) = evaluate_grid(digits_mlp, "m", x, y, [attack], [0.1], store)
         reference = store.get(key)
