@@ -49,10 +49,10 @@ def paper_tables(store: ResultStore) -> dict[str, Any] | None:
 
     def worst_of(model_id: str, defense_id: str, eps: float) -> dict[str, Any] | None:
         hit = worst.get((models[model_id]["key"], defenses[defense_id], eps))
-        if hit is None:  # a single attack at this eps: its cell is the worst case
-            cells = [c for c in index["cells"] if c["model"] == model_id and c["defense"] == defense_id
-                     and c["eps"] == eps]
-            hit = metrics(cells[0]["key"]) if len(cells) == 1 else None
+        if hit is None:  # a single stored row at this eps: it is the worst case
+            keys = {tuple(c["key"]) for c in index["cells"] if c["model"] == model_id
+                    and c["defense"] == defense_id and c["eps"] == eps}
+            hit = metrics(list(keys.pop())) if len(keys) == 1 else None
         return hit
 
     cells_out = []
@@ -185,7 +185,10 @@ def _claims(index, metrics, worst_of, models_meta) -> list[dict[str, Any]]:
     out = []
     for c in index["claims"]:
         measured = None
-        if c["source"] is not None:
+        m = None
+        if c["model"] not in index["models"] or (c["source"] and c["source"] not in index["models"]):
+            pass  # the model is not trained yet (an interrupted run): nothing measured
+        elif c["source"] is not None:
             hit = next((t for t in index["transfers"] if t["source"] == c["source"] and t["target"] == c["model"]
                         and t["attack"] == c["attack"] and t["eps"] == c["eps"]), None)
             m = metrics(hit["key"]) if hit else None
