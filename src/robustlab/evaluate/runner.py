@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from robustlab.attacks.base import Attack
+from robustlab.attacks.eot import DEFAULT_EOT, is_randomized
 from robustlab.attacks.registry import get_attack_class, make_attack
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.errors import ConfigError
@@ -89,11 +90,15 @@ def evaluate_grid(
     """Run every (attack, eps) cell not yet in `store`; return the keys of all cells.
 
     Each cell is stored in its own transaction the moment it is done. `model` must be in
-    eval mode; `x` in [0, 1] and `y` its true labels (on the CPU).
+    eval mode; `x` in [0, 1] and `y` its true labels (on the CPU). A randomized model
+    (declared, or two forward passes that differ) is attacked with ``eot=DEFAULT_EOT`` by
+    every attack that was not given an ``eot`` (the parameter is then part of the key).
     """
     check_images(x, model.input_shape)
     check_labels(y, len(x), model.num_classes)
     model.eval()
+    if len(x) and is_randomized(model, x[:8].to(next(model.parameters()).device)):
+        attacks = [s if "eot" in s.params else AttackSpec(s.name, {**s.params, "eot": DEFAULT_EOT}) for s in attacks]
     cells = [(spec, float(eps)) for spec in attacks for eps in _grid_for(spec, eps_grid)]
     clean_pred: torch.Tensor | None = None
     keys = []

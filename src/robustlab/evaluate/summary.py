@@ -114,11 +114,12 @@ def masking_flags(store: ResultStore, models: list[str] | None = None) -> list[d
 
 
 def record_probe(store: ResultStore, model_id: str, model, x, y, n: int = 256) -> dict[str, float]:
-    """Run the gradient probe on the first `n` samples and keep it in the store's metadata."""
-    from robustlab.evaluate.masking import gradient_probe
+    """Run the gradient probe (through a defense's declared path and its true one, see
+    `defense_probe`) on the first `n` samples and keep it in the store's metadata."""
+    from robustlab.evaluate.masking import defense_probe
 
     device = next(model.parameters()).device
-    probe = gradient_probe(model, x[:n].to(device), y[:n].to(device))
+    probe = defense_probe(model, x[:n].to(device), y[:n].to(device))
     probes = store.get_meta("probes", {}) or {}
     probes[model_id] = probe
     store.set_meta("probes", probes)
