@@ -22,6 +22,10 @@ class FGSM(FixedBudgetAttack):
         self.loss = loss
         self._loss_fn = get_attack_loss(loss)
 
+    def planned_passes(self) -> tuple[int, int]:
+        """One forward+backward pass per sample (plus the clean and final checks)."""
+        return 1, 2
+
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         k = model.num_classes
         grad, _, _ = input_gradient(model, x, lambda s: self._loss_fn(s, y, targets, k))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient, judge
+from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_decide, input_gradient_decide, judge
 from robustlab.attacks.objectives import get_attack_loss
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
@@ -65,6 +65,10 @@ class PGD(FixedBudgetAttack):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The unit step direction for `grad` and the new per-row state (None: stateless)."""
         return normalize_direction(grad, self.norm), state
+
+    def planned_passes(self) -> tuple[int, int]:
+        """At most (forward+backward, forward-only) passes per sample: steps per restart."""
+        return self.steps * self.restarts, self.restarts + 2
 
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         n = len(x)
@@ -125,10 +129,10 @@ class PGD(FixedBudgetAttack):
         lo, hi = self._box(x0)
         steps_taken = torch.zeros(len(idx), dtype=torch.int64, device=x.device)
         for step in range(self.steps):
-            grad, scores, _ = input_gradient(
+            grad, scores, _, decision = input_gradient_decide(
                 model, x_cur, lambda s, yy=yy, tt=tt: self._loss_fn(s, yy, tt, k)
             )
-            success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
+            success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores, decision=decision)
             steps_taken += ~done
             done = done | success
             step_dir, state = self._direction(grad, state)
@@ -155,9 +159,9 @@ class PGD(FixedBudgetAttack):
             write_back(all_rows, None)
             return
         with torch.no_grad():
-            scores = model(x_cur)
+            scores, decision = forward_decide(model, x_cur)
             loss = self._loss_fn(scores, yy, tt, k)
-        success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores)
+        success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores, decision=decision)
         queries[idx] += ~done
         done = done | success
         write_back(all_rows, loss)

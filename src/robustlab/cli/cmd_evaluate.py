@@ -10,6 +10,7 @@ import typer
 
 from robustlab.attacks.registry import attack_parameters, get_attack_class
 from robustlab.cli.console import (
+    err,
     out,
     print_identification,
     print_json,
@@ -18,6 +19,7 @@ from robustlab.cli.console import (
     progress_bar,
 )
 from robustlab.cli.options import parse_pairs
+from robustlab.core.contract import batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
 from robustlab.data import load_dataset
@@ -31,6 +33,7 @@ from robustlab.evaluate import (
     summarize,
 )
 from robustlab.experiment.runner import eval_split
+from robustlab.models.wrap import load_factory
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultStore
 
@@ -59,8 +62,36 @@ def weights_digest(checkpoint: Path) -> str:
     return h.hexdigest()[:10]
 
 
+def _from_checkpoint(model_path: Path, data: str | None, data_root: Path | None, dev) -> tuple[Any, str, Any, dict]:
+    """A robustlab checkpoint, the data it was trained on (unless `data` names another), its
+    store key and its entry for the store's "models" metadata."""
+    doc = read_checkpoint_config(model_path)
+    model = load_checkpoint(model_path, dev)
+    trained_on = doc.get("metadata", {}).get("data") or {}
+    ds_name = data or trained_on.get("name")
+    if not ds_name:
+        raise ConfigError("the checkpoint does not say what data it was trained on: pass --data")
+    same = data is None or data == trained_on.get("name")
+    dataset = load_dataset(
+        ds_name, root=data_root or (trained_on.get("root") if same else None),
+        resize=trained_on.get("resize") if same else None, seed=trained_on.get("seed", 0) if same else 0,
+        train_per_class=trained_on.get("train_per_class") if same else None,
+    )
+    ckpt = Path(model_path)
+    key = f"{ckpt.resolve().name}:{weights_digest(ckpt)}"
+    entry = {"id": ckpt.resolve().name, "config": doc["model"], "defense": doc.get("defense"),
+             "checkpoint": str(ckpt), "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy"),
+             "train": doc.get("metadata", {}).get("train")}
+    return model, key, dataset, entry
+
+
 def evaluate_cmd(
-    model_path: Path = typer.Option(..., "--model", help="Checkpoint directory."),
+    model_path: Path = typer.Option(None, "--model", help="Checkpoint directory (or use --module)."),
+    module: str = typer.Option(None, "--module", help="Your own model: pkg.mod:factory or file.py:factory, "
+                               "a no-argument callable returning an nn.Module (logits out)."),
+    weights: Path = typer.Option(None, "--weights", help="safetensors weights for --module (never a pickle)."),
+    mean: list[float] = typer.Option(None, "--mean", help="Per-channel mean for --module's input (repeatable)."),
+    std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's input (repeatable)."),
     data: str = typer.Option(None, "--data", help="Data set (default: the one the model was trained on)."),
     data_root: Path = typer.Option(None, "--data-root"),
     attack: list[str] = typer.Option(None, "--attack", help="Attack name (repeatable). Default: autoattack."),
@@ -75,33 +106,40 @@ def evaluate_cmd(
     device: str = typer.Option(None, "--device"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """Attack MODEL with each attack at each eps; print the table (worst case per sample included)."""
-    doc = read_checkpoint_config(model_path)
+    """Attack MODEL (a checkpoint, or --module your own nn.Module with --weights) with each attack at
+    each eps; print the table (worst case per sample included)."""
     dev = pick_device(device)
-    model = load_checkpoint(model_path, dev)
-    trained_on = doc.get("metadata", {}).get("data") or {}
-    ds_name = data or trained_on.get("name")
-    if not ds_name:
-        raise ConfigError("the checkpoint does not say what data it was trained on: pass --data")
-    same = data is None or data == trained_on.get("name")
-    dataset = load_dataset(
-        ds_name, root=data_root or (trained_on.get("root") if same else None),
-        resize=trained_on.get("resize") if same else None, seed=trained_on.get("seed", 0) if same else 0,
-        train_per_class=trained_on.get("train_per_class") if same else None,
-    )
+    if (model_path is None) == (module is None):
+        raise ConfigError("give either --model CHECKPOINT or --module pkg.mod:factory")
+    if module is not None:
+        if data is None:
+            raise ConfigError("--module needs --data (the data set to evaluate on)")
+        dataset = load_dataset(data, root=data_root)
+        model, key = load_factory(module, weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
+                                  mean=mean or None, std=std or None, device=dev)
+        name = key.split(":")[0]
+        clean = float((batched_predict(model, dataset.x_test) == dataset.y_test).float().mean())
+        config = getattr(model, "config", None)
+        entry = {"id": name, "config": config.to_dict() if config is not None else {"module": module},
+                 "module": module, "weights": str(weights),
+                 "clean_accuracy": clean}
+        default_run = Path("runs") / name
+    else:
+        if weights is not None or mean or std:
+            raise ConfigError("--weights, --mean and --std go with --module, not --model")
+        model, key, dataset, entry = _from_checkpoint(model_path, data, data_root, dev)
+        name = entry["id"]
+        default_run = Path("runs") / name
     x, y = eval_split(dataset, n_eval, seed=0)
-    defense = defense_label(doc.get("defense"))
+    defense = defense_label(entry.get("defense"))
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
     specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared)
     grid = list(eps) if eps else list(DEFAULT_EPS)
-    ckpt = Path(model_path)
-    key = f"{ckpt.resolve().name}:{weights_digest(ckpt)}"
-    run_dir = run_dir or Path("runs") / ckpt.resolve().name
+    run_dir = run_dir or default_run
     with ResultStore(run_dir) as store, progress_bar(not json_out) as progress:
         models = store.get_meta("models", {}) or {}
-        models[key] = {"id": ckpt.resolve().name, "config": doc["model"], "defense": doc.get("defense"),
-                       "checkpoint": str(ckpt), "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy")}
+        models[key] = entry
         store.set_meta("models", models)
         store.set_meta("data", {"name": dataset.name, "source": dataset.source, "n_train": len(dataset.y_train),
                                 "n_test": len(dataset.y_test), "n_eval": len(y),
@@ -109,15 +147,15 @@ def evaluate_cmd(
         record_probe(store, key, model, x, y)
         identification = record_identification(store, key, model, x, y, grid)
         evaluate_grid(model, key, x, y, specs, grid, store, defense=defense, batch_size=batch_size,
-                      progress=progress)
+                      progress=progress, on_plan=lambda plan: err.print(plan.describe()))
         rows = summarize(store, models=[key])
         flags = masking_flags(store, models=[key])
     if json_out:
         print_json({"model": key, "run_dir": str(run_dir), "rows": rows, "masking": flags,
                     "identification": identification})
         return
-    print_results(rows, {key: ckpt.resolve().name})
-    print_identification({key: identification}, {key: ckpt.resolve().name})
+    print_results(rows, {key: name})
+    print_identification({key: identification}, {key: name})
     print_masking(flags)
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
 

@@ -17,6 +17,7 @@ from robustlab.models import build_model
 from robustlab.models.config import ModelConfig
 from robustlab.store.checkpoints import checkpoint_name, save_checkpoint
 from robustlab.train import TrainConfig, train
+from robustlab.train.defaults import training_warning
 
 
 def train_cmd(
@@ -28,11 +29,11 @@ def train_cmd(
     head_arg: list[str] = typer.Option(None, "--head-arg", help="key=value for the head."),
     resize: int = typer.Option(None, "--resize", help="Resize images to SIZE x SIZE."),
     train_per_class: int = typer.Option(None, "--train-per-class", help="Training images per class."),
-    epochs: int = typer.Option(10, "--epochs", min=0),
-    batch_size: int = typer.Option(128, "--batch-size", min=1),
-    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd or adam."),
-    lr: float = typer.Option(0.05, "--lr", help="Peak learning rate."),
-    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    epochs: int = typer.Option(None, "--epochs", min=0, help="Default: adapts to the data size (defaults.py)."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Default 64."),
+    optimizer: str = typer.Option(None, "--optimizer", help="adam (default) or sgd."),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate (default 2e-3 for adam, 0.05 for sgd)."),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="Default 0 for adam, 5e-4 for sgd."),
     schedule: str = typer.Option("cosine", "--schedule", help="cosine, step or constant."),
     objective_arg: list[str] = typer.Option(None, "--objective-arg", help="key=value for the training loss."),
     seed: int = typer.Option(0, "--seed"),
@@ -51,6 +52,7 @@ def train_cmd(
         backbone=backbone, head=head, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
         backbone_args=parse_pairs(backbone_arg, "--backbone-arg"), head_args=parse_pairs(head_arg, "--head-arg"),
     )
+    cfg = cfg.resolved(len(dataset.y_train), head)
     seed_everything(seed)
     model = build_model(config).to(dev)
     start = time.perf_counter()
@@ -62,22 +64,29 @@ def train_cmd(
         )
     seconds = time.perf_counter() - start
     clean = float((batched_predict(model, dataset.x_test) == dataset.y_test).float().mean())
+    warning = training_warning(clean, dataset.num_classes, data)
     target = out_dir or Path("checkpoints") / checkpoint_name(config)
     meta = {
         "data": {"name": data, "root": str(data_root) if data_root else None, "resize": resize, "seed": seed,
                  "train_per_class": train_per_class},
         "train": cfg.to_dict(), "clean_accuracy": clean, "seconds": seconds,
-        "history": [asdict(h) for h in history],
+        "history": [asdict(h) for h in history], "warning": warning,
     }
     save_checkpoint(model, target, metadata=meta)
     if json_out:
         print_json({"checkpoint": str(target), "clean_accuracy": clean, "seconds": seconds,
-                    "model": config.to_dict(), "history": meta["history"]})
+                    "model": config.to_dict(), "train": cfg.to_dict(), "history": meta["history"],
+                    "warning": warning})
+        if warning:
+            err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
         return
     for h in history:
         acc = f"{100 * h.test_accuracy:.1f}%" if h.test_accuracy is not None else "-"
         err.print(f"[dim]epoch {h.epoch:3d}  loss {h.loss:.4f}  train {100 * h.train_accuracy:.1f}%  test {acc}[/dim]")
-    out.print(f"clean test accuracy {100 * clean:.2f}% in {seconds:.1f} s; checkpoint: [bold]{target}[/bold]")
+    out.print(f"clean test accuracy {100 * clean:.2f}% in {seconds:.1f} s ({cfg.optimizer}, lr {cfg.lr:g}, "
+              f"{cfg.epochs} epochs, batch {cfg.batch_size}); checkpoint: [bold]{target}[/bold]")
+    if warning:
+        out.print(f"[bold yellow]warning:[/bold yellow] {warning}")
 
 
 def register(app: typer.Typer) -> None:

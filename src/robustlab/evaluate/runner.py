@@ -11,12 +11,14 @@ import torch
 
 from robustlab.attacks.base import Attack
 from robustlab.attacks.eot import DEFAULT_EOT, is_randomized
+from robustlab.attacks.progress import reporting
 from robustlab.attacks.registry import get_attack_class, make_attack
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.results import AttackResult
 from robustlab.core.validation import check_images, check_labels
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
+from robustlab.evaluate.plan import GridPlan, pass_seconds, plan_grid
 from robustlab.store.results import ResultKey, ResultStore, canonical
 
 
@@ -86,11 +88,15 @@ def evaluate_grid(
     subset: str = "test",
     batch_size: int = 256,
     progress: ProgressFn | None = None,
+    on_plan: Callable[[GridPlan], None] | None = None,
 ) -> list[ResultKey]:
     """Run every (attack, eps) cell not yet in `store`; return the keys of all cells.
 
     Each cell is stored in its own transaction the moment it is done. `model` must be in
-    eval mode; `x` in [0, 1] and `y` its true labels (on the CPU). A randomized model
+    eval mode; `x` in [0, 1] and `y` its true labels (on the CPU). `progress(message, done
+    cells, cells)` also hears, inside a cell, which member attack runs, its step or query
+    count, the samples still standing and an ETA for that member; `on_plan` gets the plan
+    (cells, samples, passes, time bound) before any attack runs. A randomized model
     (declared, or two forward passes that differ) is attacked with ``eot=DEFAULT_EOT`` by
     every attack that was not given an ``eot`` (the parameter is then part of the key).
     """
@@ -100,19 +106,24 @@ def evaluate_grid(
     if len(x) and is_randomized(model, x[:8].to(next(model.parameters()).device)):
         attacks = [s if "eot" in s.params else AttackSpec(s.name, {**s.params, "eot": DEFAULT_EOT}) for s in attacks]
     cells = [(spec, float(eps)) for spec in attacks for eps in _grid_for(spec, eps_grid)]
+    keys = [ResultKey(model_id, defense, spec.key(), eps, subset) for spec, eps in cells]
+    if on_plan is not None:
+        device = next(model.parameters()).device
+        costs = pass_seconds(model, x[:batch_size].to(device))
+        on_plan(plan_grid([(spec.build(eps), store.has(k)) for (spec, eps), k in zip(cells, keys, strict=True)],
+                          len(x), costs))
     clean_pred: torch.Tensor | None = None
-    keys = []
-    for i, (spec, eps) in enumerate(cells):
-        key = ResultKey(model_id, defense, spec.key(), eps, subset)
-        keys.append(key)
+    for i, ((spec, eps), key) in enumerate(zip(cells, keys, strict=True)):
+        message = f"{model_id} {spec.label} eps={eps:g}"
         if progress is not None:
-            progress(f"{model_id} {spec.label} eps={eps:g}", i, len(cells))
+            progress(message, i, len(cells))
         if store.has(key):
             continue
         if clean_pred is None:
             clean_pred = batched_predict(model, x, batch_size)
         start = time.perf_counter()
-        result = run_attack(spec.build(eps), model, x, y, batch_size)
+        with reporting(_inner_progress(progress, message, i, len(cells), len(x), batch_size)):
+            result = run_attack(spec.build(eps), model, x, y, batch_size)
         per_sample = per_sample_outcomes(x, y, clean_pred, result)
         metrics = cell_metrics(per_sample)
         metrics["seconds"] = time.perf_counter() - start
@@ -120,6 +131,27 @@ def evaluate_grid(
     if progress is not None:
         progress("done", len(cells), len(cells))
     return keys
+
+
+def _inner_progress(progress: ProgressFn | None, message: str, cell: int, cells: int, n: int, batch_size: int):
+    """An attack-progress callback that extends the cell's message with the member's state and ETA."""
+    if progress is None:
+        return None
+    state: dict[str, float | str] = {"member": "", "start": 0.0}
+    batches = -(-n // batch_size)
+
+    def inner(member: str, done: int, total: int, standing: int) -> None:
+        now = time.perf_counter()
+        if member != state["member"] or done < float(state.get("done", 0)):
+            state.update(member=member, start=now, first=done)
+        state["done"] = done
+        rate = (now - float(state["start"])) / max(done - float(state.get("first", 0)), 1)
+        eta = rate * (total - done)
+        where = f" (batch of {min(n, batch_size)} of {n})" if batches > 1 else ""
+        progress(f"{message} | {member} {done}/{total}, {standing} standing{where}, member ETA {eta:.0f} s",
+                 cell, cells)
+
+    return inner
 
 
 def _grid_for(spec: AttackSpec, eps_grid: Sequence[float]) -> list[float]:

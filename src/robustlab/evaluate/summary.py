@@ -24,6 +24,17 @@ def _attack_label(attack_key: str) -> str:
     return f"{name}({shown})" if shown else name
 
 
+def reduced_settings(attack_key: str) -> list[str]:
+    """Settings of an attack spec weaker than its class's ``full_strength`` (e.g. an ensemble run
+    with fewer steps than the standard one): ["steps=50 < 100", ...]; [] when at full strength
+    or when the attack defines no full strength."""
+    from robustlab.attacks.registry import get_attack_class
+
+    spec = json.loads(attack_key)
+    full = getattr(get_attack_class(spec["name"]), "full_strength", None) or {}
+    return [f"{k}={spec[k]} < {v}" for k, v in full.items() if k in spec and spec[k] < v]
+
+
 def summarize(store: ResultStore, models: list[str] | None = None) -> list[dict[str, Any]]:
     """Rows for the table: each stored cell, then per (model, defense, subset, eps) the worst
     case over the fixed-budget attacks at that eps (attack = "worst-case")."""
@@ -42,6 +53,9 @@ def summarize(store: ResultStore, models: list[str] | None = None) -> list[dict[
                 **r.metrics,
             }
         )
+        reduced = reduced_settings(r.key.attack)
+        if reduced:
+            rows[-1]["reduced"] = reduced
         if r.key.eps >= 0:
             groups[(r.key.model, r.key.defense, r.key.subset, r.key.eps)].append(r.per_sample)
     for (model, defense, subset, eps), cells in groups.items():

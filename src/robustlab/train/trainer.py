@@ -23,14 +23,17 @@ from robustlab.train.objectives import Objective, make_objective
 @dataclass
 class TrainConfig:
     """How to train. `lr` is the peak learning rate; `schedule` is "cosine", "step" or "constant"
-    ("step" multiplies by `gamma` at each fraction of the run in `milestones`)."""
+    ("step" multiplies by `gamma` at each fraction of the run in `milestones`).
 
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
+    Fields left None (optimizer, lr, epochs, batch_size, weight_decay) are "auto": `train`
+    fills them from `robustlab.train.defaults` for the data size and head (`resolved`)."""
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float | None = None
     schedule: str = "cosine"
     milestones: tuple[float, ...] = (0.5, 0.75)
     gamma: float = 0.1
@@ -39,14 +42,20 @@ class TrainConfig:
     objective_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1:
+        if (self.epochs is not None and self.epochs < 0) or (self.batch_size is not None and self.batch_size < 1):
             raise ConfigError("epochs must be >= 0 and batch_size >= 1")
-        if self.optimizer not in ("sgd", "adam"):
+        if self.optimizer is not None and self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose sgd or adam")
         if self.schedule not in ("cosine", "step", "constant"):
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose cosine, step or constant")
-        if not (self.lr > 0 and self.weight_decay >= 0):
+        if (self.lr is not None and not self.lr > 0) or (self.weight_decay is not None and not self.weight_decay >= 0):
             raise ConfigError("lr must be > 0 and weight_decay >= 0")
+
+    def resolved(self, n_train: int, head: str | None = None) -> TrainConfig:
+        """This config with every auto field filled (see `robustlab.train.defaults`)."""
+        from robustlab.train.defaults import resolve_config
+
+        return resolve_config(self, n_train, head)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -98,8 +107,10 @@ def train(
 
     The objective defaults to `cfg.objective`, else the head's own (`model.head.objective`).
     After the last epoch, heads that decide from a gallery get the training embeddings.
+    Auto fields of `cfg` are filled first (`cfg.resolved`).
     Returns one `EpochLog` per epoch (test accuracy from `predict` when test data is given).
     """
+    cfg = cfg.resolved(len(x_train), getattr(getattr(model, "config", None), "head", None))
     generator = seed_everything(cfg.seed)
     if objective is None:
         name = cfg.objective or getattr(getattr(model, "head", None), "objective", "cross_entropy")
