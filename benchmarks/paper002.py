@@ -219,12 +219,52 @@ def run_setup(key: str, quick: bool, log) -> dict:
     return result
 
 
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.0f}"
+
+
+def tables(results: dict) -> str:
+    """Markdown tables from a results file: one per setup, one row per defense."""
+    lines = []
+    for key, res in results["setups"].items():
+        eps_grid = res["setup"]["eps"]
+        lines += [f"**{key}** ({res['setup']['n_train_used']} training images, {res['setup']['n_eval']} attacked, "
+                  f"{res['seconds']:.0f} s)", ""]
+        head = "| defense | clean | FPR |"
+        rule = "|---|---:|---:|"
+        for e in eps_grid:
+            head += f" transfer {e} | S/F/D transfer PGD {e} | AUC {e} | conf {e} | adaptive {e} | S/F/D adaptive {e} |"
+            rule += "---:|---:|---:|---:|---:|---:|"
+        lines += [head + " C&W transfer S/F/D |", rule + "---:|"]
+        for name, row in res["rows"].items():
+            line = f"| {name} | {_pct(row['clean_accuracy'])} | {_pct(row['fpr'])} |"
+            for e in eps_grid:
+                t, a = row[f"transfer@{e}"], row[f"adaptive@{e}"]
+                p = t["per_attack"]["pgd"]
+                sfd = f"{_pct(p['success_rate'])}/{_pct(p['failed_rate'])}/{_pct(p['detected_rate'])}"
+                asfd = f"{_pct(a['success_rate'])}/{_pct(1 - a['success_rate'] - a['detection_rate'])}/" \
+                       f"{_pct(a['detection_rate'])}"
+                line += (f" {_pct(t['robust_accuracy'])} | {sfd} | {_pct(t['detection_auc'])} | "
+                         f"{_pct(t['confidence_adv'])} | **{_pct(a['robust_accuracy'])}** | {asfd} |")
+            c = row["transfer_cw"]
+            line += f" {_pct(c['success_rate'])}/{_pct(c['failed_rate'])}/{_pct(c['detected_rate'])} |"
+            lines.append(line)
+        for name, why in res.get("refused", {}).items():
+            lines.append(f"| {name} | refused: {why.split(';')[0][:110]} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny scale, to check the script runs")
     parser.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, from {list(SETUPS)}")
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--table", action="store_true", help="print Markdown tables from --out and exit")
     args = parser.parse_args()
+    if args.table:
+        print(tables(json.loads(Path(args.out).read_text())))
+        return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     results = {"uptime_start": os.popen("uptime").read().strip(), "threads": torch.get_num_threads(),
                "quick": args.quick, "setups": {}}
