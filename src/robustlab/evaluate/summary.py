@@ -37,15 +37,18 @@ def reduced_settings(attack_key: str) -> list[str]:
 
 def summarize(store: ResultStore, models: list[str] | None = None) -> list[dict[str, Any]]:
     """Rows for the table: each stored cell, then per (model, defense, subset, eps) the worst
-    case over the fixed-budget attacks at that eps (attack = "worst-case")."""
+    case over the fixed-budget attacks at that eps (attack = "worst-case"). ``training`` is
+    the model's training recipe ("standard", "pgd-10 linf eps=0.1", ...; None when unknown)."""
     rows: list[dict[str, Any]] = []
     groups: dict[tuple, list] = defaultdict(list)
+    recipes = {k: v.get("training") for k, v in (store.get_meta("models", {}) or {}).items()}
     for r in store.rows():
         if models is not None and r.key.model not in models:
             continue
         rows.append(
             {
                 "model": r.key.model,
+                "training": recipes.get(r.key.model),
                 "defense": r.key.defense,
                 "subset": r.key.subset,
                 "attack": _attack_label(r.key.attack),
@@ -64,6 +67,7 @@ def summarize(store: ResultStore, models: list[str] | None = None) -> list[dict[
         rows.append(
             {
                 "model": model,
+                "training": recipes.get(model),
                 "defense": defense,
                 "subset": subset,
                 "attack": WORST,

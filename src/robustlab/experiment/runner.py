@@ -25,6 +25,7 @@ from robustlab.experiment.spec import ExperimentSpec, ModelSpec
 from robustlab.models import Classifier, build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
 from robustlab.store.results import ResultStore
+from robustlab.train.adversarial import recipe_label
 from robustlab.train.defaults import training_warning
 from robustlab.train.trainer import train
 
@@ -138,6 +139,7 @@ def run_experiment(
                 "clean_accuracy": trained.clean_accuracy,
                 "train": trained.spec.train.to_dict(),
                 "train_seconds": trained.seconds,
+                "training": recipe_label(mspec.train.to_dict()),
                 "warning": training_warning(trained.clean_accuracy, data.num_classes, data.name),
                 "history": trained.history,
             }

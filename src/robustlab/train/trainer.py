@@ -17,6 +17,7 @@ import torch
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import seed_everything
+from robustlab.train.adversarial import AdvConfig, adversarial
 from robustlab.train.objectives import Objective, make_objective
 
 
@@ -40,8 +41,14 @@ class TrainConfig:
     seed: int = 0
     objective: str | None = None
     objective_args: dict[str, Any] = field(default_factory=dict)
+    adv: AdvConfig | None = None
+    """Adversarial training recipe (None: standard training); a mapping is read as an AdvConfig."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.adv, dict):
+            self.adv = AdvConfig.from_dict(self.adv)
+        elif self.adv is not None and not isinstance(self.adv, AdvConfig):
+            raise ConfigError(f"adv must be an AdvConfig or a mapping, got {type(self.adv).__name__}")
         if (self.epochs is not None and self.epochs < 0) or (self.batch_size is not None and self.batch_size < 1):
             raise ConfigError("epochs must be >= 0 and batch_size >= 1")
         if self.optimizer is not None and self.optimizer not in ("sgd", "adam"):
@@ -105,7 +112,9 @@ def train(
 ) -> list[EpochLog]:
     """Train `model` in place on (x_train, y_train) (images in [0, 1], on the model's device).
 
-    The objective defaults to `cfg.objective`, else the head's own (`model.head.objective`).
+    The objective defaults to `cfg.objective`, else the head's own (`model.head.objective`);
+    with `cfg.adv` it is wrapped for adversarial training (its guard attacks the first
+    `cfg.adv.guard` test images, or training images when no test data is given).
     After the last epoch, heads that decide from a gallery get the training embeddings.
     Auto fields of `cfg` are filled first (`cfg.resolved`).
     Returns one `EpochLog` per epoch (test accuracy from `predict` when test data is given).
@@ -115,6 +124,9 @@ def train(
     if objective is None:
         name = cfg.objective or getattr(getattr(model, "head", None), "objective", "cross_entropy")
         objective = make_objective(name, model, **cfg.objective_args)
+    if cfg.adv is not None:
+        held_out = (x_test, y_test) if x_test is not None and y_test is not None and len(x_test) else (x_train, y_train)
+        objective = adversarial(objective, model, cfg.adv, seed=cfg.seed, guard_data=held_out)
     device = x_train.device
     objective.to(device)
     extra_optimizer = objective.extra_optimizer()
@@ -154,9 +166,12 @@ def train(
                 progress(step, total_steps, None)
         model.eval()
         test_acc = None
-        if x_test is not None and y_test is not None and len(x_test):
+        held_out = x_test is not None and y_test is not None and len(x_test)
+        if held_out or objective.evaluates_each_epoch:
             _fit_gallery(model, x_train, y_train)
+        if held_out:
             test_acc = float((batched_predict(model, x_test) == y_test.cpu()).float().mean())
+        extra = objective.end_epoch(model, epoch)
         log = EpochLog(
             epoch=epoch + 1,
             loss=float(loss_sum) / max(seen, 1),
@@ -164,6 +179,7 @@ def train(
             test_accuracy=test_acc,
             lr=lr if cfg.epochs else cfg.lr,
             seconds=time.perf_counter() - start,
+            extra=extra,
         )
         history.append(log)
         if progress is not None:
