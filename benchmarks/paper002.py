@@ -173,7 +173,7 @@ def evaluate_defended(name, model, x, y, transfers, eps_grid, quick, log) -> dic
     return row
 
 
-def run_setup(key: str, quick: bool, log) -> dict:
+def run_setup(key: str, quick: bool, log, rows: set[str] | None = None) -> dict:
     data_key, head = SETUPS[key]
     setup = dict(DATA[data_key])
     if quick:
@@ -197,6 +197,8 @@ def run_setup(key: str, quick: bool, log) -> dict:
               "rows": {}, "refused": {}}
     result["rows"]["none"] = evaluate_defended("none", base, x, y, transfers, eps_grid, quick, log)
     for row_name, (defense, params) in defenses_for(head, setup, quick).items():
+        if rows is not None and row_name not in rows:
+            continue
         t0 = time.perf_counter()
         try:
             built = build_defense(defense, base, ds, **params)
@@ -208,7 +210,9 @@ def run_setup(key: str, quick: bool, log) -> dict:
         row = evaluate_defended(row_name, built.model, x, y, transfers, eps_grid, quick, log)
         row["build_seconds"] = build_s
         result["rows"][row_name] = row
-    if "adv" in TrainConfig.__dataclass_fields__:
+    if rows is not None and "adversarial training" not in rows:
+        pass
+    elif "adv" in TrainConfig.__dataclass_fields__:
         t0 = time.perf_counter()
         adv_model = train_base(ds, head, setup, adv={"method": "fgsm-mix", "eps": max(eps_grid)})
         row = evaluate_defended("adversarial training", adv_model, x, y, transfers, eps_grid, quick, log)
@@ -261,9 +265,10 @@ def main() -> None:
     parser.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, from {list(SETUPS)}")
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--table", action="store_true", help="print Markdown tables from --out and exit")
+    parser.add_argument("--rows", default=None, help="only these defense rows (comma-separated; 'none' always runs)")
     args = parser.parse_args()
-    if args.table:
-        print(tables(json.loads(Path(args.out).read_text())))
+    if args.table:  # --out may name several result files, comma-separated
+        print("\n".join(tables(json.loads(Path(f).read_text())) for f in args.out.split(",") if Path(f).exists()))
         return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     results = {"uptime_start": os.popen("uptime").read().strip(), "threads": torch.get_num_threads(),
@@ -275,7 +280,8 @@ def main() -> None:
     t_all = time.perf_counter()
     for key in args.setups.split(","):
         t0 = time.perf_counter()
-        results["setups"][key] = run_setup(key, args.quick, log)
+        rows = set(args.rows.split(",")) if args.rows else None
+        results["setups"][key] = run_setup(key, args.quick, log, rows)
         results["setups"][key]["seconds"] = time.perf_counter() - t0
         results["uptime_end"] = os.popen("uptime").read().strip()
         results["seconds"] = time.perf_counter() - t_all
