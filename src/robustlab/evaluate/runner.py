@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from robustlab.attacks.base import Attack
+from robustlab.attacks.eot import DEFAULT_EOT, is_randomized
 from robustlab.attacks.progress import reporting
 from robustlab.attacks.registry import get_attack_class, make_attack
 from robustlab.core.contract import RobustModel, batched_predict
@@ -101,6 +102,15 @@ def evaluate_cell(
 ProgressFn = Callable[[str, int, int], None]
 
 
+def eot_specs(model: RobustModel, x: torch.Tensor, attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
+    """`attacks`, each given ``eot=DEFAULT_EOT`` when `model` is randomized (declared, or two
+    forward passes on a few of `x` differ) and the spec sets no ``eot`` itself; call it before
+    the result keys are made, so the keys carry the parameter."""
+    if not len(x) or not is_randomized(model, x[:8].to(next(model.parameters()).device)):
+        return list(attacks)
+    return [s if "eot" in s.params else AttackSpec(s.name, {**s.params, "eot": DEFAULT_EOT}) for s in attacks]
+
+
 def evaluate_grid(
     model: RobustModel,
     model_id: str,
@@ -122,11 +132,14 @@ def evaluate_grid(
     eval mode; `x` in [0, 1] and `y` its true labels (on the CPU). `progress(message, done
     cells, cells)` also hears, inside a cell, which member attack runs, its step or query
     count, the samples still standing and an ETA for that member; `on_plan` gets the plan
-    (cells, samples, passes, time bound) before any attack runs.
+    (cells, samples, passes, time bound) before any attack runs. A randomized model
+    (declared, or two forward passes that differ) is attacked with ``eot=DEFAULT_EOT`` by
+    every attack that was not given an ``eot`` (the parameter is then part of the key).
     """
     check_images(x, model.input_shape)
     check_labels(y, len(x), model.num_classes)
     model.eval()
+    attacks = eot_specs(model, x, attacks)
     cells = [(spec, float(eps)) for spec in attacks for eps in grid_for(spec, eps_grid)]
     keys = [ResultKey(model_id, defense, spec.key(), eps, subset) for spec, eps in cells]
     if on_plan is not None:
