@@ -19,7 +19,7 @@ import torch
 
 from robustlab.core.errors import CheckpointError, RobustlabError
 from robustlab.data import Dataset
-from robustlab.evaluate.runner import AttackSpec
+from robustlab.evaluate.runner import AttackSpec, cell_progress
 from robustlab.evaluate.summary import summarize
 from robustlab.experiment.defenses import (
     DefenseOutput,
@@ -206,6 +206,7 @@ class _Driver:
         self.ready: dict[tuple[str, str], tuple[ModelSource, Any]] = {}  # (model, defense) -> (source, blob)
         self.transfers_sent: set[tuple[str, str, float]] = set()
         self.submitted: set[ResultKey] = set()  # two attack ids with one spec and eps fill one row
+        self._train_totals: dict[str, int] = {}  # optimizer steps of each model (heard in-process)
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -228,7 +229,7 @@ class _Driver:
                 self._report(f"train {mspec.id}", 0, 1)
                 self.executor.submit(
                     run_train_task, task, tag=("train", mspec, key), resources=self.train_resources, priority=1,
-                    progress=lambda step, total, name=mspec.id: self._report(f"train {name}", step, total),
+                    progress=lambda step, total, name=mspec.id: self._train_step(name, step, total),
                 )
         while self.executor.pending():
             self._take(self.executor.next_done())
@@ -290,7 +291,8 @@ class _Driver:
                 continue
             self.submitted.add(row)
             task = EvalTask(row, source, dspec, attack, eps, self.spec.batch_size, self.eval_runtime)
-            self.executor.submit(run_eval_task, task, shared, tag=("cell", task), resources=self.eval_resources)
+            self.executor.submit(run_eval_task, task, shared, tag=("cell", task), resources=self.eval_resources,
+                                 progress=self._cell_progress(task))
 
     def _defense_dir(self, mspec: ModelSpec, d: DefenseSpec) -> Path:
         return self.run_dir / "defenses" / mspec.id / d.id
@@ -361,7 +363,8 @@ class _Driver:
                 self.done_cells += lost
             else:
                 self._trained(mspec, key, done.value)
-            self._report(f"train {mspec.id}", 1, 1)
+            total = self._train_totals.get(mspec.id, 1)
+            self._report(f"train {mspec.id}", total, total)
         elif kind == "defense":
             _, mspec, d = done.tag
             if done.error is not None:
@@ -414,6 +417,20 @@ class _Driver:
         identification = self.store.get_meta("identification", {}) or {}
         identification[out.key] = out.identification
         self.store.set_meta("identification", identification)
+
+    def _cell_progress(self, task: EvalTask) -> Callable[[str, int, int, int], None] | None:
+        """Progress inside a cell (heard where the executor runs the cell in this process)."""
+        if self.progress is None:
+            return None
+
+        def live(message: str, _cell: int, total: int) -> None:
+            self._report(message, self.done_cells, total)
+
+        return cell_progress(live, task.label, 0, self.outcome.cells, len(eval_data(task.data)[1]), task.batch_size)
+
+    def _train_step(self, name: str, step: int, total: int) -> None:
+        self._train_totals[name] = total
+        self._report(f"train {name}", step, total)
 
     def _report(self, message: str, done: int, total: int) -> None:
         if self.progress is not None:
