@@ -659,18 +659,19 @@ class ExperimentSpec:
         return {
             "name": self.name,
             "data": [{"id": d.key, **d.to_dict()} for d in self.datasets],
-            "models": [{"id": m.id, "model": m.model, "train": m.train.to_dict(), "data": m.data,
-                        "family": m.family, "swept": [list(p) for p in m.swept]} for m in self.models],
-            "attacks": [{"id": a.id, "name": a.spec.name, **a.spec.params, "eps": list(a.eps),
-                         "models": list(a.models) if a.models else None,
-                         "defenses": list(a.defenses) if a.defenses else None} for a in self.attacks],
+            "models": [{"id": m.id.split("/", 1)[1] if len(self.datasets) > 1 else m.id, "model": m.model,
+                        "train": m.train.to_dict(), "data": m.data} for m in self.models],  # from_dict reads it
+            "attacks": [{k: v for k, v in {"id": a.id, "name": a.spec.name, **a.spec.params,
+                                          "eps": list(a.eps) or None, "models": list(a.models) if a.models else None,
+                                          "defenses": list(a.defenses) if a.defenses else None}.items()
+                         if v is not None} for a in self.attacks],
             "eps": list(self.eps),
             "defenses": [{"id": d.id, "name": d.name, **d.args, "models": list(d.models) if d.models else None,
                           "non_adaptive": d.non_adaptive} for d in self.defenses],
             "transfer": None if self.transfer is None else {
                 "sources": list(self.transfer.sources), "targets": list(self.transfer.targets),
                 "attacks": list(self.transfer.attacks),
-                "eps": None if self.transfer.eps is None else list(self.transfer.eps)},
+                **({} if self.transfer.eps is None else {"eps": list(self.transfer.eps)})},
             "claims": [dataclasses.asdict(c) for c in self.claims],
             "batch_size": self.batch_size,
             "executor": self.executor.to_dict(),
