@@ -15,6 +15,7 @@ from robustlab.attacks.base import Attack, FixedBudgetAttack, RunOutput
 from robustlab.attacks.square import Square
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import ConfigError
+from robustlab.core.threat import AttackKind
 
 
 class AutoAttack(FixedBudgetAttack):
@@ -25,6 +26,7 @@ class AutoAttack(FixedBudgetAttack):
     """
 
     name = "autoattack"
+    kind = AttackKind.ENSEMBLE
 
     def __init__(
         self,

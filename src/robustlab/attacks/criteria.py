@@ -35,6 +35,16 @@ class Criterion(ABC):
     def spec(self) -> dict[str, object]:
         return {"name": self.name}
 
+    def check_batch(self, n: int) -> None:
+        """Raise `InputError` if this criterion cannot judge a batch of `n` samples (a per-sample
+        criterion built for another batch size). Per-batch criteria accept any n."""
+        return None
+
+    def select(self, rows: torch.Tensor, n: int) -> Criterion:
+        """The criterion for rows `rows` of a batch of `n` samples (attacks run on the samples
+        not already adversarial). A criterion without per-sample parameters is itself."""
+        return self
+
 
 class Misclassified(Criterion):
     """The decision is a class other than the true one (and not a rejection)."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from robustlab.attacks.base import Attack, RunOutput, judge
+from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
 from robustlab.attacks.search import next_constant
 from robustlab.core.errors import ConfigError
+from robustlab.core.threat import Norm
 
 
 def cw_margin(z: torch.Tensor, label: torch.Tensor, targeted: bool, kappa: float) -> torch.Tensor:
@@ -26,7 +27,7 @@ def cw_margin(z: torch.Tensor, label: torch.Tensor, targeted: bool, kappa: float
     return diff.clamp_min(-kappa)
 
 
-class CarliniWagnerL2(Attack):
+class CarliniWagnerL2(MinimumNormAttack):
     """C&W L2 with binary search over the constant c and early abort.
 
     - ``confidence`` (kappa >= 0): the margin the attack asks for;
@@ -41,8 +42,7 @@ class CarliniWagnerL2(Attack):
     """
 
     name = "cw"
-    norm = "l2"
-    minimum_norm = True
+    norm = Norm.L2
 
     def __init__(
         self,

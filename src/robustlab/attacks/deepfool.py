@@ -10,12 +10,12 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from robustlab.attacks.base import Attack, RunOutput, judge
+from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
 
 
-class DeepFool(Attack):
+class DeepFool(MinimumNormAttack):
     """DeepFool in L2 or Linf; targeted (one candidate: the target) when given ``targets=``.
 
     - ``steps``: maximum iterations; ``overshoot``: relative push past the boundary;
@@ -23,7 +23,6 @@ class DeepFool(Attack):
     """
 
     name = "deepfool"
-    minimum_norm = True
 
     def __init__(
         self, norm: str = "l2", steps: int = 50, overshoot: float = 0.02, candidates: int = 10, **kwargs

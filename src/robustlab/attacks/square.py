@@ -18,6 +18,7 @@ from robustlab.attacks.base import FixedBudgetAttack, RunOutput, judge
 from robustlab.attacks.objectives import margin
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import flat_norm
+from robustlab.core.threat import AttackKind
 
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -58,6 +59,7 @@ class Square(FixedBudgetAttack):
     """
 
     name = "square"
+    kind = AttackKind.BLACK_BOX
 
     def __init__(self, eps: float, norm: str = "linf", queries: int = 5000, p_init: float = 0.8, **kwargs):
         super().__init__(eps, norm, **kwargs)

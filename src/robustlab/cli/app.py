@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 import traceback
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     STATE["debug"] = "--debug" in args
+    if STATE["debug"]:  # accepted anywhere: `robustlab evaluate ... --debug` as well as `robustlab --debug ...`
+        args = ["--debug", *(a for a in args if a != "--debug")]
     try:
         app(args=args, prog_name="robustlab")
     except SystemExit as exc:
@@ -53,14 +56,36 @@ def main(argv: list[str] | None = None) -> int:
     except RobustlabError as exc:
         if STATE["debug"]:
             traceback.print_exc()
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {_one_line(exc)}\n")
+        return 2
+    except OSError as exc:  # the file system said no: name the path and the reason
+        if STATE["debug"]:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {_os_message(exc)}\n")
         return 2
     except Exception as exc:  # a bug: still one line unless --debug
         if STATE["debug"]:
             traceback.print_exc()
-        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)\n")
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)\n"
+        )
         return 1
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _os_message(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full: {where}{exc.strerror}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"read-only or not permitted: {where}{exc.strerror}"
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"a file name is too long for the file system: {where}{exc.strerror}"
+    return f"{where}{exc.strerror or _one_line(exc)}"
 
 
 def run() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +17,17 @@ from robustlab.cli.console import (
     progress_bar,
 )
 from robustlab.cli.options import parse_pairs
+from robustlab.core.digest import model_digest
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
-from robustlab.data import load_dataset
-from robustlab.evaluate import (
-    AttackSpec,
-    evaluate_grid,
-    masking_flags,
-    record_identification,
-    record_probe,
-    summarize,
-)
-from robustlab.experiment.runner import eval_split
-from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
-from robustlab.store.results import ResultStore
+from robustlab.data.spec import DataSpec, trained_on
+from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
 
-DEFAULT_ATTACKS = ("autoattack",)
-DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
+DEFAULT_ATTACKS = ("autoattack", "fgsm")
+"""The ensemble (APGD-CE, APGD-T, Square) plus FGSM, which the single-step check needs."""
+DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2, 0.5)
+"""Linf budgets; 0.5 lets the "accuracy reaches chance at a huge budget" check run."""
 
 
 def attack_specs(names: list[str], shared: dict[str, Any]) -> list[AttackSpec]:
@@ -53,69 +46,62 @@ def attack_specs(names: list[str], shared: dict[str, Any]) -> list[AttackSpec]:
     return specs
 
 
-def weights_digest(checkpoint: Path) -> str:
-    h = hashlib.sha256((checkpoint / "model.safetensors").read_bytes())
-    return h.hexdigest()[:10]
-
-
 def evaluate_cmd(
-    model_path: Path = typer.Option(..., "--model", help="Checkpoint directory."),
+    model_path: Path = typer.Option(..., "--model", help="Checkpoint directory (or its config.json / weights file)."),
     data: str = typer.Option(None, "--data", help="Data set (default: the one the model was trained on)."),
     data_root: Path = typer.Option(None, "--data-root"),
-    attack: list[str] = typer.Option(None, "--attack", help="Attack name (repeatable). Default: autoattack."),
-    eps: list[float] = typer.Option(None, "--eps", help="Budget (repeatable). Default: 0 0.05 0.1 0.2."),
+    attack: list[str] = typer.Option(
+        None, "--attack", help=f"Attack name (repeatable). Default: {' + '.join(DEFAULT_ATTACKS)}."
+    ),
+    eps: list[float] = typer.Option(
+        None, "--eps", help=f"Budget (repeatable). Default: {' '.join(f'{e:g}' for e in DEFAULT_EPS)}."
+    ),
     steps: int = typer.Option(None, "--steps", help="Iterations, for attacks that take them."),
     norm: str = typer.Option(None, "--norm", help="linf or l2, for attacks that take it."),
     restarts: int = typer.Option(None, "--restarts"),
     param: list[str] = typer.Option(None, "--param", "-p", help="key=value for the attacks (repeatable)."),
-    n_eval: int = typer.Option(None, "--n-eval", help="Attack a stratified subset of this many test images."),
+    n_eval: int = typer.Option(
+        None, "--n-eval", min=1, help="Attack a stratified subset of this many test images."
+    ),
     run_dir: Path = typer.Option(None, "--run-dir", help="Results directory (default runs/<checkpoint>)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
     device: str = typer.Option(None, "--device"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """Attack MODEL with each attack at each eps; print the table (worst case per sample included)."""
-    doc = read_checkpoint_config(model_path)
+    """Attack MODEL with each attack at each eps; print the table (worst case per sample included).
+
+    Everything is checked before anything is written; results already in the run directory
+    for the same model, data, samples, attack and budget are reused, never mixed.
+    """
+    ckpt = checkpoint_dir(model_path)
+    doc = read_checkpoint_config(ckpt)
     dev = pick_device(device)
-    model = load_checkpoint(model_path, dev)
-    trained_on = doc.get("metadata", {}).get("data") or {}
-    ds_name = data or trained_on.get("name")
-    if not ds_name:
+    trained = trained_on(doc, str(ckpt))
+    if trained is None and not data:
         raise ConfigError("the checkpoint does not say what data it was trained on: pass --data")
-    same = data is None or data == trained_on.get("name")
-    dataset = load_dataset(
-        ds_name, root=data_root or (trained_on.get("root") if same else None),
-        resize=trained_on.get("resize") if same else None, seed=trained_on.get("seed", 0) if same else 0,
-        train_per_class=trained_on.get("train_per_class") if same else None,
-    )
-    x, y = eval_split(dataset, n_eval, seed=0)
+    data_spec = (trained or DataSpec(name=data)).override(data, str(data_root) if data_root else None)
+    samples = eval_set(data_spec.load(), n_eval, seed=0)
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
     specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared)
     grid = list(eps) if eps else list(DEFAULT_EPS)
-    ckpt = Path(model_path)
-    key = f"{ckpt.resolve().name}:{weights_digest(ckpt)}"
     run_dir = run_dir or Path("runs") / ckpt.resolve().name
-    with ResultStore(run_dir) as store, progress_bar(not json_out) as progress:
-        models = store.get_meta("models", {}) or {}
-        models[key] = {"id": ckpt.resolve().name, "config": model.config.to_dict(), "checkpoint": str(ckpt),
-                       "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy")}
-        store.set_meta("models", models)
-        store.set_meta("data", {"name": dataset.name, "source": dataset.source, "n_train": len(dataset.y_train),
-                                "n_test": len(dataset.y_test), "n_eval": len(y),
-                                "input_shape": list(dataset.input_shape)})
-        record_probe(store, key, model, x, y)
-        identification = record_identification(store, key, model, x, y, grid)
-        evaluate_grid(model, key, x, y, specs, grid, store, batch_size=batch_size, progress=progress)
-        rows = summarize(store, models=[key])
-        flags = masking_flags(store, models=[key])
+    evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, overwrite=overwrite)
+    model = load_checkpoint(ckpt, dev)
+    evaluation.check_model(model)
+    key = f"{ckpt.resolve().name}:{model_digest(model)[:10]}"
+    info = {"id": ckpt.resolve().name, "config": doc["model"], "checkpoint": str(ckpt),
+            "clean_accuracy": (doc.get("metadata") or {}).get("clean_accuracy")}
+    with progress_bar(not json_out) as progress:
+        result = evaluation.run(model, key, info=info, progress=progress)
     if json_out:
-        print_json({"model": key, "run_dir": str(run_dir), "rows": rows, "masking": flags,
-                    "identification": identification})
+        print_json({"model": key, "run_dir": str(run_dir), "rows": result.rows, "masking": result.masking,
+                    "identification": result.identification})
         return
-    print_results(rows, {key: ckpt.resolve().name})
-    print_identification({key: identification}, {key: ckpt.resolve().name})
-    print_masking(flags)
+    print_results(result.rows, {key: ckpt.resolve().name})
+    print_identification({key: result.identification}, {key: ckpt.resolve().name})
+    print_masking(result.masking)
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
 
 

@@ -15,13 +15,14 @@ def run(
     experiment: Path = typer.Argument(..., help="Experiment file (YAML or JSON)."),
     run_dir: Path = typer.Option(None, "--run-dir", help="Run directory (default: runs/<name>)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train, attack and report a whole experiment; cells already stored are skipped."""
     spec = ExperimentSpec.from_file(experiment)
     run_dir = run_dir or Path("runs") / spec.name
     with progress_bar() as progress:
-        rows = run_experiment(spec, run_dir, device=device, progress=progress)
+        rows = run_experiment(spec, run_dir, device=device, progress=progress, overwrite=overwrite)
     paths = write_report(run_dir)
     if json_out:
         print_json({"rows": rows, "report": str(paths["html"])})

@@ -61,11 +61,11 @@ def progress_bar(enabled: bool = True) -> Iterator:
 def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None = None, title: str = "") -> None:
     """Robust accuracy (%) per (model, defense, attack) across the eps grid; worst case in bold.
 
-    Minimum-norm attacks (eps < 0) show their median L2 distance instead. The full table
+    Minimum-norm attacks (eps None) show their median L2 distance instead. The full table
     (S/F/D, distances, queries) is in the report and in --json output.
     """
     names = names or {}
-    grid = sorted({r["eps"] for r in rows if r["eps"] >= 0})
+    grid = sorted({r["eps"] for r in rows if r["eps"] is not None})
     table = Table(title=title or None, caption="robust accuracy (%) at each eps; worst case per sample in bold")
     table.add_column("model")
     defended = any(r.get("defense", "none") != "none" for r in rows)
@@ -75,19 +75,20 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     table.add_column("clean", justify="right")
     for e in grid:
         table.add_column(f"eps {e:g}", justify="right")
-    has_min_norm = any(r["eps"] < 0 for r in rows)
+    has_min_norm = any(r["eps"] is None for r in rows)
     if has_min_norm:
         table.add_column("median L2", justify="right")
     groups: dict[tuple, dict[float, dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["model"], r.get("defense", "none"), r["attack"]), {})[r["eps"]] = r
+        attack = r["attack"] if r.get("norm", "linf") == "linf" or r["eps"] is None else f"{r['attack']} [{r['norm']}]"
+        groups.setdefault((r["model"], r.get("defense", "none"), attack), {})[r["eps"]] = r
     for (model, defense, attack), cells in groups.items():
         any_row = next(iter(cells.values()))
         line = [names.get(model, model)] + ([defense] if defended else []) + [attack]
         line.append(f"{100 * any_row['clean_accuracy']:.1f}")
         line += [f"{100 * cells[e]['robust_accuracy']:.1f}" if e in cells else "" for e in grid]
         if has_min_norm:
-            unbounded = cells.get(-1.0)
+            unbounded = cells.get(None)
             line.append(f"{unbounded['median_l2']:.3g}" if unbounded and "median_l2" in unbounded else "")
         table.add_row(*line, style="bold yellow" if attack == "worst-case" else None)
     out.print(table)

@@ -1,4 +1,5 @@
-"""Shared types: the model contract, `AttackResult`, norms, errors, devices and seeding."""
+"""Shared types: the model contract, `AttackResult`, the threat model (norms, budgets, attack kinds),
+errors, validation, devices and seeding."""
 
 from robustlab.core.contract import REJECT, RobustModel, batched_predict
 from robustlab.core.errors import (
@@ -10,10 +11,15 @@ from robustlab.core.errors import (
 )
 from robustlab.core.results import AttackResult
 from robustlab.core.runtime import pick_device, seed_everything
+from robustlab.core.threat import AttackKind, Budget, Norm, check_eps
 from robustlab.core.validation import check_images, check_labels
 
 __all__ = [
     "REJECT",
+    "AttackKind",
+    "Budget",
+    "Norm",
+    "check_eps",
     "AttackResult",
     "CheckpointError",
     "ConfigError",

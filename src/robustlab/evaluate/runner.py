@@ -1,9 +1,17 @@
-"""Run attacks over an eps grid against a model, batch by batch, into the results store."""
+"""Run attacks over an eps grid against a model, batch by batch, into the results store.
+
+`plan_cells` resolves and validates every (attack, eps) cell before anything runs;
+`evaluate_grid` runs the cells a store does not hold yet, each keyed by everything that can
+change its numbers (see `robustlab.store.results.ResultKey`).
+"""
 
 from __future__ import annotations
 
+import inspect
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,43 +20,133 @@ import torch
 from robustlab.attacks.base import Attack
 from robustlab.attacks.registry import get_attack_class, make_attack
 from robustlab.core.contract import RobustModel, batched_predict
-from robustlab.core.errors import ConfigError
+from robustlab.core.digest import canonical, model_digest
+from robustlab.core.errors import CheckpointError, ConfigError, InputError
 from robustlab.core.results import AttackResult
-from robustlab.core.validation import check_images, check_labels
+from robustlab.core.threat import check_eps
+from robustlab.core.validation import check_int, check_labels, check_model_input
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
-from robustlab.store.results import ResultKey, ResultStore, canonical
+from robustlab.evaluate.samples import EvalSet
+from robustlab.store.results import ResultKey, ResultStore
 
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """An attack by name with its parameters, without eps (eps comes from the grid)."""
+    """An attack by name with the parameters the user gave, without eps (eps comes from the grid)."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         get_attack_class(self.name)  # unknown names fail here, before any work
+        if not isinstance(self.params, dict):
+            raise ConfigError(f"{self.name}: attack parameters must be a mapping, got {self.params!r}")
         if "eps" in self.params:
             raise ConfigError(f"{self.name}: give eps through the eps grid, not the attack parameters")
 
-    def build(self, eps: float) -> Attack:
-        cls = get_attack_class(self.name)
+    @property
+    def minimum_norm(self) -> bool:
+        return get_attack_class(self.name).minimum_norm
+
+    def build(self, eps: float | None = None) -> Attack:
+        """The attack at `eps` (ignored by minimum-norm attacks); bad parameters raise `ConfigError`.
+
+        A transfer attack's ``source`` may be a checkpoint path: it is loaded here."""
         params = dict(self.params)
-        if not cls.minimum_norm:
+        if not self.minimum_norm:
+            if eps is None:
+                raise ConfigError(f"{self.name} is a fixed-budget attack: it needs an eps")
             params["eps"] = eps
         if isinstance(params.get("source"), str):  # transfer: the source model is a checkpoint path
             from robustlab.store.checkpoints import load_checkpoint
 
-            params["source"] = load_checkpoint(params["source"]).eval()
+            try:
+                params["source"] = load_checkpoint(params["source"]).eval()
+            except CheckpointError as exc:
+                raise ConfigError(f"{self.name}: cannot load the source model: {exc}") from None
         return make_attack(self.name, **params)
 
     def key(self) -> str:
+        """Canonical JSON of the name and the parameters as given (not a results key: see `plan_cells`)."""
         return canonical({"name": self.name, **self.params})
 
     @property
     def label(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"{self.name}({shown})" if shown else self.name
+
+
+def spec_label(spec: dict[str, Any]) -> str:
+    """A short label for a resolved attack spec: its name and the parameters that differ from the
+    attack's defaults (eps and nested specs left out), e.g. "pgd(steps=5)"."""
+    spec = dict(spec)
+    name = str(spec.pop("name"))
+    try:
+        defaults = {k: p.default for k, p in get_attack_class(name).parameters().items()}
+    except ConfigError:
+        defaults = {}
+    shown = []
+    for k, v in sorted(spec.items()):
+        if k in ("eps", "attack_spec") or (k in defaults and defaults[k] is not inspect.Parameter.empty
+                                            and _same(defaults[k], v)):
+            continue
+        shown.append(f"{k}={v}")
+    return f"{name}({', '.join(shown)})" if shown else name
+
+
+def _same(default: Any, value: Any) -> bool:
+    if isinstance(default, (tuple, list)):
+        default = list(default)
+    return bool(default == value) and isinstance(default, bool) == isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One validated (attack, eps) cell: the built attack and the parts of its result key."""
+
+    spec: AttackSpec
+    eps: float | None
+    attack: Attack
+    attack_key: str
+    label: str
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The threat model of the cell, stored with its metrics (kind, norm, members' kinds)."""
+        return {
+            "label": self.label,
+            "kind": str(self.attack.kind),
+            "norm": str(self.attack.norm),
+            "member_kinds": sorted({str(m.kind) for m in self.attack.members()}),
+        }
+
+
+def plan_cells(attacks: Sequence[AttackSpec], eps_grid: Sequence[float]) -> list[Cell]:
+    """Every (attack, eps) cell, each attack built (so every parameter is checked) before any runs.
+
+    Fixed-budget attacks run once per eps (each a finite number >= 0); minimum-norm attacks
+    run once, with eps None. Raises `ConfigError` for an empty plan or a bad value.
+    """
+    if not attacks:
+        raise ConfigError("no attacks to run: give at least one attack")
+    grid = [check_eps(e, f"eps {e!r}") for e in eps_grid]
+    if any(not a.minimum_norm for a in attacks) and not grid:
+        raise ConfigError("the eps grid is empty")
+    if len(set(grid)) != len(grid):
+        raise ConfigError(f"the eps grid repeats a value: {list(eps_grid)}")
+    cells: list[Cell] = []
+    seen: set[tuple[str, float | None]] = set()
+    for spec in attacks:
+        for eps in [None] if spec.minimum_norm else grid:
+            attack = spec.build(eps)
+            resolved = attack.spec()
+            resolved.pop("eps", None)
+            key = canonical(resolved)
+            if (key, eps) in seen:
+                continue  # the same attack given twice (e.g. "pgd" and "pgd(steps=40)")
+            seen.add((key, eps))
+            cells.append(Cell(spec, eps, attack, key, spec_label(resolved)))
+    return cells
 
 
 def run_attack(
@@ -60,16 +158,81 @@ def run_attack(
     for i in range(0, len(x), batch_size):
         r = attack(model, x[i : i + batch_size].to(device), y[i : i + batch_size].to(device))
         parts.append(r)
+    extras: dict[str, Any] = {}
+    for name, first in (parts[0].extras.items() if parts else ()):
+        if isinstance(first, torch.Tensor) and all(
+            isinstance(p.extras.get(name), torch.Tensor) and p.extras[name].shape[:1] == p.success.shape[:1]
+            for p in parts
+        ):
+            extras[name] = torch.cat([p.extras[name].cpu() for p in parts])
     return AttackResult(
         x_adv=torch.cat([p.x_adv.cpu() for p in parts]),
         success=torch.cat([p.success.cpu() for p in parts]),
         distance=torch.cat([p.distance.cpu() for p in parts]),
         queries=torch.cat([p.queries.cpu() for p in parts]),
         prediction=torch.cat([p.prediction.cpu() for p in parts]),
+        extras=extras,
     )
 
 
+def member_success(attack: Attack, result: AttackResult) -> list[dict[str, Any]]:
+    """For an ensemble, how many samples each member fooled (from ``extras["member"]``, the
+    index of the member that fooled each sample): [{"label", "kind", "count"}] in run order."""
+    members = attack.members()
+    member = result.extras.get("member")
+    if not members or not isinstance(member, torch.Tensor):
+        return []
+    success = result.success.cpu()
+    index = member.cpu()
+    out = []
+    for i, m in enumerate(members):
+        spec = m.spec()
+        spec.pop("eps", None)
+        out.append({"label": spec_label(spec), "kind": str(m.kind), "count": int(((index == i) & success).sum())})
+    return out
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Run `model` in eval mode and give every sub-module its own training flag back afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def check_model_data(model: RobustModel, data: EvalSet) -> None:
+    """Raise `InputError` unless `model` can be evaluated on `data` (shape, dtype, classes)."""
+    if not hasattr(model, "predict") or not hasattr(model, "num_classes"):
+        raise InputError("the model does not follow the robustlab model contract (predict, num_classes)")
+    shape = tuple(getattr(model, "input_shape", ()) or ())
+    if shape and tuple(data.x.shape[1:]) != shape:
+        raise InputError(
+            f"the model expects images of shape {shape}, {data.name} gives {tuple(data.x.shape[1:])} "
+            "(check --data / --resize)"
+        )
+    param = next(model.parameters(), None)
+    if param is not None and param.dtype != data.x.dtype:
+        raise InputError(f"the model's weights are {param.dtype}, the images {data.x.dtype}")
+    try:
+        check_labels(data.y, len(data.y), model.num_classes, name=f"{data.name} labels")
+    except InputError as exc:
+        raise InputError(f"{exc}: the model has {model.num_classes} classes (check --data)") from None
+
+
 ProgressFn = Callable[[str, int, int], None]
+
+
+def cell_key(cell: Cell, model_id: str, digest: str, data: EvalSet, defense: str, batch_size: int) -> ResultKey:
+    """The complete result key of `cell` for one model on `data`."""
+    return ResultKey(
+        model=model_id, defense=defense, attack=cell.attack_key, eps=cell.eps, subset=data.subset,
+        norm=str(cell.attack.norm), model_digest=digest, data=data.data_key, samples=data.digest,
+        batch="independent" if cell.attack.batch_independent else str(batch_size),
+    )
 
 
 def evaluate_grid(
@@ -77,7 +240,7 @@ def evaluate_grid(
     model_id: str,
     x: torch.Tensor,
     y: torch.Tensor,
-    attacks: Sequence[AttackSpec],
+    attacks: Sequence[AttackSpec] | Sequence[Cell],
     eps_grid: Sequence[float],
     store: ResultStore,
     *,
@@ -85,44 +248,52 @@ def evaluate_grid(
     subset: str = "test",
     batch_size: int = 256,
     progress: ProgressFn | None = None,
+    data: EvalSet | None = None,
 ) -> list[ResultKey]:
     """Run every (attack, eps) cell not yet in `store`; return the keys of all cells.
 
-    Each cell is stored in its own transaction the moment it is done. `model` must be in
-    eval mode; `x` in [0, 1] and `y` its true labels (on the CPU).
+    `x` in [0, 1] and `y` its true labels (on the CPU), or `data` (an `EvalSet`, which then
+    replaces x and y and names the data set in the keys). `attacks` are specs (planned here
+    with `eps_grid`) or cells from `plan_cells`. Each cell is stored in its own transaction
+    the moment it is done. The model runs in eval mode; its own mode is given back.
     """
-    check_images(x, model.input_shape)
-    check_labels(y, len(x), model.num_classes)
-    model.eval()
-    cells = [(spec, float(eps)) for spec in attacks for eps in _grid_for(spec, eps_grid)]
+    samples = data if data is not None else EvalSet(x, y, subset=subset)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    cells = [a for a in attacks if isinstance(a, Cell)]
+    if len(cells) != len(attacks):
+        cells = plan_cells([a for a in attacks if isinstance(a, AttackSpec)], eps_grid)
+    check_model_data(model, samples)
+    digest = model_digest(model)
     clean_pred: torch.Tensor | None = None
     keys = []
-    for i, (spec, eps) in enumerate(cells):
-        key = ResultKey(model_id, defense, spec.key(), eps, subset)
-        keys.append(key)
-        if progress is not None:
-            progress(f"{model_id} {spec.label} eps={eps:g}", i, len(cells))
-        if store.has(key):
-            continue
-        if clean_pred is None:
-            clean_pred = batched_predict(model, x, batch_size)
-        start = time.perf_counter()
-        result = run_attack(spec.build(eps), model, x, y, batch_size)
-        per_sample = per_sample_outcomes(x, y, clean_pred, result)
-        metrics = cell_metrics(per_sample)
-        metrics["seconds"] = time.perf_counter() - start
-        store.put(key, metrics, per_sample)
+    with eval_mode(model):
+        device = next(model.parameters()).device
+        check_model_input(model, samples.x[:1].to(device))
+        for i, cell in enumerate(cells):
+            key = cell_key(cell, model_id, digest, samples, defense, batch_size)
+            keys.append(key)
+            eps_text = "min-norm" if cell.eps is None else f"{cell.eps:g}"
+            if progress is not None:
+                progress(f"{model_id} {cell.label} eps={eps_text}", i, len(cells))
+            if store.has(key):
+                continue
+            if clean_pred is None:
+                clean_pred = batched_predict(model, samples.x, batch_size)
+            start = time.perf_counter()
+            result = run_attack(cell.attack, model, samples.x, samples.y, batch_size)
+            per_sample = per_sample_outcomes(samples.x, samples.y, clean_pred, result)
+            metrics = cell_metrics(per_sample)
+            metrics["seconds"] = time.perf_counter() - start
+            metrics.update(cell.info)
+            members = member_success(cell.attack, result)
+            if members:
+                metrics["member_success"] = members
+            store.put(key, metrics, per_sample)
     if progress is not None:
         progress("done", len(cells), len(cells))
     return keys
 
 
-def _grid_for(spec: AttackSpec, eps_grid: Sequence[float]) -> list[float]:
-    """Minimum-norm attacks run once (eps = -1 marks "unbounded"); others once per eps."""
-    if get_attack_class(spec.name).minimum_norm:
-        return [-1.0]
-    if not eps_grid:
-        raise ConfigError("the eps grid is empty")
-    if any(e < 0 for e in eps_grid):
-        raise ConfigError(f"eps values must be >= 0, got {list(eps_grid)}")
-    return list(eps_grid)
+def attack_of(key: ResultKey) -> dict[str, Any]:
+    """The resolved attack spec of a result key."""
+    return json.loads(key.attack)

@@ -18,13 +18,13 @@ import torch
 from robustlab.core.contract import batched_predict
 from robustlab.core.errors import CheckpointError
 from robustlab.core.runtime import pick_device, seed_everything
-from robustlab.data import Dataset, load_dataset
-from robustlab.evaluate.runner import evaluate_grid
-from robustlab.evaluate.summary import record_identification, record_probe, summarize
+from robustlab.data import Dataset
+from robustlab.evaluate.samples import eval_set
+from robustlab.evaluate.session import Evaluation
+from robustlab.evaluate.summary import summarize
 from robustlab.experiment.spec import ExperimentSpec, ModelSpec
 from robustlab.models import Classifier, build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
-from robustlab.store.results import ResultStore
 from robustlab.train.trainer import train
 
 Progress = Callable[[str, int, int], None]
@@ -44,16 +44,13 @@ class TrainedModel:
 
 
 def load_data(spec: ExperimentSpec) -> Dataset:
-    d = spec.data
-    return load_dataset(d.name, root=d.root, resize=d.resize, seed=d.seed, train_per_class=d.train_per_class)
+    return spec.data.load()
 
 
 def eval_split(data: Dataset, n_eval: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test samples attacked: all of them, or a stratified subset of `n_eval`."""
-    if n_eval is None or n_eval >= len(data.y_test):
-        return data.x_test, data.y_test
-    sub = data.subset(n_test=n_eval, seed=seed)
-    return sub.x_test, sub.y_test
+    """The test samples attacked (see `robustlab.evaluate.eval_set`, which also names them)."""
+    samples = eval_set(data, n_eval, seed)
+    return samples.x, samples.y
 
 
 def obtain_model(
@@ -114,22 +111,27 @@ def run_experiment(
     *,
     device: str | None = None,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run `spec` into `run_dir`; return the summary rows (see `robustlab.evaluate.summarize`)."""
+    """Run `spec` into `run_dir`; return the summary rows (see `robustlab.evaluate.summarize`).
+
+    Everything is validated before anything is trained or written: the data, every model
+    config, every attack at every eps, and the run directory (see `Evaluation`).
+    """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
     data = load_data(spec)
-    x_eval, y_eval = eval_split(data, spec.data.n_eval, spec.data.seed)
-    models_meta: dict[str, Any] = {}
-    with ResultStore(run_dir) as store:
+    samples = eval_set(data, spec.data.n_eval, spec.data.seed)
+    for mspec in spec.models:  # bad model configs fail here, before any training
+        build_model(mspec.model_config(data.num_classes, data.input_shape))
+    evaluation = Evaluation(run_dir, samples, spec.attacks, spec.eps, batch_size=spec.batch_size,
+                            overwrite=overwrite, allow=("checkpoints",))
+    keys: list[str] = []
+    with evaluation.open_store() as store:
         store.set_meta("experiment", spec.to_dict())
-        store.set_meta("data", {"name": data.name, "source": data.source, "n_train": len(data.y_train),
-                                "n_test": len(data.y_test), "n_eval": len(y_eval),
-                                "input_shape": list(data.input_shape), "classes": list(data.classes)})
         for mspec in spec.models:
             trained = obtain_model(mspec, data, spec, run_dir / "checkpoints", dev, progress)
-            models_meta[trained.key] = {
+            info = {
                 "id": mspec.id,
                 "config": trained.model.config.to_dict(),
                 "checkpoint": str(trained.checkpoint),
@@ -137,18 +139,6 @@ def run_experiment(
                 "train_seconds": trained.seconds,
                 "history": trained.history,
             }
-            store.set_meta("models", models_meta)
-            record_probe(store, trained.key, trained.model, x_eval, y_eval)
-            record_identification(store, trained.key, trained.model, x_eval, y_eval, list(spec.eps))
-            evaluate_grid(
-                trained.model,
-                trained.key,
-                x_eval,
-                y_eval,
-                spec.attacks,
-                spec.eps,
-                store,
-                batch_size=spec.batch_size,
-                progress=progress,
-            )
-        return summarize(store, models=list(models_meta))
+            evaluation.run(trained.model, trained.key, info=info, progress=progress, store=store)
+            keys.append(trained.key)
+        return summarize(store, models=keys, samples=samples.digest)

@@ -15,24 +15,11 @@ from typing import Any
 import yaml
 
 from robustlab.core.errors import ConfigError
+from robustlab.core.threat import check_eps
+from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import AttackSpec
 from robustlab.models.config import ModelConfig
 from robustlab.train.trainer import TrainConfig
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Which data set, how to cut it, and how many test samples to attack."""
-
-    name: str = "digits"
-    root: str | None = None
-    resize: int | None = None
-    seed: int = 0
-    n_eval: int | None = None
-    train_per_class: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -76,44 +63,55 @@ class ExperimentSpec:
         unknown = set(doc) - known
         if unknown:
             raise ConfigError(f"unknown experiment keys {sorted(unknown)}; known: {sorted(known)}")
-        try:
-            data = DataSpec(**(doc.get("data") or {}))
-        except TypeError as exc:
-            raise ConfigError(f"data: {exc}") from None
+        data = DataSpec.from_dict(doc.get("data") or {}) if doc.get("data") is not None else DataSpec()
         models = []
         for i, m in enumerate(doc.get("models") or []):
-            if not isinstance(m, dict) or "model" not in m:
+            if not isinstance(m, dict) or not isinstance(m.get("model"), dict):
                 raise ConfigError(f"models[{i}] needs a 'model' mapping (backbone, head, ...)")
+            if m.get("train") is not None and not isinstance(m.get("train"), dict):
+                raise ConfigError(f"models[{i}].train must be a mapping")
             train_args = dict(m.get("train") or {})
             if "milestones" in train_args:
                 train_args["milestones"] = tuple(train_args["milestones"])
             try:
                 train = TrainConfig(**train_args)
-            except TypeError as exc:
+            except (TypeError, ConfigError) as exc:
                 raise ConfigError(f"models[{i}].train: {exc}") from None
             model_id = str(m.get("id") or f"{m['model'].get('backbone')}-{m['model'].get('head', 'softmax')}")
             models.append(ModelSpec(model_id, dict(m["model"]), train))
         if not models:
             raise ConfigError("an experiment needs at least one model")
+        for i, m in enumerate(models):
+            if not isinstance(m.id, str) or not m.id or "/" in m.id or m.id.startswith("."):
+                raise ConfigError(f"models[{i}].id must be a plain name (no '/', not starting with '.'), got {m.id!r}")
         ids = [m.id for m in models]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"model ids must be unique, got {ids}")
+        raw_attacks = doc.get("attacks", ["autoattack"])
+        if not isinstance(raw_attacks, list) or not raw_attacks:
+            raise ConfigError("attacks must be a non-empty list of attack names or {name: ..., param: ...} mappings")
         attacks = []
-        for i, a in enumerate(doc.get("attacks") or []):
+        for i, a in enumerate(raw_attacks):
             if isinstance(a, str):
                 a = {"name": a}
-            if not isinstance(a, dict) or "name" not in a:
+            if not isinstance(a, dict) or not isinstance(a.get("name"), str):
                 raise ConfigError(f"attacks[{i}] needs a name")
             params = {k: v for k, v in a.items() if k != "name"}
             attacks.append(AttackSpec(a["name"], params))
-        eps = tuple(float(e) for e in doc.get("eps", (0.0,)))
+        raw_eps = doc.get("eps", [0.0])
+        if not isinstance(raw_eps, list) or not raw_eps:
+            raise ConfigError(f"eps must be a non-empty list of budgets, e.g. [0, 0.1], got {raw_eps!r}")
+        eps = tuple(check_eps(e, f"eps[{i}]") for i, e in enumerate(raw_eps))
+        batch_size = doc.get("batch_size", 256)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         return cls(
             name=str(doc.get("name", "experiment")),
             data=data,
             models=tuple(models),
             attacks=tuple(attacks),
             eps=eps,
-            batch_size=int(doc.get("batch_size", 256)),
+            batch_size=batch_size,
         )
 
     @classmethod
@@ -124,7 +122,9 @@ class ExperimentSpec:
         try:
             doc = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
         return cls.from_dict(doc)
 
     def to_dict(self) -> dict[str, Any]:

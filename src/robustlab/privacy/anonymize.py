@@ -217,7 +217,7 @@ def _attack_by_shape(
         for start in range(0, len(members), batch_size):
             idx = members[start : start + batch_size]
             x = torch.stack([images[i].image for i in idx]).to(device)
-            result = attack(target, x, y[idx].to(device), k=k[idx].to(device))
+            result = attack(target, x, y[idx].to(device), criterion=attack.criterion_for(k[idx]))
             for j, i in enumerate(idx):
                 out[i], success[i] = result.x_adv[j].cpu(), bool(result.success[j])
     return out, success  # type: ignore[return-value]

@@ -9,8 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from robustlab.core.errors import RobustlabError
-from robustlab.evaluate.summary import WORST, masking_flags, summarize
+from robustlab.evaluate.summary import WORST, identification_results, masking_flags, summarize
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot
 from robustlab.report.tables import IDENTIFICATION_COLUMNS, html_table, markdown_table
 from robustlab.store.results import ResultStore
@@ -26,9 +25,7 @@ th{background:#f3f3f3}td:nth-child(-n+3){text-align:left}tr.worst{font-weight:60
 def collect(run_dir: str | Path) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able document."""
     run_dir = Path(run_dir)
-    if not (run_dir / ResultStore.FILENAME).is_file():
-        raise RobustlabError(f"{run_dir} holds no results ({ResultStore.FILENAME} not found)")
-    with ResultStore(run_dir) as store:
+    with ResultStore(run_dir, readonly=True) as store:
         rows = summarize(store)
         models = store.get_meta("models", {}) or {}
         return {
@@ -40,7 +37,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             "extra": store.get_meta("extra", {}) or {},
             "rows": rows,
             "masking": masking_flags(store),
-            "identification": store.get_meta("identification", {}) or {},
+            "identification": identification_results(store),
+            "evaluation_sets": store.get_meta("evaluation_sets", {}) or {},
         }
 
 

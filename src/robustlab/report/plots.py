@@ -17,7 +17,7 @@ def robust_accuracy_plot(rows: Sequence[dict[str, Any]], title: str) -> bytes:
     """One line per attack (worst case dashed and bold): robust accuracy (%) against eps."""
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
-        if r["eps"] >= 0:
+        if r["eps"] is not None:
             series[r["attack"]].append((r["eps"], 100 * r["robust_accuracy"]))
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=110)
     for attack, points in sorted(series.items(), key=lambda kv: kv[0] == "worst-case"):
@@ -42,7 +42,7 @@ def comparison_plot(worst_rows: dict[str, Sequence[dict[str, Any]]]) -> bytes:
     """Worst-case robust accuracy against eps, one line per model."""
     fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=110)
     for name, rows in worst_rows.items():
-        pts = sorted((r["eps"], 100 * r["robust_accuracy"]) for r in rows if r["eps"] >= 0)
+        pts = sorted((r["eps"], 100 * r["robust_accuracy"]) for r in rows if r["eps"] is not None)
         if pts:
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, marker="o", ms=4, label=name)

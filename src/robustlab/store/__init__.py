@@ -7,9 +7,21 @@ from robustlab.store.checkpoints import (
     read_checkpoint_config,
     save_checkpoint,
 )
-from robustlab.store.results import ResultKey, ResultRow, ResultStore, StoreError, canonical
+from robustlab.store.results import (
+    SCHEMA_VERSION,
+    ResultKey,
+    ResultRow,
+    ResultStore,
+    StoreError,
+    canonical,
+    check_writable,
+    inspect_store,
+)
 
 __all__ = [
+    "SCHEMA_VERSION",
+    "check_writable",
+    "inspect_store",
     "checkpoint_digest",
     "ResultKey",
     "ResultRow",

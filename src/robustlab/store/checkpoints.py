@@ -104,6 +104,12 @@ def _resolve(path: Path) -> Path:
     return path
 
 
+def checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint directory `path` names (the directory itself, or its config.json or
+    weights file); `CheckpointError` for anything else (a pickle, a missing path, another file)."""
+    return _resolve(Path(path))
+
+
 def _sniff(path: Path) -> str:
     """"safetensors" (an 8-byte little-endian header length, then a JSON header that fits in the
     file), "pickle" (pickle protocol 2+ or torch.save's zip), or "unknown"."""
