@@ -11,6 +11,7 @@ import torch
 from robustlab.core import CheckpointError
 from robustlab.models import build_model
 from robustlab.store import load_checkpoint, read_checkpoint_config, save_checkpoint
+from robustlab.store.checkpoints import weights_file
 
 CFG = {"backbone": "lenet", "head": "softmax", "num_classes": 10, "input_shape": [1, 8, 8],
        "normalize": {"mean": [0.3], "std": [0.2]}}
@@ -42,7 +43,7 @@ def test_refuses_pickles(tmp_path, saved):
         load_checkpoint(pt)
     disguised = tmp_path / "disguised"
     disguised.mkdir()
-    (disguised / "model.safetensors").write_bytes(pickle.dumps({"a": 1}))
+    (disguised / weights_file(saved[1]).name).write_bytes(pickle.dumps({"a": 1}))
     (disguised / "config.json").write_text((saved[1] / "config.json").read_text())
     with pytest.raises(CheckpointError, match="pickle"):
         load_checkpoint(disguised)
@@ -77,8 +78,9 @@ def test_refuses_foreign_and_corrupt_files(tmp_path, saved):
 
 def test_refuses_truncated_weights(saved):
     _, path = saved
-    blob = (path / "model.safetensors").read_bytes()
-    (path / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    weights = weights_file(path)
+    blob = weights.read_bytes()
+    weights.write_bytes(blob[: len(blob) // 2])
     with pytest.raises(CheckpointError, match="safetensors"):
         load_checkpoint(path)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from robustlab.cli.app import main
+from robustlab.store.checkpoints import weights_file
 
 COMMANDS = ["demo", "train", "evaluate", "report", "datasets", "run"]
 
@@ -55,7 +56,7 @@ def test_train_json_and_checkpoint(capsys, tmp_path):
     assert code == 0
     doc = last_json(out)
     assert doc["checkpoint"] == str(tmp_path / "c") and 0 <= doc["clean_accuracy"] <= 1
-    assert (tmp_path / "c" / "model.safetensors").is_file() and len(doc["history"]) == 1
+    assert weights_file(tmp_path / "c").is_file() and len(doc["history"]) == 1
 
 
 def test_evaluate_json_matches_report(capsys, trained, tmp_path):

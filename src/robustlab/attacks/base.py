@@ -191,7 +191,7 @@ class Attack(ABC):
         return False
 
     def members(self) -> list[Attack]:
-        """The attacks an ensemble runs (empty for a single attack)."""
+        """The attacks an ensemble runs, in order (empty unless ``kind`` is ENSEMBLE)."""
         return []
 
     def spec(self) -> dict[str, Any]:

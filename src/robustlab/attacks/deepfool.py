@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
+from robustlab.core.scores import others_by_score
 
 
 class DeepFool(MinimumNormAttack):
@@ -42,7 +43,7 @@ class DeepFool(MinimumNormAttack):
         if targets is not None:
             cand = targets[:, None]
         else:
-            ranked = z0.masked_fill(F.one_hot(y, k).bool(), float("-inf")).argsort(1, descending=True)
+            ranked = others_by_score(z0, y)
             cand = ranked[:, : min(self.candidates, k - 1)]
         r_total = torch.zeros_like(x)
         queries = torch.zeros(n, dtype=torch.int64, device=dev)

@@ -40,6 +40,7 @@ from robustlab.attacks.registry import register_attack
 from robustlab.attacks.similarity import CWSSIM, SIMILARITIES, ssim
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import ConfigError, InputError
+from robustlab.core.scores import label_rank, others_by_score
 from robustlab.core.threat import Norm
 
 
@@ -88,17 +89,10 @@ class KAnonymousRanks(Criterion):
         return {"name": self.name, "K": self.K}
 
 
-def _rank(scores: torch.Tensor, y: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
-    """1-based rank of y among all score columns (1 + columns scored more than `margin` higher).
-
-    A model's reject column (if any) is counted like a class; a rejected input fails anyway.
-    """
-    return (scores > scores.gather(1, y[:, None]) + margin).sum(dim=1) + 1
-
-
 def _outside_topk(scores: torch.Tensor, y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """rank of y > k, per sample."""
-    return _rank(scores, y) > k
+    """rank of y > k, per sample (a model's reject column counts like a class; a rejected
+    input fails anyway)."""
+    return label_rank(scores, y) > k
 
 
 @register_attack
@@ -167,13 +161,11 @@ class KA3(MinimumNormAttack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(targets (N, K), mask (N, K)): the k - 1 target labels per sample, padded to K."""
         width = min(self.K, num_classes - 1)  # k - 1 <= K targets
-        not_y = F.one_hot(y, num_classes).bool()
         if self.targets == "ranked":
-            order_scores = clean_scores[:, :num_classes].masked_fill(not_y, float("-inf"))
+            order_scores = clean_scores
         else:
-            noise = torch.rand(clean_scores.shape[0], num_classes, generator=generator).to(y.device)
-            order_scores = noise.masked_fill(not_y, float("-inf"))
-        targets = order_scores.topk(width, dim=1).indices
+            order_scores = torch.rand(clean_scores.shape[0], num_classes, generator=generator).to(y.device)
+        targets = others_by_score(order_scores, y, num_classes)[:, :width]
         mask = torch.arange(width, device=y.device)[None, :] < (k[:, None] - 1)
         return targets, mask
 
@@ -225,8 +217,8 @@ class KA3(MinimumNormAttack):
             with torch.no_grad():
                 decision = model.decide(scores)
                 # progress: (rank of y with the margin, rank without), each capped at k; 0 if rejected
-                plain = torch.minimum(_rank(scores, ya), ka)
-                rank = (torch.minimum(_rank(scores, ya, self.margin), ka) * scale + plain).masked_fill(
+                plain = torch.minimum(label_rank(scores, ya), ka)
+                rank = (torch.minimum(label_rank(scores, ya, margin=self.margin), ka) * scale + plain).masked_fill(
                     decision == REJECT, 0
                 )
                 norm = n.flatten(1).norm(dim=1)

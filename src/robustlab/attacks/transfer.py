@@ -58,9 +58,6 @@ class Transfer(FixedBudgetAttack):
         spec["attack_spec"] = self._inner.spec()
         return spec
 
-    def members(self) -> list[Attack]:
-        return [self._inner]
-
     def _source_on(self, device: torch.device) -> RobustModel:
         """The source on `device`: the caller's model itself, or a private copy (never moved)."""
         param = next(self.source.parameters(), None)

@@ -8,6 +8,7 @@ head) is saved beside it under OUT/linear, and the Table 1 accuracies go to the 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -16,11 +17,17 @@ from robustlab.cli.console import out, print_json
 from robustlab.core.contract import batched_predict
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.core.runtime import pick_device, seed_everything
-from robustlab.data import load_dataset
+from robustlab.data.spec import DataSpec, trained_on
 from robustlab.data.splits import stratified_split
 from robustlab.defenses.svdd import MSVDDConfig, SVDDTrainConfig, build_msvdd
 from robustlab.models import Classifier
-from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
+from robustlab.store.checkpoints import (
+    check_checkpoint_target,
+    checkpoint_dir,
+    load_checkpoint,
+    read_checkpoint_config,
+    save_checkpoint,
+)
 from robustlab.train import TrainConfig
 
 defend_app = typer.Typer(help="Build a defended model from a trained one.", no_args_is_help=True)
@@ -55,11 +62,15 @@ def svdd_cmd(
     v_p: float = typer.Option(1.0, "--v-p", help="Clamp ceiling of the SVDD responses."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Replace the linear head of MODEL by one SVDD per class plus an adversarial class (M-SVDD-D)."""
     dev = pick_device(device)
     doc = read_checkpoint_config(model_path)
+    if checkpoint_dir(model_path).resolve() == out_dir.resolve():
+        raise ConfigError(f"--out {out_dir} is the input checkpoint; choose another directory")
+    check_checkpoint_target(out_dir, overwrite=overwrite)
     if doc.get("defense"):
         raise ConfigError(f"{model_path} is already a defended model ({doc['defense'].get('name')})")
     base = load_checkpoint(model_path, dev)
@@ -67,19 +78,13 @@ def svdd_cmd(
         raise CheckpointError(
             f"{model_path}: M-SVDD replaces a linear (softmax) head; got {base.config.head}"
         )
-    trained_on = (doc.get("metadata") or {}).get("data") or {}
-    data = data or trained_on.get("name")
-    if not data:
+    trained = trained_on(doc, str(model_path))
+    if trained is None and not data:
         raise ConfigError("the checkpoint does not say which data it was trained on: give --data")
-    resize = resize if resize is not None else trained_on.get("resize")
-    data_seed = trained_on.get("seed", seed) if data == trained_on.get("name") else seed
-    dataset = load_dataset(
-        data,
-        root=data_root or trained_on.get("root"),
-        resize=resize,
-        seed=data_seed,
-        train_per_class=trained_on.get("train_per_class"),
-    )
+    spec = (trained or DataSpec(name=data, seed=seed)).override(data, str(data_root) if data_root else None)
+    if resize is not None:
+        spec = replace(spec, resize=resize)
+    dataset = spec.load()
     if dataset.input_shape != base.input_shape or dataset.num_classes != base.num_classes:
         raise ConfigError(
             f"{data} gives {dataset.num_classes} classes of {dataset.input_shape}, the model "
@@ -117,7 +122,7 @@ def svdd_cmd(
         table1[f"W~-SVDD(beta={mode})"] = _accuracy(model, x_te, y_te)
     model.svdd.set_beta_mode(beta_mode)
     meta = {
-        "data": {**trained_on, "name": data, "resize": resize, "seed": data_seed},
+        "data": spec.to_dict(),
         "defense_build": cfg.to_dict(),
         "source_checkpoint": str(model_path),
         "seconds": seconds,
@@ -131,7 +136,7 @@ def svdd_cmd(
         },
         "svdd_history": built.svdd_history,
     }
-    save_checkpoint(model, out_dir, metadata=meta)
+    save_checkpoint(model, out_dir, metadata=meta, overwrite=overwrite)
     save_checkpoint(
         model.linear_classifier(),
         out_dir / "linear",

@@ -13,9 +13,10 @@ from robustlab.cli.options import parse_pairs
 from robustlab.core.contract import batched_predict
 from robustlab.core.runtime import pick_device, seed_everything
 from robustlab.data import load_dataset
+from robustlab.data.spec import DataSpec
 from robustlab.models import build_model
 from robustlab.models.config import ModelConfig
-from robustlab.store.checkpoints import checkpoint_name, save_checkpoint
+from robustlab.store.checkpoints import check_checkpoint_target, checkpoint_name, save_checkpoint
 from robustlab.train import TrainConfig, train
 
 
@@ -38,6 +39,7 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed"),
     out_dir: Path = typer.Option(None, "--out", help="Checkpoint directory (default checkpoints/<name>)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train BACKBONE + HEAD on DATA; save safetensors weights + JSON config."""
@@ -51,6 +53,8 @@ def train_cmd(
         backbone=backbone, head=head, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
         backbone_args=parse_pairs(backbone_arg, "--backbone-arg"), head_args=parse_pairs(head_arg, "--head-arg"),
     )
+    target = out_dir or Path("checkpoints") / checkpoint_name(config)
+    check_checkpoint_target(target, overwrite=overwrite)  # before any training
     seed_everything(seed)
     model = build_model(config).to(dev)
     start = time.perf_counter()
@@ -62,14 +66,13 @@ def train_cmd(
         )
     seconds = time.perf_counter() - start
     clean = float((batched_predict(model, dataset.x_test) == dataset.y_test).float().mean())
-    target = out_dir or Path("checkpoints") / checkpoint_name(config)
     meta = {
-        "data": {"name": data, "root": str(data_root) if data_root else None, "resize": resize, "seed": seed,
-                 "train_per_class": train_per_class},
+        "data": DataSpec(name=data, root=str(data_root) if data_root else None, resize=resize, seed=seed,
+                         train_per_class=train_per_class).to_dict(),
         "train": cfg.to_dict(), "clean_accuracy": clean, "seconds": seconds,
         "history": [asdict(h) for h in history],
     }
-    save_checkpoint(model, target, metadata=meta)
+    save_checkpoint(model, target, metadata=meta, overwrite=overwrite)
     if json_out:
         print_json({"checkpoint": str(target), "clean_accuracy": clean, "seconds": seconds,
                     "model": config.to_dict(), "history": meta["history"]})

@@ -1,7 +1,7 @@
 """Shared types: the model contract, `AttackResult`, the threat model (norms, budgets, attack kinds),
 errors, validation, devices and seeding."""
 
-from robustlab.core.contract import REJECT, RobustModel, batched_predict
+from robustlab.core.contract import REJECT, RobustModel, batched_predict, eval_mode
 from robustlab.core.errors import (
     CheckpointError,
     ConfigError,
@@ -10,7 +10,7 @@ from robustlab.core.errors import (
     RobustlabError,
 )
 from robustlab.core.results import AttackResult
-from robustlab.core.runtime import pick_device, seed_everything
+from robustlab.core.runtime import pick_device, seed_everything, seeded
 from robustlab.core.threat import AttackKind, Budget, Norm, check_eps
 from robustlab.core.validation import check_images, check_labels
 
@@ -28,8 +28,10 @@ __all__ = [
     "RobustModel",
     "RobustlabError",
     "batched_predict",
+    "eval_mode",
     "check_images",
     "check_labels",
     "pick_device",
     "seed_everything",
+    "seeded",
 ]

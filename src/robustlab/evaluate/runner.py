@@ -10,8 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,7 @@ import torch
 
 from robustlab.attacks.base import Attack
 from robustlab.attacks.registry import get_attack_class, make_attack
-from robustlab.core.contract import RobustModel, batched_predict
+from robustlab.core.contract import RobustModel, batched_predict, eval_mode
 from robustlab.core.digest import canonical, model_digest
 from robustlab.core.errors import CheckpointError, ConfigError, InputError
 from robustlab.core.results import AttackResult
@@ -179,29 +178,17 @@ def member_success(attack: Attack, result: AttackResult) -> list[dict[str, Any]]
     """For an ensemble, how many samples each member fooled (from ``extras["member"]``, the
     index of the member that fooled each sample): [{"label", "kind", "count"}] in run order."""
     members = attack.members()
-    member = result.extras.get("member")
-    if not members or not isinstance(member, torch.Tensor):
+    if not members:
         return []
+    member = result.extras.get("member")  # absent when nothing ran (eps 0, or every sample fooled clean)
+    index = member.cpu() if isinstance(member, torch.Tensor) else torch.full((len(result),), -1.0)
     success = result.success.cpu()
-    index = member.cpu()
     out = []
     for i, m in enumerate(members):
         spec = m.spec()
         spec.pop("eps", None)
         out.append({"label": spec_label(spec), "kind": str(m.kind), "count": int(((index == i) & success).sum())})
     return out
-
-
-@contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Run `model` in eval mode and give every sub-module its own training flag back afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def check_model_data(model: RobustModel, data: EvalSet) -> None:

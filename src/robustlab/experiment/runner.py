@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from robustlab.core.contract import batched_predict
-from robustlab.core.errors import CheckpointError
-from robustlab.core.runtime import pick_device, seed_everything
+from robustlab.core.errors import CheckpointError, ConfigError
+from robustlab.core.runtime import pick_device, seeded
 from robustlab.data import Dataset
 from robustlab.evaluate.samples import eval_set
 from robustlab.evaluate.session import Evaluation
@@ -75,8 +75,8 @@ def obtain_model(
                 )
         except CheckpointError:
             pass  # unreadable or stale: train afresh and overwrite it
-    seed_everything(mspec.train.seed)
-    model = build_model(mspec.model_config(data.num_classes, data.input_shape)).to(device)
+    with seeded(mspec.train.seed):  # the initial weights, without touching the caller's random streams
+        model = build_model(mspec.model_config(data.num_classes, data.input_shape)).to(device)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
 
@@ -122,8 +122,11 @@ def run_experiment(
     dev = pick_device(device)
     data = load_data(spec)
     samples = eval_set(data, spec.data.n_eval, spec.data.seed)
-    for mspec in spec.models:  # bad model configs fail here, before any training
-        build_model(mspec.model_config(data.num_classes, data.input_shape))
+    for i, mspec in enumerate(spec.models):  # bad model configs fail here, before any training
+        try:
+            build_model(mspec.model_config(data.num_classes, data.input_shape))
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ConfigError(f"models[{i}] ({mspec.id}): {' '.join(str(exc).split())}") from None
     evaluation = Evaluation(run_dir, samples, spec.attacks, spec.eps, batch_size=spec.batch_size,
                             overwrite=overwrite, allow=("checkpoints",))
     keys: list[str] = []

@@ -31,7 +31,7 @@ class ModelSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def model_config(self, num_classes: int, input_shape: tuple[int, int, int]) -> ModelConfig:
-        full = {"num_classes": num_classes, "input_shape": list(input_shape), **self.model}
+        full = {"head": "softmax", "num_classes": num_classes, "input_shape": list(input_shape), **self.model}
         return ModelConfig.from_dict(full)
 
     def digest(self, data: DataSpec, num_classes: int, input_shape: tuple[int, int, int]) -> str:

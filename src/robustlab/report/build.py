@@ -9,10 +9,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from robustlab.core.files import publish
 from robustlab.evaluate.summary import WORST, identification_results, masking_flags, summarize
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot
 from robustlab.report.tables import IDENTIFICATION_COLUMNS, html_table, markdown_table
-from robustlab.store.results import ResultStore
+from robustlab.store.results import ResultStore, StoreError
 
 _CSS = """
 body{font-family:system-ui,-apple-system,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
@@ -64,10 +65,14 @@ def _identification_rows(ident: dict[str, dict[str, Any]], names: dict[str, str]
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write report.html, report.md and report.json for `run_dir` (into `out_dir`, default run_dir)."""
+    """Write report.html, report.md, report.json and the plots for `run_dir` (into `out_dir`,
+    default run_dir), atomically (`robustlab.core.files.publish`); the run directory's database is only read."""
     doc = collect(run_dir)
     out = Path(out_dir or run_dir)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out} is a file, not a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
+    files: dict[Path, bytes] = {}
     names = {k: v.get("id", k) for k, v in doc["models"].items()}
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in doc["rows"]:
@@ -77,20 +82,21 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     for key, rows in by_model.items():
         png = robust_accuracy_plot(rows, f"{names.get(key, key)}: robust accuracy vs eps")
         fname = f"plot-{names.get(key, key)}.png".replace("/", "_").replace(":", "_")
-        (out / fname).write_bytes(png)
+        files[out / fname] = png
         images.append(_png(png, names.get(key, key)))
         md_images.append(f"![{names.get(key, key)}]({fname})")
     worst = {names.get(k, k): [r for r in rows if r["attack"] == WORST] for k, rows in by_model.items()}
     if len(worst) > 1 and any(worst.values()):
         png = comparison_plot(worst)
-        (out / "plot-comparison.png").write_bytes(png)
+        files[out / "plot-comparison.png"] = png
         images.insert(0, _png(png, "comparison"))
         md_images.insert(0, "![comparison](plot-comparison.png)")
 
     data = doc.get("data") or {}
     models_md = [
-        f"- **{v.get('id', k)}**: {v['config']['backbone']} + {v['config']['head']}, "
-        f"clean test accuracy {100 * v.get('clean_accuracy', 0):.1f}%, trained in {v.get('train_seconds', 0):.1f} s"
+        f"- **{v.get('id', k)}**: {v['config']['backbone']} + {v['config']['head']}"
+        + (f", clean test accuracy {100 * v['clean_accuracy']:.1f}%" if v.get("clean_accuracy") is not None else "")
+        + (f", trained in {v['train_seconds']:.1f} s" if v.get("train_seconds") is not None else "")
         for k, v in doc["models"].items()
     ]
     data_line = (
@@ -145,7 +151,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
             *md_images,
         ]
     )
-    (out / "report.md").write_text(md + "\n")
+    files[out / "report.md"] = (md + "\n").encode()
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
@@ -156,6 +162,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
         + f"<h2>Gradient-masking checks</h2>{masking_html}"
         f"<h2>Robust accuracy versus eps</h2><div class='plots'>{''.join(images)}</div></body></html>"
     )
-    (out / "report.html").write_text(page)
-    (out / "report.json").write_text(json.dumps(doc, indent=2, default=str))
+    files[out / "report.html"] = page.encode()
+    files[out / "report.json"] = json.dumps(doc, indent=2, default=str, allow_nan=False).encode()
+    publish(files)
     return {"html": out / "report.html", "markdown": out / "report.md", "json": out / "report.json"}

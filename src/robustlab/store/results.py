@@ -143,9 +143,20 @@ def _os_error(exc: OSError, path: Path) -> StoreError:
     return StoreError(f"cannot use {path}: {exc.strerror or exc}")
 
 
+def _disk_nearly_full(path: Path, margin: int = 1 << 20) -> bool:
+    """Less than `margin` bytes left on the file system holding `path` (SQLite then reports all
+    sorts of errors, "malformed" among them)."""
+    target = path if path.exists() else path.parent
+    try:
+        st = os.statvfs(target)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < margin
+
+
 def _sqlite_error(exc: sqlite3.Error, path: Path) -> StoreError:
     text = str(exc).lower()
-    if "full" in text:
+    if "full" in text or _disk_nearly_full(path):
         return StoreError(f"disk full: cannot write results to {path}")
     if "readonly" in text or "read-only" in text or not os.access(path.parent, os.W_OK):
         return StoreError(f"{path} is read-only: cannot write results there")
@@ -241,17 +252,37 @@ class ResultStore:
         except sqlite3.Error as exc:
             raise _sqlite_error(exc, self.path) from None
         try:
-            self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
             if state == "absent":
-                with self._transaction() as conn:
-                    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='results'").fetchone():
-                        for statement in SCHEMA.split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
+                self._create()
+            self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            self._conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             raise _sqlite_error(exc, self.path) from None
+        except OSError as exc:
+            raise _os_error(exc, self.path) from None
+
+    def _create(self) -> None:
+        """Create the database whole (schema, WAL mode) under a temporary name, then link it into
+        place: another process never sees a half-made file, and the first creator wins."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            conn = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("BEGIN")
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                inspect_store(self.path)  # someone else made it first: it must be ours
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(tmp) + suffix).unlink(missing_ok=True)
 
     def close(self) -> None:
         self._conn.close()
