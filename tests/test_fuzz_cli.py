@@ -209,7 +209,8 @@ def test_checkpoints_are_never_overwritten_silently(capsys, ckpt, tmp_path):
                   "input checkpoint", ckpt)
     other = tmp_path / "other"
     (other / "x").mkdir(parents=True)
-    check_refused(capsys, ["defend", "svdd", "--model", ckpt, "--out", other], "not a robustlab checkpoint", other, ckpt)
+    check_refused(capsys, ["defend", "svdd", "--model", ckpt, "--out", other], "not a robustlab checkpoint",
+                  other, ckpt)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,14 @@
-"""`robustlab defend svdd`: build the M-SVDD defense of a trained classifier and save it.
+"""`robustlab defend ...`: build a defended model from a trained one and save it as a checkpoint.
 
-The defended model is saved as a checkpoint with a "defense" section (it loads with
-`load_checkpoint` like any model); W~-LC (the fine-tuned backbone with the original linear
-head) is saved beside it under OUT/linear, and the Table 1 accuracies go to the metadata.
+- ``svdd``: M-SVDD-D (paper 001); W~-LC is saved beside it under OUT/linear;
+- ``distill``: defensive distillation at temperature T (paper 002);
+- ``squeeze``: feature squeezing as an input transform, or with ``--detect`` as Xu et al.'s
+  detector with a threshold at ``--fpr`` on held-out clean training images;
+- ``magnet``: MagNet's denoising autoencoders as detectors and reformer.
+
+Every parameter is checked before data is loaded or anything is trained; an existing
+checkpoint at OUT is not overwritten without ``--overwrite``. The build goes through
+`robustlab.defenses.build_defense`, so the CLI, experiment files and Python share it.
 """
 
 from __future__ import annotations
@@ -10,15 +16,18 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from robustlab.cli.console import out, print_json
-from robustlab.core.contract import batched_predict
+from robustlab.core.contract import REJECT, batched_predict
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.core.runtime import pick_device, seed_everything
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.data.splits import stratified_split
+from robustlab.defenses import build_defense, check_defense_params
+from robustlab.defenses.base import defense_label
 from robustlab.defenses.svdd import MSVDDConfig, SVDDTrainConfig, build_msvdd
 from robustlab.models import Classifier
 from robustlab.store.checkpoints import (
@@ -32,9 +41,170 @@ from robustlab.train import TrainConfig
 
 defend_app = typer.Typer(help="Build a defended model from a trained one.", no_args_is_help=True)
 
+MODEL_OPT = typer.Option(..., "--model", help="Checkpoint of a trained classifier.")
+DATA_OPT = typer.Option(None, "--data", help="Data set (default: the one the checkpoint was trained on).")
+ROOT_OPT = typer.Option(None, "--data-root", help="Where the data set's files are.")
+RESIZE_OPT = typer.Option(None, "--resize", help="Resize images to SIZE x SIZE (default: as trained).")
+OUT_OPT = typer.Option(..., "--out", help="Directory for the defended checkpoint.")
+OVERWRITE_OPT = typer.Option(False, "--overwrite", help="Replace a checkpoint already at --out.")
+DEVICE_OPT = typer.Option(None, "--device", help="cpu, cuda or cuda:N.")
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last line.")
+
 
 def _accuracy(model, x, y) -> float:
     return float((batched_predict(model, x) == y).float().mean()) if len(y) else 0.0
+
+
+def _check_out(out_dir: Path, overwrite: bool, model_path: Path) -> None:
+    """Refuse, before any work, an --out that is the input checkpoint, a file, a foreign non-empty
+    folder, or an existing checkpoint without --overwrite."""
+    if checkpoint_dir(model_path).resolve() == out_dir.resolve():
+        raise ConfigError(f"--out {out_dir} is the input checkpoint; choose another directory")
+    check_checkpoint_target(out_dir, overwrite=overwrite)
+
+
+def _load_base(model_path: Path, data, data_root, resize, seed, dev):
+    """(base classifier, dataset, the checkpoint's data metadata) for a defend command."""
+    doc = read_checkpoint_config(model_path)
+    if doc.get("defense"):
+        raise ConfigError(f"{model_path} is already a defended model ({doc['defense'].get('name')})")
+    base = load_checkpoint(model_path, dev)
+    if not isinstance(base, Classifier):
+        raise CheckpointError(f"{model_path}: a defense wraps a robustlab Classifier")
+    trained = trained_on(doc, str(model_path))
+    if trained is None and not data:
+        raise ConfigError("the checkpoint does not say which data it was trained on: give --data")
+    spec = (trained or DataSpec(name=data, seed=seed)).override(data, str(data_root) if data_root else None)
+    if resize is not None:
+        spec = replace(spec, resize=resize)
+    data = spec.name
+    dataset = spec.load()
+    if dataset.input_shape != base.input_shape or dataset.num_classes != base.num_classes:
+        raise ConfigError(
+            f"{data} gives {dataset.num_classes} classes of {dataset.input_shape}, the model "
+            f"expects {base.num_classes} of {base.input_shape} (check --data/--resize)"
+        )
+    return base, dataset, spec.to_dict()
+
+
+def _defend(
+    name: str, params: dict[str, Any], model_path: Path, data, data_root, resize, out_dir: Path,
+    overwrite: bool, seed: int, device, json_out: bool,
+) -> None:
+    """Check, load, build through `build_defense`, measure on the test split, save."""
+    key = check_defense_params(name, **params)
+    _check_out(out_dir, overwrite, model_path)
+    dev = pick_device(device)
+    base, dataset, data_meta = _load_base(model_path, data, data_root, resize, seed, dev)
+    seed_everything(seed)
+    built = build_defense(key, base, dataset, **params)
+    model = built.model
+    x_te, y_te = dataset.x_test, dataset.y_test
+    pred = batched_predict(model, x_te)
+    test = {
+        "base_accuracy": _accuracy(base, x_te, y_te),
+        "accuracy": float((pred == y_te).float().mean()),
+        "rejected": float((pred == REJECT).float().mean()),
+    }
+    meta = {"data": data_meta, "defense_build": built.info, "source_checkpoint": str(model_path), "test": test}
+    save_checkpoint(model, out_dir, metadata=meta, overwrite=overwrite)
+    if json_out:
+        print_json({"checkpoint": str(out_dir), **meta})
+        return
+    out.print(
+        f"{defense_label(model.defense_spec())}: test accuracy {100 * test['accuracy']:.2f}% "
+        f"(undefended {100 * test['base_accuracy']:.2f}%), rejected {100 * test['rejected']:.2f}% of clean "
+        f"test images; built in {built.info['seconds']:.1f} s; checkpoint: [bold]{out_dir}[/bold]"
+    )
+
+
+@defend_app.command("distill")
+def distill_cmd(
+    model_path: Path = MODEL_OPT,
+    data: str = DATA_OPT,
+    data_root: Path = ROOT_OPT,
+    resize: int = RESIZE_OPT,
+    out_dir: Path = OUT_OPT,
+    temperature: float = typer.Option(100.0, "--temperature", "-T", help="T > 0 (Papernot et al.'s 100)."),
+    teacher: str = typer.Option("retrain", "--teacher", help="retrain (a teacher trained at T) or base."),
+    epochs: int = typer.Option(10, "--epochs", help="Epochs of the teacher and of the student."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    optimizer: str = typer.Option("adam", "--optimizer", help="adam or sgd."),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = OVERWRITE_OPT,
+    device: str = DEVICE_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Defensive distillation: a student trained on the teacher's softmax at T, deployed at T = 1."""
+    params = {"temperature": temperature, "teacher": teacher, "epochs": epochs, "lr": lr,
+              "optimizer": optimizer, "batch_size": batch_size, "seed": seed}
+    _defend("distillation", params, model_path, data, data_root, resize, out_dir, overwrite, seed, device, json_out)
+
+
+@defend_app.command("squeeze")
+def squeeze_cmd(
+    model_path: Path = MODEL_OPT,
+    data: str = DATA_OPT,
+    data_root: Path = ROOT_OPT,
+    resize: int = RESIZE_OPT,
+    out_dir: Path = OUT_OPT,
+    squeezer: list[str] = typer.Option(
+        None, "--squeezer", "-s",
+        help="bits:B, hsv:B (paper 002's colour bits; hsv:1 is Algorithm 2 as printed), median:K, mean:K "
+        "(mean:3 is Algorithm 3). Repeatable. Default: bits:4 (transform), bits:4 + median:2 (--detect).",
+    ),
+    detect: bool = typer.Option(False, "--detect", help="Xu et al.'s detector instead of an input transform."),
+    fpr: float = typer.Option(0.05, "--fpr", help="Detector false-positive rate on clean validation data."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Training share held out for the threshold."),
+    seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = OVERWRITE_OPT,
+    device: str = DEVICE_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Feature squeezing: the classifier sees squeezed inputs, or (--detect) rejects inputs whose
+    prediction moves by more than a threshold under squeezing."""
+    params: dict[str, Any] = {}
+    if squeezer:
+        params["squeezers"] = list(squeezer)
+    if detect:
+        params.update({"fpr": fpr, "val_fraction": val_fraction, "seed": seed})
+    name = "squeeze-detector" if detect else "squeeze"
+    _defend(name, params, model_path, data, data_root, resize, out_dir, overwrite, seed, device, json_out)
+
+
+@defend_app.command("magnet")
+def magnet_cmd(
+    model_path: Path = MODEL_OPT,
+    data: str = DATA_OPT,
+    data_root: Path = ROOT_OPT,
+    resize: int = RESIZE_OPT,
+    out_dir: Path = OUT_OPT,
+    structure: str = typer.Option("3,pool,3", "--structure", help="Conv widths and 'pool', comma-separated."),
+    n_pack: int = typer.Option(1, "--n-pack", help="Autoencoders in the pack (> 1: one drawn at random)."),
+    detector: list[str] = typer.Option(None, "--detector", help="recon:1, recon:2, jsd:T (repeatable). "
+                                       "Default: recon:1 and jsd:10."),
+    no_reformer: bool = typer.Option(False, "--no-reformer", help="Classify x itself, not ae(x)."),
+    noise: float = typer.Option(0.1, "--noise", help="Std of the training noise (pixel units)."),
+    alpha: float = typer.Option(0.2, "--alpha", help="Pack diversity weight (Appendix A)."),
+    epochs: int = typer.Option(250, "--epochs", help="Autoencoder epochs (Table 4.7: 250)."),
+    batch_size: int = typer.Option(256, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    fpr: float = typer.Option(0.05, "--fpr", help="Total false-positive rate of the detectors."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction"),
+    seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = OVERWRITE_OPT,
+    device: str = DEVICE_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """MagNet: denoising autoencoders as detectors (reconstruction error, JSD) and reformer."""
+    items: list[int | str] = [int(t) if t.strip().isdigit() else t.strip() for t in structure.split(",")]
+    params: dict[str, Any] = {"structure": items, "n_pack": n_pack, "reformer": not no_reformer,
+                              "noise": noise, "alpha": alpha, "epochs": epochs, "batch_size": batch_size,
+                              "lr": lr, "fpr": fpr, "val_fraction": val_fraction, "seed": seed}
+    if detector:
+        params["detectors"] = list(detector)
+    _defend("magnet", params, model_path, data, data_root, resize, out_dir, overwrite, seed, device, json_out)
 
 
 @defend_app.command("svdd")
@@ -61,35 +231,16 @@ def svdd_cmd(
     v_a: float = typer.Option(0.001, "--v-a", help="Constant response of the adversarial class."),
     v_p: float = typer.Option(1.0, "--v-p", help="Clamp ceiling of the SVDD responses."),
     seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint at --out."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    overwrite: bool = OVERWRITE_OPT,
+    device: str = DEVICE_OPT,
+    json_out: bool = JSON_OPT,
 ) -> None:
     """Replace the linear head of MODEL by one SVDD per class plus an adversarial class (M-SVDD-D)."""
+    _check_out(out_dir, overwrite, model_path)
     dev = pick_device(device)
-    doc = read_checkpoint_config(model_path)
-    if checkpoint_dir(model_path).resolve() == out_dir.resolve():
-        raise ConfigError(f"--out {out_dir} is the input checkpoint; choose another directory")
-    check_checkpoint_target(out_dir, overwrite=overwrite)
-    if doc.get("defense"):
-        raise ConfigError(f"{model_path} is already a defended model ({doc['defense'].get('name')})")
-    base = load_checkpoint(model_path, dev)
-    if not isinstance(base, Classifier) or base.config.head != "softmax":
-        raise CheckpointError(
-            f"{model_path}: M-SVDD replaces a linear (softmax) head; got {base.config.head}"
-        )
-    trained = trained_on(doc, str(model_path))
-    if trained is None and not data:
-        raise ConfigError("the checkpoint does not say which data it was trained on: give --data")
-    spec = (trained or DataSpec(name=data, seed=seed)).override(data, str(data_root) if data_root else None)
-    if resize is not None:
-        spec = replace(spec, resize=resize)
-    dataset = spec.load()
-    if dataset.input_shape != base.input_shape or dataset.num_classes != base.num_classes:
-        raise ConfigError(
-            f"{data} gives {dataset.num_classes} classes of {dataset.input_shape}, the model "
-            f"expects {base.num_classes} of {base.input_shape} (check --data/--resize)"
-        )
+    base, dataset, data_meta = _load_base(model_path, data, data_root, resize, seed, dev)
+    if base.config.head != "softmax":
+        raise CheckpointError(f"{model_path}: M-SVDD replaces a linear (softmax) head; got {base.config.head}")
     if not 0 < val_fraction < 1:
         raise ConfigError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
     beta_mode: str | float = beta if beta in ("O_c", "O_d", "one") else _number(beta)
@@ -122,7 +273,7 @@ def svdd_cmd(
         table1[f"W~-SVDD(beta={mode})"] = _accuracy(model, x_te, y_te)
     model.svdd.set_beta_mode(beta_mode)
     meta = {
-        "data": spec.to_dict(),
+        "data": data_meta,
         "defense_build": cfg.to_dict(),
         "source_checkpoint": str(model_path),
         "seconds": seconds,

@@ -21,6 +21,7 @@ from robustlab.core.digest import model_digest
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
+from robustlab.defenses.base import defense_label
 from robustlab.evaluate import AttackSpec, Evaluation, eval_set
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
 
@@ -82,16 +83,19 @@ def evaluate_cmd(
         raise ConfigError("the checkpoint does not say what data it was trained on: pass --data")
     data_spec = (trained or DataSpec(name=data)).override(data, str(data_root) if data_root else None)
     samples = eval_set(data_spec.load(), n_eval, seed=0)
+    defense = defense_label(doc.get("defense"))
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
     specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared)
     grid = list(eps) if eps else list(DEFAULT_EPS)
     run_dir = run_dir or Path("runs") / ckpt.resolve().name
-    evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, overwrite=overwrite)
+    evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
+                            overwrite=overwrite)
     model = load_checkpoint(ckpt, dev)
     evaluation.check_model(model)
     key = f"{ckpt.resolve().name}:{model_digest(model)[:10]}"
-    info = {"id": ckpt.resolve().name, "config": doc["model"], "checkpoint": str(ckpt),
+    info = {"id": ckpt.resolve().name, "config": doc["model"], "defense": doc.get("defense"),
+            "checkpoint": str(ckpt),
             "clean_accuracy": (doc.get("metadata") or {}).get("clean_accuracy")}
     with progress_bar(not json_out) as progress:
         result = evaluation.run(model, key, info=info, progress=progress)

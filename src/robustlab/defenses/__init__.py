@@ -1,5 +1,39 @@
-"""Defenses: wrappers that turn a model into a defended model under the same contract."""
+"""Defenses: wrappers that turn a model into a defended model under the same contract.
 
-from robustlab.defenses.registry import DEFENSES, build_defense
+- `build_defense(name, model, data, **params)`: train/fit a defense (`robustlab.defenses.build`);
+- `defense_structure(spec, base)`: rebuild a saved defense's structure (checkpoint loading);
+- the defenses: distillation (`DistilledModel`), feature squeezing as a transform
+  (`SqueezedModel`) or a detector (`SqueezeDetector`), MagNet (`MagNetModel`), M-SVDD
+  (`robustlab.defenses.svdd`); `true_gradients` turns their BPDA paths off for a block.
+"""
 
-__all__ = ["DEFENSES", "build_defense"]
+from robustlab.defenses.base import DefendedModel, DetectorModel, fit_threshold, true_gradients
+from robustlab.defenses.build import DefenseBuild, build_defense, check_defense_params, defense_names
+from robustlab.defenses.distill import DistillConfig, DistilledModel, distill, soft_labels
+from robustlab.defenses.magnet import MagNetConfig, MagNetModel, build_magnet
+from robustlab.defenses.registry import DEFENSES, defense_structure
+from robustlab.defenses.squeeze import SqueezeDetector, SqueezedModel
+from robustlab.defenses.squeezers import make_squeezer
+
+__all__ = [
+    "DEFENSES",
+    "DefendedModel",
+    "DefenseBuild",
+    "DetectorModel",
+    "DistillConfig",
+    "DistilledModel",
+    "MagNetConfig",
+    "MagNetModel",
+    "SqueezeDetector",
+    "SqueezedModel",
+    "build_defense",
+    "build_magnet",
+    "check_defense_params",
+    "defense_names",
+    "defense_structure",
+    "distill",
+    "fit_threshold",
+    "make_squeezer",
+    "soft_labels",
+    "true_gradients",
+]

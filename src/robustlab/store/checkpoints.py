@@ -17,7 +17,10 @@ safetensors file holds every weight of the defended model (the base's under ``ba
 The digest then hashes the model and defense sections together.
 
 Loading refuses anything else: pickle files (.pt, .pth, .pkl, .ckpt, or pickle bytes),
-a config without our format marker, or weights that do not match the config's model.
+a config without our format marker, or weights that do not match the config's model. The
+safetensors header records the config digest the weights were saved with, so a config
+whose defense (or its arguments) differs from the weights' is refused even when the
+tensor names happen to match (a squeeze transform over the same base, say).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from robustlab.core.contract import RobustModel
@@ -95,11 +98,12 @@ def save_checkpoint(
     directory = Path(directory)
     check_checkpoint_target(directory, overwrite=overwrite)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    digest = checkpoint_digest(base.config, defense)
     doc = {
         "format": FORMAT,
         "version": VERSION,
         "model": base.config.to_dict(),
-        "digest": checkpoint_digest(base.config, defense),
+        "digest": digest,
         "metadata": metadata or {},
     }
     if defense is not None:
@@ -111,7 +115,7 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".weights-{os.getpid()}.tmp"
     try:
-        save_file(state, str(tmp), metadata={"format": FORMAT})
+        save_file(state, str(tmp), metadata={"format": FORMAT, "digest": digest})
         sha = _file_sha256(tmp)
         weights = directory / f"weights-{sha[:16]}.safetensors"
         _fsync(tmp)
@@ -258,14 +262,21 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rob
         raise CheckpointError(f"{weights_path} does not match the digest its {CONFIG} records (modified or corrupt)")
     try:
         state = load_file(str(weights_path))
+        with safe_open(str(weights_path), framework="pt") as fh:
+            saved_digest = (fh.metadata() or {}).get("digest")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights_path} is not a valid safetensors file: {exc}") from None
+    if saved_digest is not None and saved_digest != doc.get("digest"):
+        raise CheckpointError(
+            f"{weights_path} was saved with config {saved_digest}, but {directory / CONFIG} describes "
+            f"{_describe(config, defense)} ({doc.get('digest')}): the config does not match the weights"
+        )
     model: RobustModel = build_model(config)
     if defense is not None:
-        from robustlab.defenses import build_defense  # the defenses import models, not the store
+        from robustlab.defenses import defense_structure  # the defenses import models, not the store
 
         try:
-            model = build_defense(defense, model)
+            model = defense_structure(defense, model)
         except ConfigError as exc:
             raise CheckpointError(f"{directory / CONFIG}: bad defense section: {exc}") from None
     _resize_empty_buffers(model, state)
