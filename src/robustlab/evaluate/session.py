@@ -151,8 +151,8 @@ class Evaluation:
                           defense=self.defense, subset=self.data.subset, batch_size=self.batch_size,
                           progress=progress, data=self.data)
             rows = summarize(store, models=[model_id], samples=self.data.digest)
-            flags = masking_flags(store, models=[model_id])
-            ident = identification_results(store, models=[model_id])
+            flags = masking_flags(store, models=[model_id], samples=self.data.digest)
+            ident = identification_results(store, models=[model_id], samples=self.data.digest)
         finally:
             if own:
                 store.close()

@@ -183,10 +183,13 @@ def record_identification(
     return metrics
 
 
-def _by_model(store: ResultStore, kind: str, models: list[str] | None) -> dict[str, dict[str, Any]]:
-    """Rows of `kind` per model id; a model with rows on several sample sets gets one entry per set
-    (named "<model> [<data> n=<n>, <samples>]")."""
-    rows = [r for r in store.rows(kind=kind) if models is None or r.key.model in models]
+def _by_model(
+    store: ResultStore, kind: str, models: list[str] | None, samples: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Rows of `kind` per model id (on the sample set `samples` when given); a model with rows on
+    several sample sets gets one entry per set (named "<model> [<data> <samples>]")."""
+    rows = [r for r in store.rows(kind=kind) if (models is None or r.key.model in models)
+            and (samples is None or r.key.samples == samples)]
     sets: dict[str, set[str]] = defaultdict(set)
     for r in rows:
         sets[r.key.model].add(r.key.samples)
@@ -202,19 +205,23 @@ def _by_model(store: ResultStore, kind: str, models: list[str] | None) -> dict[s
     return out
 
 
-def identification_results(store: ResultStore, models: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Identification metrics per model (see `record_identification`)."""
-    return _by_model(store, "identification", models)
+def identification_results(
+    store: ResultStore, models: list[str] | None = None, samples: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Identification metrics per model (see `record_identification`), of one sample set if given."""
+    return _by_model(store, "identification", models, samples)
 
 
-def masking_flags(store: ResultStore, models: list[str] | None = None) -> list[dict[str, Any]]:
-    """Every gradient-masking check for the models in `store`: rules over the rows plus the
-    gradient probes recorded by `record_probe`."""
+def masking_flags(
+    store: ResultStore, models: list[str] | None = None, samples: str | None = None
+) -> list[dict[str, Any]]:
+    """Every gradient-masking check for the models in `store` (on one sample set if given): rules
+    over the rows plus the gradient probes recorded by `record_probe`."""
     from robustlab.evaluate.masking import check_probe, check_rows
 
     meta = store.get_meta("models", {}) or {}
     num_classes = {k: v.get("config", {}).get("num_classes") for k, v in meta.items()}
-    flags = check_rows(summarize(store, models), num_classes)
-    for model, probe in _by_model(store, "probe", models).items():
+    flags = check_rows(summarize(store, models, samples), num_classes)
+    for model, probe in _by_model(store, "probe", models, samples).items():
         flags += check_probe(model, probe)
     return [f.to_dict() for f in flags]
