@@ -286,7 +286,7 @@ def tiny_fs(tmp_path):
 def _in_namespace(setup: str, args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = f"{setup} && exec {sys.executable} -m robustlab {' '.join(args)}"
-    return subprocess.run(["unshare", "-rm", "sh", "-c", cmd], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(["unshare", "-rm", "sh", "-c", cmd], capture_output=True, text=True, env=env, timeout=600)
 
 
 def test_full_disk_and_read_only_are_named(tiny_fs, ckpt, run_dir):
@@ -308,7 +308,7 @@ def test_full_disk_and_read_only_are_named(tiny_fs, ckpt, run_dir):
              f"dd if=/dev/zero of={mnt}/fill bs=1k count=100000 2>/dev/null; "
              f"{sys.executable} -m robustlab report {mnt}/run; echo rc=$?; cmp {mnt}/good {mnt}/run/report.html "
              "&& echo same && true")
-    done = subprocess.run(["unshare", "-rm", "sh", "-c", setup], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", setup], capture_output=True, text=True, timeout=600)
     assert "rc=2" in done.stdout and "same" in done.stdout, done.stdout + done.stderr
     assert "disk full" in done.stderr
 
@@ -324,7 +324,7 @@ def test_real_subprocess_exit_codes(ckpt, tmp_path):
         (["train", "--epochs", "1", "--out", str(ckpt)], "--overwrite"),
     ]:
         done = subprocess.run([sys.executable, "-m", "robustlab", *args], capture_output=True, text=True, env=env,
-                              timeout=120)
+                              timeout=600)
         assert done.returncode == 2 and match in done.stderr, done.stderr
         if "--debug" not in args:
             assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
