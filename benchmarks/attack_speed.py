@@ -14,8 +14,16 @@ and torchattacks; C&W and DeepFool (time, success, median L2) against foolbox an
 torchattacks; the AutoAttack-style ensemble against torchattacks' AutoAttack; FGSM,
 R-FGSM, Square, HopSkipJump, JSMA and L-BFGS for their times.
 
+Suite "ensemble": the AutoAttack-style ensemble on the metric heads (triplet k-NN, PCL
+prototype) and softmax, LeNet-5 on digits with the training defaults, against its floor: the
+forward+backward passes of its APGD members plus the forward passes of its Square queries,
+counted per sample from the run itself (``extras["member_queries"]``), each at the per-sample
+time of one full-batch pass; plus the same run through the two-pass contract (scores by
+`forward`, decisions by `predict`, as before the one-pass `forward_decide`) for comparison.
+
     python benchmarks/attack_speed.py [--batch 250] [--steps 40] [--repeats 5] [--device cpu]
-                                      [--suite floor|peers|all]
+                                      [--suite floor|peers|ensemble|all]
+                                      [--aa-steps 100 --aa-targets 9 --aa-queries 5000 --aa-eps 0.1]
 """
 
 from __future__ import annotations
@@ -113,11 +121,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--suite", choices=("floor", "peers", "all"), default="all")
+    parser.add_argument("--suite", choices=("floor", "peers", "ensemble", "all"), default="all")
+    parser.add_argument("--aa-steps", type=int, default=100)
+    parser.add_argument("--aa-targets", type=int, default=9)
+    parser.add_argument("--aa-queries", type=int, default=5000)
+    parser.add_argument("--aa-eps", type=float, default=0.1)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    if args.suite == "ensemble":
+        ensemble_suite(args, device)
+        return
     model, data = trained_lenet(device)
     # Only correctly classified samples: the attack then works on the whole batch, as the floor does.
     correct = (model.predict(data.x_test.to(device)) == data.y_test.to(device)).cpu()
@@ -280,6 +295,62 @@ def peer_suite(model, x, y, args, device, t_floor) -> None:
             f"success {float(r.success.float().mean()):.3f}, median {a.norm} "
             f"{float(r.distance[r.success].median()) if bool(r.success.any()) else float('nan'):.3f}")
         row(label + " (1 run)", time.perf_counter() - start, None, extra)
+
+
+# ----------------------------------------------------------------------------- ensemble on metric heads
+class TwoPass(torch.nn.Module):
+    """A model seen through the plain contract: scores by `forward`, decisions by `predict`."""
+
+    def __init__(self, inner) -> None:
+        super().__init__()
+        self.inner, self.num_classes, self.input_shape = inner, inner.num_classes, inner.input_shape
+        self.decision_from_scores = inner.decision_from_scores
+        self.can_reject = inner.can_reject
+
+    def forward(self, x):
+        return self.inner(x)
+
+    def predict(self, x):
+        return self.inner.predict(x)
+
+    def decide(self, scores):
+        return self.inner.decide(scores)
+
+
+def ensemble_suite(args, device) -> None:
+    import os
+
+    data = load_dataset("digits")
+    print(f"load before: {os.getloadavg()[0]:.2f}; digits, LeNet-5, training defaults; AutoAttack eps {args.aa_eps}, "
+          f"steps {args.aa_steps}, targets {args.aa_targets}, queries {args.aa_queries}, batch <= {args.batch}")
+    print(f"{'head':10s} {'N':>4s} {'time s':>8s} {'floor s':>8s} {'/floor':>7s} {'two-pass s':>11s} {'/floor':>7s} "
+          f"{'robust acc':>10s}")
+    for head in ("softmax", "triplet", "pcl"):
+        seed_everything(0)
+        model = build_model({"backbone": "lenet", "head": head, "num_classes": 10, "input_shape": [1, 8, 8]}).to(device)
+        train(model, data.x_train.to(device), data.y_train.to(device), TrainConfig(seed=0))
+        model.eval()
+        correct = (model.predict(data.x_test.to(device)) == data.y_test.to(device)).cpu()
+        x = data.x_test[correct][: args.batch].to(device)
+        y = data.y_test[correct][: args.batch].to(device)
+        attack = AutoAttack(args.aa_eps, steps=args.aa_steps, n_targets=args.aa_targets, queries=args.aa_queries)
+        sync(device)
+        start = time.perf_counter()
+        r = attack(model, x, y)
+        sync(device)
+        seconds = time.perf_counter() - start
+        t_fb = timed(lambda m=model, x=x, y=y: floor(m, x, y, 1), device, args.repeats) / len(x)
+        t_f = timed(lambda m=model, x=x: m.forward_decide(x), device, args.repeats) / len(x)
+        q = r.extras["member_queries"].nan_to_num(0).sum(0).tolist()  # per member, summed over samples
+        t_floor = (q[0] + q[1]) * t_fb + q[2] * t_f
+        slow = TwoPass(model).eval()
+        start = time.perf_counter()
+        r2 = attack(slow, x, y)
+        slow_s = time.perf_counter() - start
+        assert torch.equal(r.success, r2.success)
+        print(f"{head:10s} {len(x):4d} {seconds:8.1f} {t_floor:8.1f} {seconds / t_floor:7.2f} {slow_s:11.1f} "
+              f"{slow_s / t_floor:7.2f} {float((r.prediction == y).float().mean()):10.3f}", flush=True)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def _trained_mlp():
             "backbone_args": {"hidden": [64, 32]},
         }
     )
-    train(model, x[:1200], y[:1200], TrainConfig(epochs=25, lr=0.05, batch_size=64))
+    train(model, x[:1200], y[:1200], TrainConfig(epochs=25, optimizer="sgd", lr=0.05, batch_size=64))
     return model.eval()
 
 

@@ -146,7 +146,7 @@ def _built():
     cfg = MSVDDConfig(
         num_projections=32,
         svdd=SVDDTrainConfig(positive_epochs=30, epochs=15),
-        finetune=TrainConfig(epochs=1, lr=0.01),
+        finetune=TrainConfig(epochs=1, optimizer="sgd", lr=0.01),
         budget=0.03,
     )
     return build_msvdd(trained_mlp(), x[:1000], y[:1000], x[1000:1200], y[1000:1200], cfg)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient, judge
+from robustlab.attacks import progress
+from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_decide, input_gradient_decide, judge
 from robustlab.attacks.objectives import get_attack_loss
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
@@ -68,6 +69,15 @@ class APGD(FixedBudgetAttack):
         self.momentum = float(momentum)
         self._loss_fn = get_attack_loss(loss)
 
+    _label = "apgd"
+
+    def planned_passes(self) -> tuple[int, int]:
+        """At most (forward+backward, forward-only) passes per sample: steps per run."""
+        return self.steps * len(self._run_count()), 2
+
+    def _run_count(self) -> range:
+        return range(self.restarts)
+
     # ---------------------------------------------------------------- runs
     def _runs(self, model, x, y, targets) -> tuple[list[torch.Tensor | None], int]:
         """The loss targets of each run, and the forward passes spent choosing them."""
@@ -80,10 +90,11 @@ class APGD(FixedBudgetAttack):
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
         runs, spent = self._runs(model, x, y, targets)
         queries = torch.full((n,), spent, dtype=torch.int64, device=x.device)
-        for loss_targets in runs:
+        for run_i, loss_targets in enumerate(runs):
             idx = (~found).nonzero().squeeze(1)
             if len(idx) == 0:
                 break
+            self._label = f"{self.name} run {run_i + 1}/{len(runs)}" if len(runs) > 1 else self.name
             start = (x[idx] + random_in_ball(x[idx], self.norm, self.eps, generator)).clamp(0.0, 1.0)
             lt = loss_targets[idx] if loss_targets is not None else None
             ct = targets[idx] if targets is not None else None
@@ -110,13 +121,13 @@ class APGD(FixedBudgetAttack):
 
         def evaluate(x_eval, with_grad: bool):
             if with_grad:
-                return input_gradient(model, x_eval, loss_fn)
+                return input_gradient_decide(model, x_eval, loss_fn)
             with torch.no_grad():
-                scores = model(x_eval)
-                return None, scores, loss_fn(scores)
+                scores, decision = forward_decide(model, x_eval)
+                return None, scores, loss_fn(scores), decision
 
-        def judge_step(s, scores) -> None:
-            success, _, _ = judge(model, s["x"], r["y"], r["ct"], criterion, scores=scores)
+        def judge_step(s, scores, decision) -> None:
+            success, _, _ = judge(model, s["x"], r["y"], r["ct"], criterion, scores=scores, decision=decision)
             queries[r["idx"]] += (~s["done"]).long()
             s["done"] = s["done"] | success
 
@@ -129,7 +140,7 @@ class APGD(FixedBudgetAttack):
             out_loss[gi] = torch.where(keep & ~done, best_loss, out_loss[gi])
             found[gi] = found[gi] | done
 
-        grad, scores, loss = evaluate(x_cur, True)
+        grad, scores, loss, decision = evaluate(x_cur, True)
         n = len(idx)
         s = {
             "done": torch.zeros(n, dtype=torch.bool, device=dev),
@@ -145,7 +156,7 @@ class APGD(FixedBudgetAttack):
             "check_loss": loss.clone(),
             "halved": torch.zeros(n, dtype=torch.bool, device=dev),
         }
-        judge_step(s, scores)
+        judge_step(s, scores, decision)
         intervals = checkpoint_intervals(self.steps)
         boundaries = set(torch.tensor(intervals).cumsum(0).tolist())
         interval_i = 0
@@ -158,8 +169,8 @@ class APGD(FixedBudgetAttack):
                 x_new = self._project(s["x"] + a * (z - s["x"]) + (1 - a) * (s["x"] - s["x_prev"]), r["x0"])
                 s["x_prev"] = s["x"]
                 s["x"] = torch.where(s["done"].view(-1, 1, 1, 1), s["x"], x_new)
-            grad, scores, loss = evaluate(s["x"], not last)
-            judge_step(s, scores)
+            grad, scores, loss, decision = evaluate(s["x"], not last)
+            judge_step(s, scores, decision)
             better = loss > s["best_loss"]
             bm = better.view(-1, 1, 1, 1)
             s["best_loss"] = torch.where(better, loss, s["best_loss"])
@@ -186,6 +197,8 @@ class APGD(FixedBudgetAttack):
                 s["rises"].zero_()
                 # the only host sync of the loop: stop, or drop finished rows
                 done_frac = float(s["done"].float().mean())
+                if progress.enabled():
+                    progress.report(self._label, step, self.steps, round((1 - done_frac) * len(s["done"])))
                 if done_frac == 1.0:
                     break
                 if done_frac > 0.3:
@@ -211,6 +224,9 @@ class APGDT(APGD):
         if n_targets < 1:
             raise ConfigError(f"{self.name}: n_targets must be >= 1")
         self.n_targets = int(n_targets)
+
+    def _run_count(self) -> range:
+        return range(self.restarts * self.n_targets)
 
     def _runs(self, model, x, y, targets):
         if targets is not None:

@@ -22,11 +22,14 @@ class AutoAttack(FixedBudgetAttack):
     """APGD-CE (``steps``), APGD-T (``steps`` per target, ``n_targets`` runner-up classes) and
     Square (``queries``), in this order, on what the previous members left standing.
 
-    ``extras["member"]`` names, per sample, the index of the member that fooled it (-1: none).
+    ``extras["member"]`` names, per sample, the index of the member that fooled it (-1: none);
+    ``extras["member_queries"]`` (N, 3) the queries each member spent on it.
     """
 
     name = "autoattack"
     kind = AttackKind.ENSEMBLE
+    full_strength = {"steps": 100, "n_targets": 9, "queries": 5000}
+    """The standard evaluation's settings; a run below any of them is reported as "reduced"."""
 
     def __init__(
         self,
@@ -44,6 +47,11 @@ class AutoAttack(FixedBudgetAttack):
         self.n_targets = int(n_targets)
         self.queries = int(queries)
 
+    def planned_passes(self) -> tuple[int, int]:
+        """At most (forward+backward, forward-only) passes per sample, over the members."""
+        fb, f = zip(*(m.planned_passes() for m in self.members()), strict=True)
+        return sum(fb), sum(f)
+
     def members(self) -> list[Attack]:
         common = {"eps": self.eps, "norm": self.norm, "seed": self.seed, "criterion": self.criterion_spec}
         p_init = 0.8 if self.norm == "linf" else 0.3
@@ -60,17 +68,20 @@ class AutoAttack(FixedBudgetAttack):
         rejected = torch.zeros(n, dtype=torch.bool, device=dev)
         member = torch.full((n,), -1, dtype=torch.int64, device=dev)
         queries = torch.zeros(n, dtype=torch.int64, device=dev)
-        for i, attack in enumerate(self.members()):
+        members = self.members()
+        per_member = torch.zeros(n, len(members), dtype=torch.int64, device=dev)
+        for i, attack in enumerate(members):
             idx = (~fooled).nonzero().squeeze(1)
             if len(idx) == 0:
                 break
             t = targets[idx] if targets is not None else None
             r = attack(model, x[idx], y[idx], targets=t)
             queries[idx] += r.queries
+            per_member[idx, i] = r.queries
             refused = (r.prediction == REJECT) & ~r.success
             take = r.success | ~rejected[idx]
             x_adv[idx] = torch.where(take.view(-1, 1, 1, 1), r.x_adv, x_adv[idx])
             rejected[idx] |= refused
             fooled[idx] |= r.success
             member[idx] = torch.where(r.success, torch.full_like(member[idx], i), member[idx])
-        return RunOutput(x_adv, queries, {"member": member})
+        return RunOutput(x_adv, queries, {"member": member, "member_queries": per_member})

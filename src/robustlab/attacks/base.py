@@ -234,6 +234,11 @@ class Attack(ABC):
         """False when the attack cannot move (eps = 0): `_run` is skipped."""
         return True
 
+    def planned_passes(self) -> tuple[int, int] | None:
+        """At most how many (forward+backward, forward-only) model passes one sample costs, for
+        `evaluate`'s plan; None when the attack cannot say (adaptive searches)."""
+        return None
+
     # ----------------------------------------------------------------- helpers
     def _validate(self, model: RobustModel, x: torch.Tensor, y: torch.Tensor, targets) -> None:
         if not isinstance(model, torch.nn.Module) or not hasattr(model, "predict"):
@@ -294,13 +299,17 @@ def judge(
     criterion: Criterion,
     scores: torch.Tensor | None = None,
     force_predict: bool = False,
+    decision: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Success, decision and scores of `x` under `criterion`, from the model's real decision.
 
-    When the model decides from its scores and `scores` (of `x`) are given, no further
-    forward pass is made; `force_predict` always calls `model.predict`.
+    When `decision` (of `x`, from `forward_decide`) is given, or the model decides from its
+    scores and `scores` (of `x`) are given, no further forward pass is made;
+    `force_predict` always calls `model.predict`.
     """
-    if scores is not None and model.decision_from_scores and not force_predict:
+    if decision is not None and not force_predict:
+        pass
+    elif scores is not None and model.decision_from_scores and not force_predict:
         decision = model.decide(scores.detach())
     else:
         decision = model.predict(x)
@@ -314,14 +323,34 @@ def input_gradient(
     model: RobustModel, x: torch.Tensor, loss_fn
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(grad of loss_fn(scores).sum() w.r.t. x, scores, per-sample loss), input gradient only."""
+    grad, scores, loss, _ = input_gradient_decide(model, x, loss_fn, decide=False)
+    return grad, scores, loss
+
+
+def input_gradient_decide(
+    model: RobustModel, x: torch.Tensor, loss_fn, decide: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`input_gradient` plus the model's decision on `x` from the same pass (None when `decide`
+    is False or the model decides from its scores, where `judge` derives it for free)."""
     x = x.detach().requires_grad_(True)
+    share = decide and not model.decision_from_scores
     with torch.enable_grad():
-        scores = model(x)
+        scores, decision = forward_decide(model, x) if share else (model(x), None)
         loss = loss_fn(scores)
         (grad,) = torch.autograd.grad(loss.sum(), x)
-    return grad, scores.detach(), loss.detach()
+    return grad, scores.detach(), loss.detach(), decision
+
+
+def forward_decide(model: RobustModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(scores, decision) of `x`: one shared pass when the model offers `forward_decide` and does
+    not decide from its scores; else (scores, None) and `judge` decides from the scores."""
+    fn = getattr(model, "forward_decide", None)
+    if fn is None or model.decision_from_scores:
+        return model(x), None
+    return fn(x)
 
 
 __all__ = [
-    "Attack", "FixedBudgetAttack", "MinimumNormAttack", "RunOutput", "TargetedMisclassified", "input_gradient", "judge",
+    "Attack", "FixedBudgetAttack", "MinimumNormAttack", "RunOutput", "TargetedMisclassified", "forward_decide",
+    "input_gradient", "input_gradient_decide", "judge",
 ]

@@ -28,6 +28,10 @@ class FGSM(FixedBudgetAttack):
     def batch_independent(self) -> bool:
         return True
 
+    def planned_passes(self) -> tuple[int, int]:
+        """One forward+backward pass per sample (plus the clean and final checks)."""
+        return 1, 2
+
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         k = model.num_classes
         grad, _, _ = input_gradient(model, x, lambda s: self._loss_fn(s, y, targets, k))

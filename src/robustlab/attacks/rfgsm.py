@@ -31,6 +31,10 @@ class RFGSM(FixedBudgetAttack):
         self.loss = loss
         self._loss_fn = get_attack_loss(loss)
 
+    def planned_passes(self) -> tuple[int, int]:
+        """One forward+backward pass per sample (plus the clean and final checks)."""
+        return 1, 2
+
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         alpha = self.alpha if self.alpha is not None else self.eps / 2
         noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)

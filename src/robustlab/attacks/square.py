@@ -14,7 +14,8 @@ import math
 
 import torch
 
-from robustlab.attacks.base import FixedBudgetAttack, RunOutput, judge
+from robustlab.attacks import progress
+from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_decide, judge
 from robustlab.attacks.objectives import margin
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import flat_norm
@@ -68,6 +69,10 @@ class Square(FixedBudgetAttack):
         self.queries = int(queries)
         self.p_init = float(p_init)
 
+    def planned_passes(self) -> tuple[int, int]:
+        """At most (forward+backward, forward-only) passes per sample: one forward per query."""
+        return 0, self.queries + 2
+
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         n, c, h, w = x.shape
         dev, k = x.device, model.num_classes
@@ -80,14 +85,15 @@ class Square(FixedBudgetAttack):
         else:
             x_best = (x + self._l2_init(x, rand_sign)).clamp(0.0, 1.0)
         with torch.no_grad():
-            scores = model(x_best)
+            scores, decision = forward_decide(model, x_best)
         gain = margin(scores, y, targets, k)
-        done, _, _ = judge(model, x_best, y, targets, criterion, scores=scores)
+        done, _, _ = judge(model, x_best, y, targets, criterion, scores=scores, decision=decision)
         queries = torch.ones(n, dtype=torch.int64, device=dev)
         idx = (~done).nonzero().squeeze(1)
         for it in range(1, self.queries):
             if it % 10 == 0:
                 idx = idx[~done[idx]]
+                progress.report(self.name, it, self.queries, len(idx))
                 if len(idx) == 0:
                     break
             xs, xb = x[idx], x_best[idx]
@@ -99,9 +105,9 @@ class Square(FixedBudgetAttack):
             yy = y[idx]
             tt = targets[idx] if targets is not None else None
             with torch.no_grad():
-                scores = model(x_new)
+                scores, decision = forward_decide(model, x_new)
             g = margin(scores, yy, tt, k)
-            success, _, _ = judge(model, x_new, yy, tt, criterion, scores=scores)
+            success, _, _ = judge(model, x_new, yy, tt, criterion, scores=scores, decision=decision)
             active = ~done[idx]
             better = active & ((g > gain[idx]) | success)
             x_best[idx] = torch.where(better.view(-1, 1, 1, 1), x_new, xb)

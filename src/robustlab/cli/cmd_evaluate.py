@@ -1,4 +1,5 @@
-"""`robustlab evaluate`: attack a checkpoint over an eps grid; results into a run directory."""
+"""`robustlab evaluate`: attack a checkpoint (or your own module) over an eps grid; results into a
+run directory. Everything is validated before anything is written (see `robustlab.evaluate.Evaluation`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 
 from robustlab.attacks.registry import attack_parameters, get_attack_class
 from robustlab.cli.console import (
+    err,
     out,
     print_identification,
     print_json,
@@ -17,18 +19,22 @@ from robustlab.cli.console import (
     progress_bar,
 )
 from robustlab.cli.options import parse_pairs
+from robustlab.core.contract import batched_predict
 from robustlab.core.digest import model_digest
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
 from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+from robustlab.models.wrap import load_factory
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
+from robustlab.train.adversarial import recipe_label
 
 DEFAULT_ATTACKS = ("autoattack", "fgsm")
 """The ensemble (APGD-CE, APGD-T, Square) plus FGSM, which the single-step check needs."""
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2, 0.5)
 """Linf budgets; 0.5 lets the "accuracy reaches chance at a huge budget" check run."""
+_EPS_TEXT = " ".join(f"{e:g}" for e in DEFAULT_EPS)
 
 
 def attack_specs(names: list[str], shared: dict[str, Any]) -> list[AttackSpec]:
@@ -48,15 +54,20 @@ def attack_specs(names: list[str], shared: dict[str, Any]) -> list[AttackSpec]:
 
 
 def evaluate_cmd(
-    model_path: Path = typer.Option(..., "--model", help="Checkpoint directory (or its config.json / weights file)."),
+    model_path: Path = typer.Option(
+        None, "--model", help="Checkpoint directory (or its config.json / weights file), or use --module."
+    ),
+    module: str = typer.Option(None, "--module", help="Your own model: pkg.mod:factory or file.py:factory, "
+                               "a no-argument callable returning an nn.Module (logits out)."),
+    weights: Path = typer.Option(None, "--weights", help="safetensors weights for --module (never a pickle)."),
+    mean: list[float] = typer.Option(None, "--mean", help="Per-channel mean for --module's input (repeatable)."),
+    std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's input (repeatable)."),
     data: str = typer.Option(None, "--data", help="Data set (default: the one the model was trained on)."),
     data_root: Path = typer.Option(None, "--data-root"),
     attack: list[str] = typer.Option(
         None, "--attack", help=f"Attack name (repeatable). Default: {' + '.join(DEFAULT_ATTACKS)}."
     ),
-    eps: list[float] = typer.Option(
-        None, "--eps", help=f"Budget (repeatable). Default: {' '.join(f'{e:g}' for e in DEFAULT_EPS)}."
-    ),
+    eps: list[float] = typer.Option(None, "--eps", help=f"Budget (repeatable). Default: {_EPS_TEXT}."),
     steps: int = typer.Option(None, "--steps", help="Iterations, for attacks that take them."),
     norm: str = typer.Option(None, "--norm", help="linf or l2, for attacks that take it."),
     restarts: int = typer.Option(None, "--restarts"),
@@ -70,41 +81,65 @@ def evaluate_cmd(
     device: str = typer.Option(None, "--device"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """Attack MODEL with each attack at each eps; print the table (worst case per sample included).
+    """Attack MODEL (a checkpoint, or --module your own nn.Module with --weights) with each attack at
+    each eps; print the table (worst case per sample included).
 
     Everything is checked before anything is written; results already in the run directory
     for the same model, data, samples, attack and budget are reused, never mixed.
     """
-    ckpt = checkpoint_dir(model_path)
-    doc = read_checkpoint_config(ckpt)
     dev = pick_device(device)
-    trained = trained_on(doc, str(ckpt))
-    if trained is None and not data:
-        raise ConfigError("the checkpoint does not say what data it was trained on: pass --data")
-    data_spec = (trained or DataSpec(name=data)).override(data, str(data_root) if data_root else None)
-    samples = eval_set(data_spec.load(), n_eval, seed=0)
-    defense = defense_label(doc.get("defense"))
+    if (model_path is None) == (module is None):
+        raise ConfigError("give either --model CHECKPOINT or --module pkg.mod:factory")
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
     specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared)
     grid = list(eps) if eps else list(DEFAULT_EPS)
-    run_dir = run_dir or Path("runs") / ckpt.resolve().name
+    if module is not None:
+        if data is None:
+            raise ConfigError("--module needs --data (the data set to evaluate on)")
+        dataset = DataSpec(name=data, root=str(data_root) if data_root else None).load()
+        samples = eval_set(dataset, n_eval, seed=0)
+        model, key = load_factory(module, weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
+                                  mean=mean or None, std=std or None, device=dev)
+        name = key.split(":")[0]
+        clean = float((batched_predict(model, dataset.x_test) == dataset.y_test).float().mean())
+        config = getattr(model, "config", None)
+        info: dict[str, Any] = {"id": name, "config": config.to_dict() if config is not None else {"module": module},
+                                "module": module, "weights": str(weights), "clean_accuracy": clean}
+        defense = "none"
+    else:
+        if weights is not None or mean or std:
+            raise ConfigError("--weights, --mean and --std go with --module, not --model")
+        ckpt = checkpoint_dir(model_path)
+        doc = read_checkpoint_config(ckpt)
+        trained = trained_on(doc, str(ckpt))
+        if trained is None and not data:
+            raise ConfigError("the checkpoint does not say what data it was trained on: pass --data")
+        data_spec = (trained or DataSpec(name=data)).override(data, str(data_root) if data_root else None)
+        samples = eval_set(data_spec.load(), n_eval, seed=0)
+        defense = defense_label(doc.get("defense"))
+        name = ckpt.resolve().name
+        meta = doc.get("metadata") or {}
+        info = {"id": name, "config": doc["model"], "defense": doc.get("defense"), "checkpoint": str(ckpt),
+                "clean_accuracy": meta.get("clean_accuracy"), "train": meta.get("train"),
+                "training": recipe_label(meta.get("train"))}
+        model = None
+    run_dir = run_dir or Path("runs") / name
     evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
                             overwrite=overwrite)
-    model = load_checkpoint(ckpt, dev)
+    if model is None:
+        model = load_checkpoint(ckpt, dev)
+        key = f"{name}:{model_digest(model)[:10]}"
     evaluation.check_model(model)
-    key = f"{ckpt.resolve().name}:{model_digest(model)[:10]}"
-    info = {"id": ckpt.resolve().name, "config": doc["model"], "defense": doc.get("defense"),
-            "checkpoint": str(ckpt),
-            "clean_accuracy": (doc.get("metadata") or {}).get("clean_accuracy")}
     with progress_bar(not json_out) as progress:
-        result = evaluation.run(model, key, info=info, progress=progress)
+        result = evaluation.run(model, key, info=info, progress=progress,
+                                on_plan=lambda plan: err.print(plan.describe()))
     if json_out:
-        print_json({"model": key, "run_dir": str(run_dir), "rows": result.rows, "masking": result.masking,
-                    "identification": result.identification})
+        print_json({"model": key, "run_dir": str(run_dir), "training": info.get("training"), "rows": result.rows,
+                    "masking": result.masking, "identification": result.identification})
         return
-    print_results(result.rows, {key: ckpt.resolve().name})
-    print_identification({key: result.identification}, {key: ckpt.resolve().name})
+    print_results(result.rows, {key: name})
+    print_identification({key: result.identification}, {key: name})
     print_masking(result.masking)
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,13 +30,18 @@ err = _console(stderr=True)
 def progress_bar(enabled: bool = True) -> Iterator:
     """Yield a `progress(message, done, total)` callback drawing a bar on stderr."""
     if not enabled or not err.is_terminal and not sys.stderr.isatty():
-        last: dict[str, str] = {}
+        last: dict[str, Any] = {"task": None, "at": 0.0}
 
         def plain(message: str, done: int, total: int) -> None:
-            task = message.split(" ")[0] + " " + (message.split(" ")[1] if " " in message else "")
-            if last.get("task") != task and message != "done":
+            """A line per new task; inside a cell (" | member ..."), at most one line per 30 s."""
+            head, _, detail = message.partition(" | ")
+            task = " ".join(head.split(" ")[:2])
+            now = time.monotonic()
+            if message == "done":
+                return
+            if last["task"] != task or (detail and now - last["at"] >= 30):
                 err.print(f"[dim]{message}[/dim]")
-                last["task"] = task
+                last.update(task=task, at=now)
 
         yield plain
         return
@@ -66,8 +72,15 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     """
     names = names or {}
     grid = sorted({r["eps"] for r in rows if r["eps"] is not None})
-    table = Table(title=title or None, caption="robust accuracy (%) at each eps; worst case per sample in bold")
+    caption = "robust accuracy (%) at each eps; worst case per sample in bold"
+    reduced = sorted({s for r in rows for s in r.get("reduced", [])})
+    if reduced:
+        caption += f"; reduced = ensemble below full strength ({', '.join(reduced)})"
+    table = Table(title=title or None, caption=caption)
     table.add_column("model")
+    adversarial = any(r.get("training") not in (None, "standard") for r in rows)
+    if adversarial:
+        table.add_column("training")
     defended = any(r.get("defense", "none") != "none" for r in rows)
     if defended:
         table.add_column("defense")
@@ -82,9 +95,16 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     for r in rows:
         attack = r["attack"] if r.get("norm", "linf") == "linf" or r["eps"] is None else f"{r['attack']} [{r['norm']}]"
         groups.setdefault((r["model"], r.get("defense", "none"), attack), {})[r["eps"]] = r
+    weakened = {(r["model"], r.get("defense", "none")) for r in rows if r.get("reduced")}
     for (model, defense, attack), cells in groups.items():
         any_row = next(iter(cells.values()))
-        line = [names.get(model, model)] + ([defense] if defended else []) + [attack]
+        shown = attack
+        if any(c.get("reduced") for c in cells.values()):
+            shown += " (reduced)"
+        elif attack == "worst-case" and (model, defense) in weakened:
+            shown += " (reduced ensemble)"
+        line = [names.get(model, model)] + ([str(any_row.get("training") or "-")] if adversarial else [])
+        line += ([defense] if defended else []) + [shown]
         line.append(f"{100 * any_row['clean_accuracy']:.1f}")
         line += [f"{100 * cells[e]['robust_accuracy']:.1f}" if e in cells else "" for e in grid]
         if has_min_norm:

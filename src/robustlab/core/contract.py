@@ -55,6 +55,15 @@ class RobustModel(nn.Module):
         """The model's real decision for `x`: int64 labels (N,), REJECT (-1) when refused."""
         return self.decide(self(x))
 
+    def forward_decide(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, decision) of `x`: `forward` (differentiable when grad is enabled) and exactly
+        what `predict` returns. The default makes a second pass when the decision is not a
+        function of the scores; models that can share one pass (k-NN heads) override it."""
+        scores = self(x)
+        if self.decision_from_scores:
+            return scores, self.decide(scores.detach())
+        return scores, self.predict(x)
+
 
 def batched_predict(model: RobustModel, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """`model.predict` over `x` in chunks of `batch_size`, on the model's device."""

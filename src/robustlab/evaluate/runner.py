@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from robustlab.attacks.base import Attack
+from robustlab.attacks.progress import reporting
 from robustlab.attacks.registry import get_attack_class, make_attack
 from robustlab.core.contract import RobustModel, batched_predict, eval_mode
 from robustlab.core.digest import canonical, model_digest
@@ -25,6 +26,7 @@ from robustlab.core.results import AttackResult
 from robustlab.core.threat import check_eps
 from robustlab.core.validation import check_int, check_labels, check_model_input
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
+from robustlab.evaluate.plan import GridPlan, pass_seconds, plan_grid
 from robustlab.evaluate.samples import EvalSet
 from robustlab.store.results import ResultKey, ResultStore
 
@@ -236,6 +238,7 @@ def evaluate_grid(
     batch_size: int = 256,
     progress: ProgressFn | None = None,
     data: EvalSet | None = None,
+    on_plan: Callable[[GridPlan], None] | None = None,
 ) -> list[ResultKey]:
     """Run every (attack, eps) cell not yet in `store`; return the keys of all cells.
 
@@ -243,6 +246,9 @@ def evaluate_grid(
     replaces x and y and names the data set in the keys). `attacks` are specs (planned here
     with `eps_grid`) or cells from `plan_cells`. Each cell is stored in its own transaction
     the moment it is done. The model runs in eval mode; its own mode is given back.
+    `progress(message, done cells, cells)` also hears, inside a cell, which member attack runs,
+    its step or query count, the samples still standing and an ETA for that member; `on_plan`
+    gets the plan (cells, samples, passes, time bound) before any attack runs.
     """
     samples = data if data is not None else EvalSet(x, y, subset=subset)
     batch_size = check_int(batch_size, "batch_size", 1)
@@ -252,22 +258,26 @@ def evaluate_grid(
     check_model_data(model, samples)
     digest = model_digest(model)
     clean_pred: torch.Tensor | None = None
-    keys = []
+    keys = [cell_key(cell, model_id, digest, samples, defense, batch_size) for cell in cells]
+    n = len(samples)
     with eval_mode(model):
         device = next(model.parameters()).device
         check_model_input(model, samples.x[:1].to(device))
-        for i, cell in enumerate(cells):
-            key = cell_key(cell, model_id, digest, samples, defense, batch_size)
-            keys.append(key)
+        if on_plan is not None:
+            costs = pass_seconds(model, samples.x[:batch_size].to(device))
+            on_plan(plan_grid([(c.attack, store.has(k)) for c, k in zip(cells, keys, strict=True)], n, costs))
+        for i, (cell, key) in enumerate(zip(cells, keys, strict=True)):
             eps_text = "min-norm" if cell.eps is None else f"{cell.eps:g}"
+            message = f"{model_id} {cell.label} eps={eps_text}"
             if progress is not None:
-                progress(f"{model_id} {cell.label} eps={eps_text}", i, len(cells))
+                progress(message, i, len(cells))
             if store.has(key):
                 continue
             if clean_pred is None:
                 clean_pred = batched_predict(model, samples.x, batch_size)
             start = time.perf_counter()
-            result = run_attack(cell.attack, model, samples.x, samples.y, batch_size)
+            with reporting(_inner_progress(progress, message, i, len(cells), n, batch_size)):
+                result = run_attack(cell.attack, model, samples.x, samples.y, batch_size)
             per_sample = per_sample_outcomes(samples.x, samples.y, clean_pred, result)
             metrics = cell_metrics(per_sample)
             metrics["seconds"] = time.perf_counter() - start
@@ -284,3 +294,24 @@ def evaluate_grid(
 def attack_of(key: ResultKey) -> dict[str, Any]:
     """The resolved attack spec of a result key."""
     return json.loads(key.attack)
+
+
+def _inner_progress(progress: ProgressFn | None, message: str, cell: int, cells: int, n: int, batch_size: int):
+    """An attack-progress callback that extends the cell's message with the member's state and ETA."""
+    if progress is None:
+        return None
+    state: dict[str, float | str] = {"member": "", "start": 0.0}
+    batches = -(-n // batch_size)
+
+    def inner(member: str, done: int, total: int, standing: int) -> None:
+        now = time.perf_counter()
+        if member != state["member"] or done < float(state.get("done", 0)):
+            state.update(member=member, start=now, first=done)
+        state["done"] = done
+        rate = (now - float(state["start"])) / max(done - float(state.get("first", 0)), 1)
+        eta = rate * (total - done)
+        where = f" (batch of {min(n, batch_size)} of {n})" if batches > 1 else ""
+        progress(f"{message} | {member} {done}/{total}, {standing} standing{where}, member ETA {eta:.0f} s",
+                 cell, cells)
+
+    return inner

@@ -10,7 +10,7 @@ metrics and every grid cell not yet stored, and returns what the CLI prints.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError
 from robustlab.core.validation import check_int
+from robustlab.evaluate.plan import GridPlan
 from robustlab.evaluate.runner import AttackSpec, ProgressFn, check_model_data, evaluate_grid, plan_cells
 from robustlab.evaluate.samples import EvalSet
 from robustlab.evaluate.summary import (
@@ -134,8 +135,10 @@ class Evaluation:
         info: dict[str, Any] | None = None,
         progress: ProgressFn | None = None,
         store: ResultStore | None = None,
+        on_plan: Callable[[GridPlan], None] | None = None,
     ) -> EvaluationResult:
-        """Evaluate `model` (id `model_id`; `info` goes to the run's model metadata)."""
+        """Evaluate `model` (id `model_id`; `info` goes to the run's model metadata); `on_plan`
+        hears the grid's plan (cells, passes, time bound) before any attack runs."""
         self.check_model(model)
         own = store is None
         store = store if store is not None else self.open_store()
@@ -149,7 +152,7 @@ class Evaluation:
                                   defense=self.defense, batch_size=self.batch_size)
             evaluate_grid(model, model_id, self.data.x, self.data.y, self.cells, self.eps_grid, store,
                           defense=self.defense, subset=self.data.subset, batch_size=self.batch_size,
-                          progress=progress, data=self.data)
+                          progress=progress, data=self.data, on_plan=on_plan)
             rows = summarize(store, models=[model_id], samples=self.data.digest)
             flags = masking_flags(store, models=[model_id], samples=self.data.digest)
             ident = identification_results(store, models=[model_id], samples=self.data.digest)

@@ -32,11 +32,23 @@ def _data_name(key: ResultKey) -> str:
     return str(json.loads(key.data).get("name", "")) if key.data else ""
 
 
-def _row(r: ResultRow) -> dict[str, Any]:
+def reduced_settings(attack_key: str) -> list[str]:
+    """Settings of an attack spec weaker than its class's ``full_strength`` (e.g. an ensemble run
+    with fewer steps than the standard one): ["steps=50 < 100", ...]; [] when at full strength
+    or when the attack defines no full strength."""
+    from robustlab.attacks.registry import get_attack_class
+
+    spec = json.loads(attack_key)
+    full = getattr(get_attack_class(spec["name"]), "full_strength", None) or {}
+    return [f"{k}={spec[k]} < {v}" for k, v in full.items() if k in spec and spec[k] < v]
+
+
+def _row(r: ResultRow, recipes: dict[str, Any] | None = None) -> dict[str, Any]:
     metrics = dict(r.metrics)
     label = metrics.pop("label", None) or spec_label(json.loads(r.key.attack))
-    return {
+    row = {
         "model": r.key.model,
+        "training": (recipes or {}).get(r.key.model),
         "defense": r.key.defense,
         "subset": r.key.subset,
         "data": _data_name(r.key),
@@ -47,6 +59,10 @@ def _row(r: ResultRow) -> dict[str, Any]:
         "batch": r.key.batch,
         **metrics,
     }
+    reduced = reduced_settings(r.key.attack)
+    if reduced:
+        row["reduced"] = reduced
+    return row
 
 
 def _sort_key(r: dict[str, Any]) -> tuple:
@@ -60,13 +76,15 @@ def summarize(
 ) -> list[dict[str, Any]]:
     """Rows for the table: each stored cell (of `models`, on the sample set `samples` when given),
     then per (model, defense, data, samples, norm, eps) the worst case over the fixed-budget
-    attacks there (attack = "worst-case"). Minimum-norm cells have ``eps`` None."""
+    attacks there (attack = "worst-case"). Minimum-norm cells have ``eps`` None. ``training`` is
+    the model's training recipe ("standard", "pgd-10 linf eps=0.1", ...; None when unknown)."""
     rows: list[dict[str, Any]] = []
     groups: dict[tuple, list] = defaultdict(list)
+    recipes = {k: v.get("training") for k, v in (store.get_meta("models", {}) or {}).items()}
     for r in store.rows():
         if (models is not None and r.key.model not in models) or (samples is not None and r.key.samples != samples):
             continue
-        row = _row(r)
+        row = _row(r, recipes)
         rows.append(row)
         if r.key.eps is not None:
             groups[(row["model"], row["defense"], row["subset"], row["data"], row["samples"], row["norm"],
@@ -74,8 +92,9 @@ def summarize(
     for (model, defense, subset, data, sample_set, norm, eps), cells in groups.items():
         if len(cells) < 2:
             continue
-        rows.append({"model": model, "defense": defense, "subset": subset, "data": data, "samples": sample_set,
-                     "attack": WORST, "norm": norm, "eps": eps, "kind": "worst-case", **worst_case(cells)})
+        rows.append({"model": model, "training": recipes.get(model), "defense": defense, "subset": subset,
+                     "data": data, "samples": sample_set, "attack": WORST, "norm": norm, "eps": eps,
+                     "kind": "worst-case", **worst_case(cells)})
     rows.sort(key=_sort_key)
     return rows
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ from robustlab.evaluate.summary import summarize
 from robustlab.experiment.spec import ExperimentSpec, ModelSpec
 from robustlab.models import Classifier, build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
+from robustlab.train.adversarial import recipe_label
+from robustlab.train.defaults import training_warning
 from robustlab.train.trainer import train
 
 Progress = Callable[[str, int, int], None]
@@ -62,6 +64,7 @@ def obtain_model(
     progress: Progress | None = None,
 ) -> TrainedModel:
     """Load the model's checkpoint when one with the same digest exists; train it otherwise."""
+    mspec = replace(mspec, train=mspec.train.resolved(len(data.y_train), mspec.model.get("head", "softmax")))
     digest = mspec.digest(spec.data, data.num_classes, data.input_shape)
     key = f"{mspec.id}:{digest}"
     directory = checkpoints / mspec.id
@@ -139,7 +142,10 @@ def run_experiment(
                 "config": trained.model.config.to_dict(),
                 "checkpoint": str(trained.checkpoint),
                 "clean_accuracy": trained.clean_accuracy,
+                "train": trained.spec.train.to_dict(),
                 "train_seconds": trained.seconds,
+                "training": recipe_label(mspec.train.to_dict()),
+                "warning": training_warning(trained.clean_accuracy, data.num_classes, data.name),
                 "history": trained.history,
             }
             evaluation.run(trained.model, trained.key, info=info, progress=progress, store=store)

@@ -60,6 +60,11 @@ class Classifier(RobustModel):
             return self.decide(self(x))
         return self.head.decide_features(self.embed(x))
 
+    def forward_decide(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and decision from one backbone pass (the head shares its work: k-NN distances)."""
+        scores, decision = self.head.scores_and_decision(self.embed(x))
+        return scores, self.decide(scores.detach()) if decision is None else decision
+
 
 def build_model(config: ModelConfig | Mapping[str, Any]) -> Classifier:
     """Build an untrained model from a `ModelConfig` or a plain dict of one."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Any
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "model"),
+    ("training", "training"),
     ("defense", "defense"),
     ("attack", "attack"),
     ("eps", "eps"),
@@ -65,12 +65,3 @@ def markdown_table(rows: Sequence[dict[str, Any]], model_names: dict[str, str] |
     sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
     body = ["| " + " | ".join(c) + " |" for c in table_cells(rows, model_names)]
     return "\n".join([header, sep, *body])
-
-
-def html_table(rows: Sequence[dict[str, Any]], model_names: dict[str, str] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS)
-    body = []
-    for r, cells in zip(rows, table_cells(rows, model_names), strict=True):
-        cls = ' class="worst"' if r.get("attack") == "worst-case" else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -17,36 +17,52 @@ import torch
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import seeded
+from robustlab.train.adversarial import AdvConfig, adversarial
 from robustlab.train.objectives import Objective, make_objective
 
 
 @dataclass
 class TrainConfig:
     """How to train. `lr` is the peak learning rate; `schedule` is "cosine", "step" or "constant"
-    ("step" multiplies by `gamma` at each fraction of the run in `milestones`)."""
+    ("step" multiplies by `gamma` at each fraction of the run in `milestones`).
 
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
+    Fields left None (optimizer, lr, epochs, batch_size, weight_decay) are "auto": `train`
+    fills them from `robustlab.train.defaults` for the data size and head (`resolved`)."""
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float | None = None
     schedule: str = "cosine"
     milestones: tuple[float, ...] = (0.5, 0.75)
     gamma: float = 0.1
     seed: int = 0
     objective: str | None = None
     objective_args: dict[str, Any] = field(default_factory=dict)
+    adv: AdvConfig | None = None
+    """Adversarial training recipe (None: standard training); a mapping is read as an AdvConfig."""
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1:
+        if isinstance(self.adv, dict):
+            self.adv = AdvConfig.from_dict(self.adv)
+        elif self.adv is not None and not isinstance(self.adv, AdvConfig):
+            raise ConfigError(f"adv must be an AdvConfig or a mapping, got {type(self.adv).__name__}")
+        if (self.epochs is not None and self.epochs < 0) or (self.batch_size is not None and self.batch_size < 1):
             raise ConfigError("epochs must be >= 0 and batch_size >= 1")
-        if self.optimizer not in ("sgd", "adam"):
+        if self.optimizer is not None and self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose sgd or adam")
         if self.schedule not in ("cosine", "step", "constant"):
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose cosine, step or constant")
-        if not (self.lr > 0 and self.weight_decay >= 0):
+        if (self.lr is not None and not self.lr > 0) or (self.weight_decay is not None and not self.weight_decay >= 0):
             raise ConfigError("lr must be > 0 and weight_decay >= 0")
+
+    def resolved(self, n_train: int, head: str | None = None) -> TrainConfig:
+        """This config with every auto field filled (see `robustlab.train.defaults`)."""
+        from robustlab.train.defaults import resolve_config
+
+        return resolve_config(self, n_train, head)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -96,12 +112,16 @@ def train(
 ) -> list[EpochLog]:
     """Train `model` in place on (x_train, y_train) (images in [0, 1], on the model's device).
 
-    The objective defaults to `cfg.objective`, else the head's own (`model.head.objective`).
+    The objective defaults to `cfg.objective`, else the head's own (`model.head.objective`);
+    with `cfg.adv` it is wrapped for adversarial training (its guard attacks the first
+    `cfg.adv.guard` test images, or training images when no test data is given).
     After the last epoch, heads that decide from a gallery get the training embeddings.
+    Auto fields of `cfg` are filled first (`cfg.resolved`).
     Returns one `EpochLog` per epoch (test accuracy from `predict` when test data is given).
     Random draws are seeded by `cfg.seed` inside; the caller's global random states are left as
     they were. The model is left in eval mode (trained models are evaluated next).
     """
+    cfg = cfg.resolved(len(x_train), getattr(getattr(model, "config", None), "head", None))
     with seeded(cfg.seed) as generator:
         return _train(model, x_train, y_train, cfg, x_test, y_test, objective, progress, generator)
 
@@ -110,6 +130,9 @@ def _train(model, x_train, y_train, cfg, x_test, y_test, objective, progress, ge
     if objective is None:
         name = cfg.objective or getattr(getattr(model, "head", None), "objective", "cross_entropy")
         objective = make_objective(name, model, **cfg.objective_args)
+    if cfg.adv is not None:
+        held_out = (x_test, y_test) if x_test is not None and y_test is not None and len(x_test) else (x_train, y_train)
+        objective = adversarial(objective, model, cfg.adv, seed=cfg.seed, guard_data=held_out)
     device = x_train.device
     objective.to(device)
     extra_optimizer = objective.extra_optimizer()
@@ -149,9 +172,12 @@ def _train(model, x_train, y_train, cfg, x_test, y_test, objective, progress, ge
                 progress(step, total_steps, None)
         model.eval()
         test_acc = None
-        if x_test is not None and y_test is not None and len(x_test):
+        held_out = x_test is not None and y_test is not None and len(x_test)
+        if held_out or objective.evaluates_each_epoch:
             _fit_gallery(model, x_train, y_train)
+        if held_out:
             test_acc = float((batched_predict(model, x_test) == y_test.cpu()).float().mean())
+        extra = objective.end_epoch(model, epoch)
         log = EpochLog(
             epoch=epoch + 1,
             loss=float(loss_sum) / max(seen, 1),
@@ -159,6 +185,7 @@ def _train(model, x_train, y_train, cfg, x_test, y_test, objective, progress, ge
             test_accuracy=test_acc,
             lr=lr if cfg.epochs else cfg.lr,
             seconds=time.perf_counter() - start,
+            extra=extra,
         )
         history.append(log)
         if progress is not None:

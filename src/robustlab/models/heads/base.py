@@ -36,6 +36,16 @@ class Head(nn.Module):
     def decide_features(self, features: torch.Tensor) -> torch.Tensor:
         return self(features).argmax(dim=1)
 
+    def scores_and_decision(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(scores, decision) from one set of features; decision None means "argmax of the
+        scores" (the model applies its own `decide`). Heads whose decision shares work with
+        their scores (k-NN distances) override this to compute it once."""
+        scores = self(features)
+        if self.decision_from_scores:
+            return scores, None
+        with torch.no_grad():
+            return scores, self.decide_features(features.detach())
+
     def fit_gallery(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Hook for heads that keep training embeddings; the default keeps nothing."""
 

@@ -109,6 +109,10 @@ class KNNGallery(nn.Module):
     def vote(self, features: torch.Tensor) -> torch.Tensor:
         """The k-NN decision: int64 labels (N,)."""
         _, lab = self._neighbours(self.distances(features))
+        return self._vote(lab)
+
+    def _vote(self, lab: torch.Tensor) -> torch.Tensor:
+        """The vote over the labels (N, k) of the k nearest gallery members, nearest first."""
         k = lab.shape[1]
         # each vote weighs 1 plus 2^-(rank+1): the extra terms sum below 1 and favour the nearest
         weights = 1.0 + torch.pow(2.0, -torch.arange(1, k + 1, device=lab.device, dtype=torch.float64))
@@ -118,8 +122,17 @@ class KNNGallery(nn.Module):
 
     def soft_scores(self, features: torch.Tensor) -> torch.Tensor:
         """The differentiable surrogate s (N, C) described in the module docstring."""
+        return self.scores_and_vote(features)[0]
+
+    def scores_and_vote(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(soft scores, vote) from one distance computation: the vote is exactly `vote(features)`."""
         d = self.distances(features)
         dist, lab = self._neighbours(d)
+        with torch.no_grad():
+            decision = self._vote(lab)
+        return self._soft(d, dist, lab), decision
+
+    def _soft(self, d: torch.Tensor, dist: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
         t = self.temperature
         n, c = len(d), self.num_classes
         member = F.one_hot(lab, c).permute(0, 2, 1).bool()  # (N, C, k)

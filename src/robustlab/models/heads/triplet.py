@@ -28,6 +28,9 @@ class KNNHead(Head):
     def decide_features(self, features: torch.Tensor) -> torch.Tensor:
         return self.knn.vote(features)
 
+    def scores_and_decision(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.knn.scores_and_vote(features)
+
     def fit_gallery(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         self.knn.fit(features, labels)
 

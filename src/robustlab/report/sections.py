@@ -1,0 +1,116 @@
+"""The report's extension point: a registry of sections, each one function of the collected document.
+
+A section function takes a `ReportContext` and returns a `Section` (or None to leave itself
+out). `write_report` calls every registered function in `order` and puts each section's
+``html`` in report.html, its ``markdown`` in report.md and its ``data`` in
+report.json["sections"][id], so the three files carry the same content. To add one::
+
+    from robustlab.report import Section, register_section
+
+    @register_section("transfer", order=70)
+    def transfer(ctx):
+        matrix = ctx.doc["extra"].get("transfer")
+        if not matrix:
+            return None
+        img = ctx.figure("transfer", lambda style: heatmap_plot(..., style=style), "transfer matrix")
+        return Section("transfer", "Transferability", html=img.html, markdown=img.markdown, data=matrix)
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustlab.core.errors import ConfigError
+
+
+@dataclass
+class Section:
+    """One block of the report. ``html`` / ``markdown`` are the body (no heading: the page adds
+    ``title``); ``data`` is the JSON-able content behind them; ``collapsed`` folds the HTML
+    body into a <details> element closed by default."""
+
+    id: str
+    title: str
+    html: str
+    markdown: str
+    data: Any = None
+    collapsed: bool = False
+
+
+@dataclass
+class Figure:
+    """A plot written next to the report: an <img>/<picture> tag (light and dark variants
+    embedded) and a Markdown image link to the light PNG file."""
+
+    html: str
+    markdown: str
+    file: str
+
+
+@dataclass
+class ReportContext:
+    """What a section function sees: the collected document (`robustlab.report.collect`),
+    display names of the model keys, and the output directory for figure files."""
+
+    doc: dict[str, Any]
+    names: dict[str, str]
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+
+    def name(self, model_key: str, defense: str = "none") -> str:
+        """Display name of a model key, with the defense in brackets when there is one."""
+        base = self.names.get(model_key, model_key.split(":")[0])
+        return base if defense in ("none", None, "") else f"{base} [{defense}]"
+
+    def figure(self, stem: str, render: Callable[[str], bytes], alt: str) -> Figure:
+        """Render a plot twice (``render("light")``, ``render("dark")``: PNG bytes), embed both
+        (the dark one shown under prefers-color-scheme: dark) and write the light one to
+        ``<out_dir>/plot-<stem>.png`` for the Markdown report."""
+        light, dark = render("light"), render("dark")
+        fname = "plot-" + re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".png"
+        path = self.out_dir / fname
+        _atomic_write_bytes(path, light)
+        self.files.append(path)
+        alt_e = html.escape(alt)
+        tag = (
+            f"<picture><source media='(prefers-color-scheme: dark)' srcset='{_data_uri(dark)}'/>"
+            f"<img alt='{alt_e}' src='{_data_uri(light)}'/></picture>"
+        )
+        return Figure(tag, f"![{alt}]({fname})", fname)
+
+
+SectionFn = Callable[[ReportContext], "Section | None"]
+SECTIONS: dict[str, tuple[int, SectionFn]] = {}
+
+
+def register_section(section_id: str, order: int) -> Callable[[SectionFn], SectionFn]:
+    """Register `fn(ctx) -> Section | None` under `section_id`, placed by `order` (ascending;
+    the built-ins use 10, 20, ..., 100: pick a value in between to slot a section in)."""
+
+    def decorate(fn: SectionFn) -> SectionFn:
+        if section_id in SECTIONS and SECTIONS[section_id][1] is not fn:
+            raise ConfigError(f"report section {section_id!r} registered twice")
+        SECTIONS[section_id] = (order, fn)
+        return fn
+
+    return decorate
+
+
+def ordered_sections() -> list[tuple[str, SectionFn]]:
+    return [(k, fn) for k, (_, fn) in sorted(SECTIONS.items(), key=lambda kv: (kv[1][0], kv[0]))]
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
