@@ -215,6 +215,45 @@ def check_model_data(model: RobustModel, data: EvalSet) -> None:
 ProgressFn = Callable[[str, int, int], None]
 
 
+def evaluate_cell(
+    model: RobustModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cell: Cell | AttackSpec,
+    eps: float | None = None,
+    batch_size: int = 256,
+    clean_pred: torch.Tensor | None = None,
+    attack_progress: Callable[[str, int, int, int], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, list]]:
+    """One (attack, eps) cell against `model`: its metrics (with the cell's threat model and, for
+    an ensemble, each member's successes) and per-sample record. Needs no store: the experiment
+    executors run it on workers and the driver writes the row. `cell` is a planned `Cell`, or an
+    `AttackSpec` with its `eps`. `metrics["seconds"]` is the attack's wall time.
+    `attack_progress(member, done, total, standing)` hears the attack's progress inside the cell.
+    """
+    if isinstance(cell, AttackSpec):
+        cell = plan_cells([cell], [] if eps is None else [eps])[0]
+    with eval_mode(model):
+        if clean_pred is None:
+            clean_pred = batched_predict(model, x, batch_size)
+        start = time.perf_counter()
+        with reporting(attack_progress):
+            result = run_attack(cell.attack, model, x, y, batch_size)
+    per_sample = per_sample_outcomes(x, y, clean_pred, result)
+    metrics = cell_metrics(per_sample)
+    metrics["seconds"] = time.perf_counter() - start
+    metrics.update(cell.info)
+    members = member_success(cell.attack, result)
+    if members:
+        metrics["member_success"] = members
+    return metrics, per_sample
+
+
+def grid_for(spec: AttackSpec, eps_grid: Sequence[float]) -> list[float | None]:
+    """The budgets `spec` runs at: None once for a minimum-norm attack, else every eps (checked)."""
+    return [c.eps for c in plan_cells([spec], eps_grid)]
+
+
 def cell_key(cell: Cell, model_id: str, digest: str, data: EvalSet, defense: str, batch_size: int) -> ResultKey:
     """The complete result key of `cell` for one model on `data`."""
     return ResultKey(
@@ -275,16 +314,9 @@ def evaluate_grid(
                 continue
             if clean_pred is None:
                 clean_pred = batched_predict(model, samples.x, batch_size)
-            start = time.perf_counter()
-            with reporting(_inner_progress(progress, message, i, len(cells), n, batch_size)):
-                result = run_attack(cell.attack, model, samples.x, samples.y, batch_size)
-            per_sample = per_sample_outcomes(samples.x, samples.y, clean_pred, result)
-            metrics = cell_metrics(per_sample)
-            metrics["seconds"] = time.perf_counter() - start
-            metrics.update(cell.info)
-            members = member_success(cell.attack, result)
-            if members:
-                metrics["member_success"] = members
+            inner = _inner_progress(progress, message, i, len(cells), n, batch_size)
+            metrics, per_sample = evaluate_cell(model, samples.x, samples.y, cell, cell.eps, batch_size, clean_pred,
+                                                inner)
             store.put(key, metrics, per_sample)
     if progress is not None:
         progress("done", len(cells), len(cells))

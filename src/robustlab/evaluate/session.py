@@ -83,6 +83,14 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False, allow: Sequen
     return "new" if state == "absent" else "resume"
 
 
+def clear_store(run_dir: str | Path) -> None:
+    """Delete the results database of `run_dir` (and its WAL files); nothing else."""
+    for name in _STORE_FILES:
+        path = Path(run_dir) / name
+        if path.exists() or path.is_symlink():
+            path.unlink()
+
+
 class Evaluation:
     """A validated evaluation of models on `data` with `attacks` over `eps_grid` into `run_dir`.
 
@@ -120,10 +128,7 @@ class Evaluation:
         """The run directory's store, opened for writing (its old results deleted first under
         ``overwrite``, once)."""
         if self.state == "replace" and not self._cleared:
-            for name in _STORE_FILES:
-                path = self.run_dir / name
-                if path.exists() or path.is_symlink():
-                    path.unlink()
+            clear_store(self.run_dir)
             self._cleared = True
         return ResultStore(self.run_dir)
 
@@ -184,4 +189,4 @@ def evaluate_model(
     return evaluation.run(model, model_id, info=info, progress=progress)
 
 
-__all__ = ["Evaluation", "EvaluationResult", "check_run_dir", "evaluate_model"]
+__all__ = ["Evaluation", "EvaluationResult", "check_run_dir", "clear_store", "evaluate_model"]

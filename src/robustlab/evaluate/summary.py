@@ -138,24 +138,33 @@ def _record_key(kind: str, spec: dict[str, Any], eps: float | None, model_id: st
                      kind=kind)
 
 
+def probe_key(model_id: str, digest: str, data: EvalSet, defense: str = "none", n: int = 256) -> ResultKey:
+    """The key of a model's gradient-probe row (`digest`: `model_digest` of its weights)."""
+    return _record_key("probe", {**PROBE_SPEC, "n": n}, None, model_id, digest, data, defense, "independent")
+
+
+def probe_for(model: RobustModel, x: torch.Tensor, y: torch.Tensor, n: int = 256) -> dict[str, Any]:
+    """The gradient probe (`PROBE_SPEC`) on the first `n` samples (needs no store)."""
+    from robustlab.evaluate.masking import gradient_probe
+
+    with eval_mode(model):
+        device = next(model.parameters()).device
+        return gradient_probe(model, x[:n].to(device), y[:n].to(device), step=PROBE_SPEC["step"],
+                              directions=PROBE_SPEC["directions"], seed=PROBE_SPEC["seed"], loss=PROBE_SPEC["loss"])
+
+
 def record_probe(
     store: ResultStore, model_id: str, model: RobustModel, x: torch.Tensor | None = None,
     y: torch.Tensor | None = None, n: int = 256, *, data: EvalSet | None = None, defense: str = "none",
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """The gradient probe on the first `n` samples of `data` (or of x, y), stored as a keyed row
     (computed once per model and sample set)."""
-    from robustlab.evaluate.masking import gradient_probe
-
     data = data if data is not None else EvalSet(x, y)  # type: ignore[arg-type]
-    spec = {**PROBE_SPEC, "n": n}
-    key = _record_key("probe", spec, None, model_id, model_digest(model), data, defense, "independent")
+    key = probe_key(model_id, model_digest(model), data, defense, n)
     stored = store.get(key)
     if stored is not None:
         return stored.metrics
-    with eval_mode(model):
-        device = next(model.parameters()).device
-        probe = gradient_probe(model, data.x[:n].to(device), data.y[:n].to(device), step=spec["step"],
-                               directions=spec["directions"], seed=spec["seed"], loss=spec["loss"])
+    probe = probe_for(model, data.x, data.y, n)
     store.put(key, probe)
     return probe
 
@@ -170,34 +179,57 @@ def reference_eps(eps_grid: list[float]) -> float | None:
     return small[-1] if small else positive[0]
 
 
+def _identification_cell(eps_grid: list[float], steps: int):
+    eps = reference_eps(list(eps_grid or []))
+    return plan_cells([AttackSpec("pgd", {"steps": steps})], [eps])[0] if eps is not None else None
+
+
+def identification_key(
+    model_id: str, digest: str, data: EvalSet, eps_grid: list[float], defense: str = "none",
+    batch_size: int = 256, steps: int = 20,
+) -> ResultKey:
+    """The key of a model's identification row: keyed like the attack cells (weights digest, data,
+    samples, the PGD's resolved spec, its eps, the batch size unless batch-independent)."""
+    cell = _identification_cell(eps_grid, steps)
+    spec = {"name": "identification", "seed": 0, "adversarial": json.loads(cell.attack_key) if cell else None}
+    batch = "independent" if cell is None or cell.attack.batch_independent else str(batch_size)
+    return _record_key("identification", spec, cell.eps if cell else None, model_id, digest, data, defense, batch)
+
+
+def identification_for(
+    model: RobustModel, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float], steps: int = 20,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Identification metrics (paper 002 eq. 3.1-3.3: accuracy, FMR, FNMR at the validation EER
+    threshold) and confidence on clean inputs and under PGD (Linf, `steps` steps) at the
+    reference eps. Needs no store (the experiment executors run it on workers)."""
+    from robustlab.evaluate.identification import identification_metrics
+
+    cell = _identification_cell(eps_grid, steps)
+    with eval_mode(model):
+        x_adv = run_attack(cell.attack, model, x, y, batch_size).x_adv if cell is not None else None
+        try:
+            metrics: dict[str, Any] = identification_metrics(model, x, y, x_adv=x_adv).to_dict()
+        except InputError as exc:  # too few samples per class for verification pairs: accuracy only
+            accuracy = float((batched_predict(model, x) == y.cpu()).float().mean())
+            metrics = {"accuracy": accuracy, "skipped": f"verification metrics skipped: {exc}"}
+    metrics["adversarial"] = f"pgd(steps={steps}) eps={cell.eps:g}" if cell is not None else None
+    return metrics
+
+
 def record_identification(
     store: ResultStore, model_id: str, model: RobustModel, x: torch.Tensor | None = None,
     y: torch.Tensor | None = None, eps_grid: list[float] | None = None, steps: int = 20, *,
     data: EvalSet | None = None, defense: str = "none", batch_size: int = 256,
 ) -> dict[str, Any]:
-    """Identification metrics (paper 002 eq. 3.1-3.3: accuracy, FMR, FNMR at the validation EER
-    threshold) and confidence on clean inputs and under PGD (Linf, `steps` steps) at the
-    reference eps of `eps_grid`; stored as a row keyed like the attack cells (model digest,
-    data, samples, the PGD's resolved spec, eps, batch size), so it is never stale."""
-    from robustlab.evaluate.identification import identification_metrics
-
+    """`identification_for`, stored as a row keyed by `identification_key`, so it is never stale."""
     data = data if data is not None else EvalSet(x, y)  # type: ignore[arg-type]
-    eps = reference_eps(list(eps_grid or []))
-    cell = plan_cells([AttackSpec("pgd", {"steps": steps})], [eps])[0] if eps is not None else None
-    spec = {"name": "identification", "seed": 0, "adversarial": json.loads(cell.attack_key) if cell else None}
-    batch = "independent" if cell is None or cell.attack.batch_independent else str(batch_size)
-    key = _record_key("identification", spec, eps, model_id, model_digest(model), data, defense, batch)
+    grid = list(eps_grid or [])
+    key = identification_key(model_id, model_digest(model), data, grid, defense, batch_size, steps)
     stored = store.get(key)
     if stored is not None:
         return stored.metrics
-    with eval_mode(model):
-        x_adv = run_attack(cell.attack, model, data.x, data.y, batch_size).x_adv if cell is not None else None
-        try:
-            metrics: dict[str, Any] = identification_metrics(model, data.x, data.y, x_adv=x_adv).to_dict()
-        except InputError as exc:  # too few samples per class for verification pairs: accuracy only
-            accuracy = float((batched_predict(model, data.x) == data.y).float().mean())
-            metrics = {"accuracy": accuracy, "skipped": f"verification metrics skipped: {exc}"}
-    metrics["adversarial"] = f"pgd(steps={steps}) eps={eps:g}" if eps is not None else None
+    metrics = identification_for(model, data.x, data.y, grid, steps, batch_size)
     store.put(key, metrics)
     return metrics
 

@@ -99,6 +99,10 @@ class ResultKey:
         doc["norm"] = str(self.norm)
         return hashlib.sha256(canonical(doc).encode()).hexdigest()[:32]
 
+    def as_tuple(self) -> tuple[Any, ...]:
+        """Every field, in column order (kind first)."""
+        return self.values()
+
     def values(self) -> tuple[Any, ...]:
         return (self.kind, self.model, self.model_digest, self.defense, self.attack, str(self.norm),
                 None if self.eps is None else float(self.eps), self.data, self.samples, self.batch, self.subset)
