@@ -120,10 +120,12 @@ def run_experiment(
     device: str | None = None,
     progress: Progress | None = None,
     executor: Executor | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Run `spec` into `run_dir`; return the summary rows (see `robustlab.evaluate.summarize`).
-    Raises `GridFailed` (after the rest of the grid is done and stored) when a task failed."""
-    outcome = run_grid(spec, run_dir, device=device, progress=progress, executor=executor)
+    Raises `GridFailed` (after the rest of the grid is done and stored) when a task failed.
+    ``overwrite`` deletes the run directory's earlier results first (see `run_grid`)."""
+    outcome = run_grid(spec, run_dir, device=device, progress=progress, executor=executor, overwrite=overwrite)
     if outcome.failures:
         raise GridFailed(outcome)
     return outcome.rows
