@@ -156,7 +156,7 @@ def evaluate_grid(
             continue
         if clean_pred is None:
             clean_pred = batched_predict(model, x, batch_size)
-        inner = _inner_progress(progress, message, i, len(cells), len(x), batch_size)
+        inner = cell_progress(progress, message, i, len(cells), len(x), batch_size)
         metrics, per_sample = evaluate_cell(model, x, y, spec, eps, batch_size, clean_pred, inner)
         store.put(key, metrics, per_sample)
     if progress is not None:
@@ -164,8 +164,9 @@ def evaluate_grid(
     return keys
 
 
-def _inner_progress(progress: ProgressFn | None, message: str, cell: int, cells: int, n: int, batch_size: int):
-    """An attack-progress callback that extends the cell's message with the member's state and ETA."""
+def cell_progress(progress: ProgressFn | None, message: str, cell: int, cells: int, n: int, batch_size: int):
+    """An attack-progress callback (for `evaluate_cell`) that extends the cell's message with the
+    member's state and ETA, reported to `progress` as cell `cell` of `cells`."""
     if progress is None:
         return None
     state: dict[str, float | str] = {"member": "", "start": 0.0}
