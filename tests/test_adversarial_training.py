@@ -292,4 +292,5 @@ def test_cli_train_and_evaluate_show_the_recipe(capsys, tmp_path):
                  "--run-dir", str(tmp_path / "run"), "--json"])
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and doc["training"] == "pgd-3 linf eps=0.05-0.1/batch"
+    assert doc["masking"], "the gradient-masking checks run on adversarially trained models too"
     assert all(r["training"] == doc["training"] for r in doc["rows"])

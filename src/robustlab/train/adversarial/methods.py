@@ -7,8 +7,9 @@ metric heads). Every attack is the PGD step rule of `robustlab.attacks.PGD.ascen
 - ``fgsm-mix`` (Goodfellow et al. 2015): alpha * L(x) + (1 - alpha) * L(x + eps sign grad L);
 - ``pgd`` (Madry et al. 2018): L(x') with x' from ``steps`` PGD steps on L from a random start;
 - ``fgsm-rs`` (Wong et al. 2020): one step of 1.25 eps from a uniform random start, projected;
-- ``n-fgsm`` (de Jorge et al. 2022): one step of eps from noise U(-k eps, k eps), k = ``noise``
-  (default 2), not projected back: x' lies within (k + 1) eps of x, by the method's design;
+- ``n-fgsm`` (de Jorge et al. 2022): one step of eps from noise uniform in the ball of radius
+  k eps (Linf: U(-k eps, k eps) per pixel), k = ``noise`` (default 2), not projected back to
+  the eps ball: x' lies within (k + 1) eps of x, by the method's design;
 - ``trades`` (Zhang et al. 2019): L(x) + beta * KL(p(x) || p(x')), x' maximising that KL from
   x + 0.001 N(0, 1) (the attack ascends TRADES' own term, as the method defines it);
 - ``alp`` (Kannan et al. 2018): alpha L(x) + (1 - alpha) L(x') + weight * MSE(z(x), z(x'));
@@ -119,7 +120,7 @@ class NFGSM(PGDTraining):
 
     def loss(self, obj, model, x, y, epoch, eps):
         k = obj.arg("noise")
-        noise = obj.uniform_noise(x, eps * k)
+        noise = obj.ball_noise(x, eps * k)
         start = (x + noise).clamp(0.0, 1.0)
         x_adv = obj.perturb(model, x, y, epoch, eps, radius=eps * (k + 1), start=start)
         return obj.inner(model, x_adv, y, epoch)
