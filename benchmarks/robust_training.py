@@ -146,10 +146,75 @@ def step_cost(data, steps: int, batch: int, repeats: int) -> dict[str, Any]:
             "ratio": min(a) / min(b), "load": load()}
 
 
+def _step(objective, model, x, y, epoch: int = 1) -> None:
+    """One training step's gradient work (epoch 1: past PCL's CE-only first epoch)."""
+    model.zero_grad(set_to_none=True)
+    objective(model, x, y, epoch).loss.backward()
+
+
+def method_step_costs(data, batch: int, repeats: int) -> dict[str, Any]:
+    """Per recipe: one training step (objective forward + backward, optimizer excluded) against a
+    standard step of the same head on the same batch; fastest of `repeats`, the two alternated,
+    so that the ratio holds under a changing machine load."""
+    out: dict[str, Any] = {"load_start": load()}
+    for name, (head, adv) in recipes(EPS).items():
+        seed_everything(0)
+        model = build_model({"backbone": "lenet", "head": head, "num_classes": data.num_classes,
+                             "input_shape": list(data.input_shape)}).train()
+        clean = make_objective(model.head.objective, model)
+        idx = clean.make_batches(data.y_train, batch, torch.Generator().manual_seed(0))[0]
+        x, y = data.x_train[idx], data.y_train[idx]
+        wrapped = adversarial(clean, model, AdvConfig(**{**adv, "guard": 0})) if adv else clean
+        _step(wrapped, model, x, y)
+        _step(clean, model, x, y)
+        a, b = [], []
+        for _ in range(repeats):
+            for objective, acc in ((wrapped, a), (clean, b)):
+                t = time.perf_counter()
+                _step(objective, model, x, y)
+                acc.append(time.perf_counter() - t)
+        out[name] = {"head": head, "step_ms": 1000 * min(a), "standard_step_ms": 1000 * min(b),
+                     "ratio": min(a) / min(b)}
+        print(f"{name:16s} {1000 * min(a):8.1f} ms / standard {head} step {1000 * min(b):7.1f} ms = "
+              f"{min(a) / min(b):5.2f}", flush=True)
+    out["load_end"] = load()
+    return out
+
+
 def save(doc: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     os.replace(tmp, path)
+
+
+def markdown(paths: list[Path]) -> str:
+    """The results of one or more runs (same settings) as Markdown tables; a recipe measured in
+    several files is taken from the first."""
+    fm: dict[str, Any] = {}
+    orl: dict[str, Any] = {}
+    for path in paths:
+        doc = json.loads(path.read_text())
+        for k, v in doc.get("fmnist", {}).items():
+            fm.setdefault(k, v)
+        for k, v in doc.get("orl", {}).items():
+            orl.setdefault(k, v)
+    base = fm.get("standard", {}).get("epoch_seconds")
+    lines = ["| recipe | training | clean (10k) | clean (attacked) | robust (ensemble) | epoch s | / standard "
+             "| CO epochs | attack s | load (train) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in [n for n in recipes(EPS) if n in fm]:
+        r = fm[name]
+        ratio = f"{r['epoch_seconds'] / base:.2f}" if base else "-"
+        lines.append(f"| {name} | {r['training']} | {100 * r['clean_accuracy']:.1f}% | "
+                     f"{100 * r['clean_accuracy_eval']:.1f}% | {100 * r['robust_accuracy']:.1f}% | "
+                     f"{r['epoch_seconds']:.1f} | {ratio} | {r['overfitting_epochs'] or '-'} | "
+                     f"{r['attack_seconds']:.0f} | {r['train_load'].split('load average: ')[-1]} |")
+    if any(k != "settings" for k in orl):
+        lines += ["", "| ORL recipe | clean | robust (ensemble) | epoch s |", "|---|---|---|---|"]
+        for name, r in orl.items():
+            if name != "settings":
+                lines.append(f"| {name} | {100 * r['clean_accuracy']:.1f}% | {100 * r['robust_accuracy']:.1f}% | "
+                             f"{r['epoch_seconds']:.2f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -166,7 +231,17 @@ def main() -> None:
                         help="another run's JSON (same settings, other recipes): joins the choice of ORL's recipe")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (not for reading)")
     parser.add_argument("--out", type=Path, default=HERE / "robust_training.json")
+    parser.add_argument("--step-costs", action="store_true", help="only each recipe's step cost vs a standard step")
+    parser.add_argument("--table", type=Path, nargs="+", default=None, help="print these runs' tables and exit")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(args.table))
+        return
+    if args.step_costs:
+        torch.set_num_threads(1)
+        data = load_dataset("fashion-mnist", train_per_class=args.train_per_class, seed=0)
+        save(method_step_costs(data, batch=128, repeats=5), args.out)
+        return
     if args.quick:
         args.train_per_class, args.epochs, args.n_eval, args.n_eval_orl = 30, 1, 20, 10
         args.out = Path("/tmp/robust_training_quick.json")
