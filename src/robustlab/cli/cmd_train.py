@@ -19,7 +19,7 @@ from robustlab.data import load_dataset
 from robustlab.models import build_model
 from robustlab.models.config import ModelConfig
 from robustlab.store.checkpoints import checkpoint_name, save_checkpoint
-from robustlab.train import TrainConfig, train
+from robustlab.train import TrainConfig, distributed, train
 from robustlab.train.adversarial import METHODS, AdvConfig
 from robustlab.train.defaults import training_warning
 
@@ -63,13 +63,17 @@ def train_cmd(
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """Train BACKBONE + HEAD on DATA; save safetensors weights + JSON config."""
+    """Train BACKBONE + HEAD on DATA; save safetensors weights + JSON config.
+
+    Under `torchrun --nproc_per_node N` the processes train one model data-parallel (DDP);
+    rank 0 saves the checkpoint and prints.
+    """
     cfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
         schedule=schedule, seed=seed, objective_args=parse_pairs(objective_arg, "--objective-arg"),
         adv=adv_config(adv, adv_eps, adv_steps, parse_pairs(adv_arg, "--adv-arg")),
     )
-    dev = pick_device(device)
+    dev = distributed.init_from_env(pick_device(device))
     dataset = load_dataset(data, root=data_root, resize=resize, seed=seed, train_per_class=train_per_class)
     config = ModelConfig(
         backbone=backbone, head=head, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
@@ -83,9 +87,12 @@ def train_cmd(
         history = train(
             model, dataset.x_train.to(dev), dataset.y_train.to(dev), cfg,
             x_test=dataset.x_test.to(dev), y_test=dataset.y_test.to(dev),
-            progress=lambda s, t, log: progress(f"train {backbone}/{head}", s, t),
+            progress=(lambda s, t, log: progress(f"train {backbone}/{head}", s, t)) if distributed.is_main() else None,
         )
     seconds = time.perf_counter() - start
+    if not distributed.is_main():
+        distributed.finish()
+        return
     clean = float((batched_predict(model, dataset.x_test) == dataset.y_test).float().mean())
     warning = training_warning(clean, dataset.num_classes, data)
     target = out_dir or Path("checkpoints") / checkpoint_name(config)
@@ -97,6 +104,7 @@ def train_cmd(
         "overfitting_epochs": [h.epoch for h in history if h.extra.get("overfitting")],
     }
     save_checkpoint(model, target, metadata=meta)
+    distributed.finish()
     if json_out:
         print_json({"checkpoint": str(target), "clean_accuracy": clean, "seconds": seconds,
                     "model": config.to_dict(), "train": cfg.to_dict(), "history": meta["history"],

@@ -18,6 +18,7 @@ from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import seed_everything
 from robustlab.train.adversarial import AdvConfig, adversarial
+from robustlab.train.distributed import data_parallel
 from robustlab.train.objectives import Objective, make_objective
 
 
@@ -132,6 +133,7 @@ def train(
     extra_optimizer = objective.extra_optimizer()
     owned = {id(p) for g in extra_optimizer.param_groups for p in g["params"]} if extra_optimizer else set()
     optimizer = _make_optimizer([p for p in model.parameters() if id(p) not in owned], cfg)
+    parallel = data_parallel(model, objective)  # under torchrun: DDP, this rank's share of each batch
     batches_per_epoch = max(1, math.ceil(len(x_train) / cfg.batch_size))
     total_steps = max(1, cfg.epochs * batches_per_epoch)
     history: list[EpochLog] = []
@@ -144,12 +146,12 @@ def train(
         correct = torch.zeros((), device=device)
         seen = 0
         for batch in objective.make_batches(y_train.cpu(), cfg.batch_size, generator):
-            batch = batch.to(device)
+            batch = (parallel.shard(batch) if parallel is not None else batch).to(device)
             lr = cfg.lr * _lr_factor(cfg, step / total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             xb, yb = x_train[batch], y_train[batch]
-            out = objective(model, xb, yb, epoch)
+            out = parallel.objective(xb, yb, epoch) if parallel is not None else objective(model, xb, yb, epoch)
             optimizer.zero_grad(set_to_none=True)
             if extra_optimizer is not None:
                 extra_optimizer.zero_grad(set_to_none=True)
@@ -170,12 +172,16 @@ def train(
         if held_out or objective.evaluates_each_epoch:
             _fit_gallery(model, x_train, y_train)
         if held_out:
-            test_acc = float((batched_predict(model, x_test) == y_test.cpu()).float().mean())
+            test_acc = (parallel.accuracy(model, x_test, y_test) if parallel is not None
+                        else float((batched_predict(model, x_test) == y_test.cpu()).float().mean()))
         extra = objective.end_epoch(model, epoch)
+        totals = [float(loss_sum), float(correct), float(seen)]
+        if parallel is not None:
+            totals = parallel.sum(*totals)  # over every rank
         log = EpochLog(
             epoch=epoch + 1,
-            loss=float(loss_sum) / max(seen, 1),
-            train_accuracy=float(correct) / max(seen, 1),
+            loss=totals[0] / max(totals[2], 1),
+            train_accuracy=totals[1] / max(totals[2], 1),
             test_accuracy=test_acc,
             lr=lr if cfg.epochs else cfg.lr,
             seconds=time.perf_counter() - start,
