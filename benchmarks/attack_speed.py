@@ -20,6 +20,7 @@ forward+backward passes of its APGD members plus the forward passes of its Squar
 counted per sample from the run itself (``extras["member_queries"]``), each at the per-sample
 time of one full-batch pass; plus the same run through the two-pass contract (scores by
 `forward`, decisions by `predict`, as before the one-pass `forward_decide`) for comparison.
+Times are the fastest of ``--repeats`` alternated runs (one run first as warm-up), as `paired`.
 
     python benchmarks/attack_speed.py [--batch 250] [--steps 40] [--repeats 5] [--device cpu]
                                       [--suite floor|peers|ensemble|all]
@@ -334,20 +335,15 @@ def ensemble_suite(args, device) -> None:
         x = data.x_test[correct][: args.batch].to(device)
         y = data.y_test[correct][: args.batch].to(device)
         attack = AutoAttack(args.aa_eps, steps=args.aa_steps, n_targets=args.aa_targets, queries=args.aa_queries)
-        sync(device)
-        start = time.perf_counter()
-        r = attack(model, x, y)
-        sync(device)
-        seconds = time.perf_counter() - start
-        t_fb = timed(lambda m=model, x=x, y=y: floor(m, x, y, 1), device, args.repeats) / len(x)
-        t_f = timed(lambda m=model, x=x: m.forward_decide(x), device, args.repeats) / len(x)
-        q = r.extras["member_queries"].nan_to_num(0).sum(0).tolist()  # per member, summed over samples
-        t_floor = (q[0] + q[1]) * t_fb + q[2] * t_f
         slow = TwoPass(model).eval()
-        start = time.perf_counter()
-        r2 = attack(slow, x, y)
-        slow_s = time.perf_counter() - start
-        assert torch.equal(r.success, r2.success)
+        r, r2 = attack(model, x, y), attack(slow, x, y)
+        assert torch.equal(r.success, r2.success)  # the same outcome, sample for sample
+        seconds, slow_s = paired(lambda a=attack, m=model, x=x, y=y: a(m, x, y),
+                                 lambda a=attack, m=slow, x=x, y=y: a(m, x, y), device, args.repeats)
+        t_fb, t_f = paired(lambda m=model, x=x, y=y: floor(m, x, y, 1),
+                           lambda m=model, x=x: m.forward_decide(x), device, max(args.repeats, 5))
+        q = r.extras["member_queries"].nan_to_num(0).sum(0).tolist()  # per member, summed over samples
+        t_floor = ((q[0] + q[1]) * t_fb + q[2] * t_f) / len(x)
         print(f"{head:10s} {len(x):4d} {seconds:8.1f} {t_floor:8.1f} {seconds / t_floor:7.2f} {slow_s:11.1f} "
               f"{slow_s / t_floor:7.2f} {float((r.prediction == y).float().mean()):10.3f}", flush=True)
     print(f"load after: {os.getloadavg()[0]:.2f}")

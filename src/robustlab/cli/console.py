@@ -33,9 +33,9 @@ def progress_bar(enabled: bool = True) -> Iterator:
         last: dict[str, Any] = {"task": None, "at": 0.0}
 
         def plain(message: str, done: int, total: int) -> None:
-            """A line per new task; inside a cell (" | member ..."), at most one line per 30 s."""
-            head, _, detail = message.partition(" | ")
-            task = " ".join(head.split(" ")[:2])
+            """A line per new task (a cell, a model to train); inside it (" | member ...") at most
+            one line per 30 s."""
+            task, _, detail = message.partition(" | ")
             now = time.monotonic()
             if message == "done":
                 return
