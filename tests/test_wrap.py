@@ -140,3 +140,15 @@ def test_examples_run(script, tmp_path, monkeypatch, capsys):
     runpy.run_path(str(EXAMPLES / script), run_name="__main__")
     printed = capsys.readouterr().out
     assert "worst case:" in printed and (tmp_path / "out" / "run" / "report.html").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(__import__("test_attacks_properties").FAST))
+def test_every_attack_takes_a_wrapped_module(native, digits, name):
+    from test_attacks_properties import build
+
+    model = robustlab.wrap(_plain_copy(native, True), num_classes=10, input_shape=(1, 8, 8))
+    x, y = digits.x_test[:24], digits.y_test[:24]
+    attack = build(name, source=native)
+    result = attack(model, x, y)
+    assert result.x_adv.shape == x.shape and float(result.x_adv.min()) >= 0 and float(result.x_adv.max()) <= 1
+    assert torch.equal(result.prediction, model.predict(result.x_adv))  # judged by the wrapped model's decision

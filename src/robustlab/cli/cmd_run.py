@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli.console import out, print_json, print_results, progress_bar
+from robustlab.cli.console import err, out, print_json, print_results, progress_bar
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.report import write_report
 
@@ -21,7 +21,8 @@ def run(
     spec = ExperimentSpec.from_file(experiment)
     run_dir = run_dir or Path("runs") / spec.name
     with progress_bar() as progress:
-        rows = run_experiment(spec, run_dir, device=device, progress=progress)
+        rows = run_experiment(spec, run_dir, device=device, progress=progress,
+                              on_plan=lambda mid, plan: err.print(f"[dim]{mid}: {plan.describe()}[/dim]"))
     paths = write_report(run_dir)
     if json_out:
         print_json({"rows": rows, "report": str(paths["html"])})

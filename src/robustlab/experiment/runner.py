@@ -19,6 +19,7 @@ from robustlab.core.contract import batched_predict
 from robustlab.core.errors import CheckpointError
 from robustlab.core.runtime import pick_device, seed_everything
 from robustlab.data import Dataset, load_dataset
+from robustlab.evaluate.plan import GridPlan
 from robustlab.evaluate.runner import evaluate_grid
 from robustlab.evaluate.summary import record_identification, record_probe, summarize
 from robustlab.experiment.spec import ExperimentSpec, ModelSpec
@@ -116,8 +117,10 @@ def run_experiment(
     *,
     device: str | None = None,
     progress: Progress | None = None,
+    on_plan: Callable[[str, GridPlan], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run `spec` into `run_dir`; return the summary rows (see `robustlab.evaluate.summarize`)."""
+    """Run `spec` into `run_dir`; return the summary rows (see `robustlab.evaluate.summarize`).
+    `on_plan(model id, plan)` hears each model's evaluation plan before its attacks run."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
@@ -154,5 +157,6 @@ def run_experiment(
                 store,
                 batch_size=spec.batch_size,
                 progress=progress,
+                on_plan=(lambda plan, mid=mspec.id: on_plan(mid, plan)) if on_plan is not None else None,
             )
         return summarize(store, models=list(models_meta))
