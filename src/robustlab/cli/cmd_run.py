@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli.console import err, out, print_json, print_results, progress_bar
+from robustlab.cli.console import err, out, print_json, print_results, print_training_warnings, progress_bar
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.report import write_report
+from robustlab.store.results import ResultStore
 
 
 def run(
@@ -24,8 +25,10 @@ def run(
         rows = run_experiment(spec, run_dir, device=device, progress=progress,
                               on_plan=lambda mid, plan: err.print(f"[dim]{mid}: {plan.describe()}[/dim]"))
     paths = write_report(run_dir)
+    with ResultStore(run_dir) as store:
+        warnings = print_training_warnings(store.get_meta("models", {}) or {})
     if json_out:
-        print_json({"rows": rows, "report": str(paths["html"])})
+        print_json({"rows": rows, "report": str(paths["html"]), "warnings": warnings})
         return
     print_results(rows, {r["model"]: r["model"].split(":")[0] for r in rows}, title=spec.name)
     out.print(f"Report: [bold]{paths['html'].resolve()}[/bold]")

@@ -141,6 +141,15 @@ def print_masking(flags: Sequence[dict[str, Any]]) -> None:
         out.print(f"[dim]{len(passed)} gradient-masking checks passed (details in the report)[/dim]")
 
 
+def print_training_warnings(models: dict[str, Any]) -> dict[str, str]:
+    """Print (on stderr) the warning of each model whose training ended far below what its data
+    allows (store meta "models"[key]["warning"]); return them by model id."""
+    found = {m.get("id", k): m["warning"] for k, m in models.items() if m.get("warning")}
+    for model_id, warning in found.items():
+        err.print(f"[bold yellow]warning:[/bold yellow] {model_id}: {warning}")
+    return found
+
+
 def print_json(obj: Any) -> None:
     """The machine-readable last line of a command run with --json."""
     sys.stdout.write(json.dumps(obj, default=str, separators=(",", ":")) + "\n")
