@@ -17,11 +17,12 @@ R-FGSM, Square, HopSkipJump, JSMA and L-BFGS for their times.
 Suite "ensemble": the AutoAttack-style ensemble on the metric heads (triplet k-NN, PCL
 prototype) and softmax, LeNet-5 on digits with the training defaults, against its floor: the
 forward+backward passes of its APGD members plus the forward passes of its Square queries,
-counted per sample from the run itself (``extras["member_queries"]``), each at the per-sample
-time of one pass on the samples that member ran on (those still standing when it started);
-plus the same run through the two-pass contract (scores by `forward`, decisions by
-`predict`, as before the one-pass `forward_decide`) for comparison.
-Times are the fastest of ``--repeats`` alternated runs of the two.
+counted per sample from the run itself (``extras["member_queries"]``) and replayed: each
+member's mean passes per sample, made on the samples it ran on (those still standing when it
+started), at that full batch (so the floor never pays for early stopping's smaller batches).
+Also the same run through the two-pass contract (scores by `forward`, decisions by
+`predict`, as before the one-pass `forward_decide`) for comparison. Attack, two-pass run and
+floor are alternated ``--repeats`` times; each is the fastest of its runs.
 
     python benchmarks/attack_speed.py [--batch 250] [--steps 40] [--repeats 5] [--device cpu]
                                       [--suite floor|peers|ensemble|all]
@@ -337,30 +338,35 @@ def ensemble_suite(args, device) -> None:
         y = data.y_test[correct][: args.batch].to(device)
         attack = AutoAttack(args.aa_eps, steps=args.aa_steps, n_targets=args.aa_targets, queries=args.aa_queries)
         slow = TwoPass(model).eval()
-        runs: dict[str, list] = {"one": [], "two": []}
-        for _ in range(args.repeats):  # alternated, so that a change of load hits both alike
-            for key, m in (("one", model), ("two", slow)):
+        r = attack(model, x, y)  # warm-up, and the passes each member made
+        q = r.extras["member_queries"].nan_to_num(0)
+
+        def replay(m=model, q=q, x=x, y=y) -> None:
+            """The floor: as many passes per sample as each member made, on the samples it ran on."""
+            for i in range(3):
+                rows = (q[:, i] > 0).nonzero().squeeze(1)
+                if len(rows) == 0:
+                    continue
+                passes = round(float(q[rows, i].sum()) / len(rows))
+                if i < 2:
+                    floor(m, x[rows], y[rows], passes)
+                else:
+                    with torch.no_grad():
+                        for _ in range(passes):
+                            m.forward_decide(x[rows])
+
+        times: dict[str, list[float]] = {"one": [], "two": [], "floor": []}
+        outcome = {}
+        for _ in range(args.repeats):  # alternated, so that a change of load hits all three alike
+            for key, fn in (("one", lambda a=attack, m=model, x=x, y=y: a(m, x, y)),
+                            ("two", lambda a=attack, m=slow, x=x, y=y: a(m, x, y)), ("floor", replay)):
                 sync(device)
                 start = time.perf_counter()
-                res = attack(m, x, y)
+                outcome[key] = fn()
                 sync(device)
-                runs[key].append((time.perf_counter() - start, res))
-        r, r2 = runs["one"][0][1], runs["two"][0][1]
-        assert torch.equal(r.success, r2.success)  # the same outcome, sample for sample
-        seconds, slow_s = min(t for t, _ in runs["one"]), min(t for t, _ in runs["two"])
-        # the floor: each member's passes at the per-sample time of a pass on the batch it runs on
-        q = r.extras["member_queries"].nan_to_num(0)
-        t_floor = 0.0
-        for i, kind in enumerate(("fb", "fb", "f")):
-            rows = (q[:, i] > 0).nonzero().squeeze(1)
-            if len(rows) == 0:
-                continue
-            xs, ys = x[rows], y[rows]
-            if kind == "fb":
-                t_pass = timed(lambda m=model, xs=xs, ys=ys: floor(m, xs, ys, 1), device, 5)
-            else:
-                t_pass = timed(lambda m=model, xs=xs: m.forward_decide(xs), device, 5)
-            t_floor += float(q[rows, i].sum()) * t_pass / len(rows)
+                times[key].append(time.perf_counter() - start)
+        assert torch.equal(outcome["one"].success, outcome["two"].success)  # the same outcome, sample for sample
+        seconds, slow_s, t_floor = (min(times[k]) for k in ("one", "two", "floor"))
         print(f"{head:10s} {len(x):4d} {seconds:8.1f} {t_floor:8.1f} {seconds / t_floor:7.2f} {slow_s:11.1f} "
               f"{slow_s / t_floor:7.2f} {float((r.prediction == y).float().mean()):10.3f}", flush=True)
     print(f"load after: {os.getloadavg()[0]:.2f}")
