@@ -152,3 +152,20 @@ def test_every_attack_takes_a_wrapped_module(native, digits, name):
     result = attack(model, x, y)
     assert result.x_adv.shape == x.shape and float(result.x_adv.min()) >= 0 and float(result.x_adv.max()) <= 1
     assert torch.equal(result.prediction, model.predict(result.x_adv))  # judged by the wrapped model's decision
+
+
+def test_readme_snippet_runs(monkeypatch):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Your own model")[1].split("## ")[0]
+    code = section.split("```python")[1].split("```")[0]
+    assert len(code.strip().splitlines()) < 10
+    import robustlab.attacks.autoattack as aa
+
+    real = aa.AutoAttack
+
+    def small(eps, **kwargs):  # the same code at a test's budget
+        return real(eps, steps=3, n_targets=2, queries=10, **kwargs)
+
+    monkeypatch.setattr(aa, "AutoAttack", small)
+    monkeypatch.setattr("robustlab.attacks.AutoAttack", small)
+    exec(compile(code, "README.md", "exec"), {})
