@@ -79,3 +79,18 @@ def linear_points(linear_model):
 def attack_mlp(digits_mlp, digits):
     """(model, x_test, y_test) for the attack tests: the session's digits MLP and its test split."""
     return digits_mlp, digits.x_test, digits.y_test
+
+
+@pytest.fixture(scope="module")
+def fault_attacks():
+    """The executor tests' plugin (tests/grid_faults.py) registered for one module, then removed
+    again, so the registry other tests see holds only robustlab's own attacks."""
+    import importlib
+
+    from robustlab.attacks.registry import ATTACKS
+
+    module = importlib.import_module("grid_faults")
+    yield module
+    for cls in module.FAULTS:
+        ATTACKS.pop(cls.name, None)
+    sys.modules.pop("grid_faults", None)

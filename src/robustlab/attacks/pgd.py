@@ -11,6 +11,8 @@ whose per-row state (e.g. a momentum buffer) is carried and shrunk with the batc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_decide, input_gradient_decide, judge
@@ -99,6 +101,54 @@ class PGD(FixedBudgetAttack):
         if lo is not None:
             return torch.clamp(torch.add(x_cur, step_dir, alpha=self.alpha), lo, hi)
         return (x0 + project(x_cur + self.alpha * step_dir - x0, self.norm, self.eps)).clamp(0.0, 1.0)
+
+    def ascend(
+        self,
+        loss_fn: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        *,
+        eps: torch.Tensor | None = None,
+        step_size: torch.Tensor | None = None,
+        start: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Maximise ``loss_fn(x_adv)``, any differentiable scalar loss of the whole batch (a
+        training objective, metric losses included), with this attack's step rule.
+
+        The same direction (`_direction`), step and projection as an attack run, for
+        ``steps`` steps, but no judging and no early stop: for adversarial training, where
+        the loss is the objective's own and the model's decision may not exist yet. ``eps``
+        (N,) per-sample radii replace ``self.eps``; ``step_size`` (N,) per-sample steps
+        (default: ``self.alpha`` scaled by eps / self.eps). ``start`` replaces the random
+        start (default: uniform in each ball when ``random_start``, else ``x``). Returns
+        x_adv in [0, 1] and in each ball, detached. Gradients flow to x only: model
+        parameters' ``.grad`` is left untouched.
+        """
+        n = len(x)
+        x0 = x.detach()
+        radius = eps.to(x0) if eps is not None else torch.full((n,), self.eps, device=x0.device)
+        alpha = step_size.to(x0) if step_size is not None else radius * (self.alpha / max(self.eps, 1e-12))
+        r4, a4 = radius.view(-1, 1, 1, 1), alpha.view(-1, 1, 1, 1)
+        if start is None:
+            start = x0
+            if self.random_start:
+                start = x0 + random_in_ball(x0, self.norm, 1.0, generator) * r4
+        lo, hi = ((x0 - r4).clamp_min(0.0), (x0 + r4).clamp_max(1.0)) if self.norm == "linf" else (None, None)
+        x_cur = self._project(start.detach(), x0, radius, lo, hi)
+        state: torch.Tensor | None = None
+        for _ in range(self.steps):
+            x_var = x_cur.requires_grad_(True)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(loss_fn(x_var), x_var)
+            step_dir, state = self._direction(grad, state)
+            x_cur = self._project(x_cur.detach() + a4 * step_dir, x0, radius, lo, hi)
+        return x_cur.detach()
+
+    def _project(self, x_new, x0, radius, lo, hi) -> torch.Tensor:
+        """`x_new` projected onto the per-sample balls around x0 and the [0, 1] box."""
+        if lo is not None:
+            return torch.clamp(x_new, lo, hi)
+        return (x0 + project(x_new - x0, self.norm, radius)).clamp(0.0, 1.0)
 
     def _descend(
         self, model, x, y, targets, criterion, idx, x_cur, best, best_loss, found, queries, judge_final

@@ -37,8 +37,7 @@ def demo(
     spec = ExperimentSpec.from_dict(DEMO)
     start = time.perf_counter()
     with progress_bar() as progress:
-        rows = run_experiment(spec, out_dir, device=device, progress=progress,
-                              on_plan=lambda mid, plan: err.print(f"[dim]{mid}: {plan.describe()}[/dim]"))
+        rows = run_experiment(spec, out_dir, device=device, progress=progress)
     paths = write_report(out_dir)
     seconds = time.perf_counter() - start
     names = {r["model"]: r["model"].split(":")[0] for r in rows}

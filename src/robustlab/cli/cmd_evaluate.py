@@ -36,6 +36,7 @@ from robustlab.experiment.runner import eval_split
 from robustlab.models.wrap import load_factory
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultStore
+from robustlab.train.adversarial import recipe_label
 
 DEFAULT_ATTACKS = ("autoattack",)
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2)
@@ -81,7 +82,8 @@ def _from_checkpoint(model_path: Path, data: str | None, data_root: Path | None,
     key = f"{ckpt.resolve().name}:{weights_digest(ckpt)}"
     entry = {"id": ckpt.resolve().name, "config": doc["model"], "defense": doc.get("defense"),
              "checkpoint": str(ckpt), "clean_accuracy": doc.get("metadata", {}).get("clean_accuracy"),
-             "train": doc.get("metadata", {}).get("train")}
+             "train": doc.get("metadata", {}).get("train"),
+             "training": recipe_label(doc.get("metadata", {}).get("train"))}
     return model, key, dataset, entry
 
 
@@ -151,8 +153,8 @@ def evaluate_cmd(
         rows = summarize(store, models=[key])
         flags = masking_flags(store, models=[key])
     if json_out:
-        print_json({"model": key, "run_dir": str(run_dir), "rows": rows, "masking": flags,
-                    "identification": identification})
+        print_json({"model": key, "run_dir": str(run_dir), "training": entry.get("training"), "rows": rows,
+                    "masking": flags, "identification": identification})
         return
     print_results(rows, {key: name})
     print_identification({key: identification}, {key: name})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
 
 from robustlab.cli.console import err, out, print_json, print_results, print_training_warnings, progress_bar
-from robustlab.experiment import ExperimentSpec, run_experiment
+from robustlab.experiment import ExperimentSpec, run_grid
+from robustlab.experiment.spec import ExecutorSpec
 from robustlab.report import write_report
 from robustlab.store.results import ResultStore
 
@@ -16,22 +18,50 @@ def run(
     experiment: Path = typer.Argument(..., help="Experiment file (YAML or JSON)."),
     run_dir: Path = typer.Option(None, "--run-dir", help="Run directory (default: runs/<name>)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
+    executor: str = typer.Option(None, "--executor", help="local (in-process, the default) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join (auto, HOST:PORT, ray://...)."),
+    num_cpus: float = typer.Option(None, "--num-cpus", min=0, help="CPUs per Ray task."),
+    num_gpus: float = typer.Option(None, "--num-gpus", min=0, help="GPUs per Ray task (fractions allowed)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """Train, attack and report a whole experiment; cells already stored are skipped."""
+    """Train, attack and report a whole experiment; cells already stored are skipped.
+
+    Options given here override the file's `executor:` section. A failing task does not stop
+    the grid: the others complete, each failure is listed, and the exit code is 1.
+    """
+    from robustlab.cli.app import STATE
+
     spec = ExperimentSpec.from_file(experiment)
+    spec = dataclasses.replace(spec, executor=_executor(spec.executor, executor, address, num_cpus, num_gpus))
     run_dir = run_dir or Path("runs") / spec.name
-    with progress_bar() as progress:
-        rows = run_experiment(spec, run_dir, device=device, progress=progress,
-                              on_plan=lambda mid, plan: err.print(f"[dim]{mid}: {plan.describe()}[/dim]"))
+    with progress_bar(not json_out) as progress:
+        outcome = run_grid(spec, run_dir, device=device, progress=progress, debug=STATE["debug"])
     paths = write_report(run_dir)
+    failures = [f.line() for f in outcome.failures]
     with ResultStore(run_dir) as store:
         warnings = print_training_warnings(store.get_meta("models", {}) or {})
     if json_out:
-        print_json({"rows": rows, "report": str(paths["html"]), "warnings": warnings})
-        return
-    print_results(rows, {r["model"]: r["model"].split(":")[0] for r in rows}, title=spec.name)
-    out.print(f"Report: [bold]{paths['html'].resolve()}[/bold]")
+        print_json({"rows": outcome.rows, "report": str(paths["html"]), "counts": outcome.counts(),
+                    "failures": failures, "warnings": warnings})
+    else:
+        print_results(outcome.rows, {r["model"]: r["model"].split(":")[0] for r in outcome.rows}, title=spec.name)
+        c = outcome.counts()
+        out.print(f"{c['cells']} cells: {c['stored_before']} already stored, {c['computed']} computed, "
+                  f"{c['failed']} failed ({c['executor']} executor)")
+        out.print(f"Report: [bold]{paths['html'].resolve()}[/bold]")
+    for line in failures:
+        err.print(f"failed: {line}", markup=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _executor(base: ExecutorSpec, name: str | None, address: str | None, num_cpus: float | None,
+              num_gpus: float | None) -> ExecutorSpec:
+    given = {"name": name, "address": address, "num_cpus": num_cpus, "num_gpus": num_gpus}
+    changes = {k: v for k, v in given.items() if v is not None}
+    if address is not None and "name" not in changes:
+        changes["name"] = "ray"
+    return dataclasses.replace(base, **changes)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from robustlab.cli.console import err, out, print_json, progress_bar
 from robustlab.cli.options import parse_pairs
 from robustlab.core.contract import batched_predict
+from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device, seed_everything
 from robustlab.data import load_dataset
 from robustlab.models import build_model
 from robustlab.models.config import ModelConfig
 from robustlab.store.checkpoints import checkpoint_name, save_checkpoint
-from robustlab.train import TrainConfig, train
+from robustlab.train import TrainConfig, distributed, train
+from robustlab.train.adversarial import METHODS, AdvConfig
 from robustlab.train.defaults import training_warning
+
+
+def adv_config(method: str | None, eps: float | None, steps: int | None, pairs: dict[str, Any]) -> AdvConfig | None:
+    """The recipe from the --adv options: recipe fields by name, the rest are the method's args."""
+    if method is None:
+        if eps is not None or steps is not None or pairs:
+            raise ConfigError("--adv-eps, --adv-steps and --adv-arg need --adv METHOD")
+        return None
+    fields = {f.name for f in dataclasses.fields(AdvConfig)} - {"method", "args"}
+    doc: dict[str, Any] = {k: v for k, v in pairs.items() if k in fields}
+    doc.update({k: v for k, v in {"eps": eps, "steps": steps}.items() if v is not None})
+    return AdvConfig(method=method, args={k: v for k, v in pairs.items() if k not in fields}, **doc)
 
 
 def train_cmd(
@@ -37,16 +53,27 @@ def train_cmd(
     schedule: str = typer.Option("cosine", "--schedule", help="cosine, step or constant."),
     objective_arg: list[str] = typer.Option(None, "--objective-arg", help="key=value for the training loss."),
     seed: int = typer.Option(0, "--seed"),
+    adv: str = typer.Option(None, "--adv", help="Adversarial training: " + ", ".join(METHODS) + "."),
+    adv_eps: float = typer.Option(None, "--adv-eps", help="Training budget (default 0.1; pixel units)."),
+    adv_steps: int = typer.Option(None, "--adv-steps", help="Training attack steps (default: the method's)."),
+    adv_arg: list[str] = typer.Option(
+        None, "--adv-arg", help="key=value for the recipe: norm, eps_min, sampling, step_size, "
+        "warmup_epochs, guard, or the method's own (beta, alpha, weight, margin, noise)."),
     out_dir: Path = typer.Option(None, "--out", help="Checkpoint directory (default checkpoints/<name>)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """Train BACKBONE + HEAD on DATA; save safetensors weights + JSON config."""
+    """Train BACKBONE + HEAD on DATA; save safetensors weights + JSON config.
+
+    Under `torchrun --nproc_per_node N` the processes train one model data-parallel (DDP);
+    rank 0 saves the checkpoint and prints.
+    """
     cfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
         schedule=schedule, seed=seed, objective_args=parse_pairs(objective_arg, "--objective-arg"),
+        adv=adv_config(adv, adv_eps, adv_steps, parse_pairs(adv_arg, "--adv-arg")),
     )
-    dev = pick_device(device)
+    dev = distributed.init_from_env(pick_device(device))
     dataset = load_dataset(data, root=data_root, resize=resize, seed=seed, train_per_class=train_per_class)
     config = ModelConfig(
         backbone=backbone, head=head, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
@@ -60,9 +87,12 @@ def train_cmd(
         history = train(
             model, dataset.x_train.to(dev), dataset.y_train.to(dev), cfg,
             x_test=dataset.x_test.to(dev), y_test=dataset.y_test.to(dev),
-            progress=lambda s, t, log: progress(f"train {backbone}/{head}", s, t),
+            progress=(lambda s, t, log: progress(f"train {backbone}/{head}", s, t)) if distributed.is_main() else None,
         )
     seconds = time.perf_counter() - start
+    if not distributed.is_main():
+        distributed.finish()
+        return
     clean = float((batched_predict(model, dataset.x_test) == dataset.y_test).float().mean())
     warning = training_warning(clean, dataset.num_classes, data)
     target = out_dir or Path("checkpoints") / checkpoint_name(config)
@@ -71,18 +101,23 @@ def train_cmd(
                  "train_per_class": train_per_class},
         "train": cfg.to_dict(), "clean_accuracy": clean, "seconds": seconds,
         "history": [asdict(h) for h in history], "warning": warning,
+        "overfitting_epochs": [h.epoch for h in history if h.extra.get("overfitting")],
     }
     save_checkpoint(model, target, metadata=meta)
+    distributed.finish()
     if json_out:
         print_json({"checkpoint": str(target), "clean_accuracy": clean, "seconds": seconds,
                     "model": config.to_dict(), "train": cfg.to_dict(), "history": meta["history"],
-                    "warning": warning})
+                    "warning": warning, "overfitting_epochs": meta["overfitting_epochs"]})
         if warning:
             err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
         return
     for h in history:
         acc = f"{100 * h.test_accuracy:.1f}%" if h.test_accuracy is not None else "-"
         err.print(f"[dim]epoch {h.epoch:3d}  loss {h.loss:.4f}  train {100 * h.train_accuracy:.1f}%  test {acc}[/dim]")
+    if meta["overfitting_epochs"]:
+        err.print(f"[yellow]warning: catastrophic overfitting at epochs {meta['overfitting_epochs']} "
+                  "(PGD far below FGSM on the guard batch; see history)[/yellow]")
     out.print(f"clean test accuracy {100 * clean:.2f}% in {seconds:.1f} s ({cfg.optimizer}, lr {cfg.lr:g}, "
               f"{cfg.epochs} epochs, batch {cfg.batch_size}); checkpoint: [bold]{target}[/bold]")
     if warning:

@@ -78,6 +78,9 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
         caption += f"; reduced = ensemble below full strength ({', '.join(reduced)})"
     table = Table(title=title or None, caption=caption)
     table.add_column("model")
+    adversarial = any(r.get("training") not in (None, "standard") for r in rows)
+    if adversarial:
+        table.add_column("training")
     defended = any(r.get("defense", "none") != "none" for r in rows)
     if defended:
         table.add_column("defense")
@@ -99,7 +102,8 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
             shown += " (reduced)"
         elif attack == "worst-case" and (model, defense) in weakened:
             shown += " (reduced ensemble)"
-        line = [names.get(model, model)] + ([defense] if defended else []) + [shown]
+        line = [names.get(model, model)] + ([str(any_row.get("training") or "-")] if adversarial else [])
+        line += ([defense] if defended else []) + [shown]
         line.append(f"{100 * any_row['clean_accuracy']:.1f}")
         line += [f"{100 * cells[e]['robust_accuracy']:.1f}" if e in cells else "" for e in grid]
         if has_min_norm:

@@ -71,6 +71,33 @@ def run_attack(
     )
 
 
+def evaluate_cell(
+    model: RobustModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    spec: AttackSpec,
+    eps: float,
+    batch_size: int = 256,
+    clean_pred: torch.Tensor | None = None,
+    attack_progress: Callable[[str, int, int, int], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, list]]:
+    """One (attack, eps) cell against `model` (in eval mode): its metrics and per-sample record.
+
+    Needs no store: the experiment executors run it on workers and the driver writes the row.
+    `metrics["seconds"]` is the attack's wall time (the only field that varies between runs).
+    `attack_progress(member, done, total, standing)` hears the attack's progress inside the cell.
+    """
+    if clean_pred is None:
+        clean_pred = batched_predict(model, x, batch_size)
+    start = time.perf_counter()
+    with reporting(attack_progress):
+        result = run_attack(spec.build(eps), model, x, y, batch_size)
+    per_sample = per_sample_outcomes(x, y, clean_pred, result)
+    metrics = cell_metrics(per_sample)
+    metrics["seconds"] = time.perf_counter() - start
+    return metrics, per_sample
+
+
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -100,7 +127,7 @@ def evaluate_grid(
     check_images(x, model.input_shape)
     check_labels(y, len(x), model.num_classes)
     model.eval()
-    cells = [(spec, float(eps)) for spec in attacks for eps in _grid_for(spec, eps_grid)]
+    cells = [(spec, float(eps)) for spec in attacks for eps in grid_for(spec, eps_grid)]
     keys = [ResultKey(model_id, defense, spec.key(), eps, subset) for spec, eps in cells]
     if on_plan is not None:
         device = next(model.parameters()).device
@@ -116,12 +143,8 @@ def evaluate_grid(
             continue
         if clean_pred is None:
             clean_pred = batched_predict(model, x, batch_size)
-        start = time.perf_counter()
-        with reporting(_inner_progress(progress, message, i, len(cells), len(x), batch_size)):
-            result = run_attack(spec.build(eps), model, x, y, batch_size)
-        per_sample = per_sample_outcomes(x, y, clean_pred, result)
-        metrics = cell_metrics(per_sample)
-        metrics["seconds"] = time.perf_counter() - start
+        inner = _inner_progress(progress, message, i, len(cells), len(x), batch_size)
+        metrics, per_sample = evaluate_cell(model, x, y, spec, eps, batch_size, clean_pred, inner)
         store.put(key, metrics, per_sample)
     if progress is not None:
         progress("done", len(cells), len(cells))
@@ -150,7 +173,7 @@ def _inner_progress(progress: ProgressFn | None, message: str, cell: int, cells:
     return inner
 
 
-def _grid_for(spec: AttackSpec, eps_grid: Sequence[float]) -> list[float]:
+def grid_for(spec: AttackSpec, eps_grid: Sequence[float]) -> list[float]:
     """Minimum-norm attacks run once (eps = -1 marks "unbounded"); others once per eps."""
     if get_attack_class(spec.name).minimum_norm:
         return [-1.0]

@@ -37,15 +37,18 @@ def reduced_settings(attack_key: str) -> list[str]:
 
 def summarize(store: ResultStore, models: list[str] | None = None) -> list[dict[str, Any]]:
     """Rows for the table: each stored cell, then per (model, defense, subset, eps) the worst
-    case over the fixed-budget attacks at that eps (attack = "worst-case")."""
+    case over the fixed-budget attacks at that eps (attack = "worst-case"). ``training`` is
+    the model's training recipe ("standard", "pgd-10 linf eps=0.1", ...; None when unknown)."""
     rows: list[dict[str, Any]] = []
     groups: dict[tuple, list] = defaultdict(list)
+    recipes = {k: v.get("training") for k, v in (store.get_meta("models", {}) or {}).items()}
     for r in store.rows():
         if models is not None and r.key.model not in models:
             continue
         rows.append(
             {
                 "model": r.key.model,
+                "training": recipes.get(r.key.model),
                 "defense": r.key.defense,
                 "subset": r.key.subset,
                 "attack": _attack_label(r.key.attack),
@@ -64,6 +67,7 @@ def summarize(store: ResultStore, models: list[str] | None = None) -> list[dict[
         rows.append(
             {
                 "model": model,
+                "training": recipes.get(model),
                 "defense": defense,
                 "subset": subset,
                 "attack": WORST,
@@ -127,12 +131,17 @@ def masking_flags(store: ResultStore, models: list[str] | None = None) -> list[d
     return [f.to_dict() for f in flags]
 
 
-def record_probe(store: ResultStore, model_id: str, model, x, y, n: int = 256) -> dict[str, float]:
-    """Run the gradient probe on the first `n` samples and keep it in the store's metadata."""
+def probe_for(model, x, y, n: int = 256) -> dict[str, float]:
+    """The gradient probe on the first `n` samples (needs no store)."""
     from robustlab.evaluate.masking import gradient_probe
 
     device = next(model.parameters()).device
-    probe = gradient_probe(model, x[:n].to(device), y[:n].to(device))
+    return gradient_probe(model, x[:n].to(device), y[:n].to(device))
+
+
+def record_probe(store: ResultStore, model_id: str, model, x, y, n: int = 256) -> dict[str, float]:
+    """Run the gradient probe on the first `n` samples and keep it in the store's metadata."""
+    probe = probe_for(model, x, y, n)
     probes = store.get_meta("probes", {}) or {}
     probes[model_id] = probe
     store.set_meta("probes", probes)
@@ -152,15 +161,22 @@ def reference_eps(eps_grid: list[float]) -> float | None:
 def record_identification(
     store: ResultStore, model_id: str, model, x, y, eps_grid: list[float], steps: int = 20
 ) -> dict[str, Any]:
-    """Identification metrics (paper 002 eq. 3.1-3.3: accuracy, FMR, FNMR at the validation EER
-    threshold) and confidence on clean inputs and under PGD (Linf, `steps` steps) at the
-    reference eps; kept in the store's metadata (computed once per model)."""
-    from robustlab.evaluate.identification import identification_metrics
-    from robustlab.evaluate.runner import AttackSpec, run_attack
-
+    """`identification_for` once per model, kept in the store's metadata."""
     done = store.get_meta("identification", {}) or {}
     if model_id in done:
         return done[model_id]
+    done[model_id] = identification_for(model, x, y, eps_grid, steps)
+    store.set_meta("identification", done)
+    return done[model_id]
+
+
+def identification_for(model, x, y, eps_grid: list[float], steps: int = 20) -> dict[str, Any]:
+    """Identification metrics (paper 002 eq. 3.1-3.3: accuracy, FMR, FNMR at the validation EER
+    threshold) and confidence on clean inputs and under PGD (Linf, `steps` steps) at the
+    reference eps. Needs no store (the experiment executors run it on workers)."""
+    from robustlab.evaluate.identification import identification_metrics
+    from robustlab.evaluate.runner import AttackSpec, run_attack
+
     eps = reference_eps(list(eps_grid))
     x_adv = None
     if eps is not None:
@@ -173,6 +189,4 @@ def record_identification(
         accuracy = float((batched_predict(model, x) == y.cpu()).float().mean())
         metrics = {"accuracy": accuracy, "skipped": f"verification metrics skipped: {exc}"}
     metrics["adversarial"] = f"pgd(steps={steps}) eps={eps:g}" if eps is not None else None
-    done[model_id] = metrics
-    store.set_meta("identification", done)
     return metrics

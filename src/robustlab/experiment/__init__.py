@@ -1,15 +1,29 @@
-"""Experiments: a spec (data x models x attacks x eps), planned, resumed and run into a run directory."""
+"""Experiments: a spec (data x models x attacks x eps), planned into tasks, run by an executor
+(in-process or on Ray) and recorded, resumably, into a run directory."""
 
-from robustlab.experiment.runner import TrainedModel, eval_split, load_data, obtain_model, run_experiment
-from robustlab.experiment.spec import DataSpec, ExperimentSpec, ModelSpec
+from robustlab.experiment.runner import (
+    GridFailed,
+    GridOutcome,
+    TaskFailure,
+    eval_split,
+    load_data,
+    plan_cells,
+    run_experiment,
+    run_grid,
+)
+from robustlab.experiment.spec import DataSpec, ExecutorSpec, ExperimentSpec, ModelSpec
 
 __all__ = [
     "DataSpec",
+    "ExecutorSpec",
     "ExperimentSpec",
+    "GridFailed",
+    "GridOutcome",
     "ModelSpec",
-    "TrainedModel",
+    "TaskFailure",
     "eval_split",
     "load_data",
-    "obtain_model",
+    "plan_cells",
     "run_experiment",
+    "run_grid",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,56 @@ class ModelSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Where the grid's tasks run. "local": in this process, one after another (no Ray import).
+    "ray": one Ray task per training job and per cell; `address` joins a running cluster
+    (None starts an embedded local instance with `local_cpus` CPUs, default all).
+    `num_cpus` / `num_gpus`: resources of each evaluation task (and of each training task
+    unless `train_cpus` / `train_gpus` are given). `storage`: a directory that the driver and
+    every worker see; checkpoints are written there instead of travelling as bytes.
+    `max_retries`: how often Ray reruns a task whose worker died."""
+
+    name: str = "local"
+    address: str | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    train_cpus: float | None = None
+    train_gpus: float | None = None
+    storage: str | None = None
+    local_cpus: int | None = None
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if self.name not in EXECUTORS:
+            raise ConfigError(f"unknown executor {self.name!r}; choose one of {', '.join(EXECUTORS)}")
+        for label in ("num_cpus", "num_gpus", "train_cpus", "train_gpus"):
+            value = getattr(self, label)
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise ConfigError(f"executor.{label} must be a number >= 0, got {value!r}")
+        if self.local_cpus is not None and self.local_cpus < 1:
+            raise ConfigError(f"executor.local_cpus must be >= 1, got {self.local_cpus}")
+        if self.max_retries < 0:
+            raise ConfigError(f"executor.max_retries must be >= 0, got {self.max_retries}")
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> ExecutorSpec:
+        if isinstance(doc, str):
+            doc = {"name": doc}
+        if not isinstance(doc, dict):
+            raise ConfigError("executor must be a name (local, ray) or a mapping with a name")
+        try:
+            return cls(**doc)
+        except TypeError as exc:
+            raise ConfigError(f"executor: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     name: str
@@ -67,15 +118,22 @@ class ExperimentSpec:
     attacks: tuple[AttackSpec, ...]
     eps: tuple[float, ...]
     batch_size: int = 256
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    plugins: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> ExperimentSpec:
         if not isinstance(doc, dict):
             raise ConfigError("an experiment must be a mapping")
-        known = {"name", "data", "models", "attacks", "eps", "batch_size"}
+        known = {"name", "data", "models", "attacks", "eps", "batch_size", "executor", "plugins"}
         unknown = set(doc) - known
         if unknown:
             raise ConfigError(f"unknown experiment keys {sorted(unknown)}; known: {sorted(known)}")
+        plugins = doc.get("plugins") or []
+        if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
+            raise ConfigError("plugins must be a list of module names")
+        import_plugins(plugins)  # before the attacks and models are checked: they may register some
+        executor = ExecutorSpec.from_dict(doc.get("executor") or "local")
         try:
             data = DataSpec(**(doc.get("data") or {}))
         except TypeError as exc:
@@ -114,6 +172,8 @@ class ExperimentSpec:
             attacks=tuple(attacks),
             eps=eps,
             batch_size=int(doc.get("batch_size", 256)),
+            executor=executor,
+            plugins=tuple(plugins),
         )
 
     @classmethod
@@ -135,4 +195,17 @@ class ExperimentSpec:
             "attacks": [{"name": a.name, **a.params} for a in self.attacks],
             "eps": list(self.eps),
             "batch_size": self.batch_size,
+            "executor": self.executor.to_dict(),
+            "plugins": list(self.plugins),
         }
+
+
+def import_plugins(modules: Sequence[str]) -> None:
+    """Import each module: user attacks, heads or defenses register themselves on import."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"plugin {name!r} cannot be imported: {exc}") from None

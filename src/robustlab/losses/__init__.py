@@ -1,6 +1,7 @@
 """Training losses: one module per loss (ArcFace, ring, triplet, contrastive, multi-class
 triplet, prototype conformity, SVDD hinges). Objectives in `robustlab.train` combine them."""
 
+from robustlab.losses.adversarial import adversarial_triplet, logit_pairing, trades_kl
 from robustlab.losses.arcface import ArcFaceLoss, arcface_logits
 from robustlab.losses.contrastive import contrastive_loss
 from robustlab.losses.multiclass_triplet import (
@@ -28,4 +29,7 @@ __all__ = [
     "negative_hinge",
     "positive_hinge",
     "svdd_loss",
+    "adversarial_triplet",
+    "logit_pairing",
+    "trades_kl",
 ]

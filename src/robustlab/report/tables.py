@@ -7,6 +7,7 @@ from typing import Any
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "model"),
+    ("training", "training"),
     ("defense", "defense"),
     ("attack", "attack"),
     ("eps", "eps"),

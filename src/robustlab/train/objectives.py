@@ -30,6 +30,14 @@ class ObjectiveOutput:
 class Objective(nn.Module):
     """Base objective: subclasses implement `forward(model, x, y, epoch) -> ObjectiveOutput`."""
 
+    evaluates_each_epoch: bool = False
+    """True when `end_epoch` judges the model (the trainer then refreshes k-NN galleries first)."""
+
+    def end_epoch(self, model: RobustModel, epoch: int) -> dict[str, float]:
+        """Called after each epoch (from 0) with the model in eval mode; what it returns goes
+        into the epoch's log (`EpochLog.extra`). Default: nothing."""
+        return {}
+
     def extra_optimizer(self) -> torch.optim.Optimizer | None:
         """An optimizer for the objective's own parameters, or None when it has none.
 

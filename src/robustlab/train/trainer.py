@@ -17,6 +17,8 @@ import torch
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import seed_everything
+from robustlab.train.adversarial import AdvConfig, adversarial
+from robustlab.train.distributed import data_parallel
 from robustlab.train.objectives import Objective, make_objective
 
 
@@ -40,8 +42,14 @@ class TrainConfig:
     seed: int = 0
     objective: str | None = None
     objective_args: dict[str, Any] = field(default_factory=dict)
+    adv: AdvConfig | None = None
+    """Adversarial training recipe (None: standard training); a mapping is read as an AdvConfig."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.adv, dict):
+            self.adv = AdvConfig.from_dict(self.adv)
+        elif self.adv is not None and not isinstance(self.adv, AdvConfig):
+            raise ConfigError(f"adv must be an AdvConfig or a mapping, got {type(self.adv).__name__}")
         if (self.epochs is not None and self.epochs < 0) or (self.batch_size is not None and self.batch_size < 1):
             raise ConfigError("epochs must be >= 0 and batch_size >= 1")
         if self.optimizer is not None and self.optimizer not in ("sgd", "adam"):
@@ -105,7 +113,9 @@ def train(
 ) -> list[EpochLog]:
     """Train `model` in place on (x_train, y_train) (images in [0, 1], on the model's device).
 
-    The objective defaults to `cfg.objective`, else the head's own (`model.head.objective`).
+    The objective defaults to `cfg.objective`, else the head's own (`model.head.objective`);
+    with `cfg.adv` it is wrapped for adversarial training (its guard attacks the first
+    `cfg.adv.guard` test images, or training images when no test data is given).
     After the last epoch, heads that decide from a gallery get the training embeddings.
     Auto fields of `cfg` are filled first (`cfg.resolved`).
     Returns one `EpochLog` per epoch (test accuracy from `predict` when test data is given).
@@ -115,11 +125,15 @@ def train(
     if objective is None:
         name = cfg.objective or getattr(getattr(model, "head", None), "objective", "cross_entropy")
         objective = make_objective(name, model, **cfg.objective_args)
+    if cfg.adv is not None:
+        held_out = (x_test, y_test) if x_test is not None and y_test is not None and len(x_test) else (x_train, y_train)
+        objective = adversarial(objective, model, cfg.adv, seed=cfg.seed, guard_data=held_out)
     device = x_train.device
     objective.to(device)
     extra_optimizer = objective.extra_optimizer()
     owned = {id(p) for g in extra_optimizer.param_groups for p in g["params"]} if extra_optimizer else set()
     optimizer = _make_optimizer([p for p in model.parameters() if id(p) not in owned], cfg)
+    parallel = data_parallel(model, objective)  # under torchrun: DDP, this rank's share of each batch
     batches_per_epoch = max(1, math.ceil(len(x_train) / cfg.batch_size))
     total_steps = max(1, cfg.epochs * batches_per_epoch)
     history: list[EpochLog] = []
@@ -132,12 +146,12 @@ def train(
         correct = torch.zeros((), device=device)
         seen = 0
         for batch in objective.make_batches(y_train.cpu(), cfg.batch_size, generator):
-            batch = batch.to(device)
+            batch = (parallel.shard(batch) if parallel is not None else batch).to(device)
             lr = cfg.lr * _lr_factor(cfg, step / total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             xb, yb = x_train[batch], y_train[batch]
-            out = objective(model, xb, yb, epoch)
+            out = parallel.objective(xb, yb, epoch) if parallel is not None else objective(model, xb, yb, epoch)
             optimizer.zero_grad(set_to_none=True)
             if extra_optimizer is not None:
                 extra_optimizer.zero_grad(set_to_none=True)
@@ -154,16 +168,24 @@ def train(
                 progress(step, total_steps, None)
         model.eval()
         test_acc = None
-        if x_test is not None and y_test is not None and len(x_test):
+        held_out = x_test is not None and y_test is not None and len(x_test)
+        if held_out or objective.evaluates_each_epoch:
             _fit_gallery(model, x_train, y_train)
-            test_acc = float((batched_predict(model, x_test) == y_test.cpu()).float().mean())
+        if held_out:
+            test_acc = (parallel.accuracy(model, x_test, y_test) if parallel is not None
+                        else float((batched_predict(model, x_test) == y_test.cpu()).float().mean()))
+        extra = objective.end_epoch(model, epoch)
+        totals = [float(loss_sum), float(correct), float(seen)]
+        if parallel is not None:
+            totals = parallel.sum(*totals)  # over every rank
         log = EpochLog(
             epoch=epoch + 1,
-            loss=float(loss_sum) / max(seen, 1),
-            train_accuracy=float(correct) / max(seen, 1),
+            loss=totals[0] / max(totals[2], 1),
+            train_accuracy=totals[1] / max(totals[2], 1),
             test_accuracy=test_acc,
             lr=lr if cfg.epochs else cfg.lr,
             seconds=time.perf_counter() - start,
+            extra=extra,
         )
         history.append(log)
         if progress is not None:
