@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from robustlab.attacks.criteria import Criterion, TargetedMisclassified, make_criterion
+from robustlab.attacks.eot import EOT, with_eot
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError, InputError
 from robustlab.core.norms import check_norm, distance
@@ -36,8 +37,10 @@ class Attack(ABC):
     """Base of every attack. Stateless about the model: no mode, parameter or `.grad` changes.
 
     Parameters common to all attacks: ``criterion`` (a `Criterion` or its name; default
-    misclassified, or targeted when targets are given) and ``seed`` (random starts and
-    sampling draw from a CPU generator seeded with it, per call).
+    misclassified, or targeted when targets are given), ``seed`` (random starts and
+    sampling draw from a CPU generator seeded with it, per call) and ``eot`` (N > 1: the
+    model is attacked through `EOT(model, N)`, gradients averaged over N random draws and
+    success judged over N draws, see `robustlab.attacks.eot`).
     """
 
     name: ClassVar[str]
@@ -47,9 +50,12 @@ class Attack(ABC):
     hidden_params: ClassVar[tuple[str, ...]] = ()
     """Parameters of a parent constructor that this attack fixes (not settable by name)."""
 
-    def __init__(self, *, criterion: str | Criterion | None = None, seed: int = 0) -> None:
+    def __init__(self, *, criterion: str | Criterion | None = None, seed: int = 0, eot: int = 1) -> None:
         self.criterion_spec = criterion
         self.seed = int(seed)
+        if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
+            raise ConfigError(f"eot must be an integer >= 1 (random draws), got {eot!r}")
+        self.eot = eot
 
     # ----------------------------------------------------------------- public API
     def __call__(
@@ -57,6 +63,7 @@ class Attack(ABC):
     ) -> AttackResult:
         """Attack `model` on images `x` in [0, 1] (N, C, H, W) with true labels `y` (N,)."""
         self._validate(model, x, y, targets)
+        model = with_eot(model, self.eot)
         if model.training:
             warnings.warn(
                 f"{self.name}: the model is in training mode; the attack runs it as it is "
@@ -116,7 +123,7 @@ class Attack(ABC):
         """The attack's name and parameters: a stable, JSON-able key for the results store."""
         params = {}
         for pname in self.parameters():
-            if pname == "criterion" or not hasattr(self, pname):
+            if pname == "criterion" or not hasattr(self, pname) or (pname == "eot" and self.eot == 1):
                 continue
             value = getattr(self, pname)
             if isinstance(value, (int, float, str, bool)) or value is None:
@@ -220,6 +227,9 @@ def judge(
         pass
     elif scores is not None and model.decision_from_scores and not force_predict:
         decision = model.decide(scores.detach())
+    elif isinstance(model, EOT):  # a verdict over several random draws
+        success, decision = model.judge(x, y, targets, criterion)
+        return success, decision, scores
     else:
         decision = model.predict(x)
         if criterion.needs_scores and scores is None:

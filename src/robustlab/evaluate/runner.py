@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from robustlab.attacks.base import Attack
+from robustlab.attacks.eot import DEFAULT_EOT, is_randomized
 from robustlab.attacks.progress import reporting
 from robustlab.attacks.registry import get_attack_class, make_attack
 from robustlab.core.contract import RobustModel, batched_predict
@@ -101,6 +102,15 @@ def evaluate_cell(
 ProgressFn = Callable[[str, int, int], None]
 
 
+def eot_specs(model: RobustModel, x: torch.Tensor, attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
+    """`attacks`, each given ``eot=DEFAULT_EOT`` when `model` is randomized (declared, or two
+    forward passes on a few of `x` differ) and the spec sets no ``eot`` itself; call it before
+    the result keys are made, so the keys carry the parameter."""
+    if not len(x) or not is_randomized(model, x[:8].to(next(model.parameters()).device)):
+        return list(attacks)
+    return [s if "eot" in s.params else AttackSpec(s.name, {**s.params, "eot": DEFAULT_EOT}) for s in attacks]
+
+
 def evaluate_grid(
     model: RobustModel,
     model_id: str,
@@ -122,11 +132,14 @@ def evaluate_grid(
     eval mode; `x` in [0, 1] and `y` its true labels (on the CPU). `progress(message, done
     cells, cells)` also hears, inside a cell, which member attack runs, its step or query
     count, the samples still standing and an ETA for that member; `on_plan` gets the plan
-    (cells, samples, passes, time bound) before any attack runs.
+    (cells, samples, passes, time bound) before any attack runs. A randomized model
+    (declared, or two forward passes that differ) is attacked with ``eot=DEFAULT_EOT`` by
+    every attack that was not given an ``eot`` (the parameter is then part of the key).
     """
     check_images(x, model.input_shape)
     check_labels(y, len(x), model.num_classes)
     model.eval()
+    attacks = eot_specs(model, x, attacks)
     cells = [(spec, float(eps)) for spec in attacks for eps in grid_for(spec, eps_grid)]
     keys = [ResultKey(model_id, defense, spec.key(), eps, subset) for spec, eps in cells]
     if on_plan is not None:
@@ -143,7 +156,7 @@ def evaluate_grid(
             continue
         if clean_pred is None:
             clean_pred = batched_predict(model, x, batch_size)
-        inner = _inner_progress(progress, message, i, len(cells), len(x), batch_size)
+        inner = cell_progress(progress, message, i, len(cells), len(x), batch_size)
         metrics, per_sample = evaluate_cell(model, x, y, spec, eps, batch_size, clean_pred, inner)
         store.put(key, metrics, per_sample)
     if progress is not None:
@@ -151,8 +164,9 @@ def evaluate_grid(
     return keys
 
 
-def _inner_progress(progress: ProgressFn | None, message: str, cell: int, cells: int, n: int, batch_size: int):
-    """An attack-progress callback that extends the cell's message with the member's state and ETA."""
+def cell_progress(progress: ProgressFn | None, message: str, cell: int, cells: int, n: int, batch_size: int):
+    """An attack-progress callback (for `evaluate_cell`) that extends the cell's message with the
+    member's state and ETA, reported to `progress` as cell `cell` of `cells`."""
     if progress is None:
         return None
     # a member starts when the previous event (or the cell) ended: members run one after another

@@ -132,11 +132,12 @@ def masking_flags(store: ResultStore, models: list[str] | None = None) -> list[d
 
 
 def probe_for(model, x, y, n: int = 256) -> dict[str, float]:
-    """The gradient probe on the first `n` samples (needs no store)."""
-    from robustlab.evaluate.masking import gradient_probe
+    """The gradient probe on the first `n` samples, through a defense's declared gradient path
+    and its true one (`defense_probe`); needs no store."""
+    from robustlab.evaluate.masking import defense_probe
 
     device = next(model.parameters()).device
-    return gradient_probe(model, x[:n].to(device), y[:n].to(device))
+    return defense_probe(model, x[:n].to(device), y[:n].to(device))
 
 
 def record_probe(store: ResultStore, model_id: str, model, x, y, n: int = 256) -> dict[str, float]:

@@ -19,7 +19,7 @@ import torch
 
 from robustlab.core.errors import CheckpointError, RobustlabError
 from robustlab.data import Dataset
-from robustlab.evaluate.runner import AttackSpec, grid_for
+from robustlab.evaluate.runner import AttackSpec, cell_progress, grid_for
 from robustlab.evaluate.summary import summarize
 from robustlab.experiment.executors import Executor, Resources, make_executor
 from robustlab.experiment.spec import ExperimentSpec, ModelSpec
@@ -180,6 +180,8 @@ class _Driver:
         self.models_meta: dict[str, Any] = {}
         self.outcome = GridOutcome(rows=[], cells=len(spec.models) * len(cells), executor=executor.name)
         self.done_cells = 0
+        self._train_totals: dict[str, int] = {}  # optimizer steps of each model (heard in-process)
+        self.n_eval = len(eval_data(spec.data)[1])
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -201,7 +203,7 @@ class _Driver:
                 self._report(f"train {mspec.id}", 0, 1)
                 self.executor.submit(
                     run_train_task, task, tag=("train", mspec, key), resources=self.train_resources, priority=1,
-                    progress=lambda step, total, name=mspec.id: self._report(f"train {name}", step, total),
+                    progress=lambda step, total, name=mspec.id: self._train_step(name, step, total),
                 )
         while self.executor.pending():
             self._take(self.executor.next_done())
@@ -249,7 +251,8 @@ class _Driver:
             probe = ProbeTask(source, self.spec.data, tuple(self.spec.eps), self.eval_runtime)
             self.executor.submit(run_probe_task, probe, shared, tag=("probe", probe), resources=self.eval_resources)
         for task in tasks:
-            self.executor.submit(run_eval_task, task, shared, tag=("cell", task), resources=self.eval_resources)
+            self.executor.submit(run_eval_task, task, shared, tag=("cell", task), resources=self.eval_resources,
+                                 progress=self._cell_progress(task))
 
     # -- results -----------------------------------------------------------------------------
 
@@ -262,7 +265,8 @@ class _Driver:
                 self.done_cells += len(self.cells)
             else:
                 self._trained(mspec, key, done.value)
-            self._report(f"train {mspec.id}", 1, 1)
+            total = self._train_totals.get(mspec.id, 1)
+            self._report(f"train {mspec.id}", total, total)
         elif kind == "probe":
             task: ProbeTask = done.tag[1]
             if done.error is not None:
@@ -295,6 +299,20 @@ class _Driver:
         identification = self.store.get_meta("identification", {}) or {}
         identification[out.key] = out.identification
         self.store.set_meta("identification", identification)
+
+    def _cell_progress(self, task: EvalTask) -> Callable[[str, int, int, int], None] | None:
+        """Progress inside a cell (heard where the executor runs the cell in this process)."""
+        if self.progress is None:
+            return None
+
+        def live(message: str, _cell: int, total: int) -> None:
+            self._report(message, self.done_cells, total)
+
+        return cell_progress(live, task.label, 0, self.outcome.cells, self.n_eval, task.batch_size)
+
+    def _train_step(self, name: str, step: int, total: int) -> None:
+        self._train_totals[name] = total
+        self._report(f"train {name}", step, total)
 
     def _report(self, message: str, done: int, total: int) -> None:
         if self.progress is not None:
