@@ -49,7 +49,7 @@ def margin(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, 
     reject = _reject_column(scores, num_classes)
     label = targets if targets is not None else y
     z_label = z.gather(1, label[:, None]).squeeze(1)
-    others = z.masked_fill(F.one_hot(label, num_classes).bool(), float("-inf")).amax(dim=1)
+    others = z.scatter(1, label[:, None], float("-inf")).amax(dim=1)  # one op, no one-hot mask
     if reject is not None:
         if targets is not None:
             others = torch.maximum(others, reject)

@@ -169,16 +169,17 @@ def cell_progress(progress: ProgressFn | None, message: str, cell: int, cells: i
     member's state and ETA, reported to `progress` as cell `cell` of `cells`."""
     if progress is None:
         return None
-    state: dict[str, float | str] = {"member": "", "start": 0.0}
+    # a member starts when the previous event (or the cell) ended: members run one after another
+    state: dict[str, float | str] = {"member": "", "start": time.perf_counter(), "last": time.perf_counter(),
+                                     "done": 0.0}
     batches = -(-n // batch_size)
 
     def inner(member: str, done: int, total: int, standing: int) -> None:
         now = time.perf_counter()
-        if member != state["member"] or done < float(state.get("done", 0)):
-            state.update(member=member, start=now, first=done)
-        state["done"] = done
-        rate = (now - float(state["start"])) / max(done - float(state.get("first", 0)), 1)
-        eta = rate * (total - done)
+        if member != state["member"] or done < float(state["done"]):
+            state.update(member=member, start=state["last"])
+        state.update(done=done, last=now)
+        eta = (now - float(state["start"])) / max(done, 1) * (total - done)
         where = f" (batch of {min(n, batch_size)} of {n})" if batches > 1 else ""
         progress(f"{message} | {member} {done}/{total}, {standing} standing{where}, member ETA {eta:.0f} s",
                  cell, cells)
