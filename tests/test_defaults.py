@@ -86,3 +86,16 @@ def test_a_run_near_chance_says_so(tmp_path, capsys):
     assert read_checkpoint_config(tmp_path / "c")["metadata"]["warning"] == doc["warning"]
     assert main(["train", "--backbone", "mlp", "--epochs", "0", "--out", str(tmp_path / "d")]) == 0
     assert "warning" in capsys.readouterr().out
+
+
+def test_an_experiment_run_near_chance_says_so(tmp_path, capsys):
+    yaml_file = tmp_path / "e.yaml"
+    yaml_file.write_text("name: e\nmodels:\n  - id: untrained\n    model: {backbone: mlp, head: softmax}\n"
+                         "    train: {epochs: 0}\nattacks: [fgsm]\neps: [0]\n")
+    assert main(["run", str(yaml_file), "--run-dir", str(tmp_path / "run"), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = _last_json(captured.out)
+    assert "far below" in doc["warnings"]["untrained"] and "warning" in captured.err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert "far below" in next(iter(report["models"].values()))["warning"]
+    assert "far below" in (tmp_path / "run" / "report.md").read_text().split("## Models")[1]

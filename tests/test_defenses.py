@@ -276,3 +276,16 @@ def test_magnet_pack_is_randomized_and_declares_it(defended, digits):
     assert isinstance(mg, MagNetModel) and mg.randomized and mg.gradient_path == "bpda+eot"
     x = digits.x_test[:32]
     assert not torch.equal(mg(x), mg(x))
+
+
+def test_distillation_warm_start_scales_the_logits_by_t(digits_mlp, digits):
+    """init='base' starts teacher and student from W with its linear layer times T: with no
+    epochs the deployed student's logits are exactly T times W's (softmax(z / T) = W's softmax)."""
+    built = build_defense("distillation", digits_mlp, digits, temperature=40, init="base", epochs=0)
+    x = digits.x_test[:32]
+    with torch.no_grad():
+        assert torch.allclose(built.model(x), 40 * digits_mlp(x), rtol=1e-5, atol=1e-4)
+        assert torch.allclose(soft_labels(built.model(x), 40), digits_mlp(x).softmax(1), atol=1e-5)
+    knn = build_model({"backbone": "mlp", "head": "triplet", "num_classes": 10, "input_shape": [1, 8, 8]})
+    with pytest.raises(ConfigError):
+        build_defense("distillation", knn, digits, init="base", epochs=0)

@@ -180,3 +180,14 @@ def test_ray_executor_without_ray_is_one_clear_error_and_writes_nothing(tmp_path
     with pytest.raises(ConfigError, match=r"pip install 'robustlab\[ray\]'"):
         run_grid(ExperimentSpec.from_dict(spec_doc(executor="ray")), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_local_progress_reports_training_steps_and_inside_cells(tmp_path):
+    heard: list[tuple[str, int, int]] = []
+    doc = spec_doc(attacks=[{"name": "apgd", "steps": 10}], eps=[0.1])
+    run_grid(ExperimentSpec.from_dict(doc), tmp_path, progress=lambda m, d, t: heard.append((m, d, t)))
+    steps = [(d, t) for m, d, t in heard if m == "train mlp"]
+    assert steps[-1][0] == steps[-1][1] > 1  # every optimizer step, up to the last
+    inside = [m for m, _, _ in heard if " | apgd" in m]
+    assert inside and all(m.startswith("mlp apgd(steps=10) eps=0.1 | ") for m in inside)
+    assert heard[-1] == ("done", 1, 1)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 
 from robustlab.attacks.criteria import Criterion, TargetedMisclassified, make_criterion
+from robustlab.attacks.eot import EOT, with_eot
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError, InputError
 from robustlab.core.norms import check_norm, distance
@@ -74,8 +75,10 @@ class Attack(ABC):
     """Base of every attack. Stateless about the model: no mode, parameter or `.grad` changes.
 
     Parameters common to all attacks: ``criterion`` (a `Criterion` or its name; default
-    misclassified, or targeted when targets are given) and ``seed`` (random starts and
-    sampling draw from a CPU generator seeded with it, per call).
+    misclassified, or targeted when targets are given), ``seed`` (random starts and
+    sampling draw from a CPU generator seeded with it, per call) and ``eot`` (N > 1: the
+    model is attacked through `EOT(model, N)`, gradients averaged over N random draws and
+    success judged over N draws, see `robustlab.attacks.eot`).
 
     Each attack declares its threat model: ``kind`` (single-step, iterative, black-box,
     transfer, ensemble; the gradient-masking rules compare kinds), ``norm`` and, through
@@ -97,11 +100,14 @@ class Attack(ABC):
         if init is not None:
             cls.__init__ = _typed_init(init)  # type: ignore[method-assign]
 
-    def __init__(self, *, criterion: str | Criterion | None = None, seed: int = 0) -> None:
+    def __init__(self, *, criterion: str | Criterion | None = None, seed: int = 0, eot: int = 1) -> None:
         if criterion is not None:
             make_criterion(criterion)  # an unknown name fails at construction, not mid-run
         self.criterion_spec = criterion
         self.seed = check_int(seed, f"{self.name}: seed", 0)
+        if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
+            raise ConfigError(f"eot must be an integer >= 1 (random draws), got {eot!r}")
+        self.eot = eot
 
     # ----------------------------------------------------------------- public API
     def __call__(
@@ -119,6 +125,7 @@ class Attack(ABC):
         per-sample one such as `KAnonymousRanks` with each sample's k).
         """
         self._validate(model, x, y, targets)
+        model = with_eot(model, self.eot)
         if model.training:
             warnings.warn(
                 f"{self.name}: the model is in training mode; the attack runs it as it is "
@@ -199,7 +206,7 @@ class Attack(ABC):
         a stable, JSON-able key for the results store."""
         params = {}
         for pname in self.parameters():
-            if pname == "criterion" or not hasattr(self, pname):
+            if pname == "criterion" or not hasattr(self, pname) or (pname == "eot" and self.eot == 1):
                 continue
             value = getattr(self, pname)
             if isinstance(value, Norm):
@@ -311,6 +318,9 @@ def judge(
         pass
     elif scores is not None and model.decision_from_scores and not force_predict:
         decision = model.decide(scores.detach())
+    elif isinstance(model, EOT):  # a verdict over several random draws
+        success, decision = model.judge(x, y, targets, criterion)
+        return success, decision, scores
     else:
         decision = model.predict(x)
         if criterion.needs_scores and scores is None:

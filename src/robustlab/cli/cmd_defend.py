@@ -127,6 +127,8 @@ def distill_cmd(
     out_dir: Path = OUT_OPT,
     temperature: float = typer.Option(100.0, "--temperature", "-T", help="T > 0 (Papernot et al.'s 100)."),
     teacher: str = typer.Option("retrain", "--teacher", help="retrain (a teacher trained at T) or base."),
+    init: str = typer.Option("scratch", "--init", help="scratch, or base: warm start from MODEL with its "
+                             "linear layer times T (few epochs suffice)."),
     epochs: int = typer.Option(10, "--epochs", help="Epochs of the teacher and of the student."),
     lr: float = typer.Option(1e-3, "--lr"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam or sgd."),
@@ -137,7 +139,7 @@ def distill_cmd(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Defensive distillation: a student trained on the teacher's softmax at T, deployed at T = 1."""
-    params = {"temperature": temperature, "teacher": teacher, "epochs": epochs, "lr": lr,
+    params = {"temperature": temperature, "teacher": teacher, "init": init, "epochs": epochs, "lr": lr,
               "optimizer": optimizer, "batch_size": batch_size, "seed": seed}
     _defend("distillation", params, model_path, data, data_root, resize, out_dir, overwrite, seed, device, json_out)
 

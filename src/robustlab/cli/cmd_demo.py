@@ -14,6 +14,7 @@ from robustlab.cli.console import (
     print_json,
     print_masking,
     print_results,
+    print_training_warnings,
     progress_bar,
 )
 from robustlab.evaluate import identification_results, masking_flags
@@ -45,6 +46,7 @@ def demo(
     with ResultStore(out_dir, readonly=True) as store:
         print_identification(identification_results(store), names)
         print_masking(masking_flags(store))
+        print_training_warnings(store.get_meta("models", {}) or {})
     out.print(f"Report: [bold]{paths['html'].resolve()}[/bold] (also {paths['markdown'].name}, {paths['json'].name})")
     err.print(f"[dim]done in {seconds:.1f} s[/dim]")
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli.console import err, out, print_json, print_results, progress_bar
+from robustlab.cli.console import err, out, print_json, print_results, print_training_warnings, progress_bar
 from robustlab.experiment import ExperimentSpec, run_grid
 from robustlab.experiment.spec import ExecutorSpec
 from robustlab.report import write_report
+from robustlab.store.results import ResultStore
 
 
 def run(
@@ -39,9 +40,11 @@ def run(
                            overwrite=overwrite)
     paths = write_report(run_dir)
     failures = [f.line() for f in outcome.failures]
+    with ResultStore(run_dir) as store:
+        warnings = print_training_warnings(store.get_meta("models", {}) or {})
     if json_out:
         print_json({"rows": outcome.rows, "report": str(paths["html"]), "counts": outcome.counts(),
-                    "failures": failures})
+                    "failures": failures, "warnings": warnings})
     else:
         print_results(outcome.rows, {r["model"]: r["model"].split(":")[0] for r in outcome.rows}, title=spec.name)
         c = outcome.counts()

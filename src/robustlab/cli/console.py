@@ -33,9 +33,9 @@ def progress_bar(enabled: bool = True) -> Iterator:
         last: dict[str, Any] = {"task": None, "at": 0.0}
 
         def plain(message: str, done: int, total: int) -> None:
-            """A line per new task; inside a cell (" | member ..."), at most one line per 30 s."""
-            head, _, detail = message.partition(" | ")
-            task = " ".join(head.split(" ")[:2])
+            """A line per new task (a cell, a model to train); inside it (" | member ...") at most
+            one line per 30 s."""
+            task, _, detail = message.partition(" | ")
             now = time.monotonic()
             if message == "done":
                 return
@@ -144,6 +144,15 @@ def print_masking(flags: Sequence[dict[str, Any]]) -> None:
     passed = [f for f in flags if not f["raised"]]
     if passed:
         out.print(f"[dim]{len(passed)} gradient-masking checks passed (details in the report)[/dim]")
+
+
+def print_training_warnings(models: dict[str, Any]) -> dict[str, str]:
+    """Print (on stderr) the warning of each model whose training ended far below what its data
+    allows (store meta "models"[key]["warning"]); return them by model id."""
+    found = {m.get("id", k): m["warning"] for k, m in models.items() if m.get("warning")}
+    for model_id, warning in found.items():
+        err.print(f"[bold yellow]warning:[/bold yellow] {model_id}: {warning}")
+    return found
 
 
 def print_json(obj: Any) -> None:

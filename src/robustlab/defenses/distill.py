@@ -7,7 +7,12 @@
 3. a student of the same architecture, freshly initialised, is trained on them at T;
 4. the student is deployed at T = 1: ``forward`` returns its raw logits.
 
-T defaults to 100, Papernot et al.'s value (paper 002 does not state its T). The deployed
+T defaults to 100, Papernot et al.'s value (paper 002 does not state its T). ``init =
+"scratch"`` (the default) trains teacher and student from a fresh initialisation; at large T
+that needs many epochs (the logits must grow about T-fold). ``init = "base"`` warm-starts both
+from the given model with its final linear layer multiplied by T, so softmax(z / T) starts at
+the given model's softmax and a few epochs suffice (a shortcut to the same deployed network:
+logits about T times the usual ones); it needs a linear head (softmax, ring). The deployed
 logits are about T times larger than a normally trained model's, so the softmax saturates
 and the cross-entropy gradient vanishes in float32: that is gradient masking, not
 robustness. The defense therefore declares ``attack_losses = ("margin", "dlr")``: attacks on
@@ -125,6 +130,7 @@ class DistillConfig:
 
     temperature: float = 100.0
     teacher: str = "retrain"
+    init: str = "scratch"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, optimizer="adam", lr=1e-3))
     seed: int = 0
 
@@ -132,6 +138,8 @@ class DistillConfig:
         self.temperature = check_temperature(self.temperature)
         if self.teacher not in ("retrain", "base"):
             raise ConfigError(f"teacher must be 'retrain' or 'base', got {self.teacher!r}")
+        if self.init not in ("scratch", "base"):
+            raise ConfigError(f"init must be 'scratch' or 'base', got {self.init!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -142,6 +150,21 @@ class DistillConfig:
 @torch.no_grad()
 def _logits(model: RobustModel, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def _fresh(base: Classifier, cfg: DistillConfig, seed: int) -> Classifier:
+    """A network to train at T: freshly initialised, or `base` with its linear layer times T."""
+    seed_everything(seed)
+    if cfg.init == "scratch":
+        return build_model(base.config).to(next(base.parameters()).device)
+    linear = getattr(base.head, "linear", None)
+    if not isinstance(linear, torch.nn.Linear):
+        raise ConfigError(f"init='base' scales a linear head by T; the {base.config.head!r} head has none")
+    model = copy.deepcopy(base)
+    with torch.no_grad():
+        model.head.linear.weight.mul_(cfg.temperature)
+        model.head.linear.bias.mul_(cfg.temperature)
+    return model.train()
 
 
 def distill(
@@ -155,13 +178,11 @@ def distill(
     if cfg.teacher == "base":
         teacher = copy.deepcopy(base).eval()
     else:
-        seed_everything(cfg.seed)
-        teacher = build_model(base.config).to(device)
+        teacher = _fresh(base, cfg, cfg.seed)
         train(teacher, x_train, y_train, cfg.train, objective=TemperatureCrossEntropy(cfg.temperature))
     teacher.eval()
     soft = soft_labels(_logits(teacher, x_train), cfg.temperature)
-    seed_everything(cfg.seed + 1)
-    student = build_model(base.config).to(device)
+    student = _fresh(base, cfg, cfg.seed + 1)
     rows = torch.arange(len(x_train), device=device)
     train(student, x_train, rows, cfg.train, objective=SoftLabelCrossEntropy(soft, cfg.temperature))
     return DistilledModel(student.eval(), cfg.temperature).eval()

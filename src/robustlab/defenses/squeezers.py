@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import kornia
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -95,6 +94,8 @@ class HSVBits(Squeezer):
     def squeeze(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1:
             return self._round(x)
+        import kornia  # imported on use: it costs the CLI's start-up ~2 s otherwise
+
         hsv = kornia.color.rgb_to_hsv(x)
         h = hsv[:, :1] / (2 * math.pi)
         h = self._round(h) % 1.0  # H = 1 is H = 0 (red)
@@ -125,6 +126,8 @@ class MedianSmooth(Squeezer):
     def squeeze(self, x: torch.Tensor) -> torch.Tensor:
         k = self.size
         if k % 2 == 1:
+            import kornia
+
             return kornia.filters.median_blur(x, (k, k))
         n, c, h, w = x.shape
         patches = F.unfold(_pad(x, k), k).view(n, c, k * k, h * w)
@@ -141,6 +144,8 @@ class MeanSmooth(Squeezer):
     def squeeze(self, x: torch.Tensor) -> torch.Tensor:
         k = self.size
         if k % 2 == 1:
+            import kornia
+
             return kornia.filters.box_blur(x, (k, k), border_type="reflect")
         return F.avg_pool2d(_pad(x, k), k, stride=1)
 

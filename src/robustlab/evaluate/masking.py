@@ -9,6 +9,12 @@ Two sources of evidence:
   increase the loss no more than random directions do.
 
 Each check returns a `MaskingFlag`; a report shows every flag raised and every check passed.
+
+Defenses declare their gradient path (`robustlab.defenses.base`): the probe runs on the path
+the attacks use (BPDA on) and, for a defense with non-differentiable steps, also on its true
+gradients, so a defense whose only effect on attacks is to zero its gradients is named as
+such ("defense masks its true gradients") while its robust accuracy comes from the
+adaptive path.
 """
 
 from __future__ import annotations
@@ -222,9 +228,41 @@ def gradient_probe(
     }
 
 
-def check_probe(model_id: str, probe: dict[str, float]) -> list[MaskingFlag]:
-    """Flags from a `gradient_probe`: any zero/non-finite gradients, or mostly uninformative ones."""
-    return [
+def defense_probe(model: RobustModel, x: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> dict[str, Any]:
+    """`gradient_probe` on the attacked path, plus, for a model with BPDA steps, the same probe on
+    its true gradients (keys ``true_*``) and the declared ``gradient_path``."""
+    from robustlab.defenses.base import gradient_path_of, true_gradients
+
+    probe: dict[str, Any] = dict(gradient_probe(model, x, y, **kwargs))
+    path = gradient_path_of(model)
+    has_bpda = any(isinstance(getattr(m, "bpda", None), bool) for m in model.modules())
+    if path != "exact" or has_bpda:
+        probe["gradient_path"] = path
+        with true_gradients(model):
+            true = gradient_probe(model, x, y, **kwargs)
+        probe.update({f"true_{k}": v for k, v in true.items()})
+    return probe
+
+
+def check_probe(model_id: str, probe: dict[str, Any]) -> list[MaskingFlag]:
+    """Flags from a `gradient_probe`: any zero/non-finite gradients, or mostly uninformative ones;
+    for a defense probed on both paths (`defense_probe`), whether its true gradients are masked."""
+    flags = []
+    if "true_zero_fraction" in probe:
+        masked = probe["true_zero_fraction"] + probe["true_nonfinite_fraction"] > 0.05 or (
+            probe["true_uninformative_fraction"] > 0.5
+        )
+        flags.append(
+            MaskingFlag(
+                model_id,
+                "defense masks its true gradients",
+                masked,
+                f"true gradients: {100 * probe['true_zero_fraction']:.1f}% zero, "
+                f"{100 * probe['true_uninformative_fraction']:.1f}% no better than random; attacks use the "
+                f"{probe['gradient_path']} path (robust accuracy measured through it)",
+            )
+        )
+    return flags + [
         MaskingFlag(
             model_id,
             "zero or non-finite gradients",

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from robustlab.attacks.base import Attack
+from robustlab.attacks.eot import DEFAULT_EOT, is_randomized
 from robustlab.attacks.progress import reporting
 from robustlab.attacks.registry import get_attack_class, make_attack
 from robustlab.core.contract import RobustModel, batched_predict, eval_mode
@@ -263,6 +264,15 @@ def cell_key(cell: Cell, model_id: str, digest: str, data: EvalSet, defense: str
     )
 
 
+def eot_specs(model: RobustModel, x: torch.Tensor, attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
+    """`attacks`, each given ``eot=DEFAULT_EOT`` when `model` is randomized (declared, or two
+    forward passes on a few of `x` differ) and the spec sets no ``eot`` itself; call it before
+    the result keys are made, so the keys carry the parameter."""
+    if not len(x) or not is_randomized(model, x[:8].to(next(model.parameters()).device)):
+        return list(attacks)
+    return [s if "eot" in s.params else AttackSpec(s.name, {**s.params, "eot": DEFAULT_EOT}) for s in attacks]
+
+
 def evaluate_grid(
     model: RobustModel,
     model_id: str,
@@ -287,14 +297,19 @@ def evaluate_grid(
     the moment it is done. The model runs in eval mode; its own mode is given back.
     `progress(message, done cells, cells)` also hears, inside a cell, which member attack runs,
     its step or query count, the samples still standing and an ETA for that member; `on_plan`
-    gets the plan (cells, samples, passes, time bound) before any attack runs.
+    gets the plan (cells, samples, passes, time bound) before any attack runs. A randomized model
+    (declared, or two forward passes that differ) is attacked with ``eot=DEFAULT_EOT`` by every
+    attack that was not given an ``eot`` (the parameter is then part of the resolved spec and key).
     """
     samples = data if data is not None else EvalSet(x, y, subset=subset)
     batch_size = check_int(batch_size, "batch_size", 1)
-    cells = [a for a in attacks if isinstance(a, Cell)]
-    if len(cells) != len(attacks):
-        cells = plan_cells([a for a in attacks if isinstance(a, AttackSpec)], eps_grid)
     check_model_data(model, samples)
+    specs = list(dict.fromkeys(a.spec if isinstance(a, Cell) else a for a in attacks))
+    with eval_mode(model):
+        randomized = eot_specs(model, samples.x, specs)
+    cells = [a for a in attacks if isinstance(a, Cell)]
+    if len(cells) != len(attacks) or randomized != specs:
+        cells = plan_cells(randomized, eps_grid)
     digest = model_digest(model)
     clean_pred: torch.Tensor | None = None
     keys = [cell_key(cell, model_id, digest, samples, defense, batch_size) for cell in cells]
@@ -314,7 +329,7 @@ def evaluate_grid(
                 continue
             if clean_pred is None:
                 clean_pred = batched_predict(model, samples.x, batch_size)
-            inner = _inner_progress(progress, message, i, len(cells), n, batch_size)
+            inner = cell_progress(progress, message, i, len(cells), n, batch_size)
             metrics, per_sample = evaluate_cell(model, samples.x, samples.y, cell, cell.eps, batch_size, clean_pred,
                                                 inner)
             store.put(key, metrics, per_sample)
@@ -328,20 +343,22 @@ def attack_of(key: ResultKey) -> dict[str, Any]:
     return json.loads(key.attack)
 
 
-def _inner_progress(progress: ProgressFn | None, message: str, cell: int, cells: int, n: int, batch_size: int):
-    """An attack-progress callback that extends the cell's message with the member's state and ETA."""
+def cell_progress(progress: ProgressFn | None, message: str, cell: int, cells: int, n: int, batch_size: int):
+    """An attack-progress callback (for `evaluate_cell`) that extends the cell's message with the
+    member's state and ETA, reported to `progress` as cell `cell` of `cells`."""
     if progress is None:
         return None
-    state: dict[str, float | str] = {"member": "", "start": 0.0}
+    # a member starts when the previous event (or the cell) ended: members run one after another
+    state: dict[str, float | str] = {"member": "", "start": time.perf_counter(), "last": time.perf_counter(),
+                                     "done": 0.0}
     batches = -(-n // batch_size)
 
     def inner(member: str, done: int, total: int, standing: int) -> None:
         now = time.perf_counter()
-        if member != state["member"] or done < float(state.get("done", 0)):
-            state.update(member=member, start=now, first=done)
-        state["done"] = done
-        rate = (now - float(state["start"])) / max(done - float(state.get("first", 0)), 1)
-        eta = rate * (total - done)
+        if member != state["member"] or done < float(state["done"]):
+            state.update(member=member, start=state["last"])
+        state.update(done=done, last=now)
+        eta = (now - float(state["start"])) / max(done, 1) * (total - done)
         where = f" (batch of {min(n, batch_size)} of {n})" if batches > 1 else ""
         progress(f"{message} | {member} {done}/{total}, {standing} standing{where}, member ETA {eta:.0f} s",
                  cell, cells)

@@ -144,13 +144,14 @@ def probe_key(model_id: str, digest: str, data: EvalSet, defense: str = "none", 
 
 
 def probe_for(model: RobustModel, x: torch.Tensor, y: torch.Tensor, n: int = 256) -> dict[str, Any]:
-    """The gradient probe (`PROBE_SPEC`) on the first `n` samples (needs no store)."""
-    from robustlab.evaluate.masking import gradient_probe
+    """The gradient probe (`PROBE_SPEC`) on the first `n` samples, through a defense's declared
+    gradient path and its true one (`defense_probe`); needs no store."""
+    from robustlab.evaluate.masking import defense_probe
 
     with eval_mode(model):
         device = next(model.parameters()).device
-        return gradient_probe(model, x[:n].to(device), y[:n].to(device), step=PROBE_SPEC["step"],
-                              directions=PROBE_SPEC["directions"], seed=PROBE_SPEC["seed"], loss=PROBE_SPEC["loss"])
+        return defense_probe(model, x[:n].to(device), y[:n].to(device), step=PROBE_SPEC["step"],
+                             directions=PROBE_SPEC["directions"], seed=PROBE_SPEC["seed"], loss=PROBE_SPEC["loss"])
 
 
 def record_probe(

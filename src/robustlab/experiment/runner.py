@@ -20,7 +20,7 @@ import torch
 from robustlab.core.digest import model_digest
 from robustlab.core.errors import CheckpointError, ConfigError, RobustlabError
 from robustlab.data import Dataset
-from robustlab.evaluate.runner import Cell, cell_key
+from robustlab.evaluate.runner import Cell, cell_key, cell_progress
 from robustlab.evaluate.runner import plan_cells as plan_attack_cells
 from robustlab.evaluate.samples import EvalSet, eval_set
 from robustlab.evaluate.session import check_run_dir, clear_store
@@ -201,6 +201,8 @@ class _Driver:
         self.models_meta: dict[str, Any] = {}
         self.outcome = GridOutcome(rows=[], cells=len(spec.models) * len(cells), executor=executor.name)
         self.done_cells = 0
+        self._train_totals: dict[str, int] = {}  # optimizer steps of each model (heard in-process)
+        self.n_eval = len(samples)
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -222,7 +224,7 @@ class _Driver:
                 self._report(f"train {mspec.id}", 0, 1)
                 self.executor.submit(
                     run_train_task, task, tag=("train", mspec, key), resources=self.train_resources, priority=1,
-                    progress=lambda step, total, name=mspec.id: self._report(f"train {name}", step, total),
+                    progress=lambda step, total, name=mspec.id: self._train_step(name, step, total),
                 )
         while self.executor.pending():
             self._take(self.executor.next_done())
@@ -271,7 +273,8 @@ class _Driver:
             probe = ProbeTask(source, self.spec.data, tuple(self.spec.eps), self.eval_runtime)
             self.executor.submit(run_probe_task, probe, shared, tag=("probe", probe), resources=self.eval_resources)
         for task in tasks:
-            self.executor.submit(run_eval_task, task, shared, tag=("cell", task), resources=self.eval_resources)
+            self.executor.submit(run_eval_task, task, shared, tag=("cell", task), resources=self.eval_resources,
+                                 progress=self._cell_progress(task))
 
     # -- results -----------------------------------------------------------------------------
 
@@ -284,7 +287,8 @@ class _Driver:
                 self.done_cells += len(self.cells)
             else:
                 self._trained(mspec, key, done.value)
-            self._report(f"train {mspec.id}", 1, 1)
+            total = self._train_totals.get(mspec.id, 1)
+            self._report(f"train {mspec.id}", total, total)
         elif kind == "probe":
             task: ProbeTask = done.tag[1]
             if done.error is not None:
@@ -320,6 +324,20 @@ class _Driver:
     def _probed(self, out: ProbeOutput) -> None:
         self.store.put(self._probe_key(out.key), out.probe)
         self.store.put(self._identification_key(out.key), out.identification)
+
+    def _cell_progress(self, task: EvalTask) -> Callable[[str, int, int, int], None] | None:
+        """Progress inside a cell (heard where the executor runs the cell in this process)."""
+        if self.progress is None:
+            return None
+
+        def live(message: str, _cell: int, total: int) -> None:
+            self._report(message, self.done_cells, total)
+
+        return cell_progress(live, task.label, 0, self.outcome.cells, self.n_eval, task.batch_size)
+
+    def _train_step(self, name: str, step: int, total: int) -> None:
+        self._train_totals[name] = total
+        self._report(f"train {name}", step, total)
 
     def _report(self, message: str, done: int, total: int) -> None:
         if self.progress is not None:

@@ -45,6 +45,8 @@ from robustlab.train.trainer import train
 
 StepProgress = Callable[[int, int], None]
 """progress(step, total) during training (only where the executor runs the task in-process)."""
+AttackProgress = Callable[[str, int, int, int], None]
+"""progress(member, done, total, standing) inside a cell (likewise)."""
 
 
 @dataclass(frozen=True)
@@ -229,12 +231,14 @@ def run_train_task(task: TrainTask, progress: StepProgress | None = None) -> Tra
             return TrainOutput(task.key, metadata, blob=CheckpointBlob.from_directory(tmp))
 
 
-def run_eval_task(task: EvalTask, blob: CheckpointBlob | None = None) -> EvalOutput:
+def run_eval_task(task: EvalTask, blob: CheckpointBlob | None = None,
+                  progress: AttackProgress | None = None) -> EvalOutput:
     """Run one cell; `blob` is the model unless `task.model.path` names it on shared storage."""
     with _runtime(task.runtime) as device:
         model = _model_for(task.model, blob, device)
         x, y = eval_data(task.data)
-        metrics, per_sample = evaluate_cell(model, x, y, task.attack, task.eps, task.batch_size)
+        metrics, per_sample = evaluate_cell(model, x, y, task.attack, task.eps, task.batch_size,
+                                            attack_progress=progress)
         return EvalOutput(task.key, metrics, per_sample)
 
 

@@ -1,0 +1,102 @@
+"""Expectation over transformation (Athalye et al. 2018) for randomized models.
+
+A model that draws fresh randomness at each forward (noise, a random autoencoder of a
+MagNet pack, random resizing) gives an attacker a noisy gradient, and a robustness judged on
+one draw counts a sample as robust whenever that one draw happened to be right.
+`EOT(model, samples)` is a model again:
+
+- ``forward`` is the mean of the scores over ``samples`` draws (the gradient of that mean is
+  the EOT gradient; the batch is repeated so all draws take one forward pass);
+- `judge` (used by the attack base for its clean check and final verdict) calls the
+  model's real decision ``draws`` times and counts the attack a **success when any draw is
+  fooled**: a sample is robust only if it is right on every draw. The decision reported is
+  that of a fooled draw, else of a rejecting one, else the first.
+
+Every attack takes ``eot=N`` (N > 1 wraps the model it is given in `EOT(model, N)`), so the
+gradient attacks and the AutoAttack-style ensemble evaluate randomized models the same way;
+`robustlab.evaluate` turns it on by itself for a model it finds randomized.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from robustlab.core.contract import REJECT, RobustModel
+from robustlab.core.errors import ConfigError
+
+DEFAULT_EOT = 10
+"""Draws per gradient and per verdict when the evaluation finds a randomized model."""
+
+
+class EOT(RobustModel):
+    """`model` averaged over `samples` random draws; verdicts over `draws` draws (default: samples)."""
+
+    def __init__(self, model: RobustModel, samples: int = DEFAULT_EOT, draws: int | None = None) -> None:
+        if not isinstance(samples, int) or samples < 1:
+            raise ConfigError(f"eot needs samples >= 1, got {samples!r}")
+        super().__init__(model.num_classes, model.input_shape)
+        self.model = model
+        self.train(model.training)  # the wrapper is in the mode of what it wraps
+        self.samples = samples
+        self.draws = int(draws) if draws is not None else samples
+        if self.draws < 1:
+            raise ConfigError(f"eot needs draws >= 1, got {draws!r}")
+
+    @property
+    def can_reject(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.model, "can_reject", False))
+
+    @property
+    def decision_from_scores(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.model, "decision_from_scores", True))
+
+    def decide(self, scores: torch.Tensor) -> torch.Tensor:
+        return self.model.decide(scores)
+
+    def _mean(self, fn, x: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        out = fn(x.repeat(self.samples, *([1] * (x.dim() - 1))))
+        return out.view(self.samples, n, *out.shape[1:]).mean(dim=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._mean(self.model, x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self._mean(self.model.embed, x)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """One draw of the model's real decision (verdicts over several draws: `judge`)."""
+        return self.model.predict(x)
+
+    @torch.no_grad()
+    def judge(self, x, y, targets, criterion) -> tuple[torch.Tensor, torch.Tensor]:
+        """(success, decision) over `draws` draws: success when any draw is a success."""
+        success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        decision: torch.Tensor | None = None
+        for _ in range(self.draws):
+            d = self.model.predict(x)
+            scores = self.model(x) if criterion.needs_scores else None
+            ok = criterion(d, y, targets, scores)
+            if decision is None:
+                decision = d.clone()
+            rejected = (d == REJECT) & (decision != REJECT) & ~success
+            decision = torch.where((ok & ~success) | rejected, d, decision)
+            success |= ok
+        assert decision is not None
+        return success, decision
+
+
+def with_eot(model: RobustModel, samples: int) -> RobustModel:
+    """`model` wrapped in EOT when samples > 1 (never twice)."""
+    if samples <= 1 or isinstance(model, EOT):
+        return model
+    return EOT(model, samples)
+
+
+@torch.no_grad()
+def is_randomized(model: RobustModel, x: torch.Tensor) -> bool:
+    """True when the model declares randomness or two forward passes on `x` differ."""
+    if bool(getattr(model, "randomized", False)):
+        return True
+    return not torch.equal(model(x), model(x))
