@@ -304,7 +304,7 @@ def evaluate_grid(
     samples = data if data is not None else EvalSet(x, y, subset=subset)
     batch_size = check_int(batch_size, "batch_size", 1)
     check_model_data(model, samples)
-    specs = list(dict.fromkeys(a.spec if isinstance(a, Cell) else a for a in attacks))
+    specs = list({(s := a.spec if isinstance(a, Cell) else a).key(): s for a in attacks}.values())
     with eval_mode(model):
         randomized = eot_specs(model, samples.x, specs)
     cells = [a for a in attacks if isinstance(a, Cell)]
