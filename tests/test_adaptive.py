@@ -159,5 +159,7 @@ def test_distillation_masks_cross_entropy_not_the_logit_margin(digits_mlp, digit
     ce = _robust(distilled, x, y, eps=0.1, steps=20, loss="ce")
     margin = _robust(distilled, x, y, eps=0.1, steps=20, loss="margin")
     assert margin < ce - 0.2, (ce, margin)
-    probe = gradient_probe(distilled, x, y)
+    probe = gradient_probe(distilled, x, y, loss="ce")  # the default probe uses the margin (issue 12)
     assert probe["zero_fraction"] + probe["uninformative_fraction"] > 0.3
+    margin_probe = gradient_probe(distilled, x, y)
+    assert margin_probe["uninformative_fraction"] < probe["zero_fraction"] + probe["uninformative_fraction"]

@@ -56,21 +56,19 @@ def test_adversarial_triplet_matches_naive_loop():
     g = torch.Generator().manual_seed(2)
     anchors, positives, clean = (torch.randn(8, 4, generator=g) for _ in range(3))
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
-
-    def unit(v):
-        n = math.sqrt(sum(x * x for x in v))
-        return [x / n for x in v]
+    positives[:4] = anchors[:4] + 0.01  # these anchors satisfy the margin: hinge 0
 
     def dist(u, v):
-        return math.sqrt(sum((x - y) ** 2 for x, y in zip(unit(u), unit(v), strict=True)))
+        return math.sqrt(sum((x - y) ** 2 for x, y in zip(u, v, strict=True)))
 
     terms = []
     for i in range(8):
         a = anchors[i].double().tolist()
         d_ap = dist(a, positives[i].double().tolist())
         d_an = min(dist(a, clean[j].double().tolist()) for j in range(8) if labels[j] != labels[i])
-        terms.append(max(0.0, d_ap - d_an + 0.3))
-    assert abs(float(adversarial_triplet(anchors, positives, clean, labels, 0.3)) - sum(terms) / 8) < 1e-5
+        terms.append(max(0.0, d_ap - d_an + 0.2))
+    assert max(terms) > 0.0 and min(terms) == 0.0  # both sides of the hinge are exercised
+    assert abs(float(adversarial_triplet(anchors, positives, clean, labels, 0.2)) - sum(terms) / 8) < 1e-5
 
 
 # ------------------------------------------------------------------ the training attack's budget
@@ -292,4 +290,5 @@ def test_cli_train_and_evaluate_show_the_recipe(capsys, tmp_path):
                  "--run-dir", str(tmp_path / "run"), "--json"])
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and doc["training"] == "pgd-3 linf eps=0.05-0.1/batch"
+    assert doc["masking"], "the gradient-masking checks run on adversarially trained models too"
     assert all(r["training"] == doc["training"] for r in doc["rows"])

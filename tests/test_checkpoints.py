@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from robustlab.core import CheckpointError
+from robustlab.core.runtime import seeded
 from robustlab.models import build_model
 from robustlab.store import load_checkpoint, read_checkpoint_config, save_checkpoint
+from robustlab.store.checkpoints import weights_file
 
 CFG = {"backbone": "lenet", "head": "softmax", "num_classes": 10, "input_shape": [1, 8, 8],
        "normalize": {"mean": [0.3], "std": [0.2]}}
@@ -42,7 +44,7 @@ def test_refuses_pickles(tmp_path, saved):
         load_checkpoint(pt)
     disguised = tmp_path / "disguised"
     disguised.mkdir()
-    (disguised / "model.safetensors").write_bytes(pickle.dumps({"a": 1}))
+    (disguised / weights_file(saved[1]).name).write_bytes(pickle.dumps({"a": 1}))
     (disguised / "config.json").write_text((saved[1] / "config.json").read_text())
     with pytest.raises(CheckpointError, match="pickle"):
         load_checkpoint(disguised)
@@ -77,8 +79,9 @@ def test_refuses_foreign_and_corrupt_files(tmp_path, saved):
 
 def test_refuses_truncated_weights(saved):
     _, path = saved
-    blob = (path / "model.safetensors").read_bytes()
-    (path / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    weights = weights_file(path)
+    blob = weights.read_bytes()
+    weights.write_bytes(blob[: len(blob) // 2])
     with pytest.raises(CheckpointError, match="safetensors"):
         load_checkpoint(path)
 
@@ -99,3 +102,49 @@ def test_header_length_with_a_pickle_like_first_byte_loads(tmp_path):
     assert path.read_bytes()[0] == 0x80
     assert _sniff(path) == "safetensors"
     assert struct.unpack("<Q", path.read_bytes()[:8])[0] < path.stat().st_size
+
+
+KILLED_SAVE = """
+import os, pathlib, signal, sys
+from robustlab.core.runtime import seeded
+from robustlab.models import build_model
+from robustlab.store import checkpoints
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+with seeded(2):
+    model = build_model({cfg!r})
+if sys.argv[2] == "before-config":  # the new weights file is in place, config.json not yet replaced
+    checkpoints.publish = die
+else:  # config.json replaced, the old weights not yet removed
+    pathlib.Path.unlink = die
+checkpoints.save_checkpoint(model, sys.argv[1], metadata={{"version": 2}})
+"""
+
+
+@pytest.mark.parametrize("moment,version", [("before-config", 1), ("before-cleanup", 2)])
+def test_a_kill_between_the_two_files_never_pairs_new_weights_with_an_old_config(tmp_path, moment, version):
+    """Replace a checkpoint in a process killed (SIGKILL) between writing the weights and the
+    config, or just after: the directory then loads as the old model or as the new one, whole,
+    never new weights under the old config; the next save cleans up."""
+    import subprocess
+    import sys
+
+    with seeded(1):
+        old = build_model(CFG).eval()
+    path = save_checkpoint(old, tmp_path / "ck", metadata={"version": 1})
+    script = tmp_path / "save.py"
+    script.write_text(KILLED_SAVE.format(cfg=CFG))
+    done = subprocess.run([sys.executable, str(script), str(path), moment], capture_output=True, timeout=300)
+    assert done.returncode == -9, done.stderr
+    with seeded(2):
+        new = build_model(CFG).eval()
+    x = torch.rand(4, 1, 8, 8)
+    loaded = load_checkpoint(path)
+    assert read_checkpoint_config(path)["metadata"] == {"version": version}
+    assert torch.equal(loaded(x), (old if version == 1 else new)(x))
+    assert len(list(path.glob("weights-*.safetensors"))) == 2  # the killed writer's leftover
+    save_checkpoint(new, path, metadata={"version": 3})
+    assert [p.name for p in path.glob("*.safetensors")] == [weights_file(path).name]
+    assert torch.equal(load_checkpoint(path)(x), new(x))

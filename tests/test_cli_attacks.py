@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from robustlab.attacks import attack_parameters
 from robustlab.cli import cmd_evaluate
 from robustlab.cli.app import main
 from robustlab.evaluate.runner import AttackSpec
@@ -21,8 +22,22 @@ def ckpt(tmp_path_factory):
     return path
 
 
-def test_autoattack_is_the_default():
-    assert cmd_evaluate.DEFAULT_ATTACKS == ("autoattack",)
+def test_autoattack_is_the_default(capsys, ckpt, tmp_path):
+    """`evaluate` without --attack and --eps runs the ensemble (plus FGSM for the single-step check)
+    over the default grid, which reaches the huge budget the chance check needs."""
+    code, out, err = run_cli(capsys, "evaluate", "--model", str(ckpt), "-p", "steps=3", "-p", "queries=20",
+                             "-p", "n_targets=2", "--n-eval", "20", "--run-dir", str(tmp_path / "run"), "--json")
+    assert code == 0, err
+    doc = json.loads(out.strip().splitlines()[-1])
+    attacks = {r["attack"] for r in doc["rows"]}
+    assert attacks == {"autoattack(n_targets=2, queries=20, steps=3)", "fgsm", "worst-case"}
+    assert sorted({r["eps"] for r in doc["rows"]}) == list(cmd_evaluate.DEFAULT_EPS)
+    ensemble = [r for r in doc["rows"] if r["attack"].startswith("autoattack")]
+    assert all(r["kind"] == "ensemble" and [m["kind"] for m in r["member_success"]]
+               == ["iterative", "iterative", "black-box"] for r in ensemble)
+    checks = {f["check"]: f["message"] for f in doc["masking"]}
+    assert "not checked" not in checks["accuracy does not reach chance at a huge budget"]
+    assert "single-step stronger than iterative" in checks and "black-box stronger than white-box" in checks
 
 
 @pytest.mark.parametrize(
@@ -40,9 +55,17 @@ def test_attacks_by_name_with_parameters(capsys, ckpt, tmp_path, args):
     assert code == 0, err
     rows = json.loads(out.strip().splitlines()[-1])["rows"]
     chosen = [args[i + 1] for i, a in enumerate(args) if a == "--attack"]
+    given = [args[i + 1] for i, a in enumerate(args) if a == "-p"]
     for name in chosen:
         mine = [r for r in rows if r["attack"].split("(")[0] == name]
         assert mine and all(r["n"] == 20 for r in mine)
+        accepted = set(attack_parameters(name))
+        for pair in given:  # every -p the attack takes shows in its resolved spec
+            if pair.split("=")[0] in accepted:
+                assert all(pair in r["attack"] for r in mine), (pair, mine[0]["attack"])
+    for r in rows:
+        if r["attack"].startswith("square("):  # -p queries=10 reached Square: <= 10 queries + 2 judgements
+            assert "queries=10" in r["attack"] and r["mean_queries"] <= 12
 
 
 def test_transfer_source_is_a_checkpoint(ckpt):

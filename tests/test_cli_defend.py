@@ -9,6 +9,7 @@ import pytest
 
 from robustlab.cli.app import main
 from robustlab.store import load_checkpoint
+from robustlab.store.checkpoints import weights_file
 
 
 def _last_json(text: str) -> dict:
@@ -49,10 +50,10 @@ def test_defend_then_evaluate(capsys, base_ckpt, tmp_path, kind):
     rows = _last_json(capsys.readouterr().out)["rows"]
     assert rows and all(r["defense"].startswith(EXPECTED[kind]) for r in rows)
     # an existing checkpoint is not overwritten unless asked
-    before = (out / "model.safetensors").read_bytes()
+    before = weights_file(out).read_bytes()
     assert main(["defend", *DEFENDS[kind], "--model", str(base_ckpt), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert (out / "model.safetensors").read_bytes() == before
+    assert weights_file(out).read_bytes() == before
 
 
 @pytest.mark.parametrize(

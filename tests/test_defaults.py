@@ -13,7 +13,7 @@ from robustlab.cli.app import main
 from robustlab.data import load_dataset
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.models.heads import HEADS
-from robustlab.store.checkpoints import read_checkpoint_config
+from robustlab.store.checkpoints import read_checkpoint_config, weights_file
 from robustlab.train import TrainConfig
 from robustlab.train import defaults as D
 from robustlab.train.defaults import auto_epochs, training_warning
@@ -33,7 +33,7 @@ def test_shortest_train_command_trains_every_head(head, tmp_path, monkeypatch, c
     assert doc["model"]["head"] == head and doc["model"]["backbone"] == "lenet"
     assert doc["clean_accuracy"] >= 0.90, (head, doc["clean_accuracy"])
     assert doc["warning"] is None
-    assert (tmp_path / doc["checkpoint"] / "model.safetensors").is_file()
+    assert weights_file(tmp_path / doc["checkpoint"]).is_file()
 
 
 def test_epochs_adapt_to_the_data_size():
@@ -86,3 +86,16 @@ def test_a_run_near_chance_says_so(tmp_path, capsys):
     assert read_checkpoint_config(tmp_path / "c")["metadata"]["warning"] == doc["warning"]
     assert main(["train", "--backbone", "mlp", "--epochs", "0", "--out", str(tmp_path / "d")]) == 0
     assert "warning" in capsys.readouterr().out
+
+
+def test_an_experiment_run_near_chance_says_so(tmp_path, capsys):
+    yaml_file = tmp_path / "e.yaml"
+    yaml_file.write_text("name: e\nmodels:\n  - id: untrained\n    model: {backbone: mlp, head: softmax}\n"
+                         "    train: {epochs: 0}\nattacks: [fgsm]\neps: [0]\n")
+    assert main(["run", str(yaml_file), "--run-dir", str(tmp_path / "run"), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = _last_json(captured.out)
+    assert "far below" in doc["warnings"]["untrained"] and "warning" in captured.err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert "far below" in next(iter(report["models"].values()))["warning"]
+    assert "far below" in (tmp_path / "run" / "report.md").read_text().split("## Models")[1]

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 from robustlab.cli.app import main
+from robustlab.store.checkpoints import weights_file
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available in this build")
@@ -39,12 +40,12 @@ def test_two_gloo_processes_train_like_one_and_save_one_checkpoint(tmp_path, cap
     one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]  # one checkpoint, nothing else
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["config.json", weights_file(tmp_path / "ddp").name]
     assert abs(two["clean_accuracy"] - one["clean_accuracy"]) <= 0.01
     assert one["clean_accuracy"] > 0.8
     for a, b in zip(one["history"], two["history"], strict=True):
         assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 0.01  # gathered over both ranks
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
-    w1, w2 = load_file(tmp_path / "single" / "model.safetensors"), load_file(tmp_path / "ddp" / "model.safetensors")
+    w1, w2 = load_file(weights_file(tmp_path / "single")), load_file(weights_file(tmp_path / "ddp"))
     assert w1.keys() == w2.keys()
     assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-3

@@ -101,3 +101,23 @@ def test_plan_counts_the_passes(knn_model, digits, tmp_path):
         evaluate_grid(knn_model, "m", digits.x_test[:40], digits.y_test[:40], [AttackSpec("pgd", {"steps": 3})],
                       [0.0, 0.1], store, on_plan=seen.append)
     assert seen[0].cells == 2 and seen[0].fb == 3 and "at most" in seen[0].describe()
+
+
+def test_gallery_terms_follow_the_gallery():
+    from robustlab.models.heads import KNNGallery
+
+    g = torch.Generator().manual_seed(1)
+    knn = KNNGallery(6, 3, k=3, normalize=False, per_class=None)
+    q = torch.randn(5, 6, generator=g)
+
+    def naive():
+        return (q[:, None, :] - knn.gallery[None, :, :]).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+
+    knn.fit(torch.randn(9, 6, generator=g), torch.tensor([0, 1, 2] * 3))
+    assert torch.allclose(knn.distances(q), naive(), atol=1e-5)
+    knn.fit(torch.randn(4, 6, generator=g), torch.tensor([0, 0, 1, 1]))  # new buffers: class 2 gone
+    assert torch.allclose(knn.distances(q), naive(), atol=1e-5)
+    assert bool((knn.soft_scores(q)[:, 2] == -1e4).all())
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in knn.state_dict().items()}
+    knn.load_state_dict(state)  # written in place
+    assert torch.allclose(knn.distances(q), naive(), atol=1e-5)

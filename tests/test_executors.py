@@ -4,6 +4,7 @@ Ray import by default."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -26,8 +27,8 @@ from robustlab.experiment.tasks import (
     run_eval_task,
     run_train_task,
 )
-from robustlab.store.checkpoints import save_checkpoint
-from robustlab.store.results import ResultKey, ResultStore
+from robustlab.store.checkpoints import load_checkpoint, save_checkpoint
+from robustlab.store.results import ResultStore
 
 pytestmark = pytest.mark.usefixtures("fault_attacks")  # tests/grid_faults.py, for this module only
 
@@ -92,8 +93,9 @@ def test_failing_cell_is_listed_and_the_others_complete(tmp_path):
     assert [f.kind for f in outcome.failures] == ["cell", "cell"]
     assert all("always-fail" in f.label and "this cell always fails" in f.error for f in outcome.failures)
     with ResultStore(tmp_path) as store:
-        attacks = sorted(r.key.attack for r in store.rows())
-    assert attacks == ['{"name":"fgsm"}'] * 2 + ['{"name":"pgd","steps":3}'] * 2
+        specs = [json.loads(r.key.attack) for r in store.rows()]
+    attacks = sorted((a["name"], a.get("steps")) for a in specs)
+    assert attacks == [("fgsm", None)] * 2 + [("pgd", 3)] * 2
     assert outcome.counts()["failed"] == 2 and outcome.computed == 4
     with pytest.raises(GridFailed, match="always fails"):
         run_experiment(ExperimentSpec.from_dict(doc), tmp_path)
@@ -155,12 +157,20 @@ def test_default_run_does_not_import_ray(tmp_path):
 
 
 def test_result_key_is_the_planned_one(tmp_path):
-    """Rows carry the key the planner built: (model id:digest, defense, attack, eps, subset)."""
-    outcome = run_grid(ExperimentSpec.from_dict(spec_doc(eps=[0.0, 0.1])), tmp_path)
+    """Rows carry the complete key the planner builds: model id and weights digest, defense, the
+    resolved attack spec, norm, eps, data, samples and batch (see `ResultKey`)."""
+    from robustlab.core.digest import model_digest
+    from robustlab.evaluate import eval_set, plan_cells
+    from robustlab.evaluate.runner import cell_key
+
+    spec = ExperimentSpec.from_dict(spec_doc(eps=[0.0, 0.1]))
+    outcome = run_grid(spec, tmp_path)
     model = outcome.rows[0]["model"]
+    digest = model_digest(load_checkpoint(tmp_path / "checkpoints" / spec.models[0].id))
+    samples = eval_set(dataset_for(spec.data), spec.data.n_eval, spec.data.seed)
     with ResultStore(tmp_path) as store:
-        for eps in (0.0, 0.1):
-            assert store.has(ResultKey(model, "none", AttackSpec("fgsm").key(), eps, "test"))
+        for cell in plan_cells([AttackSpec("fgsm")], [0.0, 0.1]):
+            assert store.has(cell_key(cell, model, digest, samples, "none", spec.batch_size))
 
 
 def test_ray_executor_without_ray_is_one_clear_error_and_writes_nothing(tmp_path, monkeypatch):

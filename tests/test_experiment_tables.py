@@ -25,7 +25,7 @@ from robustlab.experiment.tasks import eval_data
 from robustlab.models import build_model
 from robustlab.report.paper_tables import paper_tables
 from robustlab.store.checkpoints import load_checkpoint
-from robustlab.store.results import ResultStore
+from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train import TrainConfig, make_objective
 
 MLP = {"backbone": "mlp", "backbone_args": {"hidden": [32]}}
@@ -134,12 +134,12 @@ def tiny_run(tmp_path_factory):
     with ResultStore(run_dir) as store:
         tables = paper_tables(store)
         index = store.get_meta("index")
-        rows = {r.key.as_tuple(): r for r in store.rows()}
+        rows = {r.key: r for r in store.rows()}
     return spec, run_dir, tables, index, rows
 
 
 def _metric(rows, key):
-    return rows[tuple(key)].metrics
+    return rows[ResultKey(**key)].metrics
 
 
 def test_transfer_diagonal_is_the_white_box_cell_and_off_diagonal_matches_a_direct_transfer(tiny_run):
@@ -197,7 +197,7 @@ def test_defenses_axis_built_once_and_evaluated_with_detection(tiny_run):
     before = {k: r.metrics for k, r in rows.items()}
     run_experiment(spec, run_dir)
     with ResultStore(run_dir) as store:
-        assert {r.key.as_tuple(): r.metrics for r in store.rows()} == before
+        assert {r.key: r.metrics for r in store.rows()} == before
 
 
 def test_per_cell_metrics_against_direct_computation(tiny_run):
@@ -206,7 +206,7 @@ def test_per_cell_metrics_against_direct_computation(tiny_run):
     model = load_checkpoint(run_dir / "checkpoints" / "a").eval()
     cell = next(c for c in index["cells"] if c["model"] == "a" and c["attack"] == "fgsm" and c["eps"] == 0.1
                 and c["defense"] == "none")
-    row = rows[tuple(cell["key"])]
+    row = rows[ResultKey(**cell["key"])]
     from robustlab.attacks import FGSM
 
     x_adv = FGSM(eps=0.1)(model, x, y).x_adv
@@ -350,7 +350,7 @@ def test_two_data_sets_in_one_file_run_into_one_store(tmp_path):
     with ResultStore(tmp_path / "run") as store:
         index = store.get_meta("index")
         assert set(store.get_meta("datasets")) == {"d0", "d1"}
-        rows = {r.key.model: r for r in store.rows()}
+        rows = {r.key.model: r for r in store.rows() if r.key.kind == "attack"}
     assert set(index["models"]) == {"d0/a", "d1/a"}
     keys = {m["key"] for m in index["models"].values()}
     assert set(rows) == keys and len(keys) == 2  # one model per data set, each with its own key

@@ -96,4 +96,9 @@ def test_identification_metrics_on_a_trained_model(trained, digits):
     assert 0 <= m.fmr < 0.2 and 0 <= m.fnmr < 0.2
     assert m.pair_accuracy > 0.8
     assert m.accuracy == pytest.approx(float((model.predict(xt) == yt).float().mean()))
-    assert 0.1 <= m.confidence_adv <= 1.0 and 0.1 <= m.confidence_clean <= 1.0
+    with torch.no_grad():  # the reference: mean over samples of the largest softmax probability
+        clean_ref = float(torch.softmax(model(xt)[:, :10], 1).amax(1).mean())
+        adv_ref = float(torch.softmax(model(adv)[:, :10], 1).amax(1).mean())
+    assert m.confidence_clean == pytest.approx(clean_ref, abs=1e-5)
+    assert m.confidence_adv == pytest.approx(adv_ref, abs=1e-5)
+    assert m.confidence_adv != pytest.approx(m.confidence_clean, abs=1e-3)  # the attack moved the scores

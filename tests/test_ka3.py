@@ -60,12 +60,13 @@ def test_explicit_groups_and_random_targets():
     model, x, y = _setup()
     x, y = x[:20], y[:20]
     k = torch.full((20,), 3)
-    result = make_attack("ka3", K=4, steps=150, similarity="cw_ssim", targets="random")(model, x, y, k=k)
+    attack = make_attack("ka3", K=4, steps=150, similarity="cw_ssim", targets="random")
+    result = attack(model, x, y, criterion=attack.criterion_for(k))
     ranks = label_ranks(model(result.x_adv).detach(), y)
     assert torch.equal(result.success, ranks >= 3)
     assert result.success.float().mean() >= 0.9
     with pytest.raises(InputError):
-        KA3(K=2)(model, x, y, k=torch.full((20,), 4))
+        KA3(K=2).criterion_for(torch.full((20,), 4))
     with pytest.raises(ConfigError):
         KA3(K=2, criterion="misclassified")
     with pytest.raises(ConfigError):

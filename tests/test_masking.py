@@ -76,3 +76,88 @@ def test_probe_flags_zero_gradients_but_not_a_normal_model(digits_mlp, attack_ba
     good = gradient_probe(digits_mlp, x, y)
     assert good["zero_fraction"] == 0.0 and good["uninformative_fraction"] < 0.2
     assert raised(check_probe("m", good)) == set()
+
+
+class Scaled(RobustModel):
+    """A trained model's logits times `scale`: the same decisions, a float32 softmax saturated to
+    one-hot on confident samples (what ArcFace's scale-64 cosines do)."""
+
+    def __init__(self, base, scale: float) -> None:
+        super().__init__(base.num_classes, base.input_shape)
+        self.base, self.scale = base, scale
+
+    def embed(self, x):
+        return self.base.embed(x)
+
+    def forward(self, x):
+        return self.scale * self.base(x)
+
+
+class Shattered(RobustModel):
+    """A trained model plus a tiny, class-dependent, very high-frequency ripple: the decisions
+    barely move, but the input gradient is dominated by the ripple (shattered gradients)."""
+
+    def __init__(self, base) -> None:
+        super().__init__(base.num_classes, base.input_shape)
+        self.base = base
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("r", torch.randn(base.num_classes, 64, generator=g))
+
+    def embed(self, x):
+        return self.base.embed(x)
+
+    def forward(self, x):
+        return self.base(x) + 0.05 * torch.sin(1e4 * x.flatten(1) @ self.r.T)
+
+
+def test_saturated_logits_no_longer_raise_a_false_alarm(digits_mlp, attack_batch):
+    """Cross-entropy saturates on huge logits (both the gradient step and random steps gain 0 in
+    float32), so a CE probe calls good gradients uninformative; the margin probe does not."""
+    x, y = attack_batch
+    model = Scaled(digits_mlp, 200.0).eval()
+    assert torch.equal(model.predict(x), digits_mlp.predict(x))
+    ce = gradient_probe(model, x, y, loss="ce")
+    assert ce["uninformative_fraction"] > 0.5  # the false alarm the old probe raised
+    probe = gradient_probe(model, x, y)  # default: margin
+    assert probe["loss"] == "margin" and probe["uninformative_fraction"] < 0.1
+    assert raised(check_probe("arc", probe)) == set()
+
+
+def test_real_masking_still_fires(digits_mlp, attack_batch):
+    x, y = attack_batch
+    shattered = Shattered(digits_mlp).eval()
+    probe = gradient_probe(shattered, x, y)
+    assert probe["zero_fraction"] == 0.0 and probe["uninformative_fraction"] > 0.5
+    assert raised(check_probe("s", probe)) == {"gradients no better than random directions"}
+    assert raised(check_probe("q", gradient_probe(Quantized().eval(), x, y))) == {
+        "zero or non-finite gradients", "gradients no better than random directions"}
+
+
+def test_norms_are_never_compared_across():
+    """Linf FGSM against L2 PGD at the same eps is no evidence of masking (the old rules guessed
+    the norm from the label and raised here); the same pair in one norm still is."""
+    rows = [
+        {**row("fgsm", 0.3, 0.2), "kind": "single-step", "norm": "linf"},
+        {**row("pgd(norm=l2)", 0.3, 0.8), "kind": "iterative", "norm": "l2"},
+    ]
+    assert raised(check_rows(rows, {"m": 10})) == set()
+    rows.append({**row("pgd", 0.3, 0.6), "kind": "iterative", "norm": "linf"})
+    assert "single-step stronger than iterative" in raised(check_rows(rows, {"m": 10}))
+
+
+def test_ensemble_members_count():
+    """An ensemble counts as iterative against a single-step attack, and its black-box member
+    fooling samples its white-box members could not is black-box beating white-box."""
+    members = [{"label": "apgd", "kind": "iterative", "count": 30}, {"label": "apgd-t", "kind": "iterative",
+                                                                     "count": 2},
+               {"label": "square", "kind": "black-box", "count": 0}]
+    ens = {**row("autoattack", 0.1, 0.5), "kind": "ensemble", "member_kinds": ["black-box", "iterative"],
+           "norm": "linf", "n": 100, "member_success": members}
+    fgsm = {**row("fgsm", 0.1, 0.3), "kind": "single-step", "norm": "linf"}
+    flags = {f.check: f for f in check_rows([ens, fgsm], {"m": 10})}
+    assert flags["single-step stronger than iterative"].raised
+    assert not flags["black-box stronger than white-box"].raised
+    members[2]["count"] = 7  # Square fooled 7 of 100 that APGD left standing
+    flags = {f.check: f for f in check_rows([{**ens, "member_success": members}], {"m": 10})}
+    assert flags["black-box stronger than white-box"].raised and "square fooled 7" in \
+        flags["black-box stronger than white-box"].message

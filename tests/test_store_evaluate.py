@@ -18,7 +18,7 @@ from robustlab.store import ResultKey, ResultStore
 
 def test_put_is_idempotent(tmp_path):
     store = ResultStore(tmp_path)
-    key = ResultKey("m", "none", '{"name":"pgd"}', 0.1, "test")
+    key = ResultKey("m", "none", '{"name":"pgd"}', 0.1, "test", "linf", "digest", '{"name":"d"}', "s1", "64")
     assert not store.has(key)
     assert store.put(key, {"a": 1}, {"y": [1, 2]})
     assert not store.put(key, {"a": 2}, {"y": [3]})  # the first write wins, no duplicate

@@ -140,3 +140,32 @@ def test_examples_run(script, tmp_path, monkeypatch, capsys):
     runpy.run_path(str(EXAMPLES / script), run_name="__main__")
     printed = capsys.readouterr().out
     assert "worst case:" in printed and (tmp_path / "out" / "run" / "report.html").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(__import__("test_attacks_properties").FAST))
+def test_every_attack_takes_a_wrapped_module(native, digits, name):
+    from test_attacks_properties import build
+
+    model = robustlab.wrap(_plain_copy(native, True), num_classes=10, input_shape=(1, 8, 8))
+    x, y = digits.x_test[:24], digits.y_test[:24]
+    attack = build(name, source=native)
+    result = attack(model, x, y)
+    assert result.x_adv.shape == x.shape and float(result.x_adv.min()) >= 0 and float(result.x_adv.max()) <= 1
+    assert torch.equal(result.prediction, model.predict(result.x_adv))  # judged by the wrapped model's decision
+
+
+def test_readme_snippet_runs(monkeypatch):
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Your own model")[1].split("## ")[0]
+    code = section.split("```python")[1].split("```")[0]
+    assert len(code.strip().splitlines()) < 10
+    import robustlab.attacks.autoattack as aa
+
+    real = aa.AutoAttack
+
+    def small(eps, **kwargs):  # the same code at a test's budget
+        return real(eps, steps=3, n_targets=2, queries=10, **kwargs)
+
+    monkeypatch.setattr(aa, "AutoAttack", small)
+    monkeypatch.setattr("robustlab.attacks.AutoAttack", small)
+    exec(compile(code, "README.md", "exec"), {})

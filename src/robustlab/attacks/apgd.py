@@ -21,6 +21,7 @@ from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, i
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
+from robustlab.core.scores import others_by_score
 
 
 def checkpoint_intervals(steps: int) -> list[int]:
@@ -231,8 +232,7 @@ class APGDT(APGD):
         k = model.num_classes
         with torch.no_grad():
             z = model(x)[:, :k]
-        others = z.masked_fill(torch.nn.functional.one_hot(y, k).bool(), float("-inf"))
-        ranked = others.argsort(1, descending=True)
+        ranked = others_by_score(z, y)
         n_t = min(self.n_targets, k - 1)
         return [ranked[:, i] for i in range(n_t) for _ in range(self.restarts)], 1
 

@@ -15,6 +15,7 @@ from robustlab.attacks.base import Attack, FixedBudgetAttack, RunOutput
 from robustlab.attacks.square import Square
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import ConfigError
+from robustlab.core.threat import AttackKind
 
 
 class AutoAttack(FixedBudgetAttack):
@@ -26,6 +27,7 @@ class AutoAttack(FixedBudgetAttack):
     """
 
     name = "autoattack"
+    kind = AttackKind.ENSEMBLE
     full_strength = {"steps": 100, "n_targets": 9, "queries": 5000}
     """The standard evaluation's settings; a run below any of them is reported as "reduced"."""
 

@@ -7,7 +7,9 @@ the final `x_adv`, whatever the attack believed internally.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import re
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -21,7 +23,8 @@ from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError, InputError
 from robustlab.core.norms import check_norm, distance
 from robustlab.core.results import AttackResult
-from robustlab.core.validation import check_images, check_labels
+from robustlab.core.threat import AttackKind, Budget, Norm, check_eps
+from robustlab.core.validation import check_int, check_labels, check_model_input, check_number
 
 
 @dataclass
@@ -33,6 +36,41 @@ class RunOutput:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+def _typed_init(init: Any) -> Any:
+    """Wrap an attack constructor so that its numeric and boolean arguments are checked against
+    their annotations first: `steps=2.7`, `eps=True`, `eps=nan` or `random_start="no"` raise
+    `ConfigError` instead of being truncated or coerced."""
+    signature = inspect.signature(init)
+    kinds: dict[str, str] = {}
+    for p in signature.parameters.values():
+        words = set(re.findall(r"\w+", str(p.annotation)))
+        if "bool" in words:
+            kinds[p.name] = "bool"
+        elif "float" in words:
+            kinds[p.name] = "float"
+        elif "int" in words:
+            kinds[p.name] = "int"
+
+    @functools.wraps(init)
+    def checked(self: Attack, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        for pname, value in bound.arguments.items():
+            kind = kinds.get(pname)
+            if kind is None or value is None:
+                continue
+            label = f"{type(self).name}: {pname}"
+            if kind == "bool":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{label} must be true or false, got {value!r}")
+            elif kind == "int":
+                check_int(value, label)
+            else:
+                check_number(value, label)
+        init(self, *args, **kwargs)
+
+    return checked
+
+
 class Attack(ABC):
     """Base of every attack. Stateless about the model: no mode, parameter or `.grad` changes.
 
@@ -41,27 +79,51 @@ class Attack(ABC):
     sampling draw from a CPU generator seeded with it, per call) and ``eot`` (N > 1: the
     model is attacked through `EOT(model, N)`, gradients averaged over N random draws and
     success judged over N draws, see `robustlab.attacks.eot`).
+
+    Each attack declares its threat model: ``kind`` (single-step, iterative, black-box,
+    transfer, ensemble; the gradient-masking rules compare kinds), ``norm`` and, through
+    its base class, whether it has a fixed budget (`FixedBudgetAttack`, ``eps``) or minimises
+    the norm (`MinimumNormAttack`); `budget` gives both as a `Budget`.
     """
 
     name: ClassVar[str]
-    norm: str = "linf"
+    kind: ClassVar[AttackKind] = AttackKind.ITERATIVE
+    norm: Norm = Norm.LINF
     minimum_norm: ClassVar[bool] = False
     supports_targets: ClassVar[bool] = True
     hidden_params: ClassVar[tuple[str, ...]] = ()
     """Parameters of a parent constructor that this attack fixes (not settable by name)."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _typed_init(init)  # type: ignore[method-assign]
+
     def __init__(self, *, criterion: str | Criterion | None = None, seed: int = 0, eot: int = 1) -> None:
+        if criterion is not None:
+            make_criterion(criterion)  # an unknown name fails at construction, not mid-run
         self.criterion_spec = criterion
-        self.seed = int(seed)
+        self.seed = check_int(seed, f"{self.name}: seed", 0)
         if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
             raise ConfigError(f"eot must be an integer >= 1 (random draws), got {eot!r}")
         self.eot = eot
 
     # ----------------------------------------------------------------- public API
     def __call__(
-        self, model: RobustModel, x: torch.Tensor, y: torch.Tensor, *, targets: torch.Tensor | None = None
+        self,
+        model: RobustModel,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        targets: torch.Tensor | None = None,
+        criterion: str | Criterion | None = None,
     ) -> AttackResult:
-        """Attack `model` on images `x` in [0, 1] (N, C, H, W) with true labels `y` (N,)."""
+        """Attack `model` on images `x` in [0, 1] (N, C, H, W) with true labels `y` (N,).
+
+        ``criterion`` overrides the attack's own success criterion for this call (e.g. a
+        per-sample one such as `KAnonymousRanks` with each sample's k).
+        """
         self._validate(model, x, y, targets)
         model = with_eot(model, self.eot)
         if model.training:
@@ -70,7 +132,10 @@ class Attack(ABC):
                 "(dropout active, batch-norm statistics updated). Call model.eval() first.",
                 stacklevel=2,
             )
-        criterion = make_criterion(self.criterion_spec, targeted=targets is not None)
+        criterion = make_criterion(
+            criterion if criterion is not None else self.criterion_spec, targeted=targets is not None
+        )
+        criterion.check_batch(len(x))
         if criterion.needs_targets and targets is None:
             raise InputError(f"{self.name}: the {criterion.name} criterion needs targets=")
         if targets is not None and not self.supports_targets:
@@ -89,7 +154,7 @@ class Attack(ABC):
         todo = (~done).nonzero().squeeze(1)
         if len(todo) and self._has_budget():
             t_sub = targets[todo] if targets is not None else None
-            out = self._run(model, x[todo], y[todo], t_sub, criterion, generator)
+            out = self._run(model, x[todo], y[todo], t_sub, criterion.select(todo, len(x)), generator)
             x_adv[todo] = out.x_adv.detach().clamp(0.0, 1.0)
             queries[todo] += out.queries.to(queries.device)
             extras = self._scatter_extras(out.extras, todo, len(x))
@@ -119,19 +184,39 @@ class Attack(ABC):
             params.pop(hidden, None)
         return params
 
+    @property
+    def budget(self) -> Budget:
+        """The threat model's budget: eps in the attack's norm, or eps None (minimum-norm)."""
+        eps = getattr(self, "eps", None)
+        return Budget(self.norm, None if self.minimum_norm or eps is None else eps)
+
+    @property
+    def batch_independent(self) -> bool:
+        """True when each sample's outcome does not depend on which other samples share its
+        batch (no batch-drawn randomness, no batch-level stopping). False by default: the
+        results store then keys the batch size."""
+        return False
+
+    def members(self) -> list[Attack]:
+        """The attacks an ensemble runs, in order (empty unless ``kind`` is ENSEMBLE)."""
+        return []
+
     def spec(self) -> dict[str, Any]:
-        """The attack's name and parameters: a stable, JSON-able key for the results store."""
+        """The attack's name and every parameter, defaults included, as the attack resolved them:
+        a stable, JSON-able key for the results store."""
         params = {}
         for pname in self.parameters():
             if pname == "criterion" or not hasattr(self, pname) or (pname == "eot" and self.eot == 1):
                 continue
             value = getattr(self, pname)
-            if isinstance(value, (int, float, str, bool)) or value is None:
+            if isinstance(value, Norm):
+                params[pname] = value.value
+            elif isinstance(value, (int, float, str, bool)) or value is None:
                 params[pname] = value
             elif isinstance(value, (tuple, list)):
                 params[pname] = list(value)
         criterion = make_criterion(self.criterion_spec) if self.criterion_spec is not None else None
-        if criterion is not None:
+        if criterion is not None and "criterion" in self.parameters():
             params["criterion"] = criterion.spec()
         return {"name": self.name, **params}
 
@@ -165,15 +250,15 @@ class Attack(ABC):
     def _validate(self, model: RobustModel, x: torch.Tensor, y: torch.Tensor, targets) -> None:
         if not isinstance(model, torch.nn.Module) or not hasattr(model, "predict"):
             raise InputError(f"{self.name}: model must follow the robustlab model contract (have predict)")
-        check_images(x, getattr(model, "input_shape", None))
-        check_labels(y, len(x), model.num_classes)
-        if targets is not None:
-            check_labels(targets, len(x), model.num_classes, name="targets")
-            if bool((targets == y).any()):
-                raise InputError(f"{self.name}: some targets equal the true label")
-        param = next(model.parameters(), None)
-        if param is not None and param.device != x.device:
-            raise InputError(f"{self.name}: x is on {x.device}, the model on {param.device}")
+        try:
+            check_model_input(model, x)
+            check_labels(y, len(x), model.num_classes)
+            if targets is not None:
+                check_labels(targets, len(x), model.num_classes, name="targets")
+        except InputError as exc:
+            raise InputError(f"{self.name}: {exc}") from None
+        if targets is not None and bool((targets == y).any()):
+            raise InputError(f"{self.name}: some targets equal the true label")
 
     @staticmethod
     def _scatter_extras(extras: dict[str, Any], index: torch.Tensor, n: int) -> dict[str, Any]:
@@ -192,19 +277,25 @@ class Attack(ABC):
 
 
 class FixedBudgetAttack(Attack):
-    """An attack bounded by ``eps`` in ``norm`` (pixel units on the [0, 1] scale)."""
+    """An attack bounded by ``eps`` in ``norm`` (pixel units on the [0, 1] scale, finite, >= 0)."""
 
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
 
     def __init__(self, eps: float, norm: str = "linf", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.norm = check_norm(norm, self.norms)
-        if not (isinstance(eps, (int, float)) and eps >= 0 and eps == eps):
-            raise ConfigError(f"{self.name}: eps must be a number >= 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check_eps(eps, f"{self.name}: eps")
 
     def _has_budget(self) -> bool:
         return self.eps > 0
+
+
+class MinimumNormAttack(Attack):
+    """An attack that looks for the smallest perturbation (in ``norm``) reaching its goal and
+    reports the distance it needed; it takes no eps. Robust accuracy at a given eps follows
+    from its distances (`robustlab.evaluate.distance_curves`)."""
+
+    minimum_norm: ClassVar[bool] = True
 
 
 def judge(
@@ -282,6 +373,7 @@ def forward_decide(model: RobustModel, x: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 __all__ = [
-    "Attack", "FixedBudgetAttack", "RunOutput", "TargetedMisclassified", "forward_decide", "forward_loss",
+    "Attack", "FixedBudgetAttack", "MinimumNormAttack", "RunOutput", "TargetedMisclassified", "forward_decide",
+    "forward_loss",
     "input_gradient", "input_gradient_decide", "judge",
 ]

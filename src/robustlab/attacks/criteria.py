@@ -14,6 +14,7 @@ import torch
 
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import ConfigError
+from robustlab.core.scores import label_rank
 
 
 class Criterion(ABC):
@@ -34,6 +35,16 @@ class Criterion(ABC):
 
     def spec(self) -> dict[str, object]:
         return {"name": self.name}
+
+    def check_batch(self, n: int) -> None:
+        """Raise `InputError` if this criterion cannot judge a batch of `n` samples (a per-sample
+        criterion built for another batch size). Per-batch criteria accept any n."""
+        return None
+
+    def select(self, rows: torch.Tensor, n: int) -> Criterion:
+        """The criterion for rows `rows` of a batch of `n` samples (attacks run on the samples
+        not already adversarial). A criterion without per-sample parameters is itself."""
+        return self
 
 
 class Misclassified(Criterion):
@@ -74,9 +85,7 @@ class TopKExcluded(Criterion):
     def __call__(self, decision, y, targets=None, scores=None):
         if scores is None:
             raise ConfigError("the top-k criterion needs scores")
-        k = min(self.k, scores.shape[1])
-        in_topk = (scores.topk(k, dim=1).indices == y[:, None]).any(dim=1)
-        return ~in_topk & (decision != REJECT)
+        return (label_rank(scores, y) > self.k) & (decision != REJECT)
 
     def spec(self) -> dict[str, object]:
         return {"name": self.name, "k": self.k}

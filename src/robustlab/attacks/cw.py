@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import torch
 
-from robustlab.attacks.base import Attack, RunOutput, judge
+from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
 from robustlab.attacks.search import next_constant
 from robustlab.core.errors import ConfigError
+from robustlab.core.scores import best_other
+from robustlab.core.threat import Norm
 
 
 def cw_margin(z: torch.Tensor, label: torch.Tensor, targeted: bool, kappa: float) -> torch.Tensor:
     """f of C&W on scores `z` (real classes only): <= -kappa once the goal holds with margin kappa."""
-    onehot = torch.nn.functional.one_hot(label, z.shape[1]).bool()
     z_label = z.gather(1, label[:, None]).squeeze(1)
-    other = z.masked_fill(onehot, float("-inf")).amax(dim=1)
+    other = best_other(z, label)[0]
     diff = other - z_label if targeted else z_label - other
     return diff.clamp_min(-kappa)
 
 
-class CarliniWagnerL2(Attack):
+class CarliniWagnerL2(MinimumNormAttack):
     """C&W L2 with binary search over the constant c and early abort.
 
     - ``confidence`` (kappa >= 0): the margin the attack asks for;
@@ -41,8 +42,7 @@ class CarliniWagnerL2(Attack):
     """
 
     name = "cw"
-    norm = "l2"
-    minimum_norm = True
+    norm = Norm.L2
 
     def __init__(
         self,

@@ -10,12 +10,13 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from robustlab.attacks.base import Attack, RunOutput, judge
+from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
+from robustlab.core.scores import others_by_score
 
 
-class DeepFool(Attack):
+class DeepFool(MinimumNormAttack):
     """DeepFool in L2 or Linf; targeted (one candidate: the target) when given ``targets=``.
 
     - ``steps``: maximum iterations; ``overshoot``: relative push past the boundary;
@@ -23,7 +24,6 @@ class DeepFool(Attack):
     """
 
     name = "deepfool"
-    minimum_norm = True
 
     def __init__(
         self, norm: str = "l2", steps: int = 50, overshoot: float = 0.02, candidates: int = 10, **kwargs
@@ -43,7 +43,7 @@ class DeepFool(Attack):
         if targets is not None:
             cand = targets[:, None]
         else:
-            ranked = z0.masked_fill(F.one_hot(y, k).bool(), float("-inf")).argsort(1, descending=True)
+            ranked = others_by_score(z0, y)
             cand = ranked[:, : min(self.candidates, k - 1)]
         r_total = torch.zeros_like(x)
         queries = torch.zeros(n, dtype=torch.int64, device=dev)

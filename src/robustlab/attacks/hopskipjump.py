@@ -13,12 +13,13 @@ import math
 
 import torch
 
-from robustlab.attacks.base import Attack, RunOutput, judge
+from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
+from robustlab.core.threat import AttackKind
 
 
-class HopSkipJump(Attack):
+class HopSkipJump(MinimumNormAttack):
     """HopSkipJump in L2 or Linf.
 
     - ``steps``: gradient-estimation iterations; ``init_evals`` / ``max_evals``: probes
@@ -29,7 +30,7 @@ class HopSkipJump(Attack):
     """
 
     name = "hsj"
-    minimum_norm = True
+    kind = AttackKind.BLACK_BOX
 
     def __init__(
         self,

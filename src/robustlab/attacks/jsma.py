@@ -13,12 +13,13 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from robustlab.attacks.base import Attack, RunOutput, judge
+from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
 from robustlab.attacks.search import runner_up
 from robustlab.core.errors import ConfigError
+from robustlab.core.threat import Norm
 
 
-class JSMA(Attack):
+class JSMA(MinimumNormAttack):
     """Jacobian saliency map attack.
 
     - ``theta``: change per chosen pixel (+1 saturates to white, -1 to black);
@@ -28,8 +29,7 @@ class JSMA(Attack):
     """
 
     name = "jsma"
-    norm = "l0"
-    minimum_norm = True
+    norm = Norm.L0
 
     def __init__(self, theta: float = 1.0, gamma: float = 0.1, pairs: bool = True, chunk: int = 32, **kwargs):
         super().__init__(**kwargs)

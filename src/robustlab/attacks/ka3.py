@@ -34,12 +34,14 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from robustlab.attacks.base import Attack, RunOutput
+from robustlab.attacks.base import MinimumNormAttack, RunOutput
 from robustlab.attacks.criteria import Criterion
 from robustlab.attacks.registry import register_attack
 from robustlab.attacks.similarity import CWSSIM, SIMILARITIES, ssim
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import ConfigError, InputError
+from robustlab.core.scores import label_rank, others_by_score
+from robustlab.core.threat import Norm
 
 
 def group_k(n: int, K: int, device=None) -> torch.Tensor:
@@ -61,33 +63,40 @@ class KAnonymousRanks(Criterion):
         if K < 1:
             raise ConfigError(f"K must be >= 1, got {K}")
         self.K = int(K)
+        if k is not None:
+            k = torch.as_tensor(k, dtype=torch.int64)
+            if k.dim() != 1 or (len(k) and (int(k.min()) < 2 or int(k.max()) > self.K + 1)):
+                raise InputError(f"ka3: k must be a vector with values in 2..{self.K + 1}")
         self.k = k
+
+    def k_for(self, n: int, device=None) -> torch.Tensor:
+        """k per sample of a batch of n: the given k, or K contiguous groups (`group_k`)."""
+        return self.k.to(device) if self.k is not None else group_k(n, self.K, device)
+
+    def check_batch(self, n: int) -> None:
+        if self.k is not None and len(self.k) != n:
+            raise InputError(f"ka3: k must be ({n},) with values in 2..{self.K + 1}, got {tuple(self.k.shape)}")
+
+    def select(self, rows: torch.Tensor, n: int) -> KAnonymousRanks:
+        return KAnonymousRanks(self.K, self.k_for(n, rows.device)[rows])
 
     def __call__(self, decision, y, targets=None, scores=None):
         if scores is None:
             raise ConfigError("the K-anonymous ranks criterion needs scores")
-        k = self.k.to(y.device) if self.k is not None else group_k(len(y), self.K, y.device)
-        return _outside_topk(scores, y, k - 1) & (decision != REJECT)
+        return _outside_topk(scores, y, self.k_for(len(y), y.device) - 1) & (decision != REJECT)
 
     def spec(self) -> dict[str, object]:
         return {"name": self.name, "K": self.K}
 
 
-def _rank(scores: torch.Tensor, y: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
-    """1-based rank of y among all score columns (1 + columns scored more than `margin` higher).
-
-    A model's reject column (if any) is counted like a class; a rejected input fails anyway.
-    """
-    return (scores > scores.gather(1, y[:, None]) + margin).sum(dim=1) + 1
-
-
 def _outside_topk(scores: torch.Tensor, y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """rank of y > k, per sample."""
-    return _rank(scores, y) > k
+    """rank of y > k, per sample (a model's reject column counts like a class; a rejected
+    input fails anyway)."""
+    return label_rank(scores, y) > k
 
 
 @register_attack
-class KA3(Attack):
+class KA3(MinimumNormAttack):
     """K-A3 (eq. 7). Minimum-norm attack in L2; success = true label ranked k or lower.
 
     - ``K``: anonymity level (groups k = 2..K+1); ``steps``: Adam iterations; ``lr``: Adam
@@ -102,9 +111,9 @@ class KA3(Attack):
     """
 
     name = "ka3"
-    norm = "l2"
-    minimum_norm = True
+    norm = Norm.L2
     supports_targets = False
+    hidden_params = ("criterion",)  # success is always the K-anonymous ranks criterion
 
     def __init__(
         self,
@@ -140,7 +149,6 @@ class KA3(Attack):
         if margin < 0:
             raise ConfigError(f"ka3: margin must be >= 0, got {margin}")
         self.margin = float(margin)
-        self._pending_k: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ targets
     def _targets(
@@ -153,13 +161,11 @@ class KA3(Attack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(targets (N, K), mask (N, K)): the k - 1 target labels per sample, padded to K."""
         width = min(self.K, num_classes - 1)  # k - 1 <= K targets
-        not_y = F.one_hot(y, num_classes).bool()
         if self.targets == "ranked":
-            order_scores = clean_scores[:, :num_classes].masked_fill(not_y, float("-inf"))
+            order_scores = clean_scores
         else:
-            noise = torch.rand(clean_scores.shape[0], num_classes, generator=generator).to(y.device)
-            order_scores = noise.masked_fill(not_y, float("-inf"))
-        targets = order_scores.topk(width, dim=1).indices
+            order_scores = torch.rand(clean_scores.shape[0], num_classes, generator=generator).to(y.device)
+        targets = others_by_score(order_scores, y, num_classes)[:, :width]
         mask = torch.arange(width, device=y.device)[None, :] < (k[:, None] - 1)
         return targets, mask
 
@@ -174,11 +180,16 @@ class KA3(Attack):
         return loss, scores.detach()
 
     # ------------------------------------------------------------------ run
+    def criterion_for(self, k: torch.Tensor) -> KAnonymousRanks:
+        """The success criterion with each sample's k (int64 (N,), values in 2..K+1); pass it as
+        ``attack(model, x, y, criterion=attack.criterion_for(k))`` to choose the groups."""
+        return KAnonymousRanks(self.K, k)
+
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         num_classes = model.num_classes
-        k = self._pending_k if self._pending_k is not None else group_k(len(x), self.K, x.device)
-        if len(k) != len(x):
-            raise RuntimeError("ka3: group assignment out of step with the attacked samples")
+        if not isinstance(criterion, KAnonymousRanks) or criterion.K != self.K:
+            raise ConfigError(f"ka3 judges success with its own K-anonymous ranks criterion (K={self.K})")
+        k = criterion.k_for(len(x), x.device)
         with torch.no_grad():
             clean_scores = model(x)
         tgt, mask = self._targets(clean_scores, y, k, num_classes, generator)
@@ -206,8 +217,8 @@ class KA3(Attack):
             with torch.no_grad():
                 decision = model.decide(scores)
                 # progress: (rank of y with the margin, rank without), each capped at k; 0 if rejected
-                plain = torch.minimum(_rank(scores, ya), ka)
-                rank = (torch.minimum(_rank(scores, ya, self.margin), ka) * scale + plain).masked_fill(
+                plain = torch.minimum(label_rank(scores, ya), ka)
+                rank = (torch.minimum(label_rank(scores, ya, margin=self.margin), ka) * scale + plain).masked_fill(
                     decision == REJECT, 0
                 )
                 norm = n.flatten(1).norm(dim=1)
@@ -230,27 +241,3 @@ class KA3(Attack):
                     break
                 act, n, m1, m2, c = act[keep], n[keep], m1[keep], m2[keep], c[keep]
         return RunOutput(best, queries, {"k": k})
-
-    def __call__(self, model, x, y, *, targets=None, k: torch.Tensor | None = None):
-        """Attack (x, y). ``k`` (int64 (N,), values in 2..K+1) assigns each sample its group;
-        by default the batch is cut into K contiguous groups (`group_k`).
-
-        The base class attacks only the samples not already anonymous; their k is worked out
-        here, with the same judgement on the clean batch, and handed to `_run`.
-        """
-        self._validate(model, x, y, targets)
-        if k is None:
-            k = group_k(len(x), self.K, x.device)
-        k = torch.as_tensor(k, dtype=torch.int64, device=x.device)
-        if k.shape != (len(x),) or (len(k) and (int(k.min()) < 2 or int(k.max()) > self.K + 1)):
-            raise InputError(f"ka3: k must be ({len(x)},) with values in 2..{self.K + 1}")
-        criterion = KAnonymousRanks(self.K, k)
-        with torch.no_grad():
-            scores = model(x)
-            done = criterion(model.decide(scores), y.long(), None, scores)
-        self._pending_k = k[~done]
-        spec, self.criterion_spec = self.criterion_spec, criterion
-        try:
-            return super().__call__(model, x, y, targets=targets)
-        finally:
-            self._pending_k, self.criterion_spec = None, spec

@@ -15,19 +15,19 @@ import torch
 from scipy.optimize import minimize
 from torch.nn import functional as F
 
-from robustlab.attacks.base import Attack, RunOutput, judge
+from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
 from robustlab.attacks.search import next_constant, runner_up
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import flat_norm
+from robustlab.core.threat import Norm
 
 
-class LBFGS(Attack):
+class LBFGS(MinimumNormAttack):
     """Szegedy's L-BFGS attack: ``search_steps`` rounds over c from ``initial_const``,
     ``max_iter`` L-BFGS-B iterations per round."""
 
     name = "lbfgs"
-    norm = "l2"
-    minimum_norm = True
+    norm = Norm.L2
 
     def __init__(self, initial_const: float = 1e-2, search_steps: int = 8, max_iter: int = 100, **kwargs):
         super().__init__(**kwargs)

@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from robustlab.core.errors import ConfigError
+from robustlab.core.scores import best_other
 
 AttackLoss = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int], torch.Tensor]
 
@@ -54,7 +55,7 @@ def margin(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, 
     reject = _reject_column(scores, num_classes)
     label = targets if targets is not None else y
     z_label = z.gather(1, label[:, None]).squeeze(1)
-    others = z.masked_fill(F.one_hot(label, num_classes).bool(), float("-inf")).amax(dim=1)
+    others = best_other(z, label)[0]
     if reject is not None:
         if targets is not None:
             others = torch.maximum(others, reject)
@@ -76,7 +77,7 @@ def dlr(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, num
     if reject is not None:  # the true class and the reject column are the defender's side
         z_y = torch.maximum(z_y, reject)
     if targets is None:
-        others = z.masked_fill(F.one_hot(y, num_classes).bool(), float("-inf")).amax(dim=1)
+        others = best_other(z, y)[0]
         return -(z_y - others) / (s[:, 0] - s[:, min(2, num_classes - 1)] + 1e-12)
     z_t = z.gather(1, targets[:, None]).squeeze(1)
     denom = s[:, 0] - 0.5 * (s[:, min(2, num_classes - 1)] + s[:, min(3, num_classes - 1)]) + 1e-12

@@ -59,6 +59,11 @@ class PGD(FixedBudgetAttack):
         self._loss_fn = get_attack_loss(loss)
 
     @property
+    def batch_independent(self) -> bool:
+        """Without a random start a sample's iterates do not depend on its batch."""
+        return not self.random_start and self.restarts == 1
+
+    @property
     def alpha(self) -> float:
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 

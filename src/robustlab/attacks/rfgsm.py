@@ -8,6 +8,7 @@ from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project
+from robustlab.core.threat import AttackKind
 
 
 class RFGSM(FixedBudgetAttack):
@@ -18,6 +19,7 @@ class RFGSM(FixedBudgetAttack):
     """
 
     name = "rfgsm"
+    kind = AttackKind.SINGLE_STEP
 
     def __init__(
         self, eps: float, norm: str = "linf", alpha: float | None = None, loss: str = "ce", **kwargs

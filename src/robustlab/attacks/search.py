@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from robustlab.core.scores import best_other
+
 
 def next_constant(
     c: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, success: torch.Tensor
@@ -18,5 +20,4 @@ def next_constant(
 
 def runner_up(scores: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """The highest-scoring real class other than `y`, per sample."""
-    z = scores[:, :num_classes]
-    return z.masked_fill(torch.nn.functional.one_hot(y, num_classes).bool(), float("-inf")).argmax(1)
+    return best_other(scores, y, num_classes)[1]

@@ -19,6 +19,7 @@ from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_decide,
 from robustlab.attacks.objectives import margin
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import flat_norm
+from robustlab.core.threat import AttackKind
 
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -59,6 +60,7 @@ class Square(FixedBudgetAttack):
     """
 
     name = "square"
+    kind = AttackKind.BLACK_BOX
 
     def __init__(self, eps: float, norm: str = "linf", queries: int = 5000, p_init: float = 0.8, **kwargs):
         super().__init__(eps, norm, **kwargs)
@@ -88,31 +90,50 @@ class Square(FixedBudgetAttack):
         done, _, _ = judge(model, x_best, y, targets, criterion, scores=scores, decision=decision)
         queries = torch.ones(n, dtype=torch.int64, device=dev)
         idx = (~done).nonzero().squeeze(1)
+        # working copies of the rows still standing, written back every 10 queries when they are
+        # compacted (and at the end), so a query costs no gathers or scattered writes
+        w = self._rows(idx, x, x_best, y, targets, gain)
         for it in range(1, self.queries):
             if it % 10 == 0:
-                idx = idx[~done[idx]]
+                self._write_back(w, idx, x_best, gain, done, queries)
+                keep = ~w["done"]
+                idx = idx[keep]
+                w = {key: (v[keep] if v is not None else None) for key, v in w.items()}
+                w["queries"].zero_()
                 progress.report(self.name, it, self.queries, len(idx))
                 if len(idx) == 0:
                     break
-            xs, xb = x[idx], x_best[idx]
             p = window_fraction(self.p_init, it, self.queries)
             if self.norm == "linf":
-                x_new = self._linf_proposal(xs, xb, p, generator, rand_sign)
+                x_new = self._linf_proposal(w["x"], w["best"], p, generator, rand_sign)
             else:
-                x_new = self._l2_proposal(xs, xb, p, generator, rand_sign)
-            yy = y[idx]
-            tt = targets[idx] if targets is not None else None
+                x_new = self._l2_proposal(w["x"], w["best"], p, generator, rand_sign)
             with torch.no_grad():
                 scores, decision = forward_decide(model, x_new)
-            g = margin(scores, yy, tt, k)
-            success, _, _ = judge(model, x_new, yy, tt, criterion, scores=scores, decision=decision)
-            active = ~done[idx]
-            better = active & ((g > gain[idx]) | success)
-            x_best[idx] = torch.where(better.view(-1, 1, 1, 1), x_new, xb)
-            gain[idx] = torch.where(better, g, gain[idx])
-            queries[idx] += active.long()
-            done[idx] = done[idx] | (active & success)
+            g = margin(scores, w["y"], w["t"], k)
+            success, _, _ = judge(model, x_new, w["y"], w["t"], criterion, scores=scores, decision=decision)
+            active = ~w["done"]
+            better = active & ((g > w["gain"]) | success)
+            w["best"] = torch.where(better.view(-1, 1, 1, 1), x_new, w["best"])
+            w["gain"] = torch.where(better, g, w["gain"])
+            w["queries"] += active.long()
+            w["done"] = w["done"] | (active & success)
+        if len(idx):
+            self._write_back(w, idx, x_best, gain, done, queries)
         return RunOutput(x_best, queries)
+
+    @staticmethod
+    def _rows(idx, x, x_best, y, targets, gain) -> dict[str, torch.Tensor | None]:
+        return {"x": x[idx], "best": x_best[idx], "y": y[idx], "t": targets[idx] if targets is not None else None,
+                "gain": gain[idx], "done": torch.zeros(len(idx), dtype=torch.bool, device=x.device),
+                "queries": torch.zeros(len(idx), dtype=torch.int64, device=x.device)}
+
+    @staticmethod
+    def _write_back(w, idx, x_best, gain, done, queries) -> None:
+        x_best[idx] = w["best"]
+        gain[idx] = w["gain"]
+        done[idx] = w["done"]
+        queries[idx] += w["queries"]
 
     # ------------------------------------------------------------- Linf
     def _linf_proposal(self, x, x_best, p, generator, rand_sign):

@@ -5,13 +5,16 @@ Gradient masking in the target does not help it here: the gradients come from th
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 
 from robustlab.attacks.base import Attack, FixedBudgetAttack, RunOutput
 from robustlab.core.contract import RobustModel
+from robustlab.core.digest import model_digest
 from robustlab.core.errors import ConfigError
+from robustlab.core.threat import AttackKind
 
 
 class Transfer(FixedBudgetAttack):
@@ -19,6 +22,7 @@ class Transfer(FixedBudgetAttack):
     the result is judged on the model passed to the call (same labels, same classes)."""
 
     name = "transfer"
+    kind = AttackKind.TRANSFER
 
     def __init__(
         self,
@@ -36,6 +40,8 @@ class Transfer(FixedBudgetAttack):
         self.attack = attack
         self.attack_params = dict(attack_params or {})
         self._inner = self._make_inner()
+        self._source_digest = model_digest(source)
+        self._copies: dict[torch.device, RobustModel] = {}
 
     def _make_inner(self) -> Attack:
         from robustlab.attacks.registry import get_attack_class, make_attack
@@ -48,17 +54,23 @@ class Transfer(FixedBudgetAttack):
     def spec(self) -> dict[str, Any]:
         spec = super().spec()
         spec["attack_params"] = dict(self.attack_params)
-        config = getattr(self.source, "config", None)
-        spec["source"] = config.digest() if hasattr(config, "digest") else type(self.source).__name__
+        spec["source"] = self._source_digest  # the source's weights, not only its architecture
+        spec["attack_spec"] = self._inner.spec()
         return spec
+
+    def _source_on(self, device: torch.device) -> RobustModel:
+        """The source on `device`: the caller's model itself, or a private copy (never moved)."""
+        param = next(self.source.parameters(), None)
+        if param is None or param.device == device:
+            return self.source
+        if device not in self._copies:
+            self._copies[device] = copy.deepcopy(self.source).to(device).eval()
+        return self._copies[device]
 
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         if self.source.num_classes != model.num_classes:
             raise ConfigError(
                 f"{self.name}: source has {self.source.num_classes} classes, target {model.num_classes}"
             )
-        param = next(self.source.parameters(), None)
-        if param is not None and param.device != x.device:
-            self.source.to(x.device)  # the source is the attack's own model, not the one attacked
-        r = self._inner(self.source, x, y, targets=targets)
+        r = self._inner(self._source_on(x.device), x, y, targets=targets)
         return RunOutput(r.x_adv, r.queries, {"source_success": r.success})

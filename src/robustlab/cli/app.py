@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 import traceback
 
 import typer
+
+try:  # typer >= 0.23 carries its own copy of click
+    from typer._click import exceptions as _click
+except ImportError:  # pragma: no cover - older typer on the real click
+    from click import exceptions as _click  # type: ignore[no-redef]
 
 from robustlab.core.errors import RobustlabError
 
@@ -38,29 +44,62 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning robustlab errors into one clear line and exit code 2.
 
-    Usage errors, --help and exit codes are typer's (standalone mode); errors raised by
-    robustlab and unexpected exceptions come out here.
+    Usage errors (a bad option or value) are one line too, exit code 2; --help prints as usual.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     STATE["debug"] = "--debug" in args
+    if STATE["debug"]:  # accepted anywhere: `robustlab evaluate ... --debug` as well as `robustlab --debug ...`
+        args = ["--debug", *(a for a in args if a != "--debug")]
     try:
-        app(args=args, prog_name="robustlab")
+        code = app(args=args, prog_name="robustlab", standalone_mode=False)  # an int from typer.Exit
+    except _click.NoArgsIsHelpError as exc:  # `robustlab` alone: the help, as usual
+        sys.stdout.write(exc.format_message() + "\n")
+        return 0
+    except _click.UsageError as exc:  # a bad option or value: one line too
+        where = exc.ctx.command_path if exc.ctx is not None else "robustlab"
+        sys.stderr.write(f"error: {where}: {_one_line(exc.format_message())} (see {where} --help)\n")
+        return 2
+    except _click.ClickException as exc:
+        sys.stderr.write(f"error: {_one_line(exc.format_message())}\n")
+        return exc.exit_code
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("interrupted\n")
         return 130
     except RobustlabError as exc:
         if STATE["debug"]:
             traceback.print_exc()
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {_one_line(exc)}\n")
+        return 2
+    except OSError as exc:  # the file system said no: name the path and the reason
+        if STATE["debug"]:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {_os_message(exc)}\n")
         return 2
     except Exception as exc:  # a bug: still one line unless --debug
         if STATE["debug"]:
             traceback.print_exc()
-        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)\n")
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)\n"
+        )
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _os_message(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full: {where}{exc.strerror}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"read-only or not permitted: {where}{exc.strerror}"
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"a file name is too long for the file system: {where}{exc.strerror}"
+    return f"{where}{exc.strerror or _one_line(exc)}"
 
 
 def run() -> None:

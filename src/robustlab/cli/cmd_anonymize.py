@@ -11,10 +11,11 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli.console import out, print_json
+from robustlab.cli.console import err, out, print_json
 from robustlab.cli.options import parse_pairs
 from robustlab.core.errors import DataError
 from robustlab.core.runtime import pick_device
+from robustlab.data.spec import trained_on
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 
 
@@ -23,13 +24,11 @@ def _class_names(doc: dict, input_dir: Path) -> list[str] | None:
     folders = [p.name for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if not folders or all(f.isdigit() for f in folders):
         return None
-    data = ((doc.get("metadata") or {}).get("data") or {}).get("name")
-    if not data:
+    data = trained_on(doc)
+    if data is None:
         return None
-    from robustlab.data import load_dataset
-
     try:
-        return list(load_dataset(data).classes)
+        return list(data.load().classes)
     except DataError:
         return None
 
@@ -79,6 +78,8 @@ def anonymize_cmd(
         attack_params=params,
         batch_size=batch_size,
         seed=seed,
+        retries=retries,
+        tolerance=tolerance,
     )
     files = write_anonymize_report(result, report_dir)
     n = len(result.records)
@@ -93,10 +94,14 @@ def anonymize_cmd(
                 "kanonymity": result.check.__dict__,
             }
         )
-        return
-    out.print(f"anonymized {n} images into [bold]{output_dir}[/bold]; label ranked >= k in {hidden}/{n}")
-    out.print(result.check.summary())
-    out.print(f"report: {files['markdown']}")
+    else:
+        out.print(f"anonymized {n} images into [bold]{output_dir}[/bold]; label ranked >= k in {hidden}/{n}")
+        out.print(result.check.summary())
+        out.print(f"report: {files['markdown']}")
+    if not result.check.passed:
+        err.print(f"error: the K-anonymity check failed on the written files: {result.check.summary()} "
+                  f"(images and report written; see {files['markdown']})", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

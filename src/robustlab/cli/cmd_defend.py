@@ -14,6 +14,7 @@ checkpoint at OUT is not overwritten without ``--overwrite``. The build goes thr
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,19 @@ from robustlab.cli.console import out, print_json
 from robustlab.core.contract import REJECT, batched_predict
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.core.runtime import pick_device, seed_everything
-from robustlab.data import load_dataset
+from robustlab.data.spec import DataSpec, trained_on
 from robustlab.data.splits import stratified_split
 from robustlab.defenses import build_defense, check_defense_params
 from robustlab.defenses.base import defense_label
 from robustlab.defenses.svdd import MSVDDConfig, SVDDTrainConfig, build_msvdd
 from robustlab.models import Classifier
-from robustlab.store.checkpoints import CONFIG, load_checkpoint, read_checkpoint_config, save_checkpoint
+from robustlab.store.checkpoints import (
+    check_checkpoint_target,
+    checkpoint_dir,
+    load_checkpoint,
+    read_checkpoint_config,
+    save_checkpoint,
+)
 from robustlab.train import TrainConfig
 
 defend_app = typer.Typer(help="Build a defended model from a trained one.", no_args_is_help=True)
@@ -48,9 +55,12 @@ def _accuracy(model, x, y) -> float:
     return float((batched_predict(model, x) == y).float().mean()) if len(y) else 0.0
 
 
-def _check_out(out_dir: Path, overwrite: bool) -> None:
-    if (out_dir / CONFIG).exists() and not overwrite:
-        raise ConfigError(f"{out_dir} already holds a checkpoint; pass --overwrite to replace it")
+def _check_out(out_dir: Path, overwrite: bool, model_path: Path) -> None:
+    """Refuse, before any work, an --out that is the input checkpoint, a file, a foreign non-empty
+    folder, or an existing checkpoint without --overwrite."""
+    if checkpoint_dir(model_path).resolve() == out_dir.resolve():
+        raise ConfigError(f"--out {out_dir} is the input checkpoint; choose another directory")
+    check_checkpoint_target(out_dir, overwrite=overwrite)
 
 
 def _load_base(model_path: Path, data, data_root, resize, seed, dev):
@@ -61,26 +71,20 @@ def _load_base(model_path: Path, data, data_root, resize, seed, dev):
     base = load_checkpoint(model_path, dev)
     if not isinstance(base, Classifier):
         raise CheckpointError(f"{model_path}: a defense wraps a robustlab Classifier")
-    trained_on = (doc.get("metadata") or {}).get("data") or {}
-    data = data or trained_on.get("name")
-    if not data:
+    trained = trained_on(doc, str(model_path))
+    if trained is None and not data:
         raise ConfigError("the checkpoint does not say which data it was trained on: give --data")
-    resize = resize if resize is not None else trained_on.get("resize")
-    data_seed = trained_on.get("seed", seed) if data == trained_on.get("name") else seed
-    dataset = load_dataset(
-        data,
-        root=data_root or trained_on.get("root"),
-        resize=resize,
-        seed=data_seed,
-        train_per_class=trained_on.get("train_per_class"),
-    )
+    spec = (trained or DataSpec(name=data, seed=seed)).override(data, str(data_root) if data_root else None)
+    if resize is not None:
+        spec = replace(spec, resize=resize)
+    data = spec.name
+    dataset = spec.load()
     if dataset.input_shape != base.input_shape or dataset.num_classes != base.num_classes:
         raise ConfigError(
             f"{data} gives {dataset.num_classes} classes of {dataset.input_shape}, the model "
             f"expects {base.num_classes} of {base.input_shape} (check --data/--resize)"
         )
-    meta = {**trained_on, "name": data, "resize": resize, "seed": data_seed}
-    return base, dataset, meta
+    return base, dataset, spec.to_dict()
 
 
 def _defend(
@@ -89,7 +93,7 @@ def _defend(
 ) -> None:
     """Check, load, build through `build_defense`, measure on the test split, save."""
     key = check_defense_params(name, **params)
-    _check_out(out_dir, overwrite)
+    _check_out(out_dir, overwrite, model_path)
     dev = pick_device(device)
     base, dataset, data_meta = _load_base(model_path, data, data_root, resize, seed, dev)
     seed_everything(seed)
@@ -103,7 +107,7 @@ def _defend(
         "rejected": float((pred == REJECT).float().mean()),
     }
     meta = {"data": data_meta, "defense_build": built.info, "source_checkpoint": str(model_path), "test": test}
-    save_checkpoint(model, out_dir, metadata=meta)
+    save_checkpoint(model, out_dir, metadata=meta, overwrite=overwrite)
     if json_out:
         print_json({"checkpoint": str(out_dir), **meta})
         return
@@ -234,7 +238,7 @@ def svdd_cmd(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Replace the linear head of MODEL by one SVDD per class plus an adversarial class (M-SVDD-D)."""
-    _check_out(out_dir, overwrite)
+    _check_out(out_dir, overwrite, model_path)
     dev = pick_device(device)
     base, dataset, data_meta = _load_base(model_path, data, data_root, resize, seed, dev)
     if base.config.head != "softmax":
@@ -285,7 +289,7 @@ def svdd_cmd(
         },
         "svdd_history": built.svdd_history,
     }
-    save_checkpoint(model, out_dir, metadata=meta)
+    save_checkpoint(model, out_dir, metadata=meta, overwrite=overwrite)
     save_checkpoint(
         model.linear_classifier(),
         out_dir / "linear",

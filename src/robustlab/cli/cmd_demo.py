@@ -14,9 +14,10 @@ from robustlab.cli.console import (
     print_json,
     print_masking,
     print_results,
+    print_training_warnings,
     progress_bar,
 )
-from robustlab.evaluate import masking_flags
+from robustlab.evaluate import identification_results, masking_flags
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.experiment.presets import DEMO
 from robustlab.report import write_report
@@ -30,13 +31,10 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train softmax, triplet (k-NN) and PCL heads on digits, attack them, print the table, write the report."""
-    if fresh:
-        for name in (ResultStore.FILENAME, ResultStore.FILENAME + "-wal", ResultStore.FILENAME + "-shm"):
-            (out_dir / name).unlink(missing_ok=True)
     spec = ExperimentSpec.from_dict(DEMO)
     start = time.perf_counter()
     with progress_bar() as progress:
-        rows = run_experiment(spec, out_dir, device=device, progress=progress)
+        rows = run_experiment(spec, out_dir, device=device, progress=progress, overwrite=fresh)
     paths = write_report(out_dir)
     seconds = time.perf_counter() - start
     names = {r["model"]: r["model"].split(":")[0] for r in rows}
@@ -45,9 +43,10 @@ def demo(
         return
     attacks = ", ".join(a["name"].upper() for a in DEMO["attacks"])
     print_results(rows, names, title=f"robustlab demo: digits (8x8), softmax vs metric heads under {attacks}")
-    with ResultStore(out_dir) as store:
-        print_identification(store.get_meta("identification", {}) or {}, names)
+    with ResultStore(out_dir, readonly=True) as store:
+        print_identification(identification_results(store), names)
         print_masking(masking_flags(store))
+        print_training_warnings(store.get_meta("models", {}) or {})
     out.print(f"Report: [bold]{paths['html'].resolve()}[/bold] (also {paths['markdown'].name}, {paths['json'].name})")
     err.print(f"[dim]done in {seconds:.1f} s[/dim]")
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import typer
 
-from robustlab.cli.console import err, out, print_json, print_results, progress_bar
+from robustlab.cli.console import err, out, print_json, print_results, print_training_warnings, progress_bar
 from robustlab.experiment import ExperimentSpec, run_grid
 from robustlab.experiment.spec import ExecutorSpec
 from robustlab.report import write_report
 from robustlab.report.paper_render import write_paper_tables
+from robustlab.store.results import ResultStore
 
 
 def run(
@@ -22,6 +23,7 @@ def run(
     address: str = typer.Option(None, "--address", help="Ray cluster to join (auto, HOST:PORT, ray://...)."),
     num_cpus: float = typer.Option(None, "--num-cpus", min=0, help="CPUs per Ray task."),
     num_gpus: float = typer.Option(None, "--num-gpus", min=0, help="GPUs per Ray task (fractions allowed)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train, attack and report a whole experiment; cells already stored are skipped.
@@ -35,13 +37,17 @@ def run(
     spec = dataclasses.replace(spec, executor=_executor(spec.executor, executor, address, num_cpus, num_gpus))
     run_dir = run_dir or Path("runs") / spec.name
     with progress_bar(not json_out) as progress:
-        outcome = run_grid(spec, run_dir, device=device, progress=progress, debug=STATE["debug"])
+        outcome = run_grid(spec, run_dir, device=device, progress=progress, debug=STATE["debug"],
+                           overwrite=overwrite)
     paths = write_report(run_dir)
     tables = write_paper_tables(run_dir)
     failures = [f.line() for f in outcome.failures]
+    with ResultStore(run_dir) as store:
+        warnings = print_training_warnings(store.get_meta("models", {}) or {})
     if json_out:
         print_json({"rows": outcome.rows, "report": str(paths["html"]), "counts": outcome.counts(),
-                    "failures": failures, "tables": str(tables["markdown"]) if tables else None})
+                    "failures": failures, "warnings": warnings,
+                    "tables": str(tables["markdown"]) if tables else None})
     else:
         print_results(outcome.rows, {r["model"]: r["model"].split(":")[0] for r in outcome.rows}, title=spec.name)
         c = outcome.counts()

@@ -16,9 +16,10 @@ from robustlab.core.contract import batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device, seed_everything
 from robustlab.data import load_dataset
+from robustlab.data.spec import DataSpec
 from robustlab.models import build_model
 from robustlab.models.config import ModelConfig
-from robustlab.store.checkpoints import checkpoint_name, save_checkpoint
+from robustlab.store.checkpoints import check_checkpoint_target, checkpoint_name, save_checkpoint
 from robustlab.train import TrainConfig, distributed, train
 from robustlab.train.adversarial import METHODS, AdvConfig
 from robustlab.train.defaults import training_warning
@@ -61,6 +62,7 @@ def train_cmd(
         "warmup_epochs, guard, or the method's own (beta, alpha, weight, margin, noise)."),
     out_dir: Path = typer.Option(None, "--out", help="Checkpoint directory (default checkpoints/<name>)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint at --out."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train BACKBONE + HEAD on DATA; save safetensors weights + JSON config.
@@ -80,6 +82,8 @@ def train_cmd(
         backbone_args=parse_pairs(backbone_arg, "--backbone-arg"), head_args=parse_pairs(head_arg, "--head-arg"),
     )
     cfg = cfg.resolved(len(dataset.y_train), head)
+    target = out_dir or Path("checkpoints") / checkpoint_name(config)
+    check_checkpoint_target(target, overwrite=overwrite)  # before any training
     seed_everything(seed)
     model = build_model(config).to(dev)
     start = time.perf_counter()
@@ -95,15 +99,14 @@ def train_cmd(
         return
     clean = float((batched_predict(model, dataset.x_test) == dataset.y_test).float().mean())
     warning = training_warning(clean, dataset.num_classes, data)
-    target = out_dir or Path("checkpoints") / checkpoint_name(config)
     meta = {
-        "data": {"name": data, "root": str(data_root) if data_root else None, "resize": resize, "seed": seed,
-                 "train_per_class": train_per_class},
+        "data": DataSpec(name=data, root=str(data_root) if data_root else None, resize=resize, seed=seed,
+                         train_per_class=train_per_class).to_dict(),
         "train": cfg.to_dict(), "clean_accuracy": clean, "seconds": seconds,
         "history": [asdict(h) for h in history], "warning": warning,
         "overfitting_epochs": [h.epoch for h in history if h.extra.get("overfitting")],
     }
-    save_checkpoint(model, target, metadata=meta)
+    save_checkpoint(model, target, metadata=meta, overwrite=overwrite)
     distributed.finish()
     if json_out:
         print_json({"checkpoint": str(target), "clean_accuracy": clean, "seconds": seconds,

@@ -33,9 +33,9 @@ def progress_bar(enabled: bool = True) -> Iterator:
         last: dict[str, Any] = {"task": None, "at": 0.0}
 
         def plain(message: str, done: int, total: int) -> None:
-            """A line per new task; inside a cell (" | member ..."), at most one line per 30 s."""
-            head, _, detail = message.partition(" | ")
-            task = " ".join(head.split(" ")[:2])
+            """A line per new task (a cell, a model to train); inside it (" | member ...") at most
+            one line per 30 s."""
+            task, _, detail = message.partition(" | ")
             now = time.monotonic()
             if message == "done":
                 return
@@ -67,11 +67,11 @@ def progress_bar(enabled: bool = True) -> Iterator:
 def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None = None, title: str = "") -> None:
     """Robust accuracy (%) per (model, defense, attack) across the eps grid; worst case in bold.
 
-    Minimum-norm attacks (eps < 0) show their median L2 distance instead. The full table
+    Minimum-norm attacks (eps None) show their median L2 distance instead. The full table
     (S/F/D, distances, queries) is in the report and in --json output.
     """
     names = names or {}
-    grid = sorted({r["eps"] for r in rows if r["eps"] >= 0})
+    grid = sorted({r["eps"] for r in rows if r["eps"] is not None})
     caption = "robust accuracy (%) at each eps; worst case per sample in bold"
     reduced = sorted({s for r in rows for s in r.get("reduced", [])})
     if reduced:
@@ -88,12 +88,13 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     table.add_column("clean", justify="right")
     for e in grid:
         table.add_column(f"eps {e:g}", justify="right")
-    has_min_norm = any(r["eps"] < 0 for r in rows)
+    has_min_norm = any(r["eps"] is None for r in rows)
     if has_min_norm:
         table.add_column("median L2", justify="right")
     groups: dict[tuple, dict[float, dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["model"], r.get("defense", "none"), r["attack"]), {})[r["eps"]] = r
+        attack = r["attack"] if r.get("norm", "linf") == "linf" or r["eps"] is None else f"{r['attack']} [{r['norm']}]"
+        groups.setdefault((r["model"], r.get("defense", "none"), attack), {})[r["eps"]] = r
     weakened = {(r["model"], r.get("defense", "none")) for r in rows if r.get("reduced")}
     for (model, defense, attack), cells in groups.items():
         any_row = next(iter(cells.values()))
@@ -107,7 +108,7 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
         line.append(f"{100 * any_row['clean_accuracy']:.1f}")
         line += [f"{100 * cells[e]['robust_accuracy']:.1f}" if e in cells else "" for e in grid]
         if has_min_norm:
-            unbounded = cells.get(-1.0)
+            unbounded = cells.get(None)
             line.append(f"{unbounded['median_l2']:.3g}" if unbounded and "median_l2" in unbounded else "")
         table.add_row(*line, style="bold yellow" if attack == "worst-case" else None)
     out.print(table)
@@ -143,6 +144,15 @@ def print_masking(flags: Sequence[dict[str, Any]]) -> None:
     passed = [f for f in flags if not f["raised"]]
     if passed:
         out.print(f"[dim]{len(passed)} gradient-masking checks passed (details in the report)[/dim]")
+
+
+def print_training_warnings(models: dict[str, Any]) -> dict[str, str]:
+    """Print (on stderr) the warning of each model whose training ended far below what its data
+    allows (store meta "models"[key]["warning"]); return them by model id."""
+    found = {m.get("id", k): m["warning"] for k, m in models.items() if m.get("warning")}
+    for model_id, warning in found.items():
+        err.print(f"[bold yellow]warning:[/bold yellow] {model_id}: {warning}")
+    return found
 
 
 def print_json(obj: Any) -> None:

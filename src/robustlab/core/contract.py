@@ -16,6 +16,8 @@ False and attacks fall back on ``predict``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 import torch
@@ -68,3 +70,16 @@ def batched_predict(model: RobustModel, x: torch.Tensor, batch_size: int = 512) 
     device = next(model.parameters(), torch.empty(0)).device
     out = [model.predict(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run `model` in eval mode and give every sub-module its own training flag back afterwards
+    (so that evaluating a caller's model leaves it as it was)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
 from robustlab.core.errors import ConfigError
+from robustlab.core.threat import Norm
 
-Norm = Literal["linf", "l2", "l1", "l0"]
-NORMS: tuple[str, ...] = ("linf", "l2", "l1", "l0")
+NORMS: tuple[Norm, ...] = tuple(Norm)
 
 
-def check_norm(norm: str, allowed: tuple[str, ...] = NORMS) -> str:
-    """Return `norm` lower-cased, or raise `ConfigError` naming the allowed norms."""
-    key = str(norm).lower().replace("_", "")
-    aliases = {"inf": "linf", "2": "l2", "1": "l1", "0": "l0"}
-    key = aliases.get(key, key)
-    if key not in allowed:
-        raise ConfigError(f"unknown norm {norm!r}; choose one of {', '.join(allowed)}")
-    return key
+def check_norm(norm: str | Norm, allowed: tuple[str | Norm, ...] = NORMS) -> Norm:
+    """`norm` as a `Norm` (aliases "inf", "2", ... accepted), or `ConfigError` naming the allowed norms."""
+    return Norm.parse(norm, tuple(allowed))
 
 
 def flat_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:

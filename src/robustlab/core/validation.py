@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -18,6 +19,7 @@ def check_images(x: torch.Tensor, input_shape: Sequence[int] | None = None, name
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise InputError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}")
+
     if x.dim() != 4:
         raise InputError(f"{name} must be a 4-d NCHW batch, got shape {tuple(x.shape)}")
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
@@ -33,6 +35,18 @@ def check_images(x: torch.Tensor, input_shape: Sequence[int] | None = None, name
         raise InputError(f"{name} must lie in [0, 1], found values in [{lo:.4g}, {hi:.4g}]")
 
 
+def check_model_input(model: torch.nn.Module, x: torch.Tensor, name: str = "x") -> None:
+    """`check_images` against the model's `input_shape`, plus the model's dtype and device."""
+    check_images(x, getattr(model, "input_shape", None), name)
+    param = next(model.parameters(), None)
+    if param is None:
+        return
+    if x.dtype != param.dtype:
+        raise InputError(f"{name} is {x.dtype}, the model's weights are {param.dtype}: convert x to {param.dtype}")
+    if x.device != param.device:
+        raise InputError(f"{name} is on {x.device}, the model on {param.device}")
+
+
 def check_labels(y: torch.Tensor, n: int, num_classes: int, name: str = "y") -> None:
     """Raise `InputError` unless `y` is an int64-compatible vector of `n` labels in [0, num_classes)."""
     if not isinstance(y, torch.Tensor):
@@ -45,3 +59,33 @@ def check_labels(y: torch.Tensor, n: int, num_classes: int, name: str = "y") -> 
         raise InputError(
             f"{name} must lie in [0, {num_classes}), found [{int(y.min())}, {int(y.max())}]"
         )
+
+
+def check_int(value: object, name: str, minimum: int | None = None) -> int:
+    """`value` as an int: ints and integral floats (3.0) pass; bools, 2.7, strings and values
+    below `minimum` raise `ConfigError` naming `name`."""
+    from robustlab.core.errors import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    out = int(value)
+    if minimum is not None and out < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
+    return out
+
+
+def check_number(value: object, name: str, minimum: float | None = None, strict: bool = False) -> float:
+    """`value` as a finite float (bools, NaN, infinity, strings refused); `minimum` bounds it
+    from below (exclusive when `strict`)."""
+    from robustlab.core.errors import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and (out <= minimum if strict else out < minimum):
+        raise ConfigError(f"{name} must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
+    return out

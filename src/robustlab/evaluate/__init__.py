@@ -1,4 +1,8 @@
-"""Evaluation: attacks against models over an eps grid, metrics, worst case per sample."""
+"""Evaluation: attacks against models over an eps grid, metrics, worst case per sample.
+
+`Evaluation` / `evaluate_model` (in `session`) is the one path that evaluates a model into a
+run directory; `evaluate_grid` runs the cells of one model into an open store.
+"""
 
 from robustlab.evaluate.identification import (
     IdentificationMetrics,
@@ -7,10 +11,22 @@ from robustlab.evaluate.identification import (
 )
 from robustlab.evaluate.masking import MaskingFlag, check_probe, check_rows, gradient_probe
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes, worst_case
-from robustlab.evaluate.runner import AttackSpec, evaluate_grid, run_attack
+from robustlab.evaluate.runner import (
+    AttackSpec,
+    Cell,
+    check_model_data,
+    eval_mode,
+    evaluate_grid,
+    plan_cells,
+    run_attack,
+    spec_label,
+)
+from robustlab.evaluate.samples import EvalSet, eval_set
+from robustlab.evaluate.session import Evaluation, EvaluationResult, check_run_dir, evaluate_model
 from robustlab.evaluate.summary import (
     WORST,
     distance_curves,
+    identification_results,
     masking_flags,
     record_identification,
     record_probe,
@@ -20,26 +36,38 @@ from robustlab.evaluate.summary import (
 from robustlab.evaluate.transfer import TransferMatrix, transfer_matrix
 
 __all__ = [
-    "IdentificationMetrics",
-    "identification_metrics",
-    "verification_pairs",
     "WORST",
-    "TransferMatrix",
-    "distance_curves",
-    "transfer_matrix",
+    "AttackSpec",
+    "Cell",
+    "EvalSet",
+    "Evaluation",
+    "EvaluationResult",
+    "IdentificationMetrics",
     "MaskingFlag",
+    "TransferMatrix",
+    "cell_metrics",
+    "check_model_data",
     "check_probe",
     "check_rows",
+    "check_run_dir",
+    "distance_curves",
+    "eval_mode",
+    "eval_set",
+    "evaluate_grid",
+    "evaluate_model",
     "gradient_probe",
+    "identification_metrics",
+    "identification_results",
     "masking_flags",
+    "per_sample_outcomes",
+    "plan_cells",
     "record_identification",
     "record_probe",
     "reference_eps",
-    "AttackSpec",
-    "cell_metrics",
-    "evaluate_grid",
-    "per_sample_outcomes",
     "run_attack",
+    "spec_label",
     "summarize",
+    "transfer_matrix",
+    "verification_pairs",
     "worst_case",
 ]

@@ -25,14 +25,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 
 from robustlab.core.contract import RobustModel
 
-SINGLE_STEP = {"fgsm", "rfgsm"}
-ITERATIVE = {"pgd", "bim", "mim", "apgd", "apgd-t", "cw", "deepfool", "lbfgs", "jsma", "ka3"}
-BLACK_BOX = {"square", "hsj", "transfer"}
 TOLERANCE = 0.01  # one point of robust accuracy
+WHITE_BOX = {"single-step", "iterative"}
+ITERATIVE = {"iterative"}
+SINGLE_STEP = {"single-step"}
+BLACK_BOX = {"black-box", "transfer"}
 
 
 @dataclass
@@ -48,40 +48,95 @@ class MaskingFlag:
         return asdict(self)
 
 
-def _attack_name(label: str) -> str:
-    return label.split("(")[0].lower()
+def _kinds(row: dict[str, Any]) -> set[str]:
+    """The attack kinds a row stands for: its own kind, plus its members' for an ensemble
+    (an ensemble is at least as strong as each of its members)."""
+    kind = row.get("kind")
+    if kind is None:  # a row built by hand: the attack class declares its kind
+        from robustlab.attacks.registry import get_attack_class
+
+        kind = str(get_attack_class(row["attack"].split("(")[0]).kind)
+    return {kind, *row.get("member_kinds", [])}
 
 
 def check_rows(rows: Sequence[dict[str, Any]], num_classes: dict[str, int] | None = None) -> list[MaskingFlag]:
-    """Rule-based checks over `summarize` rows (grouped per model and defense)."""
+    """Rule-based checks over `summarize` rows, per model, defense, sample set and norm (a Linf
+    attack is never compared with an L2 one). Attack kinds come from the rows (declared by
+    each attack); an ensemble counts as each of its members' kinds, and its black-box
+    members' wins over its white-box members are checked too."""
     flags: list[MaskingFlag] = []
-    by_model: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by_model: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        if r["eps"] >= 0 and r["attack"] != "worst-case":
-            by_model[(r["model"], r.get("defense", "none"))].append(r)
-    for (model, defense), mrows in by_model.items():
+        if r.get("eps") is not None and r["attack"] != "worst-case":
+            by_model[(r["model"], r.get("defense", "none"), r.get("samples", ""))].append(r)
+    names = defaultdict(set)
+    for model, defense, samples in by_model:
+        names[(model, defense)].add(samples)
+    for (model, defense, samples), mrows in by_model.items():
         name = model if defense == "none" else f"{model} [{defense}]"
-        flags += _stronger_than(name, mrows, SINGLE_STEP, ITERATIVE, "single-step stronger than iterative")
-        flags += _stronger_than(name, mrows, BLACK_BOX, ITERATIVE | SINGLE_STEP, "black-box stronger than white-box")
+        if len(names[(model, defense)]) > 1:
+            name += f" on {samples}"
+        by_norm: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in mrows:
+            by_norm[str(r.get("norm", "linf"))].append(r)
+        single_check, black_check = "single-step stronger than iterative", "black-box stronger than white-box"
+        single = [f for group in by_norm.values() for f in _stronger_than(name, group, SINGLE_STEP, ITERATIVE,
+                                                                          single_check)]
+        flags += _merge(name, single, single_check)
+        black = [f for group in by_norm.values() for f in _stronger_than(name, group, BLACK_BOX, WHITE_BOX,
+                                                                         black_check)]
+        flags += _merge(name, black + _ensemble_members(name, mrows), black_check)
         flags.append(_monotone(name, mrows))
         k = (num_classes or {}).get(model)
-        flags.append(_reaches_chance(name, mrows, k))
+        flags.append(_reaches_chance(name, by_norm.get("linf", []), k))
     return flags
 
 
-def _stronger_than(model, rows, weak_kind, strong_kind, check) -> list[MaskingFlag]:
-    """Flag eps values where an attack of `weak_kind` beats every attack of `strong_kind` by > 1 point."""
-    per_eps: dict[float, dict[str, float]] = defaultdict(dict)
+def _merge(model: str, flags: list[MaskingFlag], check: str) -> list[MaskingFlag]:
+    """One flag per check: raised if any part raised, with every part's message."""
+    if not flags:
+        return []
+    raised = [f for f in flags if f.raised]
+    if raised:
+        return [MaskingFlag(model, check, True, "; ".join(f.message for f in raised))]
+    return [MaskingFlag(model, check, False, "; ".join(f.message for f in flags))]
+
+
+def _ensemble_members(model: str, rows: list[dict[str, Any]]) -> list[MaskingFlag]:
+    """Inside an ensemble, black-box members run on what the white-box members left standing:
+    any share of samples they still fool beyond the tolerance is black-box beating white-box."""
+    out = []
     for r in rows:
-        per_eps[r["eps"]][r["attack"]] = r["robust_accuracy"]
+        members = r.get("member_success")
+        if not members or not r.get("n") or r["eps"] == 0:
+            continue
+        white = any(m["kind"] in WHITE_BOX for m in members)
+        black = [m for m in members if m["kind"] in BLACK_BOX]
+        if not white or not black:
+            continue
+        wins = sum(m["count"] for m in black)
+        share = wins / r["n"]
+        label = ", ".join(m["label"] for m in black)
+        out.append(MaskingFlag(model, "black-box stronger than white-box", share > TOLERANCE,
+                               f"{r['attack']} eps {r['eps']:g}: {label} fooled {wins} of {r['n']} samples "
+                               "its white-box members could not"))
+    return out
+
+
+def _stronger_than(model, rows, weak_kind, strong_kind, check) -> list[MaskingFlag]:
+    """Flag eps values where an attack of `weak_kind` beats every attack of `strong_kind` by > 1 point
+    (rows of one norm)."""
+    per_eps: dict[float, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        per_eps[r["eps"]].append(r)
     hits, compared = [], 0
-    for eps, accs in sorted(per_eps.items()):
-        weak = {a: v for a, v in accs.items() if _attack_name(a) in weak_kind}
-        strong = {a: v for a, v in accs.items() if _attack_name(a) in strong_kind}
+    for eps, group in sorted(per_eps.items()):
+        weak = {r["attack"]: r["robust_accuracy"] for r in group if _kinds(r) <= weak_kind}
+        strong = {r["attack"]: r["robust_accuracy"] for r in group if _kinds(r) & strong_kind}
         if not weak or not strong or eps == 0:
             continue
         compared += 1
-        best_weak = min(weak, key=weak.get)
+        best_weak = min(weak, key=weak.__getitem__)
         if weak[best_weak] < min(strong.values()) - TOLERANCE:
             hits.append(f"eps {eps:g}: {best_weak} {100 * weak[best_weak]:.1f}% < {100 * min(strong.values()):.1f}%")
     if not compared:
@@ -93,11 +148,11 @@ def _stronger_than(model, rows, weak_kind, strong_kind, check) -> list[MaskingFl
 
 def _monotone(model, rows) -> MaskingFlag:
     """Robust accuracy of each attack must not rise (beyond 1 point) as eps grows."""
-    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
-        series[r["attack"]].append((r["eps"], r["robust_accuracy"]))
+        series[(r["attack"], str(r.get("norm", "linf")))].append((r["eps"], r["robust_accuracy"]))
     hits = []
-    for attack, pts in series.items():
+    for (attack, _), pts in series.items():
         pts.sort()
         for (e0, a0), (e1, a1) in zip(pts, pts[1:], strict=False):
             if a1 > a0 + TOLERANCE:
@@ -107,9 +162,10 @@ def _monotone(model, rows) -> MaskingFlag:
 
 
 def _reaches_chance(model, rows, num_classes: int | None) -> MaskingFlag:
-    """At Linf eps >= 0.5 any image can be turned into mid-grey: accuracy must fall to ~chance."""
+    """At Linf eps >= 0.5 any image can be turned into mid-grey: accuracy must fall to ~chance
+    (`rows`: the Linf rows of one model)."""
     check = "accuracy does not reach chance at a huge budget"
-    huge = [r for r in rows if r["eps"] >= 0.5 and "l2" not in r["attack"].lower()]
+    huge = [r for r in rows if r["eps"] >= 0.5]
     if not huge:
         return MaskingFlag(model, check, False, "not checked: add an eps >= 0.5 (Linf) to the grid")
     chance = 1.0 / num_classes if num_classes else 0.1
@@ -124,37 +180,51 @@ def _reaches_chance(model, rows, num_classes: int | None) -> MaskingFlag:
 
 
 def gradient_probe(
-    model: RobustModel, x: torch.Tensor, y: torch.Tensor, step: float = 2e-3, directions: int = 4, seed: int = 0
-) -> dict[str, float]:
-    """Statistics of the input gradients of the cross-entropy of `model` at (x, y).
+    model: RobustModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    step: float = 2e-3,
+    directions: int = 4,
+    seed: int = 0,
+    loss: str = "margin",
+) -> dict[str, Any]:
+    """Statistics of the input gradients of an attack loss of `model` at (x, y).
+
+    ``loss`` is "margin" (default: max_{j != y} z_j - z_y, which does not saturate, so a
+    confident model with large logits, e.g. ArcFace's scale-64 cosines, still has informative
+    gradients), "dlr" (scale-invariant) or "ce" (saturates: float32 softmax rounds to one-hot).
 
     - ``zero_fraction``: samples whose gradient is exactly zero (or below 1e-12 in L2);
     - ``nonfinite_fraction``: samples with NaN or infinite gradient entries;
     - ``uninformative_fraction``: samples where a step of `step` (Linf) along sign(grad)
       increases the loss no more than the best of `directions` random sign steps.
     """
+    from robustlab.attacks.objectives import get_attack_loss
+
     k = model.num_classes
+    loss_fn = get_attack_loss(loss)
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x)[:, :k], y, reduction="none")
-        (grad,) = torch.autograd.grad(loss.sum(), x)
+        value = loss_fn(model(x), y, None, k)
+        (grad,) = torch.autograd.grad(value.sum(), x)
     flat = grad.flatten(1)
     nonfinite = ~torch.isfinite(flat).all(dim=1)
     zero = flat.norm(dim=1) < 1e-12
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        base = loss.detach()
-        along = F.cross_entropy(model((x + step * grad.sign()).clamp(0, 1))[:, :k], y, reduction="none") - base
+        base = value.detach()
+        along = loss_fn(model((x + step * grad.sign()).clamp(0, 1)), y, None, k) - base
         random_gain = torch.full_like(base, float("-inf"))
         for _ in range(directions):
             r = torch.randint(0, 2, x.shape, generator=g).to(x.device, x.dtype) * 2 - 1
-            gain = F.cross_entropy(model((x + step * r).clamp(0, 1))[:, :k], y, reduction="none") - base
+            gain = loss_fn(model((x + step * r).clamp(0, 1)), y, None, k) - base
             random_gain = torch.maximum(random_gain, gain)
     uninformative = along <= random_gain
     return {
         "zero_fraction": float(zero.float().mean()),
         "nonfinite_fraction": float(nonfinite.float().mean()),
         "uninformative_fraction": float(uninformative.float().mean()),
+        "loss": loss,
     }
 
 

@@ -14,17 +14,16 @@ from dataclasses import dataclass
 import torch
 
 from robustlab.core.errors import ConfigError, InputError
+from robustlab.core.scores import label_rank
 
 DEFAULT_TOLERANCE = 0.02
 
 
 def label_ranks(scores: torch.Tensor, y: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
     """1-based rank of y among the first `num_classes` score columns, int64 (N,)."""
-    z = scores[:, : num_classes or scores.shape[1]]
-    if y.shape != (z.shape[0],):
-        raise InputError(f"labels must be ({z.shape[0]},), got {tuple(y.shape)}")
-    z_y = z.gather(1, y.view(-1, 1).long())
-    return (z > z_y).sum(dim=1) + 1
+    if y.shape != (scores.shape[0],):
+        raise InputError(f"labels must be ({scores.shape[0]},), got {tuple(y.shape)}")
+    return label_rank(scores, y, num_classes)
 
 
 def rank_pmf(ranks: torch.Tensor, num_classes: int) -> torch.Tensor:

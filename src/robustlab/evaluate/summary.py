@@ -1,7 +1,9 @@
-"""Tables from the store: one row per (model, defense, attack, eps) plus the worst case per eps.
+"""Tables from the store: one row per stored cell plus the worst case per threat model, the
+identification metrics and the gradient probes, all read from keyed rows.
 
 The CLI (`evaluate --json`) and the report both read their numbers from here, so they
-always agree for the same run directory.
+always agree for the same run directory. Cells on different samples, data sets or norms
+are never combined: the worst case is taken per (model, defense, data, samples, norm, eps).
 """
 
 from __future__ import annotations
@@ -10,18 +12,24 @@ import json
 from collections import defaultdict
 from typing import Any
 
+import torch
+
+from robustlab.core.contract import RobustModel, batched_predict
+from robustlab.core.digest import canonical, model_digest
 from robustlab.core.errors import InputError
 from robustlab.evaluate.metrics import worst_case
-from robustlab.store.results import ResultStore
+from robustlab.evaluate.runner import AttackSpec, eval_mode, plan_cells, run_attack, spec_label
+from robustlab.evaluate.samples import EvalSet
+from robustlab.store.results import ResultKey, ResultRow, ResultStore
 
 WORST = "worst-case"
+PROBE_SPEC: dict[str, Any] = {"name": "gradient-probe", "loss": "margin", "n": 256, "step": 2e-3, "directions": 4,
+                              "seed": 0}
+"""The gradient probe every evaluation records (see `robustlab.evaluate.masking.gradient_probe`)."""
 
 
-def _attack_label(attack_key: str) -> str:
-    spec = json.loads(attack_key)
-    name = spec.pop("name")
-    shown = ", ".join(f"{k}={v}" for k, v in sorted(spec.items()))
-    return f"{name}({shown})" if shown else name
+def _data_name(key: ResultKey) -> str:
+    return str(json.loads(key.data).get("name", "")) if key.data else ""
 
 
 def reduced_settings(attack_key: str) -> list[str]:
@@ -35,117 +43,130 @@ def reduced_settings(attack_key: str) -> list[str]:
     return [f"{k}={spec[k]} < {v}" for k, v in full.items() if k in spec and spec[k] < v]
 
 
-def summarize(store: ResultStore, models: list[str] | None = None) -> list[dict[str, Any]]:
-    """Rows for the table: each stored cell, then per (model, defense, subset, eps) the worst
-    case over the fixed-budget attacks at that eps (attack = "worst-case"). ``training`` is
+def _row(r: ResultRow, recipes: dict[str, Any] | None = None) -> dict[str, Any]:
+    metrics = dict(r.metrics)
+    label = metrics.pop("label", None) or spec_label(json.loads(r.key.attack))
+    row = {
+        "model": r.key.model,
+        "training": (recipes or {}).get(r.key.model),
+        "defense": r.key.defense,
+        "subset": r.key.subset,
+        "data": _data_name(r.key),
+        "samples": r.key.samples,
+        "attack": label,
+        "norm": str(r.key.norm),
+        "eps": r.key.eps,
+        "batch": r.key.batch,
+        **metrics,
+    }
+    reduced = reduced_settings(r.key.attack)
+    if reduced:
+        row["reduced"] = reduced
+    return row
+
+
+def _sort_key(r: dict[str, Any]) -> tuple:
+    eps = r["eps"]
+    return (r["model"], r["defense"], r["data"], r["samples"], r["norm"], eps is None, eps or 0.0,
+            r["attack"] == WORST)
+
+
+def summarize(
+    store: ResultStore, models: list[str] | None = None, samples: str | None = None
+) -> list[dict[str, Any]]:
+    """Rows for the table: each stored cell (of `models`, on the sample set `samples` when given),
+    then per (model, defense, data, samples, norm, eps) the worst case over the fixed-budget
+    attacks there (attack = "worst-case"). Minimum-norm cells have ``eps`` None. ``training`` is
     the model's training recipe ("standard", "pgd-10 linf eps=0.1", ...; None when unknown)."""
     rows: list[dict[str, Any]] = []
     groups: dict[tuple, list] = defaultdict(list)
     recipes = {k: v.get("training") for k, v in (store.get_meta("models", {}) or {}).items()}
     for r in store.rows():
-        if models is not None and r.key.model not in models:
+        if (models is not None and r.key.model not in models) or (samples is not None and r.key.samples != samples):
             continue
-        rows.append(
-            {
-                "model": r.key.model,
-                "training": recipes.get(r.key.model),
-                "defense": r.key.defense,
-                "subset": r.key.subset,
-                "attack": _attack_label(r.key.attack),
-                "eps": r.key.eps,
-                **r.metrics,
-            }
-        )
-        reduced = reduced_settings(r.key.attack)
-        if reduced:
-            rows[-1]["reduced"] = reduced
-        if r.key.eps >= 0:
-            groups[(r.key.model, r.key.defense, r.key.subset, r.key.eps)].append(r.per_sample)
-    for (model, defense, subset, eps), cells in groups.items():
+        row = _row(r, recipes)
+        rows.append(row)
+        if r.key.eps is not None:
+            groups[(row["model"], row["defense"], row["subset"], row["data"], row["samples"], row["norm"],
+                    r.key.eps)].append(r.per_sample)
+    for (model, defense, subset, data, sample_set, norm, eps), cells in groups.items():
         if len(cells) < 2:
             continue
-        rows.append(
-            {
-                "model": model,
-                "training": recipes.get(model),
-                "defense": defense,
-                "subset": subset,
-                "attack": WORST,
-                "eps": eps,
-                **worst_case(cells),
-            }
-        )
-    rows.sort(key=lambda r: (r["model"], r["defense"], r["subset"], r["eps"], r["attack"] == WORST))
+        rows.append({"model": model, "training": recipes.get(model), "defense": defense, "subset": subset,
+                     "data": data, "samples": sample_set, "attack": WORST, "norm": norm, "eps": eps,
+                     "kind": "worst-case", **worst_case(cells)})
+    rows.sort(key=_sort_key)
     return rows
 
 
 def distance_curves(
     store: ResultStore, models: list[str] | None = None, eps_grid: list[float] | None = None
 ) -> list[dict[str, Any]]:
-    """Robust accuracy implied by each minimum-norm cell (stored once, eps = -1) at each eps.
+    """Robust accuracy implied by each minimum-norm cell (stored once, eps None) at each eps.
 
     A sample survives eps when the model is right on it clean and the attack either failed
     or needed a perturbation larger than eps in the attack's own norm. The grid defaults to
-    the eps values stored for the same model. Rows carry ``derived: True`` and the norm.
+    the eps values stored for the same model and samples. Rows carry ``derived: True`` and the norm.
     """
-    from robustlab.attacks.registry import get_attack_class, make_attack
-
     cells = [r for r in store.rows() if models is None or r.key.model in models]
-    grids: dict[str, set[float]] = defaultdict(set)
+    grids: dict[tuple[str, str], set[float]] = defaultdict(set)
     for r in cells:
-        if r.key.eps >= 0:
-            grids[r.key.model].add(r.key.eps)
+        if r.key.eps is not None:
+            grids[(r.key.model, r.key.samples)].add(r.key.eps)
     rows: list[dict[str, Any]] = []
     for r in cells:
-        spec = json.loads(r.key.attack)
-        name = spec.pop("name")
-        if r.key.eps >= 0 or not get_attack_class(name).minimum_norm:
-            continue
-        norm = make_attack(name, **spec).norm
-        if norm not in ("l2", "linf"):
+        norm = str(r.key.norm)
+        if r.key.eps is not None or norm not in ("l2", "linf"):
             continue
         p = r.per_sample
         n = len(p["y"])
-        for eps in sorted(eps_grid if eps_grid is not None else grids[r.key.model]):
+        base = _row(r)
+        for eps in sorted(eps_grid if eps_grid is not None else grids[(r.key.model, r.key.samples)]):
             survived = sum(
                 1 for i in range(n)
                 if p["clean_pred"][i] == p["y"][i] and not (p["success"][i] and p[norm][i] <= eps + 1e-9)
             )
-            rows.append({"model": r.key.model, "defense": r.key.defense, "subset": r.key.subset,
-                         "attack": _attack_label(r.key.attack), "norm": norm, "eps": eps,
-                         "robust_accuracy": survived / n if n else 0.0, "derived": True})
+            rows.append({k: base[k] for k in ("model", "defense", "subset", "data", "samples", "attack")}
+                        | {"norm": norm, "eps": eps, "robust_accuracy": survived / n if n else 0.0, "derived": True})
     return rows
 
 
-def masking_flags(store: ResultStore, models: list[str] | None = None) -> list[dict[str, Any]]:
-    """Every gradient-masking check for the models in `store`: rules over the rows plus the
-    gradient probes recorded by `record_probe`."""
-    from robustlab.evaluate.masking import check_probe, check_rows
-
-    meta = store.get_meta("models", {}) or {}
-    num_classes = {k: v.get("config", {}).get("num_classes") for k, v in meta.items()}
-    flags = check_rows(summarize(store, models), num_classes)
-    for model, probe in (store.get_meta("probes", {}) or {}).items():
-        if models is None or model in models:
-            flags += check_probe(model, probe)
-    return [f.to_dict() for f in flags]
+def _record_key(kind: str, spec: dict[str, Any], eps: float | None, model_id: str, digest: str, data: EvalSet,
+                defense: str, batch: str) -> ResultKey:
+    return ResultKey(model=model_id, defense=defense, attack=canonical(spec), eps=eps, subset=data.subset,
+                     norm="linf", model_digest=digest, data=data.data_key, samples=data.digest, batch=batch,
+                     kind=kind)
 
 
-def probe_for(model, x, y, n: int = 256) -> dict[str, float]:
-    """The gradient probe on the first `n` samples, through a defense's declared gradient path
-    and its true one (`defense_probe`); needs no store."""
+def probe_key(model_id: str, digest: str, data: EvalSet, defense: str = "none", n: int = 256) -> ResultKey:
+    """The key of a model's gradient-probe row (`digest`: `model_digest` of its weights)."""
+    return _record_key("probe", {**PROBE_SPEC, "n": n}, None, model_id, digest, data, defense, "independent")
+
+
+def probe_for(model: RobustModel, x: torch.Tensor, y: torch.Tensor, n: int = 256) -> dict[str, Any]:
+    """The gradient probe (`PROBE_SPEC`) on the first `n` samples, through a defense's declared
+    gradient path and its true one (`defense_probe`); needs no store."""
     from robustlab.evaluate.masking import defense_probe
 
-    device = next(model.parameters()).device
-    return defense_probe(model, x[:n].to(device), y[:n].to(device))
+    with eval_mode(model):
+        device = next(model.parameters()).device
+        return defense_probe(model, x[:n].to(device), y[:n].to(device), step=PROBE_SPEC["step"],
+                             directions=PROBE_SPEC["directions"], seed=PROBE_SPEC["seed"], loss=PROBE_SPEC["loss"])
 
 
-def record_probe(store: ResultStore, model_id: str, model, x, y, n: int = 256) -> dict[str, float]:
-    """Run the gradient probe on the first `n` samples and keep it in the store's metadata."""
-    probe = probe_for(model, x, y, n)
-    probes = store.get_meta("probes", {}) or {}
-    probes[model_id] = probe
-    store.set_meta("probes", probes)
+def record_probe(
+    store: ResultStore, model_id: str, model: RobustModel, x: torch.Tensor | None = None,
+    y: torch.Tensor | None = None, n: int = 256, *, data: EvalSet | None = None, defense: str = "none",
+) -> dict[str, Any]:
+    """The gradient probe on the first `n` samples of `data` (or of x, y), stored as a keyed row
+    (computed once per model and sample set)."""
+    data = data if data is not None else EvalSet(x, y)  # type: ignore[arg-type]
+    key = probe_key(model_id, model_digest(model), data, defense, n)
+    stored = store.get(key)
+    if stored is not None:
+        return stored.metrics
+    probe = probe_for(model, data.x, data.y, n)
+    store.put(key, probe)
     return probe
 
 
@@ -159,35 +180,100 @@ def reference_eps(eps_grid: list[float]) -> float | None:
     return small[-1] if small else positive[0]
 
 
-def record_identification(
-    store: ResultStore, model_id: str, model, x, y, eps_grid: list[float], steps: int = 20
+def _identification_cell(eps_grid: list[float], steps: int):
+    eps = reference_eps(list(eps_grid or []))
+    return plan_cells([AttackSpec("pgd", {"steps": steps})], [eps])[0] if eps is not None else None
+
+
+def identification_key(
+    model_id: str, digest: str, data: EvalSet, eps_grid: list[float], defense: str = "none",
+    batch_size: int = 256, steps: int = 20,
+) -> ResultKey:
+    """The key of a model's identification row: keyed like the attack cells (weights digest, data,
+    samples, the PGD's resolved spec, its eps, the batch size unless batch-independent)."""
+    cell = _identification_cell(eps_grid, steps)
+    spec = {"name": "identification", "seed": 0, "adversarial": json.loads(cell.attack_key) if cell else None}
+    batch = "independent" if cell is None or cell.attack.batch_independent else str(batch_size)
+    return _record_key("identification", spec, cell.eps if cell else None, model_id, digest, data, defense, batch)
+
+
+def identification_for(
+    model: RobustModel, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float], steps: int = 20,
+    batch_size: int = 256,
 ) -> dict[str, Any]:
-    """`identification_for` once per model, kept in the store's metadata."""
-    done = store.get_meta("identification", {}) or {}
-    if model_id in done:
-        return done[model_id]
-    done[model_id] = identification_for(model, x, y, eps_grid, steps)
-    store.set_meta("identification", done)
-    return done[model_id]
-
-
-def identification_for(model, x, y, eps_grid: list[float], steps: int = 20) -> dict[str, Any]:
     """Identification metrics (paper 002 eq. 3.1-3.3: accuracy, FMR, FNMR at the validation EER
     threshold) and confidence on clean inputs and under PGD (Linf, `steps` steps) at the
     reference eps. Needs no store (the experiment executors run it on workers)."""
     from robustlab.evaluate.identification import identification_metrics
-    from robustlab.evaluate.runner import AttackSpec, run_attack
 
-    eps = reference_eps(list(eps_grid))
-    x_adv = None
-    if eps is not None:
-        x_adv = run_attack(AttackSpec("pgd", {"steps": steps}).build(eps), model, x, y).x_adv
-    try:
-        metrics = identification_metrics(model, x, y, x_adv=x_adv).to_dict()
-    except InputError as exc:  # too few samples per class for verification pairs: accuracy only
-        from robustlab.core.contract import batched_predict
-
-        accuracy = float((batched_predict(model, x) == y.cpu()).float().mean())
-        metrics = {"accuracy": accuracy, "skipped": f"verification metrics skipped: {exc}"}
-    metrics["adversarial"] = f"pgd(steps={steps}) eps={eps:g}" if eps is not None else None
+    cell = _identification_cell(eps_grid, steps)
+    with eval_mode(model):
+        x_adv = run_attack(cell.attack, model, x, y, batch_size).x_adv if cell is not None else None
+        try:
+            metrics: dict[str, Any] = identification_metrics(model, x, y, x_adv=x_adv).to_dict()
+        except InputError as exc:  # too few samples per class for verification pairs: accuracy only
+            accuracy = float((batched_predict(model, x) == y.cpu()).float().mean())
+            metrics = {"accuracy": accuracy, "skipped": f"verification metrics skipped: {exc}"}
+    metrics["adversarial"] = f"pgd(steps={steps}) eps={cell.eps:g}" if cell is not None else None
     return metrics
+
+
+def record_identification(
+    store: ResultStore, model_id: str, model: RobustModel, x: torch.Tensor | None = None,
+    y: torch.Tensor | None = None, eps_grid: list[float] | None = None, steps: int = 20, *,
+    data: EvalSet | None = None, defense: str = "none", batch_size: int = 256,
+) -> dict[str, Any]:
+    """`identification_for`, stored as a row keyed by `identification_key`, so it is never stale."""
+    data = data if data is not None else EvalSet(x, y)  # type: ignore[arg-type]
+    grid = list(eps_grid or [])
+    key = identification_key(model_id, model_digest(model), data, grid, defense, batch_size, steps)
+    stored = store.get(key)
+    if stored is not None:
+        return stored.metrics
+    metrics = identification_for(model, data.x, data.y, grid, steps, batch_size)
+    store.put(key, metrics)
+    return metrics
+
+
+def _by_model(
+    store: ResultStore, kind: str, models: list[str] | None, samples: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Rows of `kind` per model id (on the sample set `samples` when given); a model with rows on
+    several sample sets gets one entry per set (named "<model> [<data> <samples>]")."""
+    rows = [r for r in store.rows(kind=kind) if (models is None or r.key.model in models)
+            and (samples is None or r.key.samples == samples)]
+    sets: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        sets[r.key.model].add(r.key.samples)
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        name = r.key.model
+        if len(sets[name]) > 1 or r.key.defense != "none":
+            extra = [] if r.key.defense == "none" else [r.key.defense]
+            if len(sets[name]) > 1:
+                extra.append(f"{_data_name(r.key)} {r.key.samples}")
+            name = f"{name} [{', '.join(extra)}]"
+        out[name] = r.metrics
+    return out
+
+
+def identification_results(
+    store: ResultStore, models: list[str] | None = None, samples: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Identification metrics per model (see `record_identification`), of one sample set if given."""
+    return _by_model(store, "identification", models, samples)
+
+
+def masking_flags(
+    store: ResultStore, models: list[str] | None = None, samples: str | None = None
+) -> list[dict[str, Any]]:
+    """Every gradient-masking check for the models in `store` (on one sample set if given): rules
+    over the rows plus the gradient probes recorded by `record_probe`."""
+    from robustlab.evaluate.masking import check_probe, check_rows
+
+    meta = store.get_meta("models", {}) or {}
+    num_classes = {k: v.get("config", {}).get("num_classes") for k, v in meta.items()}
+    flags = check_rows(summarize(store, models, samples), num_classes)
+    for model, probe in _by_model(store, "probe", models, samples).items():
+        flags += check_probe(model, probe)
+    return [f.to_dict() for f in flags]

@@ -1,8 +1,9 @@
 """Run an experiment: plan the grid's tasks, hand them to an executor, record what comes back.
 
 Everything lands in one run directory: ``checkpoints/<model id>/`` (safetensors + config),
-``results.sqlite`` (one row per cell), so a rerun skips what is done and an interrupted
-run resumes where it stopped. The tasks (`robustlab.experiment.tasks`) run wherever the
+``defenses/<model id>/<defense id>/`` (each defended model, built once), ``results.sqlite``
+(one row per cell, keyed completely: see `ResultKey`), so a rerun skips what is done and an
+interrupted run resumes where it stopped. The tasks (`robustlab.experiment.tasks`) run wherever the
 executor puts them (this process, or Ray workers); the driver here is the only writer of
 the run directory, one transaction per cell as it arrives. A failing task does not stop
 the grid: the others complete and the failures are listed in the outcome.
@@ -17,10 +18,14 @@ from typing import Any
 
 import torch
 
-from robustlab.core.errors import CheckpointError, RobustlabError
+from robustlab.core.digest import model_digest
+from robustlab.core.errors import CheckpointError, ConfigError, RobustlabError
 from robustlab.data import Dataset
-from robustlab.evaluate.runner import AttackSpec, cell_progress
-from robustlab.evaluate.summary import summarize
+from robustlab.evaluate.runner import Cell, cell_key, cell_progress
+from robustlab.evaluate.runner import plan_cells as plan_attack_cells
+from robustlab.evaluate.samples import EvalSet, eval_set
+from robustlab.evaluate.session import check_run_dir, clear_store
+from robustlab.evaluate.summary import identification_key, probe_key, summarize
 from robustlab.experiment.defenses import (
     DefenseOutput,
     DefenseTask,
@@ -29,7 +34,7 @@ from robustlab.experiment.defenses import (
     run_defense_task,
 )
 from robustlab.experiment.executors import Executor, Resources, make_executor
-from robustlab.experiment.plan import NONE, Plan, plan_experiment
+from robustlab.experiment.plan import NONE, Plan, TransferCell, plan_experiment
 from robustlab.experiment.spec import DefenseSpec, ExperimentSpec, ModelSpec
 from robustlab.experiment.tasks import (
     CheckpointBlob,
@@ -42,13 +47,13 @@ from robustlab.experiment.tasks import (
     TrainOutput,
     TrainTask,
     dataset_for,
-    eval_data,
     eval_split,
     run_eval_task,
     run_probe_task,
     run_train_task,
 )
-from robustlab.experiment.transfer import TransferTask, cell_key, plan_index, run_transfer_task
+from robustlab.experiment.transfer import TransferTask, plan_index, run_transfer_task, transfer_key
+from robustlab.models import build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train.adversarial import recipe_label
@@ -57,7 +62,6 @@ from robustlab.train.defaults import training_warning
 Progress = Callable[[str, int, int], None]
 """progress(message, done, total): called as work advances."""
 
-SUBSET = "test"
 __all__ = ["GridFailed", "GridOutcome", "TaskFailure", "eval_split", "load_data", "plan_cells", "run_experiment",
            "run_grid"]
 
@@ -109,16 +113,18 @@ class GridFailed(RobustlabError):
 
 
 def load_data(spec: ExperimentSpec) -> Dataset:
-    """The data set of a one-data-set experiment."""
+    """The (first) data set of `spec`."""
     return dataset_for(spec.data)
 
 
-def plan_cells(spec: ExperimentSpec, model: ModelSpec | None = None) -> list[tuple[AttackSpec, float]]:
-    """Every undefended (attack, eps) cell of `model` (default: the first), in grid order;
-    eps = -1 for a minimum-norm attack."""
-    mid = (model or spec.models[0]).id
-    return [(spec.attack(c.attack).spec, -1.0 if c.eps is None else c.eps)
-            for c in plan_experiment(spec).cells_of(mid)]
+def plan_cells(spec: ExperimentSpec) -> dict[tuple[str, float | None], Cell]:
+    """Every (attack id, eps) cell of the grid, each over its attack's own eps grid and built (so
+    every parameter and budget is checked before anything runs; `robustlab.evaluate.plan_cells`)."""
+    cells: dict[tuple[str, float | None], Cell] = {}
+    for a in spec.attacks:
+        for cell in plan_attack_cells([a.spec], list(a.eps)):
+            cells[(a.id, cell.eps)] = cell
+    return cells
 
 
 def run_experiment(
@@ -128,10 +134,12 @@ def run_experiment(
     device: str | None = None,
     progress: Progress | None = None,
     executor: Executor | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Run `spec` into `run_dir`; return the summary rows (see `robustlab.evaluate.summarize`).
-    Raises `GridFailed` (after the rest of the grid is done and stored) when a task failed."""
-    outcome = run_grid(spec, run_dir, device=device, progress=progress, executor=executor)
+    Raises `GridFailed` (after the rest of the grid is done and stored) when a task failed.
+    ``overwrite`` deletes the run directory's earlier results first (see `run_grid`)."""
+    outcome = run_grid(spec, run_dir, device=device, progress=progress, executor=executor, overwrite=overwrite)
     if outcome.failures:
         raise GridFailed(outcome)
     return outcome.rows
@@ -145,28 +153,40 @@ def run_grid(
     progress: Progress | None = None,
     executor: Executor | None = None,
     debug: bool = False,
+    overwrite: bool = False,
 ) -> GridOutcome:
     """Run `spec` into `run_dir` on `executor` (default: the one `spec.executor` names, closed
-    at the end); cells already stored are skipped. Failed tasks are listed, never raised."""
+    at the end); cells already stored are skipped. Failed tasks are listed, never raised.
+
+    Everything is checked before anything is trained or written: every attack at every eps,
+    each data set and its evaluated samples, every model config, and the run directory (not a
+    file, not a foreign or older database, not a non-empty folder of something else, writable;
+    ``overwrite`` deletes its earlier results). Rows are keyed completely (see `ResultKey`)."""
     run_dir = Path(run_dir)
     plan = plan_experiment(spec)
-    data_meta = {}
+    cells = plan_cells(spec)
+    samples: dict[str, EvalSet] = {}
     for dspec in spec.datasets:
-        data = dataset_for(dspec)
-        _, y_eval = eval_data(dspec)
-        data_meta[dspec.key] = {"name": data.name, "source": data.source, "n_train": len(data.y_train),
-                                "n_test": len(data.y_test), "n_eval": len(y_eval),
-                                "input_shape": list(data.input_shape), "classes": list(data.classes)}
+        samples[dspec.key] = eval_set(dataset_for(dspec), dspec.n_eval, dspec.seed)
+    for i, mspec in enumerate(spec.models):  # bad model configs fail here, before any training
+        data = dataset_for(spec.dataset(mspec.data))
+        try:
+            build_model(mspec.model_config(data.num_classes, data.input_shape))
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ConfigError(f"models[{i}] ({mspec.id}): {' '.join(str(exc).split())}") from None
+    state = check_run_dir(run_dir, overwrite=overwrite, allow=("checkpoints", "defenses"))
     own = executor is None
     executor = executor or make_executor(spec.executor, debug=debug)  # before anything is written
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if state == "replace":
+            clear_store(run_dir)
         with ResultStore(run_dir) as store:
             store.set_meta("experiment", spec.to_dict())
-            store.set_meta("datasets", data_meta)
-            if len(data_meta) == 1:
-                store.set_meta("data", next(iter(data_meta.values())))
-            driver = _Driver(spec, run_dir, store, executor, plan, device, progress)
+            store.update_meta("evaluation_sets", {s.digest: s.describe() for s in samples.values()})
+            store.set_meta("datasets", {k: s.describe() for k, s in samples.items()})
+            if len(samples) == 1:
+                store.set_meta("data", next(iter(samples.values())).describe())
+            driver = _Driver(spec, run_dir, store, executor, plan, cells, samples, device, progress)
             return driver.run()
     finally:
         if own:
@@ -178,12 +198,14 @@ class _Driver:
 
     A model's cells (and its defenses' builds) are submitted when it is trained or reused; a
     defense's cells when it is built or reused; a transfer group (source, attack, eps) when
-    its source and every target are ready."""
+    its source and every target are ready. Every row key names the weights it was computed on:
+    the model's, or the defended model's (`digests`)."""
 
     def __init__(self, spec: ExperimentSpec, run_dir: Path, store: ResultStore, executor: Executor,
-                 plan: Plan, device: str | None, progress: Progress | None) -> None:
+                 plan: Plan, cells: dict[tuple[str, float | None], Cell], samples: dict[str, EvalSet],
+                 device: str | None, progress: Progress | None) -> None:
         self.spec, self.run_dir, self.store, self.executor = spec, run_dir, store, executor
-        self.plan, self.progress = plan, progress
+        self.plan, self.cells, self.samples, self.progress = plan, cells, samples, progress
         ex = spec.executor
         remote = executor.name != "local"
         self.eval_resources = Resources(ex.num_cpus, ex.num_gpus)
@@ -202,11 +224,43 @@ class _Driver:
         counts = plan.counts()
         self.outcome = GridOutcome(rows=[], cells=counts["cells"] + counts["transfer"], executor=executor.name)
         self.done_cells = 0
-        self.keys: dict[str, str] = {}
+        self.keys: dict[str, str] = {}  # model id -> model key (id:spec digest)
+        self.digests: dict[tuple[str, str], str] = {}  # (model id, defense id) -> weights digest
         self.ready: dict[tuple[str, str], tuple[ModelSource, Any]] = {}  # (model, defense) -> (source, blob)
         self.transfers_sent: set[tuple[str, str, float]] = set()
-        self.submitted: set[ResultKey] = set()  # two attack ids with one spec and eps fill one row
+        self.submitted: set[ResultKey] = set()  # two attack ids with one resolved spec and eps fill one row
         self._train_totals: dict[str, int] = {}  # optimizer steps of each model (heard in-process)
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def _samples(self, model_id: str) -> EvalSet:
+        return self.samples[self.spec.dataset(self.spec.model(model_id).data).key]
+
+    def _defense_label(self, defense_id: str) -> str:
+        return NONE if defense_id == NONE else self.spec.defense(defense_id).result_key
+
+    def row_key(self, model_id: str, defense_id: str, attack_id: str, eps: float | None) -> ResultKey | None:
+        """The row of a white-box cell (None while its model or defended model is not ready)."""
+        digest = self.digests.get((model_id, defense_id))
+        if digest is None:
+            return None
+        return cell_key(self.cells[(attack_id, eps)], self.keys[model_id], digest, self._samples(model_id),
+                        self._defense_label(defense_id), self.spec.batch_size)
+
+    def transfer_row_key(self, t: TransferCell) -> ResultKey | None:
+        """The row of a transfer cell: the white-box row on the diagonal, else the target's
+        transfer row (None while the source or the target is not ready)."""
+        if t.white_box is not None:
+            return self.row_key(t.target, NONE, t.attack, t.eps)
+        source = self.digests.get((t.source, NONE))
+        target = self.row_key(t.target, t.target_defense, t.attack, t.eps)
+        if source is None or target is None:
+            return None
+        return transfer_key(target, self.cells[(t.attack, t.eps)], self.keys[t.source], source)
+
+    def _publish_index(self) -> None:
+        self.store.set_meta("index", plan_index(self.spec, self.plan, self.keys, self.row_key,
+                                                self.transfer_row_key, self.samples))
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -234,7 +288,11 @@ class _Driver:
         while self.executor.pending():
             self._take(self.executor.next_done())
         self._report("done", self.done_cells, self.outcome.cells)
-        self.outcome.rows = summarize(self.store, models=list(self.models_meta))
+        self.outcome.rows = [
+            row for d in self.spec.datasets for row in summarize(
+                self.store, models=[k for k, m in self.models_meta.items() if self.spec.dataset(m["data"]) == d],
+                samples=self.samples[d.key].digest)
+        ]
         return self.outcome
 
     def _checkpoint_dir(self, mspec: ModelSpec, digest: str) -> Path:
@@ -243,11 +301,10 @@ class _Driver:
         return self.run_dir / "checkpoints" / mspec.id
 
     def _model_ready(self, mspec: ModelSpec, key: str, directory: Path, blob: CheckpointBlob | None) -> None:
-        """Record the model, then submit its probe and every cell not yet stored."""
+        """Record the model, then submit its probe, every cell not yet stored and its defenses."""
         doc = read_checkpoint_config(directory)
         meta = doc["metadata"]
-        dspec = self.spec.dataset(mspec.data)
-        data = dataset_for(dspec)
+        data = dataset_for(self.spec.dataset(mspec.data))
         self.models_meta[key] = {
             "id": mspec.id,
             "data": mspec.data,
@@ -261,36 +318,36 @@ class _Driver:
             "warning": training_warning(meta["clean_accuracy"], data.num_classes, data.name),
             "history": meta["history"],
         }
-        self.store.set_meta("models", self.models_meta)
+        self.store.update_meta("models", {key: self.models_meta[key]})
         self.keys[mspec.id] = key
-        self.store.set_meta("index", plan_index(self.spec, self.plan, self.keys, SUBSET))
+        self.digests[(mspec.id, NONE)] = model_digest(blob.load() if blob is not None else load_checkpoint(directory))
+        self._publish_index()
         source = ModelSource(key, None if blob is not None else str(directory))
         shared = self.executor.share(blob) if blob is not None else None
         self.ready[(mspec.id, NONE)] = (source, shared)
-        probed = key in (self.store.get_meta("probes", {}) or {}) and key in (
-            self.store.get_meta("identification", {}) or {})
-        if not probed:
-            probe = ProbeTask(source, dspec, tuple(self.spec.eps), self.eval_runtime)
-            self.executor.submit(run_probe_task, probe, shared, tag=("probe", probe), resources=self.eval_resources)
-        self._submit_cells(mspec, key, NONE, NONE, source, shared)
+        self._submit_cells(mspec, NONE, source, shared)
         for d in self.spec.defenses_for(mspec):
             self._defense(mspec, key, d, source, shared)
         self._submit_transfers()
 
-    def _submit_cells(self, mspec: ModelSpec, key: str, defense_id: str, defense_key: str,
-                      source: ModelSource, shared: Any) -> None:
-        """Every planned cell of (model, defense) not yet stored."""
-        dspec = self.spec.dataset(mspec.data)
+    def _submit_cells(self, mspec: ModelSpec, defense_id: str, source: ModelSource, shared: Any) -> None:
+        """The probe of (model, defense) and every planned cell of it not yet stored."""
+        if not (self.store.has(self._probe_key(mspec.id, defense_id))
+                and self.store.has(self._identification_key(mspec.id, defense_id))):
+            probe = ProbeTask(source, self.spec.dataset(mspec.data), tuple(self.spec.eps), self.eval_runtime)
+            self.executor.submit(run_probe_task, probe, shared, tag=("probe", probe, mspec.id, defense_id),
+                                 resources=self.eval_resources)
         for c in self.plan.cells_of(mspec.id, defense_id):
-            attack = self.spec.attack(c.attack).spec
-            eps = -1.0 if c.eps is None else c.eps
-            row = ResultKey(key, defense_key, attack.key(), eps, SUBSET)
+            row = self.row_key(mspec.id, defense_id, c.attack, c.eps)
+            assert row is not None  # the model (behind the defense) is ready
             if self.store.has(row) or row in self.submitted:
                 self.outcome.stored_before += 1
                 self.done_cells += 1
                 continue
             self.submitted.add(row)
-            task = EvalTask(row, source, dspec, attack, eps, self.spec.batch_size, self.eval_runtime)
+            cell = self.cells[(c.attack, c.eps)]
+            task = EvalTask(row, source, self.spec.dataset(mspec.data), cell.spec, cell.eps, self.spec.batch_size,
+                            self.eval_runtime)
             self.executor.submit(run_eval_task, task, shared, tag=("cell", task), resources=self.eval_resources,
                                  progress=self._cell_progress(task))
 
@@ -301,53 +358,46 @@ class _Driver:
         """Reuse the cached defended model when it was built from this model and spec, else build it."""
         directory = self._defense_dir(mspec, d)
         digest = defense_digest(key, d)
-        rows = [ResultKey(key, d.result_key, self.spec.attack(c.attack).spec.key(),
-                          -1.0 if c.eps is None else c.eps, SUBSET) for c in self.plan.cells_of(mspec.id, d.id)]
-        rows += [cell_key(t, self.spec, self.keys, SUBSET) for t in self.plan.transfers
-                 if t.target == mspec.id and t.target_defense == d.id and t.source in self.keys]
-        if all(self.store.has(r) for r in rows):
-            self._submit_cells(mspec, key, d.id, d.result_key, source, shared)  # counts them as stored
-            return
         if reusable_defense(directory, digest):
-            self._defense_ready(mspec, key, d, CheckpointBlob.from_directory(directory))
+            self._defense_ready(mspec, d, CheckpointBlob.from_directory(directory))
             return
         task = DefenseTask(source, self.spec.dataset(mspec.data), d, digest, self.train_runtime)
         self.executor.submit(run_defense_task, task, shared, tag=("defense", mspec, d),
                              resources=self.train_resources, priority=1)
 
-    def _defense_ready(self, mspec: ModelSpec, key: str, d: DefenseSpec, blob: CheckpointBlob) -> None:
-        source, shared = ModelSource(key), self.executor.share(blob)
+    def _defense_ready(self, mspec: ModelSpec, d: DefenseSpec, blob: CheckpointBlob) -> None:
+        self.digests[(mspec.id, d.id)] = model_digest(blob.load())
+        source, shared = ModelSource(self.keys[mspec.id]), self.executor.share(blob)
         self.ready[(mspec.id, d.id)] = (source, shared)
-        self._submit_cells(mspec, key, d.id, d.result_key, source, shared)
+        self._publish_index()
+        self._submit_cells(mspec, d.id, source, shared)
         self._submit_transfers()
 
     def _submit_transfers(self) -> None:
-        """Each transfer group (source, attack, eps) once all its models are known: rows already
-        stored are counted, the rest go in one task when the source and those targets are ready."""
-        groups: dict[tuple[str, str, float], list] = {}
+        """Each transfer group (source, attack, eps) once all its models are ready: rows already
+        stored are counted, the rest go in one task (one attack run on the source)."""
+        groups: dict[tuple[str, str, float], list[TransferCell]] = {}
         for t in self.plan.transfers:
             if t.white_box is None:
                 groups.setdefault((t.source, t.attack, t.eps), []).append(t)
-        for (source, attack_id, eps), cells in groups.items():
+        for (source, attack_id, eps), group in groups.items():
             if (source, attack_id, eps) in self.transfers_sent:
                 continue
-            if source not in self.keys or any(t.target not in self.keys for t in cells):
-                continue
-            rows = [(t, cell_key(t, self.spec, self.keys, SUBSET)) for t in cells]
-            todo = [(t, row) for t, row in rows if not self.store.has(row)]
-            if todo and ((source, NONE) not in self.ready
-                         or any((t.target, t.target_defense) not in self.ready for t, _ in todo)):
+            keyed = [(t, self.transfer_row_key(t)) for t in group]
+            if any(row is None for _, row in keyed):
                 continue
             self.transfers_sent.add((source, attack_id, eps))
-            self.outcome.stored_before += len(rows) - len(todo)
-            self.done_cells += len(rows) - len(todo)
+            todo = [(t, row) for t, row in keyed if not self.store.has(row)]  # type: ignore[arg-type]
+            self.outcome.stored_before += len(keyed) - len(todo)
+            self.done_cells += len(keyed) - len(todo)
             if not todo:
                 continue
             src, src_shared = self.ready[(source, NONE)]
             targets = [self.ready[(t.target, t.target_defense)] for t, _ in todo]
+            cell = self.cells[(attack_id, eps)]
             task = TransferTask(src, tuple((tgt[0], row) for tgt, (_, row) in zip(targets, todo, strict=True)),
-                                self.spec.dataset(self.spec.model(source).data), self.spec.attack(attack_id).spec,
-                                eps, self.spec.batch_size, self.eval_runtime)
+                                self.spec.dataset(self.spec.model(source).data), cell.spec, eps,
+                                self.spec.batch_size, self.eval_runtime)
             self.executor.submit(run_transfer_task, task, src_shared, *[tgt[1] for tgt in targets],
                                  tag=("transfer", task), resources=self.eval_resources)
 
@@ -374,31 +424,31 @@ class _Driver:
             else:
                 out: DefenseOutput = done.value
                 out.blob.write(self._defense_dir(mspec, d))
-                self._defense_ready(mspec, out.key, d, out.blob)
+                self._defense_ready(mspec, d, out.blob)
         elif kind == "transfer":
-            task: TransferTask = done.tag[1]
-            self.done_cells += len(task.targets)
+            transfer: TransferTask = done.tag[1]
+            self.done_cells += len(transfer.targets)
             if done.error is not None:
-                self.outcome.failures.append(TaskFailure("cell", task.label, done.error, len(task.targets)))
+                self.outcome.failures.append(TaskFailure("cell", transfer.label, done.error, len(transfer.targets)))
             else:
                 for row in done.value:
                     if self.store.put(row.key, row.metrics, row.per_sample):
                         self.outcome.computed += 1
-            self._report(task.label, self.done_cells, self.outcome.cells)
+            self._report(transfer.label, self.done_cells, self.outcome.cells)
         elif kind == "probe":
-            task: ProbeTask = done.tag[1]
+            _, probe, model_id, defense_id = done.tag
             if done.error is not None:
-                self.outcome.failures.append(TaskFailure("probe", task.model.key.split(":")[0], done.error))
+                self.outcome.failures.append(TaskFailure("probe", probe.model.key.split(":")[0], done.error))
             else:
-                self._probed(done.value)
+                self._probed(done.value, model_id, defense_id)
         else:
             cell: EvalTask = done.tag[1]
             self.done_cells += 1
             if done.error is not None:
                 self.outcome.failures.append(TaskFailure("cell", cell.label, done.error, 1))
             else:
-                out: EvalOutput = done.value
-                if self.store.put(out.key, out.metrics, out.per_sample):
+                evaluated: EvalOutput = done.value
+                if self.store.put(evaluated.key, evaluated.metrics, evaluated.per_sample):
                     self.outcome.computed += 1
             self._report(cell.label, self.done_cells, self.outcome.cells)
 
@@ -410,13 +460,18 @@ class _Driver:
             directory = Path(out.path)  # type: ignore[arg-type]
         self._model_ready(mspec, key, directory, out.blob)
 
-    def _probed(self, out: ProbeOutput) -> None:
-        probes = self.store.get_meta("probes", {}) or {}
-        probes[out.key] = out.probe
-        self.store.set_meta("probes", probes)
-        identification = self.store.get_meta("identification", {}) or {}
-        identification[out.key] = out.identification
-        self.store.set_meta("identification", identification)
+    def _probe_key(self, model_id: str, defense_id: str) -> ResultKey:
+        return probe_key(self.keys[model_id], self.digests[(model_id, defense_id)], self._samples(model_id),
+                         self._defense_label(defense_id))
+
+    def _identification_key(self, model_id: str, defense_id: str) -> ResultKey:
+        return identification_key(self.keys[model_id], self.digests[(model_id, defense_id)],
+                                  self._samples(model_id), list(self.spec.eps), self._defense_label(defense_id),
+                                  self.spec.batch_size)
+
+    def _probed(self, out: ProbeOutput, model_id: str, defense_id: str) -> None:
+        self.store.put(self._probe_key(model_id, defense_id), out.probe)
+        self.store.put(self._identification_key(model_id, defense_id), out.identification)
 
     def _cell_progress(self, task: EvalTask) -> Callable[[str, int, int, int], None] | None:
         """Progress inside a cell (heard where the executor runs the cell in this process)."""
@@ -426,7 +481,8 @@ class _Driver:
         def live(message: str, _cell: int, total: int) -> None:
             self._report(message, self.done_cells, total)
 
-        return cell_progress(live, task.label, 0, self.outcome.cells, len(eval_data(task.data)[1]), task.batch_size)
+        n_eval = len(self.samples[task.data.key])
+        return cell_progress(live, task.label, 0, self.outcome.cells, n_eval, task.batch_size)
 
     def _train_step(self, name: str, step: int, total: int) -> None:
         self._train_totals[name] = total

@@ -29,7 +29,6 @@ import hashlib
 import inspect
 import itertools
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,8 @@ import yaml
 
 from robustlab.attacks.registry import get_attack_class
 from robustlab.core.errors import ConfigError
+from robustlab.core.threat import check_eps
+from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import AttackSpec
 from robustlab.models.config import ModelConfig
 from robustlab.train.trainer import TrainConfig
@@ -46,29 +47,6 @@ from robustlab.train.trainer import TrainConfig
 WORST = "worst-case"
 METRICS = ("robust_accuracy", "clean_accuracy", "success_rate", "detection_rate", "detection_auc",
            "mean_confidence", "mean_mse", "mean_ssim", "mean_ms_ssim")
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Which data set, how to cut it, and how many test samples to attack. ``id`` names it
-    in model ids and claims when a file holds several."""
-
-    name: str = "digits"
-    root: str | None = None
-    resize: int | None = None
-    seed: int = 0
-    n_eval: int | None = None
-    train_per_class: int | None = None
-    id: str | None = None
-
-    @property
-    def key(self) -> str:
-        return self.id or self.name
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d.pop("id")  # the id is a label: it does not change a number
-        return d
 
 
 @dataclass(frozen=True)
@@ -84,7 +62,7 @@ class ModelSpec:
     family: str | None = None
 
     def model_config(self, num_classes: int, input_shape: tuple[int, int, int]) -> ModelConfig:
-        full = {"num_classes": num_classes, "input_shape": list(input_shape), **self.model}
+        full = {"head": "softmax", "num_classes": num_classes, "input_shape": list(input_shape), **self.model}
         return ModelConfig.from_dict(full)
 
     def digest(self, data: DataSpec, num_classes: int, input_shape: tuple[int, int, int]) -> str:
@@ -231,13 +209,9 @@ def _known_keys(where: str, doc: dict[str, Any], known: set[str]) -> None:
 def _eps_list(where: str, value: Any) -> tuple[float, ...]:
     if not isinstance(value, (list, tuple)):
         _fail(where, f"eps must be a list of numbers, got {value!r}")
-    try:
-        out = tuple(float(e) for e in value)
-    except (TypeError, ValueError):
-        _fail(where, f"eps must be a list of numbers, got {value!r}")
-    if not out or any(not math.isfinite(e) or e < 0 for e in out):
-        _fail(where, f"eps values must be finite and >= 0 (and at least one), got {list(value)}")
-    return out
+    if not value:
+        _fail(where, "eps must list at least one budget, e.g. [0, 0.1]")
+    return tuple(check_eps(e, f"{where}: eps[{i}]") for i, e in enumerate(value))
 
 
 # ---------------------------------------------------------------- data
@@ -245,12 +219,7 @@ def _parse_data(doc: Any) -> tuple[DataSpec, ...]:
     items = doc if isinstance(doc, list) else [doc or {}]
     out = []
     for i, d in enumerate(items):
-        if not isinstance(d, dict):
-            _fail(f"data[{i}]", "must be a mapping (name, n_eval, ...)")
-        try:
-            out.append(DataSpec(**d))
-        except TypeError as exc:
-            _fail(f"data[{i}]", str(exc))
+        out.append(DataSpec.from_dict(d, f"data[{i}]" if isinstance(doc, list) else "data"))
     keys = [d.key for d in out]
     if len(set(keys)) != len(keys):
         _fail("data", f"data sets need distinct ids, got {keys}")
@@ -374,6 +343,8 @@ def _parse_models(doc: Any, datasets: tuple[DataSpec, ...]) -> tuple[ModelSpec, 
             _fail(where, "needs a 'model' mapping (backbone, head, ...)")
         _known_keys(where, m, {"id", "model", "train", "sweep", "data"})
         base_id = str(m.get("id") or f"{m['model'].get('backbone')}-{m['model'].get('head', 'softmax')}")
+        if not base_id or "/" in base_id or base_id.startswith("."):
+            _fail(where, f"id must be a plain name (no '/', not starting with '.'), got {base_id!r}")
         only = m.get("data")
         only = [only] if isinstance(only, str) else only
         if only is not None and (not isinstance(only, list) or set(only) - set(data_ids)):
@@ -562,8 +533,9 @@ class ExperimentSpec:
             raise ConfigError("this experiment has several data sets; use .datasets")
         return self.datasets[0]
 
-    def dataset(self, key: str) -> DataSpec:
-        return next(d for d in self.datasets if d.key == key)
+    def dataset(self, key: str | None) -> DataSpec:
+        """The data set named `key` (None: the first, for a model built in code without one)."""
+        return self.datasets[0] if key is None else next(d for d in self.datasets if d.key == key)
 
     def attack(self, attack_id: str) -> GridAttack:
         return next(a for a in self.attacks if a.id == attack_id)
@@ -624,12 +596,15 @@ class ExperimentSpec:
         datasets = _parse_data(doc.get("data"))
         eps = _eps_list("eps", doc.get("eps", [0.0]))
         models = _parse_models(doc.get("models"), datasets)
-        attacks = _parse_attacks(doc.get("attacks"), eps, models)
+        attacks = _parse_attacks(doc.get("attacks", ["autoattack"]), eps, models)
         defenses = _parse_defenses(doc.get("defenses"), models)
         for a in attacks:
             unknown = set(a.defenses or ()) - {"none"} - {d.id for d in defenses}
             if unknown:
                 _fail(f"attack {a.id}", f"defenses {sorted(unknown)} are not defenses of this file")
+        batch_size = doc.get("batch_size", 256)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         spec = cls(
             name=str(doc.get("name", "experiment")),
             datasets=datasets,
@@ -638,7 +613,7 @@ class ExperimentSpec:
             eps=eps,
             defenses=defenses,
             transfer=_parse_transfer(doc.get("transfer"), models, attacks),
-            batch_size=int(doc.get("batch_size", 256)),
+            batch_size=batch_size,
             executor=executor,
             plugins=tuple(plugins),
         )
@@ -652,7 +627,9 @@ class ExperimentSpec:
         try:
             doc = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
         return cls.from_dict(doc)
 
     def to_dict(self) -> dict[str, Any]:

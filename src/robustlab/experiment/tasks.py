@@ -7,7 +7,7 @@ executor (in-process, or a Ray worker on another machine) runs them and hands th
 outputs back to the driver, which alone writes the run directory.
 
 A trained model travels as a `CheckpointBlob`: the two files of a robustlab checkpoint
-(``config.json`` + ``model.safetensors``) as bytes, loaded through `load_checkpoint` with
+(``config.json`` + the weights file it names) as bytes, loaded through `load_checkpoint` with
 all of its checks (never a pickle). With shared storage the task names a checkpoint
 directory instead and the bytes do not travel.
 
@@ -32,13 +32,14 @@ from typing import Any
 import torch
 
 from robustlab.core.contract import RobustModel, batched_predict
-from robustlab.core.runtime import pick_device, seed_everything
+from robustlab.core.runtime import pick_device, seeded
 from robustlab.data import Dataset, load_dataset
 from robustlab.evaluate.runner import AttackSpec, evaluate_cell
+from robustlab.evaluate.samples import eval_set
 from robustlab.evaluate.summary import identification_for, probe_for
 from robustlab.experiment.spec import DataSpec, ModelSpec, import_plugins
 from robustlab.models import build_model
-from robustlab.store.checkpoints import CONFIG, WEIGHTS, load_checkpoint, save_checkpoint
+from robustlab.store.checkpoints import CONFIG, WEIGHTS, load_checkpoint, save_checkpoint, weights_file
 from robustlab.store.results import ResultKey
 from robustlab.train.trainer import train
 
@@ -68,6 +69,15 @@ class CheckpointBlob:
     weights: bytes
     digest: str
 
+    @property
+    def weights_name(self) -> str:
+        """The weights file's name, as the config names it (older checkpoints: model.safetensors)."""
+        try:
+            entry = json.loads(self.config).get("weights")
+        except (ValueError, AttributeError):
+            entry = None
+        return entry["file"] if isinstance(entry, dict) and isinstance(entry.get("file"), str) else WEIGHTS
+
     @classmethod
     def from_files(cls, config: bytes, weights: bytes) -> CheckpointBlob:
         return cls(config, weights, hashlib.sha256(config + b"\0" + weights).hexdigest())
@@ -75,14 +85,14 @@ class CheckpointBlob:
     @classmethod
     def from_directory(cls, directory: str | Path) -> CheckpointBlob:
         directory = Path(directory)
-        return cls.from_files((directory / CONFIG).read_bytes(), (directory / WEIGHTS).read_bytes())
+        return cls.from_files((directory / CONFIG).read_bytes(), weights_file(directory).read_bytes())
 
     def write(self, directory: str | Path) -> Path:
         """Publish the checkpoint at `directory` (replacing what is there) in one rename."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        (staging / WEIGHTS).write_bytes(self.weights)
+        (staging / Path(self.weights_name).name).write_bytes(self.weights)
         (staging / CONFIG).write_bytes(self.config)
         old = None
         if directory.exists():
@@ -99,7 +109,7 @@ class CheckpointBlob:
     def load(self, device: str | torch.device = "cpu") -> RobustModel:
         """The model, through `load_checkpoint` (format, digest and shape checks; no pickle)."""
         with tempfile.TemporaryDirectory(prefix="robustlab-ckpt-") as tmp:
-            (Path(tmp) / WEIGHTS).write_bytes(self.weights)
+            (Path(tmp) / Path(self.weights_name).name).write_bytes(self.weights)
             (Path(tmp) / CONFIG).write_bytes(self.config)
             return load_checkpoint(tmp, device)
 
@@ -150,13 +160,14 @@ class EvalTask:
     model: ModelSource
     data: DataSpec
     attack: AttackSpec
-    eps: float
+    eps: float | None
     batch_size: int = 256
     runtime: Runtime = field(default_factory=Runtime)
 
     @property
     def label(self) -> str:
-        return f"{self.model.key.split(':')[0]} {self.attack.label} eps={self.eps:g}"
+        eps = "min-norm" if self.eps is None else f"{self.eps:g}"
+        return f"{self.model.key.split(':')[0]} {self.attack.label} eps={eps}"
 
 
 @dataclass
@@ -192,8 +203,8 @@ def run_train_task(task: TrainTask, progress: StepProgress | None = None) -> Tra
     with _runtime(task.runtime) as device:
         data = dataset_for(task.data)
         mspec = task.model
-        seed_everything(mspec.train.seed)
-        model = build_model(mspec.model_config(data.num_classes, data.input_shape)).to(device)
+        with seeded(mspec.train.seed):  # initial weights, without touching the caller's random streams
+            model = build_model(mspec.model_config(data.num_classes, data.input_shape)).to(device)
         start = time.perf_counter()
         logs = train(
             model, data.x_train.to(device), data.y_train.to(device), mspec.train,
@@ -262,11 +273,9 @@ def dataset_for(spec: DataSpec) -> Dataset:
 
 
 def eval_split(data: Dataset, n_eval: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test samples attacked: all of them, or a stratified subset of `n_eval`."""
-    if n_eval is None or n_eval >= len(data.y_test):
-        return data.x_test, data.y_test
-    sub = data.subset(n_test=n_eval, seed=seed)
-    return sub.x_test, sub.y_test
+    """The test samples attacked (`robustlab.evaluate.eval_set`: the same samples the driver keys)."""
+    samples = eval_set(data, n_eval, seed)
+    return samples.x, samples.y
 
 
 def eval_data(spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -281,7 +290,7 @@ def _model_for(source: ModelSource, blob: CheckpointBlob | None, device: torch.d
         ident = blob.digest
     else:
         path = Path(source.path)  # type: ignore[arg-type]
-        ident = f"{path.resolve()}@{(path / WEIGHTS).stat().st_mtime_ns}"
+        ident = f"{path.resolve()}@{weights_file(path).stat().st_mtime_ns}"
     cache_key = (ident, str(device))
     if cache_key not in _MODELS:
         model = blob.load(device) if blob is not None else load_checkpoint(source.path, device)  # type: ignore[arg-type]

@@ -4,63 +4,66 @@ Each off-diagonal cell is a row of the results store, keyed by the target model 
 attack ``{"name": "transfer", "attack": <the source attack's spec>, "from": <source key>}``,
 so it joins the target's worst case per sample like any other attack (a black-box attack
 stronger than the white-box ones is then visible, and flagged by the masking checks).
-A diagonal cell is the white-box cell itself (`white_box_key`): never computed twice.
+A diagonal cell is the white-box cell itself: never computed twice.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from robustlab.core.contract import REJECT, RobustModel, batched_predict
+from robustlab.core.digest import canonical
 from robustlab.core.norms import distance
 from robustlab.core.results import AttackResult
 from robustlab.evaluate.cell_extras import cell_extras
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
-from robustlab.evaluate.runner import AttackSpec, run_attack
+from robustlab.evaluate.runner import AttackSpec, Cell, run_attack
+from robustlab.evaluate.samples import EvalSet
 from robustlab.experiment.plan import Plan, TransferCell
 from robustlab.experiment.spec import DataSpec, ExperimentSpec
 from robustlab.experiment.tasks import CheckpointBlob, EvalOutput, ModelSource, Runtime, _model_for, _runtime, eval_data
-from robustlab.store.results import ResultKey, canonical
+from robustlab.store.results import ResultKey
 
 
-def transfer_attack_key(source_key: str, spec: AttackSpec) -> str:
-    """The attack part of a transfer cell's result key."""
-    return canonical({"name": "transfer", "attack": json.loads(spec.key()), "from": source_key})
+def transfer_key(target: ResultKey, cell: Cell, source_key: str, source_digest: str) -> ResultKey:
+    """The row of a transfer cell: the target's white-box row of `cell` (`target`), its attack
+    replaced by ``{"name": "transfer", "attack": <the resolved source attack>, "from": <source
+    model key>, "from_digest": <source weights digest>}``."""
+    attack = canonical({"name": "transfer", "attack": json.loads(cell.attack_key), "from": source_key,
+                        "from_digest": source_digest})
+    return replace(target, attack=attack)
 
 
-def cell_key(cell: TransferCell, spec: ExperimentSpec, keys: Mapping[str, str], subset: str = "test") -> ResultKey:
-    """The store key holding `cell`: the white-box row on the diagonal, else the transfer row."""
-    attack = spec.attack(cell.attack).spec
-    if cell.white_box is not None:
-        return ResultKey(keys[cell.target], "none", attack.key(), cell.eps, subset)
-    defense = "none" if cell.target_defense == "none" else spec.defense(cell.target_defense).result_key
-    return ResultKey(keys[cell.target], defense, transfer_attack_key(keys[cell.source], attack), cell.eps, subset)
+RowKey = Callable[[str, str, str, "float | None"], "ResultKey | None"]
+"""row_key(model id, defense id, attack id, eps): a white-box cell's row, None until it is known."""
 
 
-def plan_index(spec: ExperimentSpec, plan: Plan, keys: Mapping[str, str], subset: str = "test") -> dict:
+def plan_index(spec: ExperimentSpec, plan: Plan, keys: Mapping[str, str], row_key: RowKey,
+               transfer_row_key: Callable[[TransferCell], ResultKey | None],
+               samples: Mapping[str, EvalSet]) -> dict:
     """What the report needs to find each planned cell in the store: model ids -> keys (with
-    data set, sweep family and swept values), attacks, defenses, every white-box and transfer
-    cell with its full result key, and the claims. Cells of models not trained yet are left out."""
-    def key_list(k: ResultKey) -> list:
-        return list(k.as_tuple())
-
+    data set, its samples digest, sweep family and swept values), attacks, defenses, every
+    white-box and transfer cell with its full result key (a field mapping), and the claims.
+    Cells whose models (or defended models) are not ready yet are left out."""
     cells = []
     for c in plan.cells:
-        if c.model in keys:
-            a = spec.attack(c.attack)
-            d = "none" if c.defense == "none" else next(x.result_key for x in spec.defenses if x.id == c.defense)
-            k = ResultKey(keys[c.model], d, a.spec.key(), -1.0 if c.eps is None else c.eps, subset)
+        k = row_key(c.model, c.defense, c.attack, c.eps)
+        if k is not None:
             cells.append({"model": c.model, "defense": c.defense, "attack": c.attack, "eps": c.eps,
-                          "key": key_list(k)})
-    transfers = [{"source": t.source, "target": t.target, "attack": t.attack, "eps": t.eps,
-                  "defense": t.target_defense, "key": key_list(cell_key(t, spec, keys, subset))}
-                 for t in plan.transfers if t.source in keys and t.target in keys]
+                          "key": asdict(k)})
+    transfers = []
+    for t in plan.transfers:
+        k = transfer_row_key(t)
+        if k is not None:
+            transfers.append({"source": t.source, "target": t.target, "attack": t.attack, "eps": t.eps,
+                              "defense": t.target_defense, "key": asdict(k)})
     return {
         "models": {m.id: {"key": keys[m.id], "data": m.data, "family": m.family,
+                          "samples": samples[spec.dataset(m.data).key].digest,
                           "swept": [list(p) for p in m.swept]} for m in spec.models if m.id in keys},
         "attacks": {a.id: {"label": a.spec.label, "name": a.spec.name, "eps": list(a.eps),
                            "minimum_norm": a.minimum_norm} for a in spec.attacks},

@@ -32,15 +32,22 @@ def adversarial_triplet(
     positive = a clean embedding of its class, negative = the clean embedding of another
     class nearest to the anchor (hardest negative in the batch).
 
-    Distances are Euclidean between L2-normalized embeddings, in [0, 2]. Returns the mean of
+    Distances are Euclidean between the raw embeddings (TLA regularises their norms apart;
+    on L2-normalized embeddings the 1/||f|| gradient of small ReLU features at initialisation
+    killed LeNet's features on digits: loss stuck at ln 10 + margin). Returns the mean of
     max(0, d(a, p) - d(a, n) + margin) over the anchors that have a negative in the batch
     (0 when none has one)."""
-    a, p, c = (F.normalize(t, dim=1) for t in (anchors, positives, clean))
-    d_ap = (2.0 - 2.0 * (a * p).sum(dim=1)).clamp_min(1e-12).sqrt()
-    d_ac = (2.0 - 2.0 * a @ c.T).clamp_min(1e-12).sqrt()
+    d_ap = _distance((anchors - positives).pow(2).sum(dim=1))
+    sq = anchors.pow(2).sum(1, keepdim=True) - 2.0 * anchors @ clean.T + clean.pow(2).sum(1)[None, :]
+    d_ac = _distance(sq)
     other = labels[:, None] != labels[None, :]
     d_an = d_ac.masked_fill(~other, float("inf")).amin(dim=1)
     has = other.any(dim=1)
     if not bool(has.any()):
         return anchors.sum() * 0.0
     return F.relu(d_ap[has] - d_an[has] + margin).mean()
+
+
+def _distance(squared: torch.Tensor) -> torch.Tensor:
+    """sqrt of squared distances, with a finite gradient at 0."""
+    return squared.clamp_min(1e-12).sqrt()

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from robustlab.attacks.ka3 import KA3, group_k
-from robustlab.core.contract import RobustModel
+from robustlab.core.contract import RobustModel, eval_mode
 from robustlab.core.errors import ConfigError, DataError
 from robustlab.data.images import read_image, write_image
 from robustlab.data.resize import resize_images
@@ -115,17 +115,32 @@ def anonymize_folder(
     report_dir = Path(report_dir) if report_dir is not None else default_report_dir(output_dir)
     if size_policy not in SIZE_POLICIES:
         raise ConfigError(f"size policy must be one of {SIZE_POLICIES}, got {size_policy!r}")
+    if not 1 <= K < model.num_classes:
+        raise ConfigError(
+            f"K = {K} needs K + 1 <= {model.num_classes} classes (the true label must fall to rank K + 1); "
+            f"choose K in 1..{model.num_classes - 1}"
+        )
+    params = dict(attack_params or {})
+    margin = float(params.pop("margin", 0.5))
+    KA3(K=K, seed=seed, margin=margin, **params)  # bad attack parameters fail before any file is written
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"retries must be an integer >= 0, got {retries!r}")
+    if not 0 <= tolerance < 1:
+        raise ConfigError(f"tolerance must lie in [0, 1), got {tolerance!r}")
     check_paths(input_dir, output_dir, report_dir, overwrite)
     images, skipped = scan_images(input_dir)
-    model.eval()
+    with eval_mode(model):
+        return _anonymize(model, images, skipped, input_dir, output_dir, report_dir, K, class_names, size_policy,
+                          params, margin, batch_size, seed, retries, tolerance)
+
+
+def _anonymize(model, images, skipped, input_dir, output_dir, report_dir, K, class_names, size_policy, params,
+               margin, batch_size, seed, retries, tolerance) -> AnonymizeResult:
     x = _to_model_size(images, model.input_shape, size_policy)
     known = _labels(images, class_names, model.num_classes)
     clean_scores = _scores(model, x, batch_size)
     top1 = clean_scores[:, : model.num_classes].argmax(dim=1)
     y = torch.tensor([top1[i] if lab is None else lab for i, lab in enumerate(known)], dtype=torch.int64)
-
-    params = dict(attack_params or {})
-    margin = float(params.pop("margin", 0.5))
     k = torch.empty(len(images), dtype=torch.int64)
     k[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))] = group_k(len(images), K)
     written = [output_dir / img.relative for img in images]
@@ -217,7 +232,7 @@ def _attack_by_shape(
         for start in range(0, len(members), batch_size):
             idx = members[start : start + batch_size]
             x = torch.stack([images[i].image for i in idx]).to(device)
-            result = attack(target, x, y[idx].to(device), k=k[idx].to(device))
+            result = attack(target, x, y[idx].to(device), criterion=attack.criterion_for(k[idx]))
             for j, i in enumerate(idx):
                 out[i], success[i] = result.x_adv[j].cpu(), bool(result.success[j])
     return out, success  # type: ignore[return-value]

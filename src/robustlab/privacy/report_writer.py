@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from robustlab.core.files import publish
 from robustlab.privacy.anonymize import AnonymizeResult
 from robustlab.report.rank_plot import rank_pmf_plot
 
 
 def write_anonymize_report(result: AnonymizeResult, report_dir: str | Path) -> dict[str, Path]:
-    """Write the report files into `report_dir` (created); return their paths by kind."""
+    """Write the report files into `report_dir` (created, files replaced atomically); return their paths."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     check = result.check
     K = check.K
     plot = report_dir / "rank_pmf.png"
-    plot.write_bytes(
+    png = (
         rank_pmf_plot(
             {f"{K}-A3 (written files)": check.pmf},
             f"P(rank of the label = j) after anonymization, K = {K}",
@@ -30,7 +31,7 @@ def write_anonymize_report(result: AnonymizeResult, report_dir: str | Path) -> d
         "skipped": result.skipped,
         "images": result.records,
     }
-    (report_dir / "report.json").write_text(json.dumps(doc, indent=2))
+    text = json.dumps(doc, indent=2)
     sim = result.similarity_name
     n = len(result.records)
     hidden = sum(r["hidden"] for r in result.records)
@@ -56,5 +57,6 @@ def write_anonymize_report(result: AnonymizeResult, report_dir: str | Path) -> d
         f"{r['rank_after']} | {'yes' if r['hidden'] else 'NO'} | {r['mse']:.3g} | {r[sim]:.4f} |"
         for r in result.records
     ]
-    (report_dir / "report.md").write_text("\n".join(lines) + "\n")
+    publish({plot: png, report_dir / "report.json": text.encode(),
+             report_dir / "report.md": ("\n".join(lines) + "\n").encode()})
     return {"json": report_dir / "report.json", "markdown": report_dir / "report.md", "plot": plot}

@@ -8,21 +8,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robustlab.core.errors import RobustlabError
-from robustlab.evaluate.summary import distance_curves, masking_flags, summarize
+from robustlab.core.files import publish
+from robustlab.evaluate.summary import distance_curves, identification_results, masking_flags, summarize
 from robustlab.report import builtin, paper_sections  # noqa: F401  (register the built-in and experiment sections)
 from robustlab.report.headline import headline_rows
 from robustlab.report.page import render_page
 from robustlab.report.sections import ReportContext, Section, ordered_sections
-from robustlab.store.results import ResultStore
+from robustlab.store.results import ResultStore, StoreError
 
 
 def collect(run_dir: str | Path) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able document."""
     run_dir = Path(run_dir)
-    if not (run_dir / ResultStore.FILENAME).is_file():
-        raise RobustlabError(f"{run_dir} holds no results ({ResultStore.FILENAME} not found)")
-    with ResultStore(run_dir) as store:
+    with ResultStore(run_dir, readonly=True) as store:  # a report never writes into the database
         rows = summarize(store)
         models = store.get_meta("models", {}) or {}
         models_doc = {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in models.items()}
@@ -37,7 +35,8 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             "headline": headline_rows(rows, models_doc),
             "distance_curves": distance_curves(store),
             "masking": masking_flags(store),
-            "identification": store.get_meta("identification", {}) or {},
+            "identification": identification_results(store),
+            "evaluation_sets": store.get_meta("evaluation_sets", {}) or {},
         }
 
 
@@ -48,21 +47,19 @@ def _data_line(data: dict[str, Any] | None) -> str:
             f"{data.get('n_test')} test images, {data.get('n_eval')} attacked, shape {data.get('input_shape')}.")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def build_sections(ctx: ReportContext) -> list[Section]:
     """Every registered section that has something to show, in order."""
     return [s for _, fn in ordered_sections() if (s := fn(ctx)) is not None]
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write report.html, report.md and report.json for `run_dir` (into `out_dir`, default run_dir)."""
+    """Write report.html, report.md and report.json for `run_dir` (into `out_dir`, default run_dir),
+    all three published together and atomically (`robustlab.core.files.publish`): a full disk or a
+    kill leaves the previous report whole. The run directory's database is only read."""
     doc = collect(run_dir)
     out = Path(out_dir or run_dir)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out} is a file, not a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
     names = {k: v.get("id", k.split(":")[0]) for k, v in doc["models"].items()}
     ctx = ReportContext(doc, names, out)
@@ -71,7 +68,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     subtitle = _data_line(doc.get("data"))
     md = [f"# {title}", subtitle] + [f"## {s.title}\n\n{s.markdown}" for s in sections]
     doc["sections"] = {s.id: {"title": s.title, "data": s.data} for s in sections}
-    _atomic_write(out / "report.md", "\n\n".join(p for p in md if p) + "\n")
-    _atomic_write(out / "report.html", render_page(title, html.escape(subtitle), sections))
-    _atomic_write(out / "report.json", json.dumps(doc, indent=2, default=str))
+    publish({
+        out / "report.md": ("\n\n".join(p for p in md if p) + "\n").encode(),
+        out / "report.html": render_page(title, html.escape(subtitle), sections).encode(),
+        out / "report.json": json.dumps(doc, indent=2, default=str, allow_nan=False).encode(),
+    })
     return {"html": out / "report.html", "markdown": out / "report.md", "json": out / "report.json"}

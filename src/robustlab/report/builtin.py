@@ -196,6 +196,7 @@ def masking(ctx: ReportContext) -> Section | None:
     if not flags:
         return None
     verdicts = masking_verdicts(flags)
+    verdicts = dict(sorted(verdicts.items(), key=lambda kv: _model_order(ctx, kv[0].partition(" [")[0])))
 
     def label(model: str) -> str:
         key, _, rest = model.partition(" [")

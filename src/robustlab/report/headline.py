@@ -30,13 +30,10 @@ def recipe_text(train: Mapping[str, Any] | None) -> str:
         parts.append(f"bs {train['batch_size']}")
     if train.get("objective"):
         parts.append(str(train["objective"]))
-    adv = train.get("adv")
-    if adv:
-        if isinstance(adv, Mapping):
-            shown = ", ".join(f"{k}={v}" for k, v in adv.items() if v is not None)
-            parts.append(f"adversarial ({shown})")
-        else:
-            parts.append(f"adversarial ({adv})")
+    if train.get("adv"):
+        from robustlab.train.adversarial.config import recipe_label  # the adversarial recipe's own name
+
+        parts.append(recipe_label(dict(train)))
     return ", ".join(parts)
 
 
@@ -53,7 +50,7 @@ def headline_rows(rows: Sequence[dict[str, Any]], models: Mapping[str, Any]) -> 
     """
     groups: dict[tuple[str, str, str], dict[float, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r["eps"] >= 0:
+        if r["eps"] is not None:
             groups[(r["model"], r.get("defense", "none"), r.get("subset", "test"))][r["eps"]].append(r)
     out = []
     for (model, defense, subset), by_eps in groups.items():

@@ -202,20 +202,6 @@ def tables_markdown(tables: dict[str, Any], figures: dict[str, str] | None = Non
     return "\n".join(out)
 
 
-def _atomic_write(path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_paper_tables(run_dir) -> dict[str, Any] | None:
     """Write ``tables.md``, ``tables.json`` and the plots (``tables-*.png``) of the experiment
     in `run_dir`; returns {"markdown": path, "json": path, "figures": [...]}, or None when
@@ -223,6 +209,7 @@ def write_paper_tables(run_dir) -> dict[str, Any] | None:
     import json
     from pathlib import Path
 
+    from robustlab.core.files import publish
     from robustlab.report.paper_tables import paper_tables
     from robustlab.store.results import ResultStore
 
@@ -232,13 +219,15 @@ def write_paper_tables(run_dir) -> dict[str, Any] | None:
     if tables is None:
         return None
     figures: dict[str, str] = {}
+    files: dict[Path, bytes] = {}
     for i, t in enumerate(tables["transfer"]):
         figures[f"transfer-{i}"] = f"tables-transfer-{i}.png"
-        _atomic_write(run_dir / figures[f"transfer-{i}"], transfer_heatmap(t))
+        files[run_dir / figures[f"transfer-{i}"]] = transfer_heatmap(t)
     for i, s in enumerate(tables["sweep"]):
         figures[f"sweep-{i}"] = f"tables-sweep-{i}.png"
-        _atomic_write(run_dir / figures[f"sweep-{i}"], sweep_curve(s))
+        files[run_dir / figures[f"sweep-{i}"]] = sweep_curve(s)
     md, js = run_dir / "tables.md", run_dir / "tables.json"
-    _atomic_write(md, tables_markdown(tables, figures).encode())
-    _atomic_write(js, json.dumps(tables, indent=1).encode())
+    files[md] = tables_markdown(tables, figures).encode()
+    files[js] = json.dumps(tables, indent=1, allow_nan=False).encode()
+    publish(files)  # all together and atomically, like the report
     return {"markdown": md, "json": js, "figures": [run_dir / f for f in figures.values()]}

@@ -19,6 +19,7 @@ Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -38,21 +39,22 @@ def paper_tables(store: ResultStore) -> dict[str, Any] | None:
     index = store.get_meta("index")
     if not index:
         return None
-    rows = {r.key.as_tuple(): r.metrics for r in store.rows()}
-    worst = {(r["model"], r["defense"], r["eps"]): r for r in summarize(store) if r["attack"] == WORST}
+    rows = {r.key: r.metrics for r in store.rows()}
+    worst = {(r["model"], r["defense"], r["samples"], r["eps"]): r for r in summarize(store) if r["attack"] == WORST}
     models_meta = store.get_meta("models", {}) or {}
     models = index["models"]
     defenses = {"none": "none", **index["defenses"]}
 
-    def metrics(key: list) -> dict[str, Any] | None:
-        return rows.get(ResultKey(*key).as_tuple())
+    def metrics(key: dict[str, Any]) -> dict[str, Any] | None:
+        return rows.get(ResultKey(**key))
 
     def worst_of(model_id: str, defense_id: str, eps: float) -> dict[str, Any] | None:
-        hit = worst.get((models[model_id]["key"], defenses[defense_id], eps))
+        m = models[model_id]
+        hit = worst.get((m["key"], defenses[defense_id], m["samples"], eps))
         if hit is None:  # a single stored row at this eps: it is the worst case
-            keys = {tuple(c["key"]) for c in index["cells"] if c["model"] == model_id
+            keys = {json.dumps(c["key"], sort_keys=True) for c in index["cells"] if c["model"] == model_id
                     and c["defense"] == defense_id and c["eps"] == eps}
-            hit = metrics(list(keys.pop())) if len(keys) == 1 else None
+            hit = metrics(json.loads(keys.pop())) if len(keys) == 1 else None
         return hit
 
     cells_out = []

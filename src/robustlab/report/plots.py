@@ -50,7 +50,7 @@ def robust_accuracy_plot(rows: Sequence[dict[str, Any]], title: str, style: str 
     """One line per attack (worst case dashed and bold): robust accuracy (%) against eps."""
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
-        if r["eps"] >= 0:
+        if r["eps"] is not None:
             series[r["attack"]].append((r["eps"], 100 * r["robust_accuracy"]))
     with _figure(style) as (fig, ax, buf):
         fg = _STYLES[style]["fg"]

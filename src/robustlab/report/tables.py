@@ -35,10 +35,10 @@ IDENTIFICATION_COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 def format_value(key: str, value: Any) -> str:
+    if key == "eps":
+        return "min-norm" if value is None else f"{value:g}"
     if value is None:
         return "-"
-    if key == "eps":
-        return "min-norm" if value < 0 else f"{value:g}"
     if key.endswith("accuracy") or key.endswith("_rate"):
         return f"{100 * value:.1f}%"
     if isinstance(value, float):

@@ -1,9 +1,14 @@
 """Checkpoints: safetensors weights + a JSON config. Never pickle, never `torch.load`.
 
-A checkpoint is a directory holding ``model.safetensors`` and ``config.json``::
+A checkpoint is a directory holding its weights and ``config.json``::
 
     {"format": "robustlab-checkpoint", "version": 1, "model": {...ModelConfig...},
-     "digest": "<hash of the model config>", "metadata": {...}}
+     "digest": "<hash of the model config>", "metadata": {...},
+     "weights": {"file": "weights-<sha256[:16]>.safetensors", "sha256": "<sha256 of the file>"}}
+
+The config names the weights file by its digest, so replacing a checkpoint is atomic (see
+`save_checkpoint`). Checkpoints written before that hold ``model.safetensors`` and no
+"weights" entry; they load as before.
 
 A defended model (a defense wrapping a `Classifier`, see `robustlab.defenses.registry`)
 adds a ``"defense": {"name": ..., "args": {...}}`` section: "model" still describes the
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,12 +39,14 @@ from safetensors.torch import load_file, save_file
 
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import CheckpointError, ConfigError
+from robustlab.core.files import publish
 from robustlab.models import Classifier, ModelConfig, build_model
 
 FORMAT = "robustlab-checkpoint"
 VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+_WEIGHTS_FILE = re.compile(r"weights-[0-9a-f]{16}\.safetensors")
 _PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar"}
 
 
@@ -68,16 +77,28 @@ def _base_and_defense(model: RobustModel) -> tuple[Classifier, dict[str, Any] | 
 
 
 def save_checkpoint(
-    model: RobustModel, directory: str | Path, metadata: dict[str, Any] | None = None
+    model: RobustModel,
+    directory: str | Path,
+    metadata: dict[str, Any] | None = None,
+    *,
+    overwrite: bool = True,
 ) -> Path:
     """Write `model` (a Classifier or a registered defense over one) to `directory` (created)
-    as safetensors + config.json; return the directory."""
+    as safetensors + config.json; return the directory.
+
+    The pair is published atomically: the weights go to a new file named by their digest
+    (``weights-<sha256>.safetensors``), then config.json, which names that file and its
+    digest, replaces the old config in one rename; older weight files are removed last.
+    A reader therefore sees the old checkpoint or the new one, never new weights under an
+    old config, whenever the writer is killed. ``overwrite=False`` refuses to replace an
+    existing checkpoint (`CheckpointError`); a non-checkpoint, non-empty directory or a
+    file at `directory` is always refused.
+    """
     base, defense = _base_and_defense(model)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    check_checkpoint_target(directory, overwrite=overwrite)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     digest = checkpoint_digest(base.config, defense)
-    save_file(state, str(directory / WEIGHTS), metadata={"format": FORMAT, "digest": digest})
     doc = {
         "format": FORMAT,
         "version": VERSION,
@@ -87,10 +108,69 @@ def save_checkpoint(
     }
     if defense is not None:
         doc["defense"] = defense
-    tmp = directory / (CONFIG + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True))
-    tmp.replace(directory / CONFIG)
+    try:  # metadata that is not strict JSON fails here, before any write
+        json.dumps(doc, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint metadata is not JSON-able: {exc}") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".weights-{os.getpid()}.tmp"
+    try:
+        save_file(state, str(tmp), metadata={"format": FORMAT, "digest": digest})
+        sha = _file_sha256(tmp)
+        weights = directory / f"weights-{sha[:16]}.safetensors"
+        _fsync(tmp)
+        tmp.replace(weights)
+        doc["weights"] = {"file": weights.name, "sha256": sha}
+        publish({directory / CONFIG: json.dumps(doc, indent=2, sort_keys=True, allow_nan=False).encode()})
+    finally:
+        tmp.unlink(missing_ok=True)
+    for old in directory.iterdir():  # weights no config names any more
+        if old.name != weights.name and (old.name == WEIGHTS or _WEIGHTS_FILE.fullmatch(old.name)):
+            old.unlink(missing_ok=True)
     return directory
+
+
+def check_checkpoint_target(directory: str | Path, *, overwrite: bool = False) -> None:
+    """Raise `CheckpointError` unless a checkpoint may be written at `directory`: absent, an
+    empty directory, or (with ``overwrite``) an existing robustlab checkpoint. Writes nothing."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory} is a file, not a checkpoint directory")
+    if not directory.is_dir():
+        parent = directory.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise CheckpointError(f"{parent} is a file, not a directory")
+        if any(len(part.encode()) > 255 for part in directory.parts):
+            raise CheckpointError(f"{directory}: a file name is too long for the file system")
+        if not os.access(parent, os.W_OK):
+            raise CheckpointError(f"{parent} is read-only: cannot write the checkpoint there")
+        return
+    entries = [p.name for p in directory.iterdir()]
+    if not entries:
+        return
+    if CONFIG not in entries:
+        raise CheckpointError(
+            f"{directory} is not empty and is not a robustlab checkpoint: choose a new or empty directory"
+        )
+    if not overwrite:
+        raise CheckpointError(f"{directory} already holds a checkpoint: pass --overwrite to replace it")
+    if not os.access(directory, os.W_OK):
+        raise CheckpointError(f"{directory} is read-only: cannot replace the checkpoint there")
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
 
 
 def _resolve(path: Path) -> Path:
@@ -102,10 +182,16 @@ def _resolve(path: Path) -> Path:
                 f"{path} looks like a pickle/torch.save file; robustlab never loads pickles. "
                 "Convert the weights to a robustlab checkpoint (safetensors + config.json)."
             )
-        if path.name in (WEIGHTS, CONFIG):
+        if path.name in (WEIGHTS, CONFIG) or _WEIGHTS_FILE.fullmatch(path.name):
             return path.parent
         raise CheckpointError(f"{path} is not a robustlab checkpoint (expected a directory with {CONFIG})")
     return path
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint directory `path` names (the directory itself, or its config.json or
+    weights file); `CheckpointError` for anything else (a pickle, a missing path, another file)."""
+    return _resolve(Path(path))
 
 
 def _sniff(path: Path) -> str:
@@ -141,6 +227,14 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{config_path} is not a robustlab checkpoint config (no format marker)")
     if doc.get("version") != VERSION:
         raise CheckpointError(f"{config_path}: unsupported checkpoint version {doc.get('version')!r}")
+    if not isinstance(doc.get("model"), dict):
+        raise CheckpointError(f"{config_path}: 'model' must be a mapping (the model config)")
+    if doc.get("metadata") is not None and not isinstance(doc["metadata"], dict):
+        raise CheckpointError(f"{config_path}: 'metadata' must be a mapping, got {type(doc['metadata']).__name__}")
+    try:
+        ModelConfig.from_dict(doc["model"])
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_path}: bad model config: {' '.join(str(exc).split())}") from None
     return doc
 
 
@@ -156,14 +250,16 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rob
     defense = doc.get("defense")
     if doc.get("digest") != checkpoint_digest(config, defense):
         raise CheckpointError(f"{directory / CONFIG}: the digest does not match the model config")
-    weights_path = directory / WEIGHTS
+    weights_path, sha = _weights_of(directory, doc)
     if not weights_path.is_file():
-        raise CheckpointError(f"{directory} has no {WEIGHTS}")
+        raise CheckpointError(f"{directory} has no {weights_path.name} (named by its {CONFIG})")
     kind = _sniff(weights_path)
     if kind == "pickle":
         raise CheckpointError(f"{weights_path} is a pickle, not safetensors; refusing to load it")
     if kind != "safetensors":
         raise CheckpointError(f"{weights_path} is not a valid safetensors file (bad header)")
+    if sha is not None and _file_sha256(weights_path) != sha:
+        raise CheckpointError(f"{weights_path} does not match the digest its {CONFIG} records (modified or corrupt)")
     try:
         state = load_file(str(weights_path))
         with safe_open(str(weights_path), framework="pt") as fh:
@@ -200,6 +296,25 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rob
                               + "; ".join(parts))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def _weights_of(directory: Path, doc: dict[str, Any]) -> tuple[Path, str | None]:
+    """The weights file a config names and its sha256 (version-1 configs: model.safetensors, no digest)."""
+    entry = doc.get("weights")
+    if entry is None:
+        return directory / WEIGHTS, None
+    if not (isinstance(entry, dict) and isinstance(entry.get("file"), str) and isinstance(entry.get("sha256"), str)):
+        raise CheckpointError(f"{directory / CONFIG}: 'weights' must name a file and its sha256")
+    name = entry["file"]
+    if not _WEIGHTS_FILE.fullmatch(name):
+        raise CheckpointError(f"{directory / CONFIG}: bad weights file name {name!r}")
+    return directory / name, entry["sha256"]
+
+
+def weights_file(path: str | Path) -> Path:
+    """The weights file of the checkpoint at `path` (the one its config.json names)."""
+    directory = _resolve(Path(path))
+    return _weights_of(directory, read_checkpoint_config(directory))[0]
 
 
 def _describe(config: ModelConfig, defense: Mapping[str, Any] | None) -> str:

@@ -16,7 +16,7 @@ import torch
 
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.errors import ConfigError
-from robustlab.core.runtime import seed_everything
+from robustlab.core.runtime import seeded
 from robustlab.train.adversarial import AdvConfig, adversarial
 from robustlab.train.distributed import data_parallel
 from robustlab.train.objectives import Objective, make_objective
@@ -119,9 +119,15 @@ def train(
     After the last epoch, heads that decide from a gallery get the training embeddings.
     Auto fields of `cfg` are filled first (`cfg.resolved`).
     Returns one `EpochLog` per epoch (test accuracy from `predict` when test data is given).
+    Random draws are seeded by `cfg.seed` inside; the caller's global random states are left as
+    they were. The model is left in eval mode (trained models are evaluated next).
     """
     cfg = cfg.resolved(len(x_train), getattr(getattr(model, "config", None), "head", None))
-    generator = seed_everything(cfg.seed)
+    with seeded(cfg.seed) as generator:
+        return _train(model, x_train, y_train, cfg, x_test, y_test, objective, progress, generator)
+
+
+def _train(model, x_train, y_train, cfg, x_test, y_test, objective, progress, generator) -> list[EpochLog]:
     if objective is None:
         name = cfg.objective or getattr(getattr(model, "head", None), "objective", "cross_entropy")
         objective = make_objective(name, model, **cfg.objective_args)

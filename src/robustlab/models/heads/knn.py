@@ -98,8 +98,24 @@ class KNNGallery(nn.Module):
         q = self._prepare(features)
         if self.metric == "cosine":
             return 1.0 - q @ self.gallery.T
-        sq = q.pow(2).sum(1, keepdim=True) - 2 * q @ self.gallery.T + self.gallery.pow(2).sum(1)[None, :]
+        g2, _ = self._gallery_terms()
+        sq = q.pow(2).sum(1, keepdim=True) - 2 * q @ self.gallery.T + g2[None, :]
         return sq.clamp_min(1e-12).sqrt()
+
+    def _gallery_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-gallery quantities every query needs, computed once per gallery (not per call):
+        squared norms (G,) and which classes are present (C,). Recomputed when the gallery
+        buffers are replaced (`fit`) or written in place (loading a checkpoint)."""
+        key = (self.gallery.data_ptr(), self.gallery._version, self.gallery_labels.data_ptr(),
+               self.gallery_labels._version, self.gallery.device)
+        cached = getattr(self, "_terms", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                present = torch.zeros(self.num_classes, dtype=torch.bool, device=self.gallery.device)
+                present[self.gallery_labels] = True
+                cached = (key, self.gallery.pow(2).sum(1), present)
+            self._terms = cached
+        return cached[1], cached[2]
 
     def _neighbours(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = min(self.k, d.shape[1])
@@ -141,7 +157,6 @@ class KNNGallery(nn.Module):
         nearest = d.new_zeros(n, c).scatter_reduce(
             1, self.gallery_labels[None, :].expand_as(d), d, reduce="amin", include_self=False
         )
-        present = torch.zeros(c, dtype=torch.bool, device=d.device)
-        present[self.gallery_labels] = True
+        _, present = self._gallery_terms()
         outside = torch.where(present[None, :], -nearest / t, torch.full_like(nearest, -1e4))
         return torch.where(member.any(dim=2), inside, outside)

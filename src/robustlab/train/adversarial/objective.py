@@ -20,6 +20,7 @@ import torch
 from robustlab.attacks import PGD
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError
+from robustlab.core.norms import random_in_ball
 from robustlab.train.adversarial.config import AdvConfig
 from robustlab.train.adversarial.guard import OverfitGuard
 from robustlab.train.adversarial.methods import get_method
@@ -60,8 +61,7 @@ class AdversarialObjective(Objective):
 
     # ------------------------------------------------------------ the Objective interface
     def forward(self, model, x: torch.Tensor, y: torch.Tensor, epoch: int) -> ObjectiveOutput:
-        out = self.method.loss(self, model, x, y, epoch, self.batch_eps(len(x), epoch, x.device))
-        return out
+        return self.method.loss(self, model, x, y, epoch, self.batch_eps(len(x), epoch, x.device))
 
     def extra_optimizer(self) -> torch.optim.Optimizer | None:
         return self.inner.extra_optimizer()
@@ -88,10 +88,11 @@ class AdversarialObjective(Objective):
             eps = eps * min(1.0, (epoch + 1) / cfg.warmup_epochs)
         return eps.to(device=device, dtype=torch.float32)
 
-    def uniform_noise(self, x: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-        """U(-radius_i, radius_i) per pixel, shaped like `x` (radius (N,))."""
-        u = torch.rand(x.shape, generator=self.generator).to(x)
-        return (2 * u - 1) * radius.view(-1, *([1] * (x.dim() - 1)))
+    def ball_noise(self, x: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+        """Uniform noise in each sample's `norm` ball of radius radius_i (N,), shaped like `x`
+        (Linf: U(-radius_i, radius_i) per pixel)."""
+        unit = random_in_ball(x, self.cfg.norm, 1.0, self.generator)
+        return unit * radius.view(-1, *([1] * (x.dim() - 1)))
 
     def gaussian_noise(self, x: torch.Tensor) -> torch.Tensor:
         return torch.randn(x.shape, generator=self.generator).to(x)

@@ -1,0 +1,33 @@
+"""Content digests: what a result depends on, hashed (model weights, evaluated samples, specs)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import torch
+
+
+def canonical(spec: Any) -> str:
+    """A canonical JSON string of `spec` (sorted keys, no spaces, non-finite floats refused)."""
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def tensor_digest(*tensors: torch.Tensor, length: int = 16) -> str:
+    """Hex digest of the dtypes, shapes and bytes of `tensors` (CPU copies, contiguous)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:length]
+
+
+def model_digest(model: torch.nn.Module, length: int = 16) -> str:
+    """Hex digest of a model's state (every parameter and buffer, by name): equal weights, equal digest."""
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor_digest(value, length=64).encode())
+    return h.hexdigest()[:length]

@@ -1,0 +1,192 @@
+"""The one path for "evaluate a model into a run directory" (used by `evaluate`, `run`, `demo`).
+
+`Evaluation(...)` validates everything first and writes nothing: every attack built at
+every eps (parameters, budgets, a transfer source), the samples, the run directory (not a
+file, not a foreign or older database, writable). `check_model` then checks a model
+against the samples, and `run` records the model, its gradient probe, its identification
+metrics and every grid cell not yet stored, and returns what the CLI prints.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robustlab.core.contract import RobustModel
+from robustlab.core.errors import ConfigError
+from robustlab.core.validation import check_int
+from robustlab.evaluate.plan import GridPlan
+from robustlab.evaluate.runner import AttackSpec, ProgressFn, check_model_data, evaluate_grid, plan_cells
+from robustlab.evaluate.samples import EvalSet
+from robustlab.evaluate.summary import (
+    identification_results,
+    masking_flags,
+    record_identification,
+    record_probe,
+    summarize,
+)
+from robustlab.store.results import ResultStore, StoreError, check_writable, inspect_store
+
+_STORE_FILES = (ResultStore.FILENAME, ResultStore.FILENAME + "-wal", ResultStore.FILENAME + "-shm")
+
+
+@dataclass
+class EvaluationResult:
+    """What one model's evaluation gives back: summary rows (of this model on these samples),
+    masking flags, identification metrics."""
+
+    model: str
+    run_dir: Path
+    rows: list[dict[str, Any]]
+    masking: list[dict[str, Any]]
+    identification: dict[str, Any]
+
+
+def check_run_dir(run_dir: str | Path, *, overwrite: bool = False, allow: Sequence[str] = ()) -> str:
+    """Check that results may be written to `run_dir`, writing nothing; return "new", "resume"
+    (it holds robustlab results to extend) or "replace" (``overwrite``: they will be deleted).
+
+    Refused (`StoreError` / `ConfigError`): a path naming a file; a results file that is not a
+    robustlab database or comes from an older robustlab (unless ``overwrite``); a non-empty
+    directory without results (unless ``overwrite``; names in `allow` do not count); a
+    read-only location.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StoreError(f"{run_dir} is a file, not a run directory")
+    try:
+        state = inspect_store(run_dir)
+    except StoreError:
+        if not overwrite:
+            raise
+        state = "replace"
+    if state == "absent" and run_dir.is_dir():
+        others = sorted(p.name for p in run_dir.iterdir() if p.name not in allow)
+        if others and not overwrite:
+            raise ConfigError(
+                f"{run_dir} is not empty and holds no robustlab results ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}): choose a new or empty --run-dir, or pass --overwrite"
+            )
+    if state == "robustlab" and overwrite:
+        state = "replace"
+    if state == "replace":
+        for name in _STORE_FILES:
+            if (run_dir / name).is_dir():
+                raise StoreError(f"{run_dir / name} is a directory, not a results database")
+        if not os.access(run_dir, os.W_OK):
+            raise StoreError(f"{run_dir} is read-only: cannot write results there")
+        return "replace"
+    check_writable(run_dir)
+    return "new" if state == "absent" else "resume"
+
+
+def clear_store(run_dir: str | Path) -> None:
+    """Delete the results database of `run_dir` (and its WAL files); nothing else."""
+    for name in _STORE_FILES:
+        path = Path(run_dir) / name
+        if path.exists() or path.is_symlink():
+            path.unlink()
+
+
+class Evaluation:
+    """A validated evaluation of models on `data` with `attacks` over `eps_grid` into `run_dir`.
+
+    Construction validates and writes nothing. ``overwrite`` deletes the run directory's
+    results (only when `run` first writes); without it, stored results are extended (every
+    row is keyed by model, data, samples, attack and budget, so nothing is mixed).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        data: EvalSet,
+        attacks: Sequence[AttackSpec],
+        eps_grid: Sequence[float],
+        *,
+        batch_size: int = 256,
+        defense: str = "none",
+        overwrite: bool = False,
+        allow: Sequence[str] = (),
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.data = data
+        self.batch_size = check_int(batch_size, "batch size", 1)
+        self.defense = defense
+        self.eps_grid = list(eps_grid)
+        self.cells = plan_cells(attacks, eps_grid)
+        self.state = check_run_dir(self.run_dir, overwrite=overwrite, allow=allow)
+        self._cleared = False
+
+    def check_model(self, model: RobustModel) -> None:
+        """Raise `InputError` unless `model` can be evaluated on the samples (shape, classes, dtype)."""
+        check_model_data(model, self.data)
+
+    def open_store(self) -> ResultStore:
+        """The run directory's store, opened for writing (its old results deleted first under
+        ``overwrite``, once)."""
+        if self.state == "replace" and not self._cleared:
+            clear_store(self.run_dir)
+            self._cleared = True
+        return ResultStore(self.run_dir)
+
+    def run(
+        self,
+        model: RobustModel,
+        model_id: str,
+        *,
+        info: dict[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        store: ResultStore | None = None,
+        on_plan: Callable[[GridPlan], None] | None = None,
+    ) -> EvaluationResult:
+        """Evaluate `model` (id `model_id`; `info` goes to the run's model metadata); `on_plan`
+        hears the grid's plan (cells, passes, time bound) before any attack runs."""
+        self.check_model(model)
+        own = store is None
+        store = store if store is not None else self.open_store()
+        try:
+            store.update_meta("models", {model_id: info or {}})
+            sets = store.update_meta("evaluation_sets", {self.data.digest: self.data.describe()})
+            if store.get_meta("data") is None or len(sets) == 1:
+                store.set_meta("data", self.data.describe())
+            record_probe(store, model_id, model, data=self.data, defense=self.defense)
+            record_identification(store, model_id, model, data=self.data, eps_grid=self.eps_grid,
+                                  defense=self.defense, batch_size=self.batch_size)
+            evaluate_grid(model, model_id, self.data.x, self.data.y, self.cells, self.eps_grid, store,
+                          defense=self.defense, subset=self.data.subset, batch_size=self.batch_size,
+                          progress=progress, data=self.data, on_plan=on_plan)
+            rows = summarize(store, models=[model_id], samples=self.data.digest)
+            flags = masking_flags(store, models=[model_id], samples=self.data.digest)
+            ident = identification_results(store, models=[model_id], samples=self.data.digest)
+        finally:
+            if own:
+                store.close()
+        identification = next(iter(ident.values()), {}) if len(ident) == 1 else ident
+        return EvaluationResult(model_id, self.run_dir, rows, flags, identification)
+
+
+def evaluate_model(
+    model: RobustModel,
+    model_id: str,
+    data: EvalSet,
+    attacks: Sequence[AttackSpec],
+    eps_grid: Sequence[float],
+    run_dir: str | Path,
+    *,
+    batch_size: int = 256,
+    defense: str = "none",
+    overwrite: bool = False,
+    info: dict[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+) -> EvaluationResult:
+    """Evaluate `model` on `data` into `run_dir`: validate everything, then write (see `Evaluation`)."""
+    evaluation = Evaluation(run_dir, data, attacks, eps_grid, batch_size=batch_size, defense=defense,
+                            overwrite=overwrite)
+    evaluation.check_model(model)
+    return evaluation.run(model, model_id, info=info, progress=progress)
+
+
+__all__ = ["Evaluation", "EvaluationResult", "check_run_dir", "clear_store", "evaluate_model"]
