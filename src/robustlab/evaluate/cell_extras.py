@@ -99,7 +99,8 @@ def cell_extras(
                                 "passed": check.passed, "passed_strict": check.passed_strict,
                                 "summary": check.summary()}
     adv_detection = detection_scores(model, result.x_adv, batch_size)
-    if adv_detection is not None:
+    clean_detection = detection_scores(model, x, batch_size) if adv_detection is not None else None
+    if adv_detection is not None and clean_detection is not None:
         correct = batched_predict(model, x, batch_size) == y.cpu()
-        metrics["detection_auc"] = detection_auc(detection_scores(model, x, batch_size), adv_detection[correct])
+        metrics["detection_auc"] = detection_auc(clean_detection, adv_detection[correct])
     return per_sample, metrics

@@ -236,7 +236,7 @@ def _objective_params(model: dict[str, Any], train: dict[str, Any]) -> set[str] 
     if name is None:
         head = HEADS.get(model.get("head", "softmax"))
         name = getattr(head, "objective", "cross_entropy")
-    factory = OBJECTIVES.get(name)
+    factory = OBJECTIVES.get(str(name))
     if factory is None:
         return None
     params = inspect.signature(factory).parameters
