@@ -359,3 +359,19 @@ def test_two_data_sets_in_one_file_run_into_one_store(tmp_path):
         x, y = eval_data(ExperimentSpec.from_dict(doc).dataset(m["data"]))
         assert rows[m["key"]].per_sample["y"] == y.tolist()
     assert rows[index["models"]["d0/a"]["key"]].per_sample["y"] != rows[index["models"]["d1/a"]["key"]].per_sample["y"]
+
+
+def test_a_randomized_defense_is_attacked_with_eot_and_keyed_so(tmp_path):
+    """A MagNet pack draws an autoencoder per image: the experiment attacks it with EOT (the
+    parameter in its rows' keys, as `evaluate` does), the undefended model without."""
+    doc = _doc(models=[{"id": "a", "model": {**MLP, "head": "softmax"}, "train": {**FAST, "epochs": 1}}],
+               defenses=[{"name": "magnet", "structure": [4, "pool", 4], "epochs": 1, "n_pack": 2,
+                          "detectors": ["recon:2"]}],
+               attacks=["fgsm"], eps=[0.1], transfer=None, claims=None)
+    run_experiment(ExperimentSpec.from_dict(doc), tmp_path / "run")
+    with ResultStore(tmp_path / "run") as store:
+        attacks = {r.key.defense.split(":")[0]: json.loads(r.key.attack) for r in store.rows()
+                   if r.key.kind == "attack"}
+    assert set(attacks) == {"none", "magnet"}
+    assert "eot" not in attacks["none"]
+    assert attacks["magnet"]["eot"] > 1

@@ -25,13 +25,11 @@ from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
-from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
 from robustlab.models.wrap import load_factory
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
 from robustlab.train.adversarial import recipe_label
 
-DEFAULT_ATTACKS = ("autoattack", "fgsm")
-"""The ensemble (APGD-CE, APGD-T, Square) plus FGSM, which the single-step check needs."""
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2, 0.5)
 """Linf budgets; 0.5 lets the "accuracy reaches chance at a huge budget" check run."""
 _EPS_TEXT = " ".join(f"{e:g}" for e in DEFAULT_EPS)

@@ -1,7 +1,8 @@
 """Evaluation: attacks against models over an eps grid, metrics, worst case per sample.
 
-`Evaluation` / `evaluate_model` (in `session`) is the one path that evaluates a model into a
-run directory; `evaluate_grid` runs the cells of one model into an open store.
+`Evaluation` / `evaluate_model` (in `session`) evaluates one model into a run directory;
+`evaluate_grid` runs the cells of one model into an open store. `DEFAULT_ATTACKS` is the
+evaluation every entry point runs when none is named.
 """
 
 from robustlab.evaluate.identification import (
@@ -12,6 +13,7 @@ from robustlab.evaluate.identification import (
 from robustlab.evaluate.masking import MaskingFlag, check_probe, check_rows, gradient_probe
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes, worst_case
 from robustlab.evaluate.runner import (
+    DEFAULT_ATTACKS,
     AttackSpec,
     Cell,
     check_model_data,
@@ -36,6 +38,7 @@ from robustlab.evaluate.summary import (
 from robustlab.evaluate.transfer import TransferMatrix, transfer_matrix
 
 __all__ = [
+    "DEFAULT_ATTACKS",
     "WORST",
     "AttackSpec",
     "Cell",

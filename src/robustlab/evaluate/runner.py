@@ -32,6 +32,10 @@ from robustlab.evaluate.plan import GridPlan, pass_seconds, plan_grid
 from robustlab.evaluate.samples import EvalSet
 from robustlab.store.results import ResultKey, ResultStore
 
+DEFAULT_ATTACKS = ("autoattack", "fgsm")
+"""The evaluation run when none is named (`evaluate`, experiment files): the ensemble (APGD-CE,
+APGD-T, Square) plus FGSM, which the single-step masking check needs."""
+
 
 @dataclass(frozen=True)
 class AttackSpec:
@@ -277,6 +281,12 @@ def eot_specs(model: RobustModel, x: torch.Tensor, attacks: Sequence[AttackSpec]
     the result keys are made, so the keys carry the parameter."""
     if not len(x) or not is_randomized(model, x[:8].to(next(model.parameters()).device)):
         return list(attacks)
+    return eot_specs_for_randomized(attacks)
+
+
+def eot_specs_for_randomized(attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
+    """`attacks` for a model known to be randomized: each given ``eot=DEFAULT_EOT`` unless it
+    sets ``eot`` itself (then it is returned as it is)."""
     return [s if "eot" in s.params else AttackSpec(s.name, {**s.params, "eot": DEFAULT_EOT}) for s in attacks]
 
 

@@ -1,4 +1,6 @@
-"""The one path for "evaluate a model into a run directory" (used by `evaluate`, `run`, `demo`).
+"""Evaluate one model into a run directory (the `evaluate` command; experiments, `run` and
+`demo`, go through `robustlab.experiment`'s driver, which shares the keys, the run-directory
+checks and `evaluate_cell` with this path).
 
 `Evaluation(...)` validates everything first and writes nothing: every attack built at
 every eps (parameters, budgets, a transfer source), the samples, the run directory (not a

@@ -18,10 +18,12 @@ from typing import Any
 
 import torch
 
+from robustlab.attacks.eot import is_randomized
+from robustlab.core.contract import eval_mode
 from robustlab.core.digest import model_digest
 from robustlab.core.errors import CheckpointError, ConfigError, RobustlabError
 from robustlab.data import Dataset
-from robustlab.evaluate.runner import Cell, cell_key, cell_progress
+from robustlab.evaluate.runner import Cell, cell_key, cell_progress, eot_specs_for_randomized
 from robustlab.evaluate.runner import plan_cells as plan_attack_cells
 from robustlab.evaluate.samples import EvalSet, eval_set
 from robustlab.evaluate.session import check_run_dir, clear_store
@@ -226,6 +228,8 @@ class _Driver:
         self.done_cells = 0
         self.keys: dict[str, str] = {}  # model id -> model key (id:spec digest)
         self.digests: dict[tuple[str, str], str] = {}  # (model id, defense id) -> weights digest
+        self.randomized: set[tuple[str, str]] = set()  # (model id, defense id) attacked with EOT
+        self.eot_cells: dict[tuple[str, float | None], Cell] = {}
         self.ready: dict[tuple[str, str], tuple[ModelSource, Any]] = {}  # (model, defense) -> (source, blob)
         self.transfers_sent: set[tuple[str, str, float]] = set()
         self.submitted: set[ResultKey] = set()  # two attack ids with one resolved spec and eps fill one row
@@ -239,12 +243,34 @@ class _Driver:
     def _defense_label(self, defense_id: str) -> str:
         return NONE if defense_id == NONE else self.spec.defense(defense_id).result_key
 
+    def cell(self, model_id: str, defense_id: str, attack_id: str, eps: float | None) -> Cell:
+        """The planned cell, with ``eot=DEFAULT_EOT`` when (model, defense) is randomized and the
+        attack sets no ``eot`` itself (as `evaluate_grid` does: the parameter is in the key)."""
+        cell = self.cells[(attack_id, eps)]
+        if (model_id, defense_id) not in self.randomized:
+            return cell
+        (spec,) = eot_specs_for_randomized([cell.spec])
+        if spec is cell.spec:
+            return cell
+        if (spec.key(), eps) not in self.eot_cells:
+            self.eot_cells[(spec.key(), eps)] = plan_attack_cells([spec], [] if eps is None else [eps])[0]
+        return self.eot_cells[(spec.key(), eps)]
+
+    def _ready_model(self, model_id: str, defense_id: str, model: torch.nn.Module) -> None:
+        """Record the weights digest of (model, defense) and whether it is randomized."""
+        self.digests[(model_id, defense_id)] = model_digest(model)
+        x = self._samples(model_id).x[:8]
+        with eval_mode(model):
+            if is_randomized(model, x.to(next(model.parameters()).device)):
+                self.randomized.add((model_id, defense_id))
+
     def row_key(self, model_id: str, defense_id: str, attack_id: str, eps: float | None) -> ResultKey | None:
         """The row of a white-box cell (None while its model or defended model is not ready)."""
         digest = self.digests.get((model_id, defense_id))
         if digest is None:
             return None
-        return cell_key(self.cells[(attack_id, eps)], self.keys[model_id], digest, self._samples(model_id),
+        return cell_key(self.cell(model_id, defense_id, attack_id, eps), self.keys[model_id], digest,
+                        self._samples(model_id),
                         self._defense_label(defense_id), self.spec.batch_size)
 
     def transfer_row_key(self, t: TransferCell) -> ResultKey | None:
@@ -256,7 +282,7 @@ class _Driver:
         target = self.row_key(t.target, t.target_defense, t.attack, t.eps)
         if source is None or target is None:
             return None
-        return transfer_key(target, self.cells[(t.attack, t.eps)], self.keys[t.source], source)
+        return transfer_key(target, self.cell(t.source, NONE, t.attack, t.eps), self.keys[t.source], source)
 
     def _publish_index(self) -> None:
         self.store.set_meta("index", plan_index(self.spec, self.plan, self.keys, self.row_key,
@@ -320,7 +346,7 @@ class _Driver:
         }
         self.store.update_meta("models", {key: self.models_meta[key]})
         self.keys[mspec.id] = key
-        self.digests[(mspec.id, NONE)] = model_digest(blob.load() if blob is not None else load_checkpoint(directory))
+        self._ready_model(mspec.id, NONE, blob.load() if blob is not None else load_checkpoint(directory))
         self._publish_index()
         source = ModelSource(key, None if blob is not None else str(directory))
         shared = self.executor.share(blob) if blob is not None else None
@@ -345,7 +371,7 @@ class _Driver:
                 self.done_cells += 1
                 continue
             self.submitted.add(row)
-            cell = self.cells[(c.attack, c.eps)]
+            cell = self.cell(mspec.id, defense_id, c.attack, c.eps)
             task = EvalTask(row, source, self.spec.dataset(mspec.data), cell.spec, cell.eps, self.spec.batch_size,
                             self.eval_runtime)
             self.executor.submit(run_eval_task, task, shared, tag=("cell", task), resources=self.eval_resources,
@@ -366,7 +392,7 @@ class _Driver:
                              resources=self.train_resources, priority=1)
 
     def _defense_ready(self, mspec: ModelSpec, d: DefenseSpec, blob: CheckpointBlob) -> None:
-        self.digests[(mspec.id, d.id)] = model_digest(blob.load())
+        self._ready_model(mspec.id, d.id, blob.load())
         source, shared = ModelSource(self.keys[mspec.id]), self.executor.share(blob)
         self.ready[(mspec.id, d.id)] = (source, shared)
         self._publish_index()
@@ -394,7 +420,7 @@ class _Driver:
                 continue
             src, src_shared = self.ready[(source, NONE)]
             targets = [self.ready[(t.target, t.target_defense)] for t, _ in todo]
-            cell = self.cells[(attack_id, eps)]
+            cell = self.cell(source, NONE, attack_id, eps)
             task = TransferTask(src, tuple((tgt[0], row) for tgt, (_, row) in zip(targets, todo, strict=True)),
                                 self.spec.dataset(self.spec.model(source).data), cell.spec, eps,
                                 self.spec.batch_size, self.eval_runtime)

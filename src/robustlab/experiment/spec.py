@@ -40,7 +40,7 @@ from robustlab.attacks.registry import get_attack_class
 from robustlab.core.errors import ConfigError
 from robustlab.core.threat import check_eps
 from robustlab.data.spec import DataSpec
-from robustlab.evaluate.runner import AttackSpec
+from robustlab.evaluate.runner import DEFAULT_ATTACKS, AttackSpec
 from robustlab.models.config import ModelConfig
 from robustlab.train.trainer import TrainConfig
 
@@ -596,7 +596,7 @@ class ExperimentSpec:
         datasets = _parse_data(doc.get("data"))
         eps = _eps_list("eps", doc.get("eps", [0.0]))
         models = _parse_models(doc.get("models"), datasets)
-        attacks = _parse_attacks(doc.get("attacks", ["autoattack"]), eps, models)
+        attacks = _parse_attacks(doc.get("attacks", list(DEFAULT_ATTACKS)), eps, models)
         defenses = _parse_defenses(doc.get("defenses"), models)
         for a in attacks:
             unknown = set(a.defenses or ()) - {"none"} - {d.id for d in defenses}

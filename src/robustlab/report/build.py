@@ -30,7 +30,6 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             "data": store.get_meta("data"),
             "models": models_doc,
             "training": {k: v.get("history", []) for k, v in models.items()},
-            "extra": store.get_meta("extra", {}) or {},
             "rows": rows,
             "headline": headline_rows(rows, models_doc),
             "distance_curves": distance_curves(store),

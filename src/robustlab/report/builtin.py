@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 from robustlab.report.page import html_table, md_table
-from robustlab.report.plots import comparison_plot, heatmap_plot, robust_accuracy_plot, style_context
+from robustlab.report.plots import comparison_plot, robust_accuracy_plot, style_context
 from robustlab.report.rank_plot import rank_pmf_plot
 from robustlab.report.sections import ReportContext, Section, register_section
 from robustlab.report.tables import COLUMNS, IDENTIFICATION_COLUMNS, format_value, table_cells
@@ -254,7 +254,6 @@ def distance(ctx: ReportContext) -> Section | None:
 def rank_pmf(ctx: ReportContext) -> Section | None:
     pmfs = {f"{ctx.name(r['model'], r.get('defense', 'none'))}: {r['attack']} eps {format_value('eps', r['eps'])}":
             r["rank_pmf"] for r in ctx.doc["rows"] if r.get("rank_pmf")}
-    pmfs.update((ctx.doc.get("extra") or {}).get("rank_pmf") or {})
     if not pmfs:
         return None
     def render(style: str) -> bytes:
@@ -267,28 +266,6 @@ def rank_pmf(ctx: ReportContext) -> Section | None:
     return Section("rank-pmf", "Rank of the true label (K-anonymity)",
                    html_table(headers, rows) + f"<div class='figs'>{fig.html}</div>",
                    md_table(headers, rows) + "\n\n" + fig.markdown, data=pmfs)
-
-
-@register_section("transfer", order=90)
-def transfer(ctx: ReportContext) -> Section | None:
-    found = (ctx.doc.get("extra") or {}).get("transfer")
-    if not found:
-        return None
-    matrices = found if isinstance(found, list) else [found]
-    html_parts, md_parts = [], []
-    for i, m in enumerate(matrices):
-        title = "accuracy of target on adversarials crafted on source" + (
-            f" ({m['attack']}{', eps ' + format(m['eps'], 'g') if m.get('eps') is not None else ''})"
-            if m.get("attack") else "")
-        src = [ctx.names.get(s, s) for s in m["sources"]]
-        tgt = [ctx.names.get(t, t) for t in m["targets"]]
-        fig = ctx.figure(f"transfer-{i}", lambda style, m=m, s=src, t=tgt, title=title: heatmap_plot(
-            m["accuracy"], s, t, title, style=style, xlabel="target", ylabel="source"), title)
-        rows = [[s, *[pct(v) for v in row]] for s, row in zip(src, m["accuracy"], strict=True)]
-        html_parts.append(f"<div class='figs'>{fig.html}</div>" + html_table(["source \\ target", *tgt], rows))
-        md_parts.append(md_table(["source \\ target", *tgt], rows) + "\n\n" + fig.markdown)
-    return Section("transfer", "Transferability (diagonal = white-box)", "".join(html_parts), "\n\n".join(md_parts),
-                   data=matrices)
 
 
 @register_section("notes", order=100)

@@ -129,29 +129,12 @@ def _png(fig) -> bytes:
 
 
 def transfer_heatmap(t: dict[str, Any], style: str = "light") -> bytes:
-    """PNG heat map of a transfer matrix (accuracy %, sources as rows)."""
-    import matplotlib
+    """PNG heat map of a transfer matrix (accuracy %, sources as rows, diagonal = white-box)."""
+    from robustlab.report.plots import heatmap_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    with plt.style.context("dark_background" if style == "dark" else "default"):
-        acc = np.array([[np.nan if v is None else 100 * v for v in row] for row in t["accuracy"]])
-        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(t["targets"]), 1.0 + 0.8 * len(t["sources"])))
-        im = ax.imshow(acc, vmin=0, vmax=100, cmap="viridis")
-        ax.set_xticks(range(len(t["targets"])), t["targets"], rotation=30, ha="right")
-        ax.set_yticks(range(len(t["sources"])), t["sources"])
-        ax.set_xlabel("target")
-        ax.set_ylabel("source")
-        for i in range(acc.shape[0]):
-            for j in range(acc.shape[1]):
-                if not np.isnan(acc[i, j]):
-                    ax.text(j, i, f"{acc[i, j]:.0f}", ha="center", va="center",
-                            color="white" if acc[i, j] < 50 else "black", fontsize=8)
-        ax.set_title(f"transfer {t['attack']} eps={t['eps']:g} (accuracy %)", fontsize=9)
-        fig.colorbar(im, ax=ax, fraction=0.046)
-        return _png(fig)
+    return heatmap_plot(t["accuracy"], t["sources"], t["targets"],
+                        f"transfer {t['attack']} eps={t['eps']:g} (accuracy %)", style=style,
+                        xlabel="target", ylabel="source")
 
 
 def sweep_curve(s: dict[str, Any], style: str = "light") -> bytes:
@@ -214,7 +197,7 @@ def write_paper_tables(run_dir) -> dict[str, Any] | None:
     from robustlab.store.results import ResultStore
 
     run_dir = Path(run_dir)
-    with ResultStore(run_dir) as store:
+    with ResultStore(run_dir, readonly=True) as store:
         tables = paper_tables(store)
     if tables is None:
         return None

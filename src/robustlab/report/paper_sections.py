@@ -25,7 +25,7 @@ from robustlab.store.results import ResultStore
 def _tables(ctx: ReportContext) -> dict[str, Any] | None:
     """The experiment's tables, computed once per report (kept in the document)."""
     if "paper_tables" not in ctx.doc:
-        with ResultStore(ctx.doc["run_dir"]) as store:
+        with ResultStore(ctx.doc["run_dir"], readonly=True) as store:
             ctx.doc["paper_tables"] = paper_tables(store)
     return ctx.doc["paper_tables"]
 
