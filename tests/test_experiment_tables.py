@@ -18,6 +18,7 @@ from robustlab.cli.app import main
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.results import AttackResult
+from robustlab.data import load_dataset
 from robustlab.evaluate.cell_extras import cell_extras, detection_auc
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.experiment.plan import EvalCell, plan_experiment
@@ -27,6 +28,7 @@ from robustlab.report.paper_tables import paper_tables
 from robustlab.store.checkpoints import load_checkpoint
 from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train import TrainConfig, make_objective
+from robustlab.train.defaults import defense_warning
 
 MLP = {"backbone": "mlp", "backbone_args": {"hidden": [32]}}
 FAST = {"epochs": 2, "optimizer": "adam", "lr": 0.01}
@@ -188,6 +190,14 @@ def test_defenses_axis_built_once_and_evaluated_with_detection(tiny_run):
     x, y = eval_data(spec.data)
     base = load_checkpoint(run_dir / "checkpoints" / "a").eval()
     defended = load_checkpoint(run_dir / "defenses" / "a" / "msvdd").eval()
+    with ResultStore(run_dir) as store:  # the defended model's clean accuracy, recorded beside its base's
+        recorded = store.get_meta("defenses")["a/msvdd"]
+    test = load_dataset("digits")
+    assert recorded["clean_accuracy"] == pytest.approx(
+        float((batched_predict(defended, test.x_test) == test.y_test).float().mean()))
+    base = load_checkpoint(run_dir / "checkpoints" / "a").eval()
+    assert recorded["base_clean_accuracy"] == pytest.approx(
+        float((batched_predict(base, test.x_test) == test.y_test).float().mean()))
     x_adv = PGD(eps=0.2, steps=5)(base, x, y).x_adv
     row = next(b for b in block["rows"] if b["defense"] == "msvdd")["cells"]["pgd @ 0.2"]
     assert row["non_adaptive"] == pytest.approx(float((batched_predict(defended, x_adv) == y).float().mean()))
@@ -375,3 +385,14 @@ def test_a_randomized_defense_is_attacked_with_eot_and_keyed_so(tmp_path):
     assert set(attacks) == {"none", "magnet"}
     assert "eot" not in attacks["none"]
     assert attacks["magnet"]["eot"] > 1
+
+
+@pytest.mark.parametrize(("accuracy", "base", "warned"), [
+    (0.10, 0.90, True),    # at chance: the defense did not fit
+    (0.49, 0.90, True),    # below chance + half of (0.90 - 0.10) = 0.50
+    (0.50, 0.90, False),
+    (0.85, 0.90, False),
+    (None, 0.90, False),   # nothing measured (a cached defense from an older run)
+])
+def test_defense_warning_fires_below_half_of_the_base_models_margin_over_chance(accuracy, base, warned):
+    assert (defense_warning(accuracy, base, 10) is not None) is warned

@@ -42,8 +42,9 @@ def run(
     paths = write_report(run_dir)
     tables = write_paper_tables(run_dir)
     failures = [f.line() for f in outcome.failures]
-    with ResultStore(run_dir) as store:
-        warnings = print_training_warnings(store.get_meta("models", {}) or {})
+    with ResultStore(run_dir, readonly=True) as store:
+        warnings = {**print_training_warnings(store.get_meta("models", {}) or {}),
+                    **print_training_warnings(store.get_meta("defenses", {}) or {})}
     if json_out:
         print_json({"rows": outcome.rows, "report": str(paths["html"]), "counts": outcome.counts(),
                     "failures": failures, "warnings": warnings,

@@ -59,7 +59,7 @@ from robustlab.models import build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train.adversarial import recipe_label
-from robustlab.train.defaults import training_warning
+from robustlab.train.defaults import defense_warning, training_warning
 
 Progress = Callable[[str, int, int], None]
 """progress(message, done, total): called as work advances."""
@@ -385,13 +385,23 @@ class _Driver:
         directory = self._defense_dir(mspec, d)
         digest = defense_digest(key, d)
         if reusable_defense(directory, digest):
-            self._defense_ready(mspec, d, CheckpointBlob.from_directory(directory))
+            self._defense_ready(mspec, d, directory, CheckpointBlob.from_directory(directory))
             return
         task = DefenseTask(source, self.spec.dataset(mspec.data), d, digest, self.train_runtime)
         self.executor.submit(run_defense_task, task, shared, tag=("defense", mspec, d),
                              resources=self.train_resources, priority=1)
 
-    def _defense_ready(self, mspec: ModelSpec, d: DefenseSpec, blob: CheckpointBlob) -> None:
+    def _defense_ready(self, mspec: ModelSpec, d: DefenseSpec, directory: Path, blob: CheckpointBlob) -> None:
+        """Record the defended model (its clean accuracy, a warning when the defense did not fit),
+        then submit its probe, its cells and the transfers it completes."""
+        meta = read_checkpoint_config(directory)["metadata"]
+        num_classes = dataset_for(self.spec.dataset(mspec.data)).num_classes
+        self.store.update_meta("defenses", {f"{mspec.id}/{d.id}": {
+            "id": f"{mspec.id} + {d.id}", "model": self.keys[mspec.id], "defense": d.result_key,
+            "clean_accuracy": meta.get("clean_accuracy"), "base_clean_accuracy": meta.get("base_clean_accuracy"),
+            "seconds": meta.get("seconds"),
+            "warning": defense_warning(meta.get("clean_accuracy"), meta.get("base_clean_accuracy"), num_classes),
+        }})
         self._ready_model(mspec.id, d.id, blob.load())
         source, shared = ModelSource(self.keys[mspec.id]), self.executor.share(blob)
         self.ready[(mspec.id, d.id)] = (source, shared)
@@ -449,8 +459,7 @@ class _Driver:
                 self.done_cells += lost
             else:
                 out: DefenseOutput = done.value
-                out.blob.write(self._defense_dir(mspec, d))
-                self._defense_ready(mspec, d, out.blob)
+                self._defense_ready(mspec, d, out.blob.write(self._defense_dir(mspec, d)), out.blob)
         elif kind == "transfer":
             transfer: TransferTask = done.tag[1]
             self.done_cells += len(transfer.targets)
