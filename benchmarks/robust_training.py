@@ -14,8 +14,8 @@ both), timed alternately on one batch.
 Results go to benchmarks/robust_training.json after every recipe (a rerun skips the recipes
 already there with the same settings), with the `uptime` load beside every timing.
 
-    PYTHONPATH=src python benchmarks/robust_training.py [--train-per-class 300] [--epochs 5]
-        [--n-eval 100] [--only pgd-10,trades] [--out PATH] [--peer PATH] [--no-orl] [--quick]
+    PYTHONPATH=src python benchmarks/robust_training.py [--train-per-class 1000] [--epochs 10]
+        [--n-eval 1000] [--only pgd-10,trades] [--out PATH] [--peer PATH] [--no-orl] [--quick]
 """
 
 from __future__ import annotations
@@ -219,9 +219,9 @@ def markdown(paths: list[Path]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-per-class", type=int, default=300)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--n-eval", type=int, default=100)
+    parser.add_argument("--train-per-class", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--n-eval", type=int, default=1000)
     parser.add_argument("--only", default=None, help="comma-separated recipe names")
     parser.add_argument("--n-eval-orl", type=int, default=50)
     parser.add_argument("--no-orl", action="store_true")
