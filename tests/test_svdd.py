@@ -217,6 +217,23 @@ def test_straight_through_gradient_passes_the_clamp():
     assert bool((g_st.flatten(1).abs().amax(1) > 0).all())  # the straight-through path reaches every one
 
 
+def test_the_probe_sees_the_true_clamped_gradients_through_the_shared_bpda_flag():
+    """M-SVDD declares its straight-through clamp as a BPDA path, so `true_gradients` (and the
+    defense probe built on it) switch to the true, clamped gradient and back."""
+    from robustlab.defenses.base import gradient_path_of, true_gradients
+    from robustlab.evaluate.masking import defense_probe
+
+    model = _built().model
+    assert gradient_path_of(model) == "bpda" and model.bpda
+    with true_gradients(model):
+        assert not model.straight_through and gradient_path_of(model) == "exact"
+    assert model.straight_through
+    x, y = digits()
+    probe = defense_probe(model, x[1300:1364], y[1300:1364])
+    assert probe["gradient_path"] == "bpda"
+    assert probe["true_zero_fraction"] >= probe["zero_fraction"]  # the clamp only removes gradient
+
+
 def test_defended_checkpoint_round_trip(tmp_path):
     model = _built().model
     model.svdd.set_beta_mode("O_d")

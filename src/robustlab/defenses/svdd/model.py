@@ -72,6 +72,22 @@ class MSVDDModel(RobustModel):
     def can_reject(self) -> bool:  # type: ignore[override]
         return self.defended
 
+    @property
+    def gradient_path(self) -> str:
+        """How attacks get gradients through it (see `robustlab.defenses.base`): "bpda" while the
+        ReLU/clamp pass a straight-through gradient, "exact" with their true one."""
+        return "bpda" if self.defended and self.straight_through else "exact"
+
+    @property
+    def bpda(self) -> bool:
+        """The straight-through flag under its shared name, so `true_gradients` and the gradient
+        probe see M-SVDD's true (clamped) gradients as they do every defense's."""
+        return self.straight_through
+
+    @bpda.setter
+    def bpda(self, value: bool) -> None:
+        self.straight_through = bool(value)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features (N, D) of images `x` in [0, 1]."""
         return self.base.embed(x)
