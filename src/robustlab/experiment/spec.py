@@ -371,19 +371,11 @@ def _parse_attacks(doc: Any, default_eps: tuple[float, ...], models: tuple[Model
     unnamed = [a if isinstance(a, str) else a.get("name") for a in doc
                if isinstance(a, str) or (isinstance(a, dict) and "id" not in a)]
     out = []
-    for i, a in enumerate(doc):
+    for i, item in enumerate(doc):
         where = f"attacks[{i}]"
-        a = {"name": a} if isinstance(a, str) else a
-        if not isinstance(a, dict) or "name" not in a:
-            _fail(where, "needs a name")
+        a = _named_entry(where, item)
         params = {k: v for k, v in a.items() if k not in ("name", "id", "eps", "models", "defenses")}
-        only = a.get("models")
-        if only is not None:
-            if not isinstance(only, list) or not only:
-                _fail(where, "models must be a non-empty list of model ids")
-            for n in only:
-                _resolve(f"{where}.models", str(n), models, None)
-            only = tuple(map(str, only))
+        only = _model_ids(where, a.get("models"), models)
         on = a.get("defenses")
         if on is not None and (not isinstance(on, list) or not on):
             _fail(where, "defenses must be a non-empty list of defense ids ('none' = undefended)")
@@ -412,26 +404,40 @@ def _parse_defenses(doc: Any, models: tuple[ModelSpec, ...]) -> tuple[DefenseSpe
         raise ConfigError("defenses must be a list")
     from robustlab.experiment.defenses import check_defense
 
-    ids_known = {m.id for m in models} | {m.family for m in models}
     out = []
-    for i, d in enumerate(doc):
+    for i, item in enumerate(doc):
         where = f"defenses[{i}]"
-        d = {"name": d} if isinstance(d, str) else d
-        if not isinstance(d, dict) or "name" not in d:
-            _fail(where, "needs a name")
+        d = _named_entry(where, item)
         if str(d["name"]) == "none":
             continue
-        only = d.get("models")
-        if only is not None and (not isinstance(only, list) or set(only) - ids_known):
-            _fail(where, f"models must name models of the file, got {only!r}")
+        only = _model_ids(where, d.get("models"), models)
         args = {k: v for k, v in d.items() if k not in ("name", "id", "models", "non_adaptive")}
         name = check_defense(where, str(d["name"]), args)
-        out.append(DefenseSpec(str(d.get("id") or d["name"]), name, args, tuple(only) if only else None,
+        out.append(DefenseSpec(str(d.get("id") or d["name"]), name, args, only,
                                bool(d.get("non_adaptive", False))))
     ids = [d.id for d in out]
     if len(set(ids)) != len(ids) or "none" in ids:
         _fail("defenses", f"defense ids must be unique and not 'none', got {ids}")
     return tuple(out)
+
+
+def _named_entry(where: str, item: Any) -> dict[str, Any]:
+    """An attacks / defenses entry as a mapping with a name (a bare string is the name)."""
+    entry = {"name": item} if isinstance(item, str) else item
+    if not isinstance(entry, dict) or "name" not in entry:
+        _fail(where, "needs a name")
+    return entry
+
+
+def _model_ids(where: str, value: Any, models: tuple[ModelSpec, ...]) -> tuple[str, ...] | None:
+    """An entry's ``models:`` filter: None (every model), or ids / base ids of models of the file."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        _fail(where, f"models must be a non-empty list of model ids, got {value!r}")
+    for name in value:
+        _resolve(f"{where}.models", str(name), models, None)
+    return tuple(map(str, value))
 
 
 def _resolve(where: str, name: str, models: tuple[ModelSpec, ...], data: str | None) -> list[ModelSpec]:
