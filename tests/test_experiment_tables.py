@@ -396,3 +396,17 @@ def test_a_randomized_defense_is_attacked_with_eot_and_keyed_so(tmp_path):
 ])
 def test_defense_warning_fires_below_half_of_the_base_models_margin_over_chance(accuracy, base, warned):
     assert (defense_warning(accuracy, base, 10) is not None) is warned
+
+
+def test_identification_takes_its_reference_eps_from_every_attack_grid(tmp_path):
+    """A file whose default `eps:` is [0] and whose attacks carry their own grids still gets its
+    identification metrics under attack, at the reference eps of all the grids together."""
+    doc = _doc(models=[{"id": "a", "model": {**MLP, "head": "softmax"}, "train": {**FAST, "epochs": 1}}],
+               attacks=[{"name": "fgsm", "eps": [0.05, 0.2]}, {"name": "pgd", "steps": 3, "eps": [0.1, 0.3]}],
+               eps=[0], transfer=None, claims=None)
+    spec = ExperimentSpec.from_dict(doc)
+    assert spec.eps_grid == (0.0, 0.05, 0.1, 0.2, 0.3)
+    run_experiment(spec, tmp_path / "run")
+    with ResultStore(tmp_path / "run") as store:
+        rows = store.rows(kind="identification")
+    assert len(rows) == 1 and rows[0].key.eps == 0.1  # the largest budget <= 0.1

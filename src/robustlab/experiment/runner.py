@@ -360,7 +360,7 @@ class _Driver:
         """The probe of (model, defense) and every planned cell of it not yet stored."""
         if not (self.store.has(self._probe_key(mspec.id, defense_id))
                 and self.store.has(self._identification_key(mspec.id, defense_id))):
-            probe = ProbeTask(source, self.spec.dataset(mspec.data), tuple(self.spec.eps), self.eval_runtime)
+            probe = ProbeTask(source, self.spec.dataset(mspec.data), self.spec.eps_grid, self.eval_runtime)
             self.executor.submit(run_probe_task, probe, shared, tag=("probe", probe, mspec.id, defense_id),
                                  resources=self.eval_resources)
         for c in self.plan.cells_of(mspec.id, defense_id):
@@ -501,7 +501,7 @@ class _Driver:
 
     def _identification_key(self, model_id: str, defense_id: str) -> ResultKey:
         return identification_key(self.keys[model_id], self.digests[(model_id, defense_id)],
-                                  self._samples(model_id), list(self.spec.eps), self._defense_label(defense_id),
+                                  self._samples(model_id), list(self.spec.eps_grid), self._defense_label(defense_id),
                                   self.spec.batch_size)
 
     def _probed(self, out: ProbeOutput, model_id: str, defense_id: str) -> None:

@@ -556,6 +556,12 @@ class ExperimentSpec:
         return tuple(d for d in self.defenses if d.models is None or model.id in d.models
                      or model.family in d.models)
 
+    @property
+    def eps_grid(self) -> tuple[float, ...]:
+        """Every budget of the file, sorted: the default `eps:` and each attack's own grid (the
+        probe's identification metrics take their reference eps from it)."""
+        return tuple(sorted({*self.eps, *(e for a in self.attacks for e in a.eps)}))
+
     def transfer_eps(self, attack_id: str) -> tuple[float, ...]:
         if self.transfer is None:
             return ()
