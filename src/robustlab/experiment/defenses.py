@@ -16,10 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from robustlab.core.contract import RobustModel, batched_predict
+from robustlab.core.contract import RobustModel
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.data import Dataset
-from robustlab.experiment.tasks import CheckpointBlob, ModelSource, Runtime, _model_for, _runtime, dataset_for
+from robustlab.experiment.tasks import (
+    CheckpointBlob,
+    ModelSource,
+    Runtime,
+    _model_for,
+    _runtime,
+    accuracy_on_test,
+    dataset_for,
+)
 from robustlab.store.checkpoints import read_checkpoint_config, save_checkpoint
 
 if TYPE_CHECKING:
@@ -79,11 +87,6 @@ def reusable_defense(directory: Path, digest: str) -> bool:
         return False
 
 
-def _accuracy(model: RobustModel, data: Dataset) -> float:
-    """Clean accuracy on the test split (a rejection counts as wrong)."""
-    return float((batched_predict(model, data.x_test) == data.y_test).float().mean())
-
-
 def run_defense_task(task: DefenseTask, blob: CheckpointBlob | None = None) -> DefenseOutput:
     """Fit the defense and return the defended checkpoint as bytes (a pure task: no store)."""
     with _runtime(task.runtime) as device:
@@ -93,8 +96,7 @@ def run_defense_task(task: DefenseTask, blob: CheckpointBlob | None = None) -> D
         defended = fit_defense(task.defense, base, data).eval()
         seconds = time.perf_counter() - start
         metadata = {"defense_digest": task.digest, "defense": task.defense.id, "base": task.model.key,
-                    "seconds": seconds, "clean_accuracy": _accuracy(defended, data),
-                    "base_clean_accuracy": _accuracy(base, data)}
+                    "seconds": seconds, "clean_accuracy": accuracy_on_test(defended, data)}
         with tempfile.TemporaryDirectory(prefix="robustlab-defense-") as tmp:
             save_checkpoint(defended, tmp, metadata=metadata)
             return DefenseOutput(task.model.key, task.defense.id, CheckpointBlob.from_directory(tmp), metadata)

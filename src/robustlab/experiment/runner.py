@@ -395,15 +395,17 @@ class _Driver:
         """Record the defended model (its clean accuracy, a warning when the defense did not fit),
         then submit its probe, its cells and the transfers it completes."""
         meta = read_checkpoint_config(directory)["metadata"]
+        key = self.keys[mspec.id]
+        base_accuracy = self.models_meta[key]["clean_accuracy"]  # measured on the same test split
         num_classes = dataset_for(self.spec.dataset(mspec.data)).num_classes
         self.store.update_meta("defenses", {f"{mspec.id}/{d.id}": {
-            "id": f"{mspec.id} + {d.id}", "model": self.keys[mspec.id], "defense": d.result_key,
-            "clean_accuracy": meta.get("clean_accuracy"), "base_clean_accuracy": meta.get("base_clean_accuracy"),
+            "id": f"{mspec.id} + {d.id}", "model": key, "defense": d.result_key,
+            "clean_accuracy": meta.get("clean_accuracy"), "base_clean_accuracy": base_accuracy,
             "seconds": meta.get("seconds"),
-            "warning": defense_warning(meta.get("clean_accuracy"), meta.get("base_clean_accuracy"), num_classes),
+            "warning": defense_warning(meta.get("clean_accuracy"), base_accuracy, num_classes),
         }})
         self._ready_model(mspec.id, d.id, blob.load())
-        source, shared = ModelSource(self.keys[mspec.id]), self.executor.share(blob)
+        source, shared = ModelSource(key), self.executor.share(blob)
         self.ready[(mspec.id, d.id)] = (source, shared)
         self._publish_index()
         self._submit_cells(mspec, d.id, source, shared)

@@ -198,6 +198,11 @@ class ProbeOutput:
 # ---- the work --------------------------------------------------------------------------------
 
 
+def accuracy_on_test(model: RobustModel, data: Dataset) -> float:
+    """Clean accuracy on the test split, by the model's real decision (a rejection is wrong)."""
+    return float((batched_predict(model, data.x_test) == data.y_test).float().mean())
+
+
 def run_train_task(task: TrainTask, progress: StepProgress | None = None) -> TrainOutput:
     """Train `task.model` on its data (seeded by its train config) and return the checkpoint."""
     with _runtime(task.runtime) as device:
@@ -212,7 +217,7 @@ def run_train_task(task: TrainTask, progress: StepProgress | None = None) -> Tra
             progress=(lambda step, total, log: progress(step, total)) if progress else None,
         )
         seconds = time.perf_counter() - start
-        clean = float((batched_predict(model, data.x_test) == data.y_test).float().mean())
+        clean = accuracy_on_test(model, data)
         metadata = {
             "experiment_digest": task.digest,
             "id": mspec.id,
