@@ -19,6 +19,7 @@ import torch
 from robustlab.attacks import progress
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient_decide, judge
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
+from robustlab.attacks.trace import Trace
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
 from robustlab.core.scores import others_by_score
@@ -90,6 +91,7 @@ class APGD(FixedBudgetAttack):
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
         runs, spent = self._runs(model, x, y, targets)
         queries = torch.full((n,), spent, dtype=torch.int64, device=x.device)
+        trace = Trace.start(n, len(runs), self.steps + 1, x.device)
         for run_i, loss_targets in enumerate(runs):
             idx = (~found).nonzero().squeeze(1)
             if len(idx) == 0:
@@ -98,13 +100,15 @@ class APGD(FixedBudgetAttack):
             start = (x[idx] + random_in_ball(x[idx], self.norm, self.eps, generator)).clamp(0.0, 1.0)
             lt = loss_targets[idx] if loss_targets is not None else None
             ct = targets[idx] if targets is not None else None
-            self._descend(model, x, y, ct, lt, criterion, idx, start, out, best_loss, found, queries)
-        return RunOutput(out, queries)
+            self._descend(model, x, y, ct, lt, criterion, idx, start, out, best_loss, found, queries,
+                          trace, run_i)
+        return RunOutput(out, queries, trace.extras() if trace is not None else {})
 
     def _project(self, x_new: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         return (x0 + project(x_new - x0, self.norm, self.eps)).clamp(0.0, 1.0)
 
-    def _descend(self, model, x, y, ct, lt, criterion, idx, x_cur, out, out_loss, found, queries):
+    def _descend(self, model, x, y, ct, lt, criterion, idx, x_cur, out, out_loss, found, queries,
+                 trace: Trace | None = None, run: int = 0):
         """One APGD run on rows `idx` from `x_cur`; writes each row's answer into `out`.
 
         ``ct`` are the call's targets (for the criterion), ``lt`` the loss's targets. A row is
@@ -124,9 +128,11 @@ class APGD(FixedBudgetAttack):
                 scores, loss, decision = forward_loss(model, x_eval, loss_fn, decide=True)
                 return None, scores, loss, decision
 
-        def judge_step(s, scores, decision) -> None:
+        def judge_step(s, scores, decision, loss=None, step=0) -> None:
             success, _, _ = judge(model, s["x"], r["y"], r["ct"], criterion, scores=scores, decision=decision)
             queries[r["idx"]] += (~s["done"]).long()
+            if trace is not None and loss is not None:
+                trace.record(r["idx"], run, step, loss, ~s["done"], success)
             s["done"] = s["done"] | success
 
         def write_back(s, rows) -> None:
@@ -154,7 +160,7 @@ class APGD(FixedBudgetAttack):
             "check_loss": loss.clone(),
             "halved": torch.zeros(n, dtype=torch.bool, device=dev),
         }
-        judge_step(s, scores, decision)
+        judge_step(s, scores, decision, loss, 0)
         intervals = checkpoint_intervals(self.steps)
         boundaries = set(torch.tensor(intervals).cumsum(0).tolist())
         interval_i = 0
@@ -168,7 +174,7 @@ class APGD(FixedBudgetAttack):
                 s["x_prev"] = s["x"]
                 s["x"] = torch.where(s["done"].view(-1, 1, 1, 1), s["x"], x_new)
             grad, scores, loss, decision = evaluate(s["x"], not last)
-            judge_step(s, scores, decision)
+            judge_step(s, scores, decision, loss, step)
             better = loss > s["best_loss"]
             bm = better.view(-1, 1, 1, 1)
             s["best_loss"] = torch.where(better, loss, s["best_loss"])
