@@ -18,7 +18,7 @@ from robustlab.cli.console import (
     print_results,
     progress_bar,
 )
-from robustlab.cli.options import parse_pairs
+from robustlab.cli.options import eps_value, parse_pairs
 from robustlab.core.contract import batched_predict
 from robustlab.core.digest import model_digest
 from robustlab.core.errors import ConfigError
@@ -65,7 +65,8 @@ def evaluate_cmd(
     attack: list[str] = typer.Option(
         None, "--attack", help=f"Attack name (repeatable). Default: {' + '.join(DEFAULT_ATTACKS)}."
     ),
-    eps: list[float] = typer.Option(None, "--eps", help=f"Budget (repeatable). Default: {_EPS_TEXT}."),
+    eps: list[float] = typer.Option(None, "--eps", parser=eps_value, metavar="EPS",
+                                    help=f"Budget, e.g. 0.1 or 8/255 (repeatable). Default: {_EPS_TEXT}."),
     steps: int = typer.Option(None, "--steps", help="Iterations, for attacks that take them."),
     norm: str = typer.Option(None, "--norm", help="linf or l2, for attacks that take it."),
     restarts: int = typer.Option(None, "--restarts"),
