@@ -89,10 +89,10 @@ def model_cards(run_dir: str | Path) -> dict[Path, dict[str, Any]]:
         rows = summarize(store)
         models = store.get_meta("models", {}) or {}
         specs: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-        for r in store.rows():
-            if r.key.eps is not None:
-                specs[(r.key.model, r.key.defense, r.key.samples, str(r.key.norm), r.key.eps)].append(
-                    json.loads(r.key.attack))
+        for stored in store.rows():
+            k = stored.key
+            if k.eps is not None:
+                specs[(k.model, k.defense, k.samples, str(k.norm), k.eps)].append(json.loads(k.attack))
     cells: dict[tuple, dict[str, Any]] = {}
     for r in rows:  # the worst-case row where several attacks ran, else the one attack's row
         if r["eps"] is None or r["eps"] <= 0 or r["norm"] not in THREAT_MODELS:
