@@ -55,7 +55,7 @@ def train_cmd(
     objective_arg: list[str] = typer.Option(None, "--objective-arg", help="key=value for the training loss."),
     seed: int = typer.Option(0, "--seed"),
     adv: str = typer.Option(None, "--adv", help="Adversarial training: " + ", ".join(METHODS) + "."),
-    adv_eps: float = typer.Option(None, "--adv-eps", parser=eps_value, metavar="EPS",
+    adv_eps: float = typer.Option(None, "--adv-eps", parser=eps_value, metavar="<eps>",
                                   help="Training budget, e.g. 0.1 or 8/255 (default 0.1; pixel units)."),
     adv_steps: int = typer.Option(None, "--adv-steps", help="Training attack steps (default: the method's)."),
     adv_arg: list[str] = typer.Option(
