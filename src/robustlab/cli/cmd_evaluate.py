@@ -63,8 +63,10 @@ def evaluate_cmd(
                                  "preact-resnet-18, resnet-50, ...) for --weights; --data defaults to cifar10."),
     weights: Path = typer.Option(None, "--weights", help="safetensors weights for --module or --zoo-arch (a .pt: "
                                  "`robustlab convert` it first)."),
-    mean: list[float] = typer.Option(None, "--mean", help="Per-channel mean for --module's or --zoo-arch's input (repeatable)."),
-    std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's or --zoo-arch's input (repeatable)."),
+    mean: list[float] = typer.Option(None, "--mean", help="Per-channel mean for --module's (or --zoo-arch's) "
+                                     "input (repeatable)."),
+    std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's (or --zoo-arch's) "
+                                    "input (repeatable)."),
     data: str = typer.Option(None, "--data", help="Data set (default: the one the model was trained on)."),
     data_root: Path = typer.Option(None, "--data-root"),
     attack: list[str] = typer.Option(
