@@ -107,7 +107,11 @@ def convert_checkpoint(
     state, wrapper = _state_dict(obj, key, src)
     tensors = _tensors(state, strip, src)
     stripped = sum(1 for k in state if any(p and str(k).startswith(p) for p in strip))
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    sha = hashlib.sha256()
+    with src.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(chunk)
+    digest = sha.hexdigest()
     publish({out: save(tensors, metadata={"converted_from": src.name, "source_sha256": digest,
                                           "wrapper": wrapper or ""})})
     return {"out": str(out), "tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values()),
