@@ -28,7 +28,7 @@ from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
 from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
 from robustlab.models.wrap import load_factory
-from robustlab.models.zoo import load_zoo_model
+from robustlab.models import zoo
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
 from robustlab.train.adversarial import recipe_label
 
@@ -98,6 +98,8 @@ def evaluate_cmd(
         raise ConfigError("give one of --model CHECKPOINT, --module pkg.mod:factory or --zoo-arch NAME --weights FILE")
     if zoo_arch is not None and weights is None:
         raise ConfigError("--zoo-arch needs --weights (a .safetensors file)")
+    if zoo_arch is not None:
+        zoo.zoo_arch(zoo_arch)  # an unknown name is refused before any data is loaded
     data = data or ("cifar10" if zoo_arch is not None else None)
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
@@ -108,7 +110,7 @@ def evaluate_cmd(
             raise ConfigError("--module needs --data (the data set to evaluate on)")
         dataset = DataSpec(name=data, root=str(data_root) if data_root else None).load()
         samples = eval_set(dataset, n_eval, seed=0)
-        load = partial(load_zoo_model, zoo_arch) if zoo_arch is not None else partial(load_factory, module)
+        load = partial(zoo.load_zoo_model, zoo_arch) if zoo_arch is not None else partial(load_factory, module)
         model, key = load(weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
                           mean=mean or None, std=std or None, device=dev)
         name = key.split(":")[0]
