@@ -27,8 +27,8 @@ from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
 from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
-from robustlab.models.wrap import load_factory
 from robustlab.models import zoo
+from robustlab.models.wrap import load_factory
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
 from robustlab.train.adversarial import recipe_label
 
