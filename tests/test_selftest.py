@@ -260,3 +260,29 @@ def test_dlr_on_two_classes_is_the_logit_difference():
     (grad,) = torch.autograd.grad(loss.sum(), scores)
     assert grad.tolist() == [[-1.0, 1.0], [-1.0, 1.0]]
     assert dlr(scores.detach(), y, torch.tensor([1, 1]), 2).tolist() == [-3.0, 2.5]
+
+
+# ------------------------------------------------------------------ in the evaluation
+def test_evaluation_stores_keyed_selftests_and_a_weak_attack_raises_the_verdict(digits_mlp, digits, tmp_path):
+    from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+    from robustlab.store.results import ResultStore
+
+    samples = eval_set(digits, 40, seed=0)
+    weak = [AttackSpec("pgd", {"steps": 10, "step_size": 1e-4})]
+    result = Evaluation(tmp_path / "a", samples, weak, [0.0, 0.1], self_test=12).run(digits_mlp, "m")
+    (test,) = result.selftests  # eps 0 is not tested
+    assert test["eps"] == 0.1 and test["n"] == 12 and test["feasible"] >= 10 and test["rate"] <= 0.2
+    (flag,) = [f for f in result.masking if "binarization" in f["check"]]
+    assert flag["raised"] and "found the planted adversarial on" in flag["message"] and "steps" in flag["message"]
+    with ResultStore(tmp_path / "a") as store:
+        (row,) = store.rows(kind="selftest")
+        assert row.key.samples == samples.digest and row.key.eps == 0.1 and len(row.per_sample["found"]) == 12
+    # a rerun reads the row back; a strong attack passes; --no-self-test stores none
+    again = Evaluation(tmp_path / "a", samples, weak, [0.0, 0.1], self_test=12).run(digits_mlp, "m")
+    assert again.selftests == result.selftests
+    strong = Evaluation(tmp_path / "b", samples, [AttackSpec("pgd", {"steps": 10})], [0.1], self_test=12)
+    passed = strong.run(digits_mlp, "m")
+    assert passed.selftests[0]["rate"] >= 0.9
+    assert not [f for f in passed.masking if "binarization" in f["check"]][0]["raised"]
+    off = Evaluation(tmp_path / "c", samples, weak, [0.1], self_test=0).run(digits_mlp, "m")
+    assert off.selftests == [] and not [f for f in off.masking if "binarization" in f["check"]]

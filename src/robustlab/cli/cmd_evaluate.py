@@ -27,6 +27,7 @@ from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
 from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
+from robustlab.evaluate.selftests import SELFTEST_SAMPLES
 from robustlab.models import zoo
 from robustlab.models.wrap import load_factory
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
@@ -86,6 +87,8 @@ def evaluate_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
     device: str = typer.Option(None, "--device"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    no_self_test: bool = typer.Option(False, "--no-self-test", help="Skip the binarization self-test of the "
+                                      f"attacks (default: on the first {SELFTEST_SAMPLES} samples at each eps > 0)."),
 ) -> None:
     """Attack MODEL (a checkpoint, or --module your own nn.Module with --weights) with each attack at
     each eps; print the table (worst case per sample included).
@@ -140,7 +143,7 @@ def evaluate_cmd(
         model = None
     run_dir = run_dir or Path("runs") / name
     evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
-                            overwrite=overwrite)
+                            overwrite=overwrite, self_test=0 if no_self_test else SELFTEST_SAMPLES)
     if model is None:
         model = load_checkpoint(ckpt, dev)
         key = f"{name}:{model_digest(model)[:10]}"
@@ -150,11 +153,14 @@ def evaluate_cmd(
                                 on_plan=lambda plan: err.print(plan.describe()))
     if json_out:
         print_json({"model": key, "run_dir": str(run_dir), "training": info.get("training"), "rows": result.rows,
-                    "masking": result.masking, "identification": result.identification})
+                    "masking": result.masking, "identification": result.identification,
+                    "selftests": result.selftests})
         return
     print_results(result.rows, {key: name})
     print_identification({key: result.identification}, {key: name})
     print_masking(result.masking)
+    for test in result.selftests:
+        out.print(f"Self-test (binarization): {test['sentence']}")
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
 
 

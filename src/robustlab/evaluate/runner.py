@@ -290,6 +290,20 @@ def eot_specs_for_randomized(attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
     return [s if "eot" in s.params else AttackSpec(s.name, {**s.params, "eot": DEFAULT_EOT}) for s in attacks]
 
 
+def grid_cells(
+    model: RobustModel, samples: EvalSet, attacks: Sequence[AttackSpec] | Sequence[Cell], eps_grid: Sequence[float]
+) -> list[Cell]:
+    """The cells `evaluate_grid` runs for `model`: `attacks` (specs, or cells from `plan_cells`)
+    over `eps_grid`, with ``eot=DEFAULT_EOT`` where the model is randomized (see `eot_specs`)."""
+    specs = list({(s := a.spec if isinstance(a, Cell) else a).key(): s for a in attacks}.values())
+    with eval_mode(model):
+        randomized = eot_specs(model, samples.x, specs)
+    cells = [a for a in attacks if isinstance(a, Cell)]
+    if len(cells) != len(attacks) or randomized != specs:
+        cells = plan_cells(randomized, eps_grid)
+    return cells
+
+
 def evaluate_grid(
     model: RobustModel,
     model_id: str,
@@ -321,12 +335,7 @@ def evaluate_grid(
     samples = data if data is not None else EvalSet(x, y, subset=subset)
     batch_size = check_int(batch_size, "batch_size", 1)
     check_model_data(model, samples)
-    specs = list({(s := a.spec if isinstance(a, Cell) else a).key(): s for a in attacks}.values())
-    with eval_mode(model):
-        randomized = eot_specs(model, samples.x, specs)
-    cells = [a for a in attacks if isinstance(a, Cell)]
-    if len(cells) != len(attacks) or randomized != specs:
-        cells = plan_cells(randomized, eps_grid)
+    cells = grid_cells(model, samples, attacks, eps_grid)
     digest = model_digest(model)
     clean_pred: torch.Tensor | None = None
     keys = [cell_key(cell, model_id, digest, samples, defense, batch_size) for cell in cells]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,16 @@ from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError
 from robustlab.core.validation import check_int
 from robustlab.evaluate.plan import GridPlan
-from robustlab.evaluate.runner import AttackSpec, ProgressFn, check_model_data, evaluate_grid, plan_cells
+from robustlab.evaluate.runner import (
+    AttackSpec,
+    ProgressFn,
+    check_model_data,
+    evaluate_grid,
+    grid_cells,
+    plan_cells,
+)
 from robustlab.evaluate.samples import EvalSet
+from robustlab.evaluate.selftests import SELFTEST_SAMPLES, record_selftests
 from robustlab.evaluate.summary import (
     identification_results,
     masking_flags,
@@ -38,13 +46,14 @@ _STORE_FILES = (ResultStore.FILENAME, ResultStore.FILENAME + "-wal", ResultStore
 @dataclass
 class EvaluationResult:
     """What one model's evaluation gives back: summary rows (of this model on these samples),
-    masking flags, identification metrics."""
+    masking flags, identification metrics, binarization self-tests (one summary per eps)."""
 
     model: str
     run_dir: Path
     rows: list[dict[str, Any]]
     masking: list[dict[str, Any]]
     identification: dict[str, Any]
+    selftests: list[dict[str, Any]] = field(default_factory=list)
 
 
 def check_run_dir(run_dir: str | Path, *, overwrite: bool = False, allow: Sequence[str] = ()) -> str:
@@ -99,6 +108,7 @@ class Evaluation:
     Construction validates and writes nothing. ``overwrite`` deletes the run directory's
     results (only when `run` first writes); without it, stored results are extended (every
     row is keyed by model, data, samples, attack and budget, so nothing is mixed).
+    ``self_test``: samples the binarization test runs on at each eps > 0 (0: not run).
     """
 
     def __init__(
@@ -112,8 +122,10 @@ class Evaluation:
         defense: str = "none",
         overwrite: bool = False,
         allow: Sequence[str] = (),
+        self_test: int = SELFTEST_SAMPLES,
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.self_test = check_int(self_test, "self-test samples", 0)
         self.data = data
         self.batch_size = check_int(batch_size, "batch size", 1)
         self.defense = defense
@@ -160,6 +172,13 @@ class Evaluation:
             evaluate_grid(model, model_id, self.data.x, self.data.y, self.cells, self.eps_grid, store,
                           defense=self.defense, subset=self.data.subset, batch_size=self.batch_size,
                           progress=progress, data=self.data, on_plan=on_plan)
+            selftests = []
+            if self.self_test:
+                if progress is not None:
+                    progress(f"{model_id} binarization self-test", 0, 1)
+                cells = grid_cells(model, self.data, self.cells, self.eps_grid)
+                selftests = record_selftests(store, model_id, model, self.data, cells, defense=self.defense,
+                                             n=min(self.self_test, len(self.data)))
             rows = summarize(store, models=[model_id], samples=self.data.digest)
             flags = masking_flags(store, models=[model_id], samples=self.data.digest)
             ident = identification_results(store, models=[model_id], samples=self.data.digest)
@@ -167,7 +186,7 @@ class Evaluation:
             if own:
                 store.close()
         identification = next(iter(ident.values()), {}) if len(ident) == 1 else ident
-        return EvaluationResult(model_id, self.run_dir, rows, flags, identification)
+        return EvaluationResult(model_id, self.run_dir, rows, flags, identification, selftests)
 
 
 def evaluate_model(
@@ -183,10 +202,11 @@ def evaluate_model(
     overwrite: bool = False,
     info: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
+    self_test: int = SELFTEST_SAMPLES,
 ) -> EvaluationResult:
     """Evaluate `model` on `data` into `run_dir`: validate everything, then write (see `Evaluation`)."""
     evaluation = Evaluation(run_dir, data, attacks, eps_grid, batch_size=batch_size, defense=defense,
-                            overwrite=overwrite)
+                            overwrite=overwrite, self_test=self_test)
     evaluation.check_model(model)
     return evaluation.run(model, model_id, info=info, progress=progress)
 

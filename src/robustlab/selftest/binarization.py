@@ -30,6 +30,7 @@ D > n_inner + 2; ``n_inner`` is therefore capped at D - 3 (at least 1).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,6 @@ from robustlab.attacks.base import Attack
 from robustlab.core.contract import REJECT, RobustModel, eval_mode
 from robustlab.core.errors import ConfigError, InputError
 from robustlab.core.norms import distance, flat_norm
-from robustlab.core.threat import Norm
 from robustlab.selftest.stats import clopper_pearson
 
 
@@ -134,7 +134,7 @@ class BinarizationSummary:
     fraction of random points on the eps sphere that hit the planted adversarial (``random_rate``:
     a pass rate near it means the attack did no better than random sampling)."""
 
-    attack: dict[str, Any]
+    attack: Any
     norm: str
     eps: float
     n: int
@@ -154,7 +154,8 @@ class BinarizationSummary:
         if self.feasible == 0:
             return f"no sample could be binarized at eps {self.eps:g} ({self.infeasible} infeasible)"
         return (
-            f"the attack found the planted adversarial on {self.passed}/{self.feasible} samples "
+            f"{'the attack' if isinstance(self.attack, dict) else 'the evaluation'} found the planted "
+            f"adversarial on {self.passed}/{self.feasible} samples "
             f"(95% CI {100 * self.low:.1f}-{100 * self.high:.1f}%) at {self.norm} eps {self.eps:g}"
             + (f"; {self.infeasible} sample(s) infeasible" if self.infeasible else "")
         )
@@ -177,7 +178,7 @@ def _features(model: RobustModel, x: torch.Tensor, draws: int) -> torch.Tensor:
 def inner_points(x: torch.Tensor, norm: str, radius: float, n: int, generator: torch.Generator) -> torch.Tensor:
     """`n` points uniform in the `norm` ball of `radius` around one image x (C, H, W), in [0, 1]."""
     shape = (n, *x.shape)
-    if norm == Norm.LINF:
+    if norm == "linf":
         delta = (2 * torch.rand(shape, generator=generator) - 1) * radius
     else:
         direction = torch.randn(shape, generator=generator)
@@ -187,32 +188,31 @@ def inner_points(x: torch.Tensor, norm: str, radius: float, n: int, generator: t
     return (x.cpu()[None] + delta).clamp(0.0, 1.0).to(x.device)
 
 
-def boundary_point(x: torch.Tensor, norm: str, eps: float, generator: torch.Generator) -> torch.Tensor:
-    """One point at distance eps from x (C, H, W) where the [0, 1] box allows, else as far as it
+def boundary_points(x: torch.Tensor, norm: str, eps: float, n: int, generator: torch.Generator) -> torch.Tensor:
+    """`n` points at distance eps from x (C, H, W) where the [0, 1] box allows, else as far as it
     allows in a random direction: Linf moves the coordinate with the most room to eps."""
-    x0 = x.cpu()
-    if norm == Norm.LINF:
-        delta = (2 * torch.rand(x0.shape, generator=generator) - 1) * eps
-        point = (x0 + delta).clamp(0.0, 1.0)
+    x0 = x.cpu()[None]
+    if norm == "linf":
+        points = (x0 + (2 * torch.rand((n, *x.shape), generator=generator) - 1) * eps).clamp(0.0, 1.0)
         j = int(torch.maximum(x0, 1 - x0).flatten().argmax())  # the coordinate with the most room
-        flat = point.flatten()
         xj = float(x0.flatten()[j])
-        flat[j] = xj + min(eps, 1 - xj) if 1 - xj >= xj else xj - min(eps, xj)
-        point = flat.view_as(x0).clamp(0.0, 1.0)
+        points.view(n, -1)[:, j] = xj + min(eps, 1 - xj) if 1 - xj >= xj else xj - min(eps, xj)
     else:
-        direction = torch.randn(x0.shape, generator=generator)
-        delta = direction * (eps / max(float(direction.norm()), 1e-12))
+        direction = torch.randn((n, *x.shape), generator=generator)
+        delta = direction * (eps / flat_norm(direction, "l2").clamp_min(1e-12)).view(-1, 1, 1, 1)
         for _ in range(8):  # grow the unclipped part back to eps after clipping
             delta = (x0 + delta).clamp(0.0, 1.0) - x0
-            size = float(delta.norm())
-            if size <= 0 or size >= eps * (1 - 1e-4):
-                break
-            delta = delta * (eps / size)
-        point = (x0 + delta).clamp(0.0, 1.0)
-        excess = float((point - x0).norm())
-        if excess > eps:
-            point = x0 + (point - x0) * (eps / excess)
-    return point.to(x.device)
+            size = flat_norm(delta, "l2").clamp_min(1e-12).view(-1, 1, 1, 1)
+            delta = delta * (eps / size).clamp_max(1e6)
+        points = (x0 + delta).clamp(0.0, 1.0)
+        size = flat_norm(points - x0, "l2").view(-1, 1, 1, 1)
+        points = x0 + (points - x0) * (eps / size.clamp_min(eps))  # never beyond eps
+    return points.to(x.device)
+
+
+def boundary_point(x: torch.Tensor, norm: str, eps: float, generator: torch.Generator) -> torch.Tensor:
+    """One point of `boundary_points`."""
+    return boundary_points(x, norm, eps, 1, generator)[0]
 
 
 def fit_readout(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float] | None:
@@ -275,42 +275,75 @@ def binarize(
 def binarization_test(
     model: RobustModel,
     x: torch.Tensor,
-    attack: Attack,
+    attack: Attack | Sequence[Attack],
     config: BinarizationConfig | None = None,
 ) -> BinarizationResult:
     """Run `attack` (at its own eps and norm) on each sample's binarized model.
 
     `x` (N, C, H, W) in [0, 1]; `attack` a fixed-budget attack built from the registry with the
-    evaluation's configuration (`make_attack`). Writes nothing; the model is left as it was.
+    evaluation's configuration (`make_attack`), or the evaluation's attacks at one eps and norm
+    (a sample passes when any of them finds the planted adversarial: the worst case per sample,
+    as the evaluation takes it; they run cheapest first until one does). Writes nothing; the
+    model is left as it was.
     """
     config = config or BinarizationConfig()
-    eps = getattr(attack, "eps", None)
-    if attack.minimum_norm or eps is None:
-        raise ConfigError(f"binarization test: {attack.name} has no eps budget (minimum-norm attacks are not tested)")
-    if eps <= 0:
-        raise ConfigError("binarization test: eps must be > 0")
+    attacks = [attack] if isinstance(attack, Attack) else sorted(attack, key=_cost)
+    norm, eps = _budget(attacks)
     if x.dim() != 4 or len(x) == 0:
         raise InputError(f"binarization test: x must be a non-empty (N, C, H, W) batch, got {tuple(x.shape)}")
-    norm = attack.norm.value if isinstance(attack.norm, Norm) else str(attack.norm)
     generator = torch.Generator().manual_seed(config.seed)
     outcomes: list[SampleOutcome] = []
     with eval_mode(model):
         for i in range(len(x)):
-            binarized, reason = binarize(model, x[i], norm, float(eps), config, generator)
+            binarized, reason = binarize(model, x[i], norm, eps, config, generator)
             if binarized is None:
                 outcomes.append(SampleOutcome(i, False, False, reason))
                 continue
-            hits = _random_hits(binarized, x[i], norm, float(eps), config.random, generator)
-            label = torch.zeros(1, dtype=torch.int64, device=x.device)
-            result = attack(binarized, x[i : i + 1], label)
-            dist = float(distance(result.x_adv, x[i : i + 1], norm)[0])
-            inside = dist <= float(eps) * (1 + 1e-5) + 1e-6
-            found = bool(result.success[0]) and inside and int(result.prediction[0]) not in (0, REJECT)
+            hits = _random_hits(binarized, x[i], norm, eps, config.random, generator)
+            found, dist = False, float("nan")
+            for a in attacks:
+                found, dist = _found(binarized, a, x[i : i + 1], norm, eps)
+                if found:
+                    break
             outcomes.append(SampleOutcome(i, True, found, "", dist, hits))
-    return BinarizationResult(outcomes, summarize(outcomes, attack.spec(), norm, float(eps)))
+    spec: Any = attacks[0].spec() if len(attacks) == 1 else [a.spec() for a in attacks]
+    return BinarizationResult(outcomes, summarize(outcomes, spec, norm, eps))
 
 
-def summarize(outcomes: list[SampleOutcome], attack: dict[str, Any], norm: str, eps: float) -> BinarizationSummary:
+def _cost(attack: Attack) -> float:
+    """Model passes per sample the attack plans (cheapest first: the order changes no outcome)."""
+    passes = attack.planned_passes()
+    return float("inf") if passes is None else float(sum(passes))
+
+
+def _budget(attacks: list[Attack]) -> tuple[str, float]:
+    """The (norm, eps) every attack shares; `ConfigError` for none, a minimum-norm attack, eps 0
+    or attacks on different budgets."""
+    if not attacks:
+        raise ConfigError("binarization test: no attack to test")
+    budgets = set()
+    for a in attacks:
+        eps = getattr(a, "eps", None)
+        if a.minimum_norm or eps is None:
+            raise ConfigError(f"binarization test: {a.name} has no eps budget (minimum-norm attacks are not tested)")
+        if eps <= 0:
+            raise ConfigError("binarization test: eps must be > 0")
+        budgets.add((str(getattr(a.norm, "value", a.norm)), float(eps)))
+    if len(budgets) > 1:
+        raise ConfigError(f"binarization test: the attacks must share one budget, got {sorted(budgets)}")
+    return budgets.pop()
+
+
+def _found(binarized: BinarizedModel, attack: Attack, x: torch.Tensor, norm: str, eps: float) -> tuple[bool, float]:
+    """(the attack's point is inside the ball and decided 1, its distance) for one image x (1, C, H, W)."""
+    label = torch.zeros(1, dtype=torch.int64, device=x.device)
+    result = attack(binarized, x, label)
+    dist = float(distance(result.x_adv, x, norm)[0])
+    inside = dist <= eps * (1 + 1e-5) + 1e-6
+    return bool(result.success[0]) and inside and int(result.prediction[0]) not in (0, REJECT), dist
+
+
+def summarize(outcomes: list[SampleOutcome], attack: Any, norm: str, eps: float) -> BinarizationSummary:
     """Pass rate over the feasible samples with its 95% Clopper-Pearson interval."""
     feasible = [o for o in outcomes if o.feasible]
     passed = sum(o.found for o in feasible)
@@ -318,7 +351,10 @@ def summarize(outcomes: list[SampleOutcome], attack: dict[str, Any], norm: str, 
     rate = passed / len(feasible) if feasible else float("nan")
     hits = [o.random_hits for o in feasible if o.random_hits == o.random_hits]
     random_rate = sum(hits) / len(hits) if hits else float("nan")
-    spec = {k: v for k, v in attack.items() if k != "eps"}
+    def no_eps(spec: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in spec.items() if k != "eps"}
+
+    spec = no_eps(attack) if isinstance(attack, dict) else [no_eps(a) for a in attack]
     return BinarizationSummary(
         spec, norm, eps, len(outcomes), len(feasible), len(outcomes) - len(feasible), passed, rate, low, high,
         random_rate,
@@ -331,6 +367,6 @@ def _random_hits(
     """Fraction of `n` random points on the eps sphere around x that `binarized` decides as 1."""
     if n == 0:
         return float("nan")
-    points = torch.stack([boundary_point(x, norm, eps, generator) for _ in range(n)])
+    points = boundary_points(x, norm, eps, n, generator)
     with torch.no_grad():
         return float((binarized.predict(points) == 1).float().mean())
