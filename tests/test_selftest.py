@@ -277,6 +277,11 @@ def test_evaluation_stores_keyed_selftests_and_a_weak_attack_raises_the_verdict(
     with ResultStore(tmp_path / "a") as store:
         (row,) = store.rows(kind="selftest")
         assert row.key.samples == samples.digest and row.key.eps == 0.1 and len(row.per_sample["found"]) == 12
+    from robustlab.report import write_report
+
+    write_report(tmp_path / "a")
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "## Attack self-tests" in report and test["sentence"] in report
     # a rerun reads the row back; a strong attack passes; --no-self-test stores none
     again = Evaluation(tmp_path / "a", samples, weak, [0.0, 0.1], self_test=12).run(digits_mlp, "m")
     assert again.selftests == result.selftests
