@@ -291,3 +291,33 @@ def test_evaluation_stores_keyed_selftests_and_a_weak_attack_raises_the_verdict(
     assert not [f for f in passed.masking if "binarization" in f["check"]][0]["raised"]
     off = Evaluation(tmp_path / "c", samples, weak, [0.1], self_test=0).run(digits_mlp, "m")
     assert off.selftests == [] and not [f for f in off.masking if "binarization" in f["check"]]
+
+
+def test_grid_cells_carry_the_indicators_and_they_feed_the_masking_verdict(digits_mlp, digits, tmp_path):
+    from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+    from robustlab.report import write_report
+
+    samples = eval_set(digits, 40, seed=0)
+    pgd = [AttackSpec("pgd")]  # 40 steps
+    trap = Evaluation(tmp_path / "q", samples, pgd, [0.0, 0.1], self_test=0).run(Trap(digits_mlp, "quantized"), "q")
+    (cell,) = [r for r in trap.rows if r["eps"] == 0.1 and r["attack"] != "worst-case"]
+    ind = cell["indicators"]
+    assert ind["failed"] >= 20 and ind["unavailable_gradients"]["raised"] == ind["failed"]
+    assert all("indicators" not in r for r in trap.rows if r["eps"] == 0.0)  # eps 0: nothing to indicate
+    (flag,) = [f for f in trap.masking if f["check"] == "indicators of attack failure"]
+    assert flag["raised"] and "BPDA" in flag["message"]
+    good = Evaluation(tmp_path / "m", samples, pgd, [0.1], self_test=0).run(digits_mlp, "m")
+    (flag,) = [f for f in good.masking if f["check"] == "indicators of attack failure"]
+    assert not flag["raised"], flag
+    write_report(tmp_path / "q")
+    assert "Indicators of attack failure" in (tmp_path / "q" / "report.md").read_text()
+
+
+def test_a_too_small_step_raises_the_incomplete_optimization_verdict(digits_mlp, digits, tmp_path):
+    from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+
+    samples = eval_set(digits, 40, seed=0)
+    tiny = [AttackSpec("pgd", {"steps": 20, "step_size": 1e-4})]
+    result = Evaluation(tmp_path / "t", samples, tiny, [0.1], self_test=0).run(digits_mlp, "m")
+    (flag,) = [f for f in result.masking if f["check"] == "indicators of attack failure"]
+    assert flag["raised"] and "incomplete optimization" in flag["message"] and "more steps" in flag["message"]

@@ -20,6 +20,7 @@ from robustlab.attacks.base import Attack
 from robustlab.attacks.eot import DEFAULT_EOT, is_randomized
 from robustlab.attacks.progress import reporting
 from robustlab.attacks.registry import get_attack_class, make_attack
+from robustlab.attacks.trace import tracing
 from robustlab.core.contract import RobustModel, batched_predict, eval_mode
 from robustlab.core.digest import canonical, model_digest
 from robustlab.core.errors import CheckpointError, ConfigError, InputError
@@ -30,6 +31,7 @@ from robustlab.evaluate.cell_extras import cell_extras
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
 from robustlab.evaluate.plan import GridPlan, pass_seconds, plan_grid
 from robustlab.evaluate.samples import EvalSet
+from robustlab.selftest.indicators import cell_indicators
 from robustlab.store.results import ResultKey, ResultStore
 
 DEFAULT_ATTACKS = ("autoattack", "fgsm")
@@ -244,11 +246,16 @@ def evaluate_cell(
         if clean_pred is None:
             clean_pred = batched_predict(model, x, batch_size)
         start = time.perf_counter()
-        with reporting(attack_progress):
+        with reporting(attack_progress), tracing():
             result = run_attack(cell.attack, model, x, y, batch_size)
         seconds = time.perf_counter() - start
         extra, extra_metrics = cell_extras(model, x, y, result, attack_name=cell.attack.name,
                                            K=getattr(cell.attack, "K", None), batch_size=batch_size)
+        if cell.eps:  # fixed-budget cells that can move: the indicators of attack failure
+            indicators, flags = cell_indicators(model, cell.attack, x, y, result, batch_size)
+            extra_metrics["indicators"] = indicators
+            extra.update({f"indicator_{k}": v for k, v in flags.items()})
+        result.extras.pop("loss_trace", None)
     per_sample = per_sample_outcomes(x, y, clean_pred, result)
     metrics = cell_metrics(per_sample)
     per_sample.update(extra)

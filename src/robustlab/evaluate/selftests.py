@@ -103,3 +103,45 @@ def selftest_flags(results: dict[str, list[dict[str, Any]]]) -> list[MaskingFlag
             message = "; ".join(r["sentence"] for r in checked) or "too few feasible samples to judge"
             flags.append(MaskingFlag(model, CHECK, False, message))
     return flags
+
+
+INDICATOR_CHECK = "indicators of attack failure"
+INDICATOR_SHARE = {"incomplete_optimization": 0.5}
+"""Share of a cell's failed samples (at least `MIN_FAILED`) an indicator must exceed to raise: 10%,
+half for incomplete optimization (a loss that still creeps up at the end of a correct run is
+common; a too-small step raises it on nearly every sample)."""
+MIN_FAILED = 5
+_ADVICE = {
+    "unavailable_gradients": "zero or non-finite gradients: BPDA through non-differentiable steps, a margin loss",
+    "silent_success": "an adversarial point found mid-run was not returned: EOT for randomness",
+    "unstable_predictions": "the decision changes under tiny noise: EOT over the randomness",
+    "incomplete_optimization": "the loss still rose at the end: more steps or a larger step",
+    "transfer_failure": "the transfer attack fooled its source only: attack the target itself",
+}
+
+
+def indicator_flags(rows: list[dict[str, Any]]) -> list[MaskingFlag]:
+    """One verdict per model from its cells' indicators (`evaluate_cell`, metrics "indicators"):
+    raised when an indicator fires on more than its `INDICATOR_SHARE` of a cell's failed samples;
+    incomplete optimization only counts for iterative attacks and ensembles (a single step is
+    incomplete by design), non-converging restarts never raise (a hint, not a failure)."""
+    by_model: dict[str, list[str]] = defaultdict(list)
+    seen: set[str] = set()
+    for r in rows:
+        ind = r.get("indicators")
+        if not ind:
+            continue
+        model = r["model"] if r.get("defense", "none") == "none" else f"{r['model']} [{r['defense']}]"
+        seen.add(model)
+        for name, advice in _ADVICE.items():
+            v = ind.get(name)
+            share = INDICATOR_SHARE.get(name, 0.1)
+            if v is None or v["failed"] < MIN_FAILED or v["raised"] <= share * v["failed"]:
+                continue
+            if name == "incomplete_optimization" and r.get("kind") not in ("iterative", "ensemble"):
+                continue
+            by_model[model].append(f"{r['attack']} eps {r['eps']:g}: {name.replace('_', ' ')} on "
+                                   f"{v['raised']}/{v['failed']} failed samples ({advice})")
+    return [MaskingFlag(m, INDICATOR_CHECK, bool(by_model[m]),
+                        "; ".join(by_model[m]) or "no indicator raised on the attacks' failures")
+            for m in sorted(seen)]

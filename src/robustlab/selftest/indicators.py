@@ -186,3 +186,26 @@ def _restarts_apart(trace: torch.Tensor) -> torch.Tensor:
     lo = best.masked_fill(~ran, float("inf")).amin(dim=1)
     scale = torch.maximum(hi.abs(), lo.abs()).clamp_min(1e-6)
     return (ran.sum(dim=1) >= 2) & ((hi - lo) > SPREAD * scale)
+
+
+def cell_indicators(
+    model: RobustModel, attack: Attack, x: torch.Tensor, y: torch.Tensor, result: AttackResult, batch_size: int = 256,
+) -> tuple[dict[str, Any], dict[str, list[bool]]]:
+    """`attack_indicators` over (x, y) in batches on the model's device, for one grid cell:
+    (`indicator_summary`, per-sample flags of the indicators that apply)."""
+    device = next(model.parameters(), torch.empty(0)).device
+    parts: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(x), batch_size):
+        rows = slice(i, i + batch_size)
+        extras = {k: (v[rows].to(device) if isinstance(v, torch.Tensor) and v.shape[:1] == result.success.shape[:1]
+                      else v) for k, v in result.extras.items()}
+        part = AttackResult(result.x_adv[rows].to(device), result.success[rows].to(device),
+                            result.distance[rows], result.queries[rows], result.prediction[rows], extras)
+        flags = attack_indicators(model, attack, x[rows].to(device), y[rows].to(device), part)
+        for name, value in flags.items():
+            if value is not None:
+                parts.setdefault(name, []).append(value.cpu())
+    merged: dict[str, torch.Tensor | None] = {name: torch.cat(parts[name]) if name in parts else None
+                                              for name in INDICATORS}
+    per_sample = {name: v.tolist() for name, v in merged.items() if v is not None}
+    return indicator_summary(merged, result), per_sample
