@@ -161,3 +161,38 @@ def test_ensemble_members_count():
     flags = {f.check: f for f in check_rows([{**ens, "member_success": members}], {"m": 10})}
     assert flags["black-box stronger than white-box"].raised and "square fooled 7" in \
         flags["black-box stronger than white-box"].message
+
+
+def test_checks_are_three_state_and_the_verdict_counts_only_those_that_ran():
+    """No eps >= 0.5 and no black-box attack: those two checks are "not run" (with why), never
+    counted as passed; the verdict counts the checks that ran and names the others."""
+    from robustlab.evaluate.masking import masking_verdicts
+
+    rows = [row("fgsm", 0.1, 0.5), row("pgd(steps=40)", 0.1, 0.3), row("pgd(steps=40)", 0.2, 0.1)]
+    flags = check_rows(rows, {"m": 10})
+    status = {f.check: f.status for f in flags}
+    assert status == {
+        "single-step stronger than iterative": "passed",
+        "robustness rises with eps": "passed",
+        "black-box stronger than white-box": "not run",
+        "accuracy does not reach chance at a huge budget": "not run",
+    }
+    assert not any(f.raised for f in flags if f.status == "not run")
+    probe = {"zero_fraction": 0.0, "nonfinite_fraction": 0.0, "uninformative_fraction": 0.1}
+    verdict = masking_verdicts([f.to_dict() for f in flags + check_probe("m", probe)])["m"]
+    assert verdict["checks"] == 4 and verdict["passed"] == 4 and verdict["raised"] == []
+    assert set(verdict["not_run"]) == {"black-box stronger than white-box",
+                                       "accuracy does not reach chance at a huge budget"}
+    assert verdict["verdict"].startswith("No sign of gradient masking in 4 checks that ran.")
+    assert "2 not run" in verdict["verdict"] and "add an eps >= 0.5" in verdict["verdict"]
+
+
+def test_a_bpda_defense_verdict_does_not_ask_for_the_adaptive_attack_it_already_ran():
+    from robustlab.evaluate.masking import masking_verdicts
+
+    probe = {"zero_fraction": 0.0, "nonfinite_fraction": 0.0, "uninformative_fraction": 0.1,
+             "gradient_path": "bpda", "true_zero_fraction": 1.0, "true_nonfinite_fraction": 0.0,
+             "true_uninformative_fraction": 1.0}
+    verdict = masking_verdicts([f.to_dict() for f in check_probe("m [squeeze]", probe)])["m [squeeze]"]
+    assert verdict["raised"] == ["defense masks its true gradients"] and verdict["adaptive"]
+    assert "confirm it with adaptive" not in verdict["verdict"] and "adaptive (BPDA) path" in verdict["verdict"]

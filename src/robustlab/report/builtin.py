@@ -11,6 +11,7 @@ import html
 from collections import defaultdict
 from typing import Any
 
+from robustlab.evaluate.masking import masking_verdicts
 from robustlab.report.page import html_table, md_table
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot, style_context
 from robustlab.report.rank_plot import rank_pmf_plot
@@ -172,24 +173,6 @@ def identification(ctx: ReportContext) -> Section | None:
     return Section("identification", "Identification", body, md_table(headers, rows) + "\n\n" + note, data=ident)
 
 
-def masking_verdicts(flags: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per model (as the checks name it): checks run, the raised ones, and a plain-language verdict."""
-    per: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for f in flags:
-        per[f["model"]].append(f)
-    out = {}
-    for model, fl in per.items():
-        raised = [f for f in fl if f["raised"]]
-        if raised:
-            verdict = (f"Possible gradient masking: {len(raised)} of {len(fl)} checks raised "
-                       f"({', '.join(f['check'] for f in raised)}). The robust accuracy may overstate the "
-                       "real robustness; confirm it with adaptive or black-box attacks before trusting it.")
-        else:
-            verdict = f"No sign of gradient masking in {len(fl)} checks."
-        out[model] = {"checks": len(fl), "raised": [f["check"] for f in raised], "verdict": verdict}
-    return out
-
-
 @register_section("masking", order=50)
 def masking(ctx: ReportContext) -> Section | None:
     flags = ctx.doc["masking"]
@@ -202,11 +185,16 @@ def masking(ctx: ReportContext) -> Section | None:
         key, _, rest = model.partition(" [")
         return ctx.names.get(key, key) + (f" [{rest}" if rest else "")
 
-    html_v = "".join(f"<div class='verdict {'bad' if v['raised'] else 'ok'}'>{html.escape(label(m))}: "
+    def tone(v: dict[str, Any]) -> str:
+        return "bad" if v["raised"] else ("warn" if v["not_run"] or not v["checks"] else "ok")
+
+    html_v = "".join(f"<div class='verdict {tone(v)}'>{html.escape(label(m))}: "
                      f"{html.escape(v['verdict'])}</div>" for m, v in verdicts.items())
     md_v = "\n".join(f"- **{label(m)}**: {v['verdict']}" for m, v in verdicts.items())
     headers = ["model", "check", "flag", "detail"]
-    rows = [[label(f["model"]), f["check"], "RAISED" if f["raised"] else "ok", f["message"]] for f in flags]
+    shown = {"raised": "RAISED", "passed": "ok", "not run": "not run"}
+    rows = [[label(f["model"]), f["check"], shown[f.get("status") or ("raised" if f["raised"] else "passed")],
+             f["message"]] for f in flags]
     classes = ["worst" if f["raised"] else "" for f in flags]
     table = html_table(headers, rows, left=4, row_classes=classes)
     body = html_v + f"<details><summary>every check</summary>{table}</details>"
