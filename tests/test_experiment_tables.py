@@ -28,7 +28,7 @@ from robustlab.report.paper_tables import paper_tables
 from robustlab.store.checkpoints import load_checkpoint
 from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train import TrainConfig, make_objective
-from robustlab.train.defaults import defense_warning
+from robustlab.evaluate.defended import defense_fit_warning
 
 MLP = {"backbone": "mlp", "backbone_args": {"hidden": [32]}}
 FAST = {"epochs": 2, "optimizer": "adam", "lr": 0.01}
@@ -395,7 +395,7 @@ def test_a_randomized_defense_is_attacked_with_eot_and_keyed_so(tmp_path):
     (None, 0.90, False),   # nothing measured (a cached defense from an older run)
 ])
 def test_defense_warning_fires_below_half_of_the_base_models_margin_over_chance(accuracy, base, warned):
-    assert (defense_warning(accuracy, base, 10) is not None) is warned
+    assert (defense_fit_warning(accuracy, base, 10) is not None) is warned
 
 
 def test_identification_takes_its_reference_eps_from_every_attack_grid(tmp_path):

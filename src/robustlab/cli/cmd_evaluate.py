@@ -26,6 +26,7 @@ from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
 from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
+from robustlab.evaluate.defended import less_robust_text
 from robustlab.models.wrap import load_factory
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
 from robustlab.train.adversarial import recipe_label
@@ -118,9 +119,12 @@ def evaluate_cmd(
         defense = defense_label(doc.get("defense"))
         name = ckpt.resolve().name
         meta = doc.get("metadata") or {}
-        info = {"id": name, "config": doc["model"], "defense": doc.get("defense"), "checkpoint": str(ckpt),
+        info = {"id": name, "config": doc["model"], "defense": doc.get("defense"), "checkpoint": str(ckpt.resolve()),
                 "clean_accuracy": meta.get("clean_accuracy"), "train": meta.get("train"),
-                "training": recipe_label(meta.get("train"))}
+                "training": recipe_label(meta.get("train")), "n_test": meta.get("n_test")}
+        if doc.get("defense"):  # its base's clean accuracy and checkpoint, for the fit warning and the link
+            info.update(defense_label=defense, base_checkpoint=meta.get("source_checkpoint"),
+                        base_clean_accuracy=meta.get("base_clean_accuracy"), warning=meta.get("warning"))
         model = None
     run_dir = run_dir or Path("runs") / name
     evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
@@ -132,9 +136,16 @@ def evaluate_cmd(
     with progress_bar(not json_out) as progress:
         result = evaluation.run(model, key, info=info, progress=progress,
                                 on_plan=lambda plan: err.print(plan.describe()))
+    if result.warning:
+        err.print(f"[bold red]warning: the defense did not fit:[/bold red] {name}: {result.warning}", soft_wrap=True)
+    for c in result.base:
+        if c["less_robust"]:
+            err.print(f"[bold yellow]warning:[/bold yellow] {name}: {less_robust_text(c)}", soft_wrap=True)
     if json_out:
         print_json({"model": key, "run_dir": str(run_dir), "training": info.get("training"), "rows": result.rows,
-                    "masking": result.masking, "identification": result.identification})
+                    "masking": result.masking, "identification": result.identification,
+                    "clean_accuracy": info.get("clean_accuracy"), "base_clean_accuracy": info.get("base_clean_accuracy"),
+                    "warning": result.warning, "base": result.base})
         return
     print_results(result.rows, {key: name})
     print_identification({key: result.identification}, {key: name})

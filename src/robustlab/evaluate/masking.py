@@ -346,3 +346,31 @@ def check_probe(model_id: str, probe: dict[str, Any]) -> list[MaskingFlag]:
             "than a random sign step",
         ),
     ]
+
+
+SINGLE_ABOVE_BASE = "single attack above the base's ensemble"
+
+
+def check_against_base(rows: Sequence[dict[str, Any]], defended: Sequence[dict[str, Any]]) -> list[MaskingFlag]:
+    """For each defended model (`robustlab.evaluate.defended.defended_models`): raised when, at some
+    eps, it met no ensemble member and its robust accuracy under those attacks stands above its
+    undefended base's under the ensemble (same samples): the gain may be the weaker attack's.
+    Not run when its base has no rows in the run."""
+    from robustlab.evaluate.defended import compare_with_base
+
+    found = {(c["model"], c["defense"]): c for c in compare_with_base(rows, defended)}
+    flags = []
+    for d in defended:
+        name = f"{d['model']} [{d['defense']}]"
+        c = found.get((d["model"], d["defense"]))
+        if not d.get("base") or not any(r["model"] == d["base"] and r.get("defense", "none") == "none"
+                                         for r in rows):
+            flags.append(MaskingFlag.not_run(name, SINGLE_ABOVE_BASE,
+                                             f"its base {d['base_name']} is not evaluated in this run"))
+        elif c and c["single_above_ensemble"]:
+            hits = "; ".join(f"eps {e['eps']:g}: {100 * e['defended']:.1f}% under {', '.join(e['attacks'])} > "
+                             f"base {100 * e['base']:.1f}% under the ensemble" for e in c["single_above_ensemble"])
+            flags.append(MaskingFlag(name, SINGLE_ABOVE_BASE, True, hits + ": run the ensemble on the defended model"))
+        else:
+            flags.append(MaskingFlag(name, SINGLE_ABOVE_BASE, False, f"not seen against {d['base_name']}"))
+    return flags

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError
 from robustlab.core.validation import check_int
+from robustlab.evaluate.defended import compare_with_base, defended_models, defense_fit_warning
 from robustlab.evaluate.plan import GridPlan
 from robustlab.evaluate.runner import AttackSpec, ProgressFn, check_model_data, evaluate_grid, plan_cells
 from robustlab.evaluate.samples import EvalSet
@@ -45,6 +46,10 @@ class EvaluationResult:
     rows: list[dict[str, Any]]
     masking: list[dict[str, Any]]
     identification: dict[str, Any]
+    warning: str | None = None
+    base: list[dict[str, Any]] = field(default_factory=list)
+    """For a defended model whose base is in the run: `compare_with_base` (less robust, single
+    attack above the base's ensemble)."""
 
 
 def check_run_dir(run_dir: str | Path, *, overwrite: bool = False, allow: Sequence[str] = ()) -> str:
@@ -147,10 +152,14 @@ class Evaluation:
         """Evaluate `model` (id `model_id`; `info` goes to the run's model metadata); `on_plan`
         hears the grid's plan (cells, passes, time bound) before any attack runs."""
         self.check_model(model)
+        info = dict(info or {})
+        if info.get("defense_label") and "warning" not in info:  # the defense-fit warning, on every path
+            info["warning"] = defense_fit_warning(info.get("clean_accuracy"), info.get("base_clean_accuracy"),
+                                                  model.num_classes)
         own = store is None
         store = store if store is not None else self.open_store()
         try:
-            store.update_meta("models", {model_id: info or {}})
+            store.update_meta("models", {model_id: info})
             sets = store.update_meta("evaluation_sets", {self.data.digest: self.data.describe()})
             if store.get_meta("data") is None or len(sets) == 1:
                 store.set_meta("data", self.data.describe())
@@ -163,11 +172,13 @@ class Evaluation:
             rows = summarize(store, models=[model_id], samples=self.data.digest)
             flags = masking_flags(store, models=[model_id], samples=self.data.digest)
             ident = identification_results(store, models=[model_id], samples=self.data.digest)
+            defended = [d for d in defended_models(store.get_meta("models", {}) or {}) if d["model"] == model_id]
+            base = compare_with_base(summarize(store, samples=self.data.digest), defended)
         finally:
             if own:
                 store.close()
         identification = next(iter(ident.values()), {}) if len(ident) == 1 else ident
-        return EvaluationResult(model_id, self.run_dir, rows, flags, identification)
+        return EvaluationResult(model_id, self.run_dir, rows, flags, identification, info.get("warning"), base)
 
 
 def evaluate_model(

@@ -23,6 +23,7 @@ from robustlab.core.contract import eval_mode
 from robustlab.core.digest import model_digest
 from robustlab.core.errors import CheckpointError, ConfigError, RobustlabError
 from robustlab.data import Dataset
+from robustlab.evaluate.defended import defense_fit_warning
 from robustlab.evaluate.runner import Cell, cell_key, cell_progress, eot_specs_for_randomized
 from robustlab.evaluate.runner import plan_cells as plan_attack_cells
 from robustlab.evaluate.samples import EvalSet, eval_set
@@ -59,7 +60,7 @@ from robustlab.models import build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train.adversarial import recipe_label
-from robustlab.train.defaults import defense_warning, training_warning
+from robustlab.train.defaults import training_warning
 
 Progress = Callable[[str, int, int], None]
 """progress(message, done, total): called as work advances."""
@@ -402,7 +403,7 @@ class _Driver:
             "id": f"{mspec.id} + {d.id}", "model": key, "defense": d.result_key,
             "clean_accuracy": meta.get("clean_accuracy"), "base_clean_accuracy": base_accuracy,
             "seconds": meta.get("seconds"),
-            "warning": defense_warning(meta.get("clean_accuracy"), base_accuracy, num_classes),
+            "warning": defense_fit_warning(meta.get("clean_accuracy"), base_accuracy, num_classes),
         }})
         self._ready_model(mspec.id, d.id, blob.load())
         source, shared = ModelSource(key), self.executor.share(blob)

@@ -11,8 +11,10 @@ import html
 from collections import defaultdict
 from typing import Any
 
+from robustlab.evaluate.defended import less_robust_text
 from robustlab.evaluate.masking import masking_verdicts
 from robustlab.report.page import html_table, md_table
+from robustlab.report.headline import shows_identification
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot, style_context
 from robustlab.report.rank_plot import rank_pmf_plot
 from robustlab.report.sections import ReportContext, Section, register_section
@@ -55,16 +57,31 @@ def summary(ctx: ReportContext) -> Section | None:
     if not head:
         return None
     grid = sorted({c["eps"] for h in head for c in h["cells"]})
+    if 0 in grid and all(c["robust_accuracy"] == h["clean_accuracy"] for h in head for c in h["cells"] if c["eps"] == 0):
+        grid.remove(0)  # eps 0 repeats the clean column
     defended = any(h["defense"] != "none" for h in head)
-    headers = ["model", *(["defense"] if defended else []), "training", "clean", *[f"eps {e:g}" for e in grid]]
+    sizes = sorted({h["n"] for h in head if h.get("n")})
+    clean_head = "clean (attacked" + (f", n={sizes[0]})" if len(sizes) == 1 else ")")
+    headers = ["model", *(["defense"] if defended else []), "training", clean_head,
+               *[f"eps {e:g}" + (" (attacked)" if e == 0 else "") for e in grid]]
+    bases = {(d["model"], d["defense"]): d for d in ctx.doc.get("defended", [])}
+    clean_of = {h["model"]: h["clean_accuracy"] for h in head if h["defense"] == "none"}
     html_rows, md_rows = [], []
     reduced: set[str] = set()
     no_ensemble = False
     for h in head:
         name = ctx.names.get(h["model"], h["model"])
-        lead = [html.escape(name), *([html.escape(h["defense"])] if defended else []), html.escape(h["recipe"]),
-                pct(h["clean_accuracy"])]
-        md_lead = [name, *([h["defense"]] if defended else []), h["recipe"], pct(h["clean_accuracy"])]
+        clean = pct(h["clean_accuracy"])
+        link = bases.get((h["model"], h["defense"]))
+        if link is not None:  # the defended model's own clean accuracy beside its base's
+            base_clean = clean_of.get(link["base"]) if link["base"] else None
+            clean += (f" (base {pct(base_clean)})" if base_clean is not None
+                      else f" (base {pct(link['base_clean_accuracy'])} on the test set)"
+                      if link.get("base_clean_accuracy") is not None else "")
+        recipe = f"defended from {link['base_name']}" if link is not None else h["recipe"]
+        lead = [html.escape(name), *([html.escape(h["defense"])] if defended else []), html.escape(recipe),
+                html.escape(clean)]
+        md_lead = [name, *([h["defense"]] if defended else []), recipe, clean]
         cells = {c["eps"]: c for c in h["cells"]}
         hc, mc = [], []
         for e in grid:
@@ -91,22 +108,44 @@ def summary(ctx: ReportContext) -> Section | None:
                     for i, h in enumerate(headers))
     table = f"<table><thead><tr>{thead}</tr></thead><tbody>{''.join(html_rows)}</tbody></table>"
     notes = ["Worst-case robust accuracy per sample over every attack run at each eps; under it, the "
-             "attack that was strongest there."]
+             "attack that was strongest there. 'clean (attacked)': accuracy on the attacked test images; the "
+             "models table gives it on the whole test set."]
     if reduced:
         notes.append("'reduced': the AutoAttack-style ensemble ran below full strength ("
                      + "; ".join(sorted(reduced)) + "), so these numbers are upper bounds of what the "
                      "full ensemble would leave.")
     if no_ensemble:
-        notes.append("Cells without the ensemble (autoattack) are only as strong as the attacks listed.")
+        notes.append("Cells without the ensemble (autoattack) are upper bounds, only as strong as the attacks listed.")
     curves = {}
     for h in head:
         curves[ctx.name(h["model"], h["defense"])] = [(c["eps"], c["robust_accuracy"]) for c in h["cells"]]
     fig = ctx.figure("summary", lambda style: comparison_plot(curves, style=style), "worst-case robust accuracy vs eps")
     note = " ".join(notes)
-    body = (f"<div class='top'><div>{table}<p class='note'>{html.escape(note)}</p></div>"
+    threat = ctx.doc.get("threat_model") or {}
+    lead_html = f"<p class='meta'>{html.escape(threat.get('text', ''))}</p>" if threat.get("text") else ""
+    lead_md = threat.get("text", "")
+    if threat.get("single_attack_text"):
+        lead_html += f"<div class='verdict warn'>{html.escape(threat['single_attack_text'])}</div>"
+        lead_md += "\n\n**" + threat["single_attack_text"] + "**"
+    body = (f"{lead_html}<div class='top'><div>{table}<p class='note'>{html.escape(note)}</p></div>"
             f"<div>{fig.html}</div></div>")
-    md = md_table(headers, md_rows) + "\n\n" + note + "\n\n" + fig.markdown
+    md = (lead_md + "\n\n" if lead_md else "") + md_table(headers, md_rows) + "\n\n" + note + "\n\n" + fig.markdown
     return Section("summary", "Robustness at a glance", body, md, data=head)
+
+
+@register_section("warnings", order=15)
+def warnings(ctx: ReportContext) -> Section | None:
+    """Banners above the numbers: models that did not train, defenses that did not fit, defended
+    models less robust than their base on the same samples."""
+    lines = [f"{ctx.names.get(k, k)}: {m['warning']}" for k, m in ctx.doc["models"].items()
+             if m.get("warning") and not m.get("defense_label")]
+    lines += [f"{d['name']}: the defense did not fit: {d['warning']}" for d in ctx.doc.get("defended", [])
+              if d.get("warning")]
+    lines += [f"{c['name']}: {less_robust_text(c)}" for c in ctx.doc.get("base_comparison", []) if c["less_robust"]]
+    if not lines:
+        return None
+    body = "".join(f"<div class='verdict bad'>{html.escape(t)}</div>" for t in lines)
+    return Section("warnings", "Warnings", body, "\n".join(f"- **warning**: {t}" for t in lines), data=lines)
 
 
 @register_section("models", order=25)
@@ -115,17 +154,32 @@ def models(ctx: ReportContext) -> Section | None:
         return None
     from robustlab.report.headline import recipe_text
 
-    warned = any(m.get("warning") for m in ctx.doc["models"].values())
-    headers = ["model", "backbone + head", "training", "clean test acc", "train time", *(["warning"] if warned else [])]
-    rows = []
+    defended = {d["model"]: d for d in ctx.doc.get("defended", []) if d["model"] in ctx.doc["models"]
+                and d["defense"] != "none" and ctx.doc["models"][d["model"]].get("defense_label")}
+    extra = [d for d in ctx.doc.get("defended", []) if d["model"] not in defended]  # an experiment's defenses
+    warned = any(m.get("warning") for m in ctx.doc["models"].values()) or any(d.get("warning") for d in extra)
+    n_test = (ctx.doc.get("data") or {}).get("n_test")
+    headers = ["model", "backbone + head", "training", f"clean (test set{f', n={n_test}' if n_test else ''})",
+               "base clean", "train time", *(["warning"] if warned else [])]
+    rows, classes = [], []
     for key, m in ctx.doc["models"].items():
         cfg = m.get("config", {})
         secs = m.get("train_seconds")
-        rows.append([ctx.names.get(key, key), f"{cfg.get('backbone', '?')} + {cfg.get('head', '?')}",
-                     recipe_text(m.get("train")), pct(m.get("clean_accuracy")),
+        d = defended.get(key)
+        training = (f"{d['defense']}, defended from {d['base_name']}" if d else recipe_text(m.get("train")))
+        rows.append([ctx.names.get(key, key), f"{cfg.get('backbone', '?')} + {cfg.get('head', '?')}", training,
+                     pct(m.get("clean_accuracy")), pct(d["base_clean_accuracy"]) if d else "",
                      f"{secs:.1f} s" if isinstance(secs, float | int) else "-",
                      *([m.get("warning") or ""] if warned else [])])
-    classes = ["worst" if m.get("warning") else "" for m in ctx.doc["models"].values()]
+        classes.append("worst" if m.get("warning") else "")
+    for d in extra:
+        cfg = (ctx.doc["models"].get(d["model"]) or {}).get("config", {})
+        secs = (ctx.doc.get("defenses") or {}).get(d["name"], {}).get("seconds")
+        rows.append([d["name"], f"{cfg.get('backbone', '?')} + {cfg.get('head', '?')}",
+                     f"{d['defense'].split(':')[0]}, defended from {d['base_name']}", pct(d["clean_accuracy"]),
+                     pct(d["base_clean_accuracy"]), f"{secs:.1f} s" if isinstance(secs, float | int) else "-",
+                     *([d.get("warning") or ""] if warned else [])])
+        classes.append("worst" if d.get("warning") else "")
     return Section("models", "Models", html_table(headers, rows, left=3, row_classes=classes),
                    md_table(headers, rows), data=ctx.doc["models"])
 
@@ -160,7 +214,9 @@ def details(ctx: ReportContext) -> Section | None:
 
 @register_section("identification", order=40)
 def identification(ctx: ReportContext) -> Section | None:
-    ident = ctx.doc["identification"]
+    data = (ctx.doc.get("data") or {}).get("name")
+    ident = {k: m for k, m in ctx.doc["identification"].items()
+             if shows_identification(ctx.doc["models"].get(k.partition(" [")[0]), data)}
     if not ident:
         return None
     headers = ["model", *(t for _, t in IDENTIFICATION_COLUMNS)]
@@ -185,8 +241,16 @@ def masking(ctx: ReportContext) -> Section | None:
         key, _, rest = model.partition(" [")
         return ctx.names.get(key, key) + (f" [{rest}" if rest else "")
 
+    unfit = {f"{d['model']} [{d['defense']}]": d["warning"] for d in ctx.doc.get("defended", []) if d.get("warning")}
+    for m, v in verdicts.items():  # a defense that did not fit is never shown green
+        if m in unfit:
+            v["verdict"] += f" But the defense did not fit ({unfit[m]})."
+            v["unfit"] = True
+
     def tone(v: dict[str, Any]) -> str:
-        return "bad" if v["raised"] else ("warn" if v["not_run"] or not v["checks"] else "ok")
+        if v["raised"] or v.get("unfit"):
+            return "bad"
+        return "warn" if v["not_run"] or not v["checks"] else "ok"
 
     html_v = "".join(f"<div class='verdict {tone(v)}'>{html.escape(label(m))}: "
                      f"{html.escape(v['verdict'])}</div>" for m, v in verdicts.items())
