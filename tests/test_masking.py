@@ -196,3 +196,36 @@ def test_a_bpda_defense_verdict_does_not_ask_for_the_adaptive_attack_it_already_
     verdict = masking_verdicts([f.to_dict() for f in check_probe("m [squeeze]", probe)])["m [squeeze]"]
     assert verdict["raised"] == ["defense masks its true gradients"] and verdict["adaptive"]
     assert "confirm it with adaptive" not in verdict["verdict"] and "adaptive (BPDA) path" in verdict["verdict"]
+
+
+def _cell(model, defense, attack, eps, acc, kind="iterative"):
+    return {"model": model, "defense": defense, "samples": "s", "norm": "linf", "attack": attack, "eps": eps,
+            "robust_accuracy": acc, "kind": kind, "clean_accuracy": 0.9, "n": 100}
+
+
+def test_a_single_attack_above_the_bases_ensemble_is_raised():
+    """The issue's distilled model: PGD-20 alone leaves 65.0%, the undefended base 41.7% under the
+    ensemble; the check raises (and passes once the ensemble also runs on the defended model)."""
+    from robustlab.evaluate.masking import check_against_base
+
+    defended = [{"model": "d", "defense": "distillation", "name": "d", "base": "b", "base_name": "b"}]
+    base = [_cell("b", "none", "autoattack", 0.1, 0.417, "ensemble")]
+    single = [_cell("d", "distillation", "pgd(steps=20)", 0.1, 0.650)]
+    (flag,) = check_against_base(base + single, defended)
+    assert flag.status == "raised" and "65.0%" in flag.message and "41.7%" in flag.message
+    ensemble = single + [_cell("d", "distillation", "autoattack", 0.1, 0.383, "ensemble"),
+                         _cell("d", "distillation", "worst-case", 0.1, 0.383, "worst-case")]
+    assert check_against_base(base + ensemble, defended)[0].status == "passed"
+    assert check_against_base(single, defended)[0].status == "not run"  # no base rows in the run
+
+
+def test_the_threat_model_says_when_no_ensemble_member_ran():
+    from robustlab.report.headline import headline_rows, threat_model
+
+    single = [_cell("m", "none", "pgd(steps=20)", e, a) for e, a in ((0, 0.9), (0.1, 0.65))]
+    t = threat_model(single, headline_rows(single, {}))
+    assert t["protocol"] == "single attacks" and t["norms"] == ["linf"] and t["eps"] == [0.1]
+    assert "Upper bounds from single attacks (pgd(steps=20)), not the ensemble" in t["single_attack_text"]
+    both = single + [_cell("m", "none", "autoattack", 0.1, 0.4, "ensemble")]
+    t = threat_model(both, headline_rows(both, {}))
+    assert t["protocol"] == "full ensemble" and "single_attack_text" not in t

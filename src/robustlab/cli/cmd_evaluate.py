@@ -28,6 +28,7 @@ from robustlab.defenses.base import defense_label
 from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
 from robustlab.evaluate.defended import less_robust_text
 from robustlab.models.wrap import load_factory
+from robustlab.report.headline import headline_rows, shows_identification, threat_model
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
 from robustlab.train.adversarial import recipe_label
 
@@ -141,14 +142,21 @@ def evaluate_cmd(
     for c in result.base:
         if c["less_robust"]:
             err.print(f"[bold yellow]warning:[/bold yellow] {name}: {less_robust_text(c)}", soft_wrap=True)
+    threat = threat_model(result.rows, headline_rows(result.rows, {key: info}))
+    shown = shows_identification(info, samples.name)  # FMR / FNMR only where identification means something
     if json_out:
         print_json({"model": key, "run_dir": str(run_dir), "training": info.get("training"), "rows": result.rows,
-                    "masking": result.masking, "identification": result.identification,
+                    "threat_model": threat, "masking": result.masking, "identification": result.identification,
+                    "identification_applies": shown,
                     "clean_accuracy": info.get("clean_accuracy"), "base_clean_accuracy": info.get("base_clean_accuracy"),
                     "warning": result.warning, "base": result.base})
         return
+    out.print(threat["text"], soft_wrap=True)
+    if threat.get("single_attack_text"):
+        out.print(f"[bold yellow]{threat['single_attack_text']}[/bold yellow]", soft_wrap=True)
     print_results(result.rows, {key: name})
-    print_identification({key: result.identification}, {key: name})
+    if shown:
+        print_identification({key: result.identification}, {key: name})
     print_masking(result.masking)
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
 
