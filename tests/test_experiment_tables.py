@@ -20,6 +20,7 @@ from robustlab.core.errors import ConfigError
 from robustlab.core.results import AttackResult
 from robustlab.data import load_dataset
 from robustlab.evaluate.cell_extras import cell_extras, detection_auc
+from robustlab.evaluate.defended import defense_fit_warning
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.experiment.plan import EvalCell, plan_experiment
 from robustlab.experiment.tasks import eval_data
@@ -28,7 +29,6 @@ from robustlab.report.paper_tables import paper_tables
 from robustlab.store.checkpoints import load_checkpoint
 from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train import TrainConfig, make_objective
-from robustlab.evaluate.defended import defense_fit_warning
 
 MLP = {"backbone": "mlp", "backbone_args": {"hidden": [32]}}
 FAST = {"epochs": 2, "optimizer": "adam", "lr": 0.01}

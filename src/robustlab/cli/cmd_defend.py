@@ -109,7 +109,8 @@ def _defend(
     }
     warning = defense_fit_warning(test["accuracy"], test["base_accuracy"], dataset.num_classes)
     meta = {"data": data_meta, "defense_build": built.info,
-            "source_checkpoint": str(checkpoint_dir(model_path).resolve()), "test": test, "clean_accuracy": test["accuracy"], "base_clean_accuracy": test["base_accuracy"],
+            "source_checkpoint": str(checkpoint_dir(model_path).resolve()), "test": test,
+            "clean_accuracy": test["accuracy"], "base_clean_accuracy": test["base_accuracy"],
             "n_test": len(y_te), "warning": warning}
     save_checkpoint(model, out_dir, metadata=meta, overwrite=overwrite)
     label = defense_label(model.defense_spec())

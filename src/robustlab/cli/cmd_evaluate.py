@@ -147,8 +147,8 @@ def evaluate_cmd(
     if json_out:
         print_json({"model": key, "run_dir": str(run_dir), "training": info.get("training"), "rows": result.rows,
                     "threat_model": threat, "masking": result.masking, "identification": result.identification,
-                    "identification_applies": shown,
-                    "clean_accuracy": info.get("clean_accuracy"), "base_clean_accuracy": info.get("base_clean_accuracy"),
+                    "identification_applies": shown, "clean_accuracy": info.get("clean_accuracy"),
+                    "base_clean_accuracy": info.get("base_clean_accuracy"),
                     "warning": result.warning, "base": result.base})
         return
     out.print(threat["text"], soft_wrap=True)

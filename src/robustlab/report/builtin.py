@@ -13,8 +13,8 @@ from typing import Any
 
 from robustlab.evaluate.defended import less_robust_text
 from robustlab.evaluate.masking import masking_verdicts
-from robustlab.report.page import html_table, md_table
 from robustlab.report.headline import shows_identification
+from robustlab.report.page import html_table, md_table
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot, style_context
 from robustlab.report.rank_plot import rank_pmf_plot
 from robustlab.report.sections import ReportContext, Section, register_section
@@ -57,7 +57,8 @@ def summary(ctx: ReportContext) -> Section | None:
     if not head:
         return None
     grid = sorted({c["eps"] for h in head for c in h["cells"]})
-    if 0 in grid and all(c["robust_accuracy"] == h["clean_accuracy"] for h in head for c in h["cells"] if c["eps"] == 0):
+    zero = [(c["robust_accuracy"], h["clean_accuracy"]) for h in head for c in h["cells"] if c["eps"] == 0]
+    if zero and all(a == b for a, b in zero):
         grid.remove(0)  # eps 0 repeats the clean column
     defended = any(h["defense"] != "none" for h in head)
     sizes = sorted({h["n"] for h in head if h.get("n")})
