@@ -313,7 +313,7 @@ def test_layer_ablation_pc_on_chosen_taps_only():
         pc = _naive_pc(stages["fc1"], c, y) - torch.stack([dc[int(t)].sum() / 3 for t in y])
     assert out.loss.item() == pytest.approx(float(ce) + float(pc.mean()), abs=1e-5)
     with pytest.raises(ConfigError, match="features_pc"):
-        _pcl_model(features_pc=False)  # prototype decision without trained final prototypes
+        _pcl_model(features_pc=False, decision="prototype")  # without trained final prototypes
 
 
 def test_train_section_passes_through_to_train_config():
