@@ -141,8 +141,8 @@ def distill_cmd(
     out_dir: Path = OUT_OPT,
     temperature: float = typer.Option(100.0, "--temperature", "-T", help="T > 0 (Papernot et al.'s 100)."),
     teacher: str = typer.Option("retrain", "--teacher", help="retrain (a teacher trained at T) or base."),
-    init: str = typer.Option("scratch", "--init", help="scratch, or base: warm start from MODEL with its "
-                             "linear layer times T (few epochs suffice)."),
+    init: str = typer.Option("base", "--init", help="base: warm start from MODEL with its linear layer times T "
+                             "(few epochs suffice), or scratch (Papernot et al.; needs many epochs at large T)."),
     epochs: int = typer.Option(10, "--epochs", help="Epochs of the teacher and of the student."),
     lr: float = typer.Option(1e-3, "--lr"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam or sgd."),
