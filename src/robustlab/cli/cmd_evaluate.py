@@ -21,6 +21,7 @@ from robustlab.cli.console import (
 from robustlab.cli.options import parse_pairs
 from robustlab.core.contract import batched_predict
 from robustlab.core.digest import model_digest
+from robustlab.core.environment import command_line
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
@@ -79,6 +80,8 @@ def evaluate_cmd(
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
     device: str = typer.Option(None, "--device"),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default 1: the same "
+                                "numbers on any machine; recorded with the results)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Attack MODEL (a checkpoint, or --module your own nn.Module with --weights) with each attack at
@@ -128,8 +131,10 @@ def evaluate_cmd(
                         base_clean_accuracy=meta.get("base_clean_accuracy"), warning=meta.get("warning"))
         model = None
     run_dir = run_dir or Path("runs") / name
+    from robustlab.cli.app import STATE
+
     evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
-                            overwrite=overwrite)
+                            overwrite=overwrite, threads=threads, command=command_line(STATE.get("argv")))
     if model is None:
         model = load_checkpoint(ckpt, dev)
         key = f"{name}:{model_digest(model)[:10]}"

@@ -321,6 +321,32 @@ def rank_pmf(ctx: ReportContext) -> Section | None:
                    md_table(headers, rows) + "\n\n" + fig.markdown, data=pmfs)
 
 
+@register_section("environment", order=95)
+def environment(ctx: ReportContext) -> Section | None:
+    """What the run ran on (store meta "environment") and the commands that reproduce it."""
+    env = ctx.doc.get("environment") or {}
+    commands = [c for c in [env.get("command"), *(m.get("command") for m in ctx.doc["models"].values())] if c]
+    if not env and not commands:
+        return None
+    data = env.get("data") or {}
+    facts = [("robustlab", f"{env.get('robustlab', '?')} (commit {env.get('commit') or 'unknown'})"),
+             ("torch", str(env.get("torch", "?"))),
+             ("torch threads", f"{env.get('threads', '?')} intra-op (pinned), {env.get('interop_threads', '?')} "
+              "inter-op" + (f"; training {env['train_threads']}" if env.get("train_threads") else "")),
+             ("device", str(env.get("device", "?")) + (f" ({env['cuda']['gpu']})" if env.get("cuda") else "")),
+             ("data", f"{data.get('name', '?')} version {data.get('version', '?')}, "
+                      f"samples {data.get('samples', '?')}"),
+             ("python / platform", f"{env.get('python', '?')} / {env.get('platform', '?')}")]
+    unique = list(dict.fromkeys(commands))
+    body = html_table(["", ""], [[k, v] for k, v in facts], left=2)
+    md = md_table(["", ""], [[k, v] for k, v in facts])
+    if unique:
+        body += "<p class='note'>Reproduce with:</p>" + "".join(f"<pre>{html.escape(c)}</pre>" for c in unique)
+        md += "\n\nReproduce with:\n\n" + "\n".join(f"    {c}" for c in unique)
+    return Section("environment", "Environment and how to reproduce", body, md,
+                   data={"environment": env, "commands": unique})
+
+
 @register_section("notes", order=100)
 def notes(ctx: ReportContext) -> Section | None:
     text = ("Robust accuracy counts samples classified correctly after the attack, judged by the model's real "
