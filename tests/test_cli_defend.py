@@ -99,6 +99,8 @@ def test_a_defense_that_did_not_fit_is_flagged_by_defend_evaluate_and_the_report
     assert main(["report", str(run)]) == 0
     report = json.loads((run / "report.json").read_text())
     assert any("did not fit" in line for line in report["sections"]["warnings"]["data"])
+    assert any("less robust than its undefended base base at eps 0.1" in line
+               for line in report["sections"]["warnings"]["data"])  # compared on the same samples
     (defended,) = report["defended"]
     assert defended["base"] and defended["base_name"] == "base" and defended["warning"] == doc["warning"]
     html = (run / "report.html").read_text()

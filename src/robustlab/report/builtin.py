@@ -243,9 +243,14 @@ def masking(ctx: ReportContext) -> Section | None:
         return ctx.names.get(key, key) + (f" [{rest}" if rest else "")
 
     unfit = {f"{d['model']} [{d['defense']}]": d["warning"] for d in ctx.doc.get("defended", []) if d.get("warning")}
-    for m, v in verdicts.items():  # a defense that did not fit is never shown green
+    weaker = {f"{c['model']} [{c['defense']}]": less_robust_text(c) for c in ctx.doc.get("base_comparison", [])
+              if c["less_robust"]}
+    for m, v in verdicts.items():  # a defense that did not fit, or is weaker than its base, is never shown green
         if m in unfit:
             v["verdict"] += f" But the defense did not fit ({unfit[m]})."
+            v["unfit"] = True
+        if m in weaker:
+            v["verdict"] += f" The defended model is {weaker[m]}."
             v["unfit"] = True
 
     def tone(v: dict[str, Any]) -> str:
