@@ -11,6 +11,7 @@ import html
 from collections import defaultdict
 from typing import Any
 
+from robustlab.core.threat import format_eps
 from robustlab.evaluate.defended import less_robust_text
 from robustlab.evaluate.masking import masking_verdicts
 from robustlab.report.headline import shows_identification
@@ -64,7 +65,7 @@ def summary(ctx: ReportContext) -> Section | None:
     sizes = sorted({h["n"] for h in head if h.get("n")})
     clean_head = "clean (attacked" + (f", n={sizes[0]})" if len(sizes) == 1 else ")")
     headers = ["model", *(["defense"] if defended else []), "training", clean_head,
-               *[f"eps {e:g}" + (" (attacked)" if e == 0 else "") for e in grid]]
+               *[f"eps {format_eps(e)}" + (" (attacked)" if e == 0 else "") for e in grid]]
     bases = {(d["model"], d["defense"]): d for d in ctx.doc.get("defended", [])}
     clean_of = {h["model"]: h["clean_accuracy"] for h in head if h["defense"] == "none"}
     html_rows, md_rows = [], []

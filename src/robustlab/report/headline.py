@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from robustlab.core.threat import format_eps
 from robustlab.evaluate.summary import WORST
 
 ENSEMBLES = {"autoattack"}
@@ -122,7 +123,7 @@ def threat_model(rows: Sequence[dict[str, Any]], head: Sequence[dict[str, Any]])
         protocol = "full ensemble" if cells else "none"
     attacks = sorted({_attack_name(r["attack"]) for r in fixed if r["attack"] != WORST})
     text = (f"Threat model: {', '.join(n.upper() if n == 'l2' else n.capitalize() for n in norms) or '-'} "
-            f"perturbations, eps {', '.join(f'{e:g}' for e in grid) or '-'} on the [0, 1] pixel scale; "
+            f"perturbations, eps {', '.join(format_eps(e) for e in grid) or '-'} on the [0, 1] pixel scale; "
             f"attacks {', '.join(attacks) or '-'}; protocol: {protocol}"
             + (f" ({'; '.join(reduced)})" if reduced else "") + ", worst case per sample.")
     out = {"norms": norms, "eps": grid, "pixel_range": [0.0, 1.0], "attacks": attacks, "protocol": protocol,
