@@ -65,6 +65,10 @@ def test_headline_equals_evaluate_json_worst_case_rows(run):
     for cell in head["cells"]:
         value = f"{100 * cell['robust_accuracy']:.1f}%"
         assert value in summary_md and value in summary_html
+    # clean accuracy labelled by where it was measured; no eps-0 column repeating it; the threat model on top
+    assert "clean (attacked, n=50)" in summary_md and "| eps 0 |" not in summary_md
+    assert summary_md.strip().startswith("Threat model: Linf perturbations, eps 0.05, 0.1 on the [0, 1] pixel scale")
+    assert "clean (test set, n=" in md.split("## Models")[1].split("## ")[0]
 
 
 def test_layout_order_self_contained_light_and_dark(run):

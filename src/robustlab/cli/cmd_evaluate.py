@@ -29,6 +29,7 @@ from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
 from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
 from robustlab.evaluate.defended import less_robust_text
+from robustlab.evaluate.masking import masking_verdicts
 from robustlab.models import zoo
 from robustlab.models.wrap import load_factory
 from robustlab.report.headline import headline_rows, shows_identification, threat_model
@@ -167,7 +168,8 @@ def evaluate_cmd(
     shown = shows_identification(info, samples.name)  # FMR / FNMR only where identification means something
     if json_out:
         print_json({"model": key, "run_dir": str(run_dir), "training": info.get("training"), "rows": result.rows,
-                    "threat_model": threat, "masking": result.masking, "identification": result.identification,
+                    "threat_model": threat, "masking": result.masking,
+                    "masking_verdicts": masking_verdicts(result.masking), "identification": result.identification,
                     "identification_applies": shown, "clean_accuracy": info.get("clean_accuracy"),
                     "base_clean_accuracy": info.get("base_clean_accuracy"),
                     "warning": result.warning, "base": result.base})

@@ -73,7 +73,9 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     """
     names = names or {}
     grid = sorted({r["eps"] for r in rows if r["eps"] is not None})
-    caption = "robust accuracy (%) at each eps; worst case per sample in bold"
+    if 0 in grid and all(r["robust_accuracy"] == r["clean_accuracy"] for r in rows if r["eps"] == 0):
+        grid.remove(0)  # eps 0 would repeat the clean column
+    caption = "robust accuracy (%) at each eps; clean = on the attacked images; worst case per sample in bold"
     reduced = sorted({s for r in rows for s in r.get("reduced", [])})
     if reduced:
         caption += f"; reduced = ensemble below full strength ({', '.join(reduced)})"
