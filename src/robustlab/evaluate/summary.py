@@ -143,8 +143,8 @@ def worst_outcomes(store: ResultStore, models: list[str] | None = None) -> dict[
     for r in store.rows():
         if r.key.eps is None or (models is not None and r.key.model not in models):
             continue
-        p = r.per_sample
-        right = [a == y for a, y in zip(p["adv_pred"], p["y"], strict=True)]
+        p = r.per_sample  # as `worst_case`: right clean and after the attack
+        right = [a == y == c for a, y, c in zip(p["adv_pred"], p["y"], p["clean_pred"], strict=True)]
         key = (r.key.model, r.key.defense, r.key.samples, float(r.key.eps))
         prev = out.get(key)
         out[key] = right if prev is None else [a and b for a, b in zip(prev, right, strict=True)]
@@ -161,9 +161,8 @@ def compare(
     when the two were not evaluated on one common sample set at `eps`."""
     outcomes = worst_outcomes(store, [first, second])
     other = defense if second_defense is None else second_defense
-    sets = [s for (m, d, s, e) in outcomes if m == first and d == defense and e == float(eps)
-            and (first, defense, s, e) in outcomes and (second, other, s, e) in outcomes
-            and (samples is None or s == samples)]
+    sets = [s for (m, d, s, e) in outcomes if (m, d, e) == (first, defense, float(eps))
+            and (second, other, s, e) in outcomes and (samples is None or s == samples)]
     if not sets:
         raise InputError(f"{first} and {second} share no evaluated sample set at eps {eps:g}: "
                          "a paired comparison needs the same samples")

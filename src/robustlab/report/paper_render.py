@@ -1,6 +1,7 @@
 """Paper-style tables of an experiment (see `paper_tables`) as Markdown, plus their two plots:
 the transfer matrix as a heat map and the sweep as a curve. Worst case per sample in bold;
-accuracies in percent with one decimal."""
+accuracies in percent with one decimal, each with its Clopper-Pearson 95% interval
+("38.3 (31.6-45.4)"); over seeds "mean ±sd (min-max)"."""
 
 from __future__ import annotations
 
@@ -9,12 +10,45 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from robustlab.evaluate.stats import rate_of
+
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
+def pct_ci(r: dict[str, Any] | float | None) -> str:
+    """A rate {"value", "ci_low", "ci_high"} as "38.3 (31.6-45.4)" (percent); a bare number as "38.3"."""
+    if not isinstance(r, dict):
+        return _pct(r)
+    if r.get("ci_low") is None:
+        return _pct(r.get("value"))
+    return f"{_pct(r['value'])} ({_pct(r['ci_low'])}-{_pct(r['ci_high'])})"
+
+
+def _value(r: dict[str, Any] | float | None) -> float | None:
+    return r.get("value") if isinstance(r, dict) else r
+
+
+def pct_seeds(s: dict[str, Any] | None) -> str:
+    """Mean over seeds with its sd and range, and the mean half-width of the per-seed intervals."""
+    if s is None:
+        return "-"
+    ci = "" if s.get("ci_half") is None else f"; CI ±{100 * s['ci_half']:.1f}"
+    return f"{_pct(s['mean'])} ±{100 * s['sd']:.1f} ({_pct(s['min'])}-{_pct(s['max'])}{ci})"
+
+
+def _signed(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:+.1f}"
+
+
 LEFT = " class='l'"
+VERDICT_RULE = (
+    "Verdicts are computed (`robustlab.report.verdicts`): a value claim *held* when robustlab's 95% "
+    "Clopper-Pearson interval lies inside published ± tolerance, *did not hold* when it lies wholly outside, "
+    "else *inconclusive*; a comparison (A > B) *held* when the exact McNemar interval of A - B lies above the "
+    "margin, *did not hold* when below, else *inconclusive*. A claim measured at another eps or data set than "
+    "the paper's is inconclusive; with several seeds, every seed must agree.")
 
 
 @dataclass
@@ -53,12 +87,39 @@ class Table:
 
 
 def grid_table(grid: dict[str, Any]) -> Table:
-    """Models x (attack, eps) robust accuracy (%), clean accuracy, worst case per eps in bold."""
-    headers = ["model", "training", "clean", *grid["columns"], *[f"worst @ {e}" for e in grid["eps"]]]
-    rows = [[r["model"], r["train"], _pct(r["clean"]), *[_pct(r["cells"].get(c)) for c in grid["columns"]],
-             *[_pct(r["worst"].get(e)) for e in grid["eps"]]] for r in grid["rows"]]
-    first = 3 + len(grid["columns"])
+    """Models x (attack, eps) robust accuracy (%), clean accuracy (a defended row: its own, then
+    its base's), worst case per eps in bold; every rate with its 95% interval."""
+    defended = grid["defense"] != "none"
+    headers = ["model", "training", "clean (test split)", *(["base clean"] if defended else []), *grid["columns"],
+               *[f"worst @ {e}" for e in grid["eps"]]]
+    rows = [[r["model"], r["train"], pct_ci(r["clean"]), *([pct_ci(r.get("clean_base"))] if defended else []),
+             *[pct_ci(r["cells"].get(c)) for c in grid["columns"]],
+             *[pct_ci(r["worst"].get(e)) for e in grid["eps"]]] for r in grid["rows"]]
+    first = 3 + int(defended) + len(grid["columns"])
     return Table(headers, rows, {(i, j) for i in range(len(rows)) for j in range(first, len(headers))})
+
+
+def seeds_table(block: dict[str, Any]) -> Table:
+    """Per model trained with several seeds: mean ±sd (min-max; mean per-seed CI half-width)."""
+    headers = ["model", "seeds", "clean", *block["columns"], *[f"worst @ {e}" for e in block["eps"]]]
+    rows = [[r["model"], ", ".join(str(s) for s in r["seeds"]), pct_seeds(r["clean"]),
+             *[pct_seeds(r["cells"].get(c)) for c in block["columns"]],
+             *[pct_seeds(r["worst"].get(e)) for e in block["eps"]]] for r in block["rows"]]
+    first = 3 + len(block["columns"])
+    return Table(headers, rows, {(i, j) for i in range(len(rows)) for j in range(first, len(headers))})
+
+
+def paired_table(pairs: list[dict[str, Any]]) -> Table:
+    """Exact McNemar comparisons of worst-case accuracy on shared samples: A - B with its interval."""
+    def name(m: str, d: str) -> str:
+        return m if d == "none" else f"{m} + {d}"
+
+    rows = [[p["data"], f"{p['eps']:g}", name(p["first"], p["first_defense"]), name(p["second"], p["second_defense"]),
+             _pct(p["accuracy_first"]), _pct(p["accuracy_second"]),
+             f"{_signed(p['difference'])} ({_signed(p['ci_low'])} to {_signed(p['ci_high'])})",
+             f"{p['b']} / {p['c']}", f"{p['p_value']:.3g}"] for p in pairs]
+    return Table(["data", "eps", "A", "B", "A %", "B %", "A - B (pts, 95% CI)", "A only / B only", "McNemar p"],
+                 rows, {(i, 8) for i, p in enumerate(pairs) if p["p_value"] < 0.05})
 
 
 def defenses_table(block: dict[str, Any]) -> Table:
@@ -68,38 +129,99 @@ def defenses_table(block: dict[str, Any]) -> Table:
         if v is None:
             return "-"
         auc = "" if v.get("detection_auc") is None else f", AUC {v['detection_auc']:.2f}"
-        na = "" if v.get("non_adaptive") is None else f"; na {_pct(v['non_adaptive'])}"
-        return (f"{_pct(v['robust_accuracy'])} (S {_pct(v['success_rate'])} / D {_pct(v['detection_rate'])}"
-                f"{auc}){na}")
+        na = "" if v.get("non_adaptive") is None else f"; na {pct_ci(v['non_adaptive'])}"
+        return (f"{pct_ci(v['robust_accuracy'])} [S {_pct(v['success_rate'])} / D {pct_ci(v.get('detection'))}"
+                f"{auc}]{na}")
 
-    return Table(["defense", *block["columns"]],
-                 [[r["defense"], *[cell(r["cells"].get(c)) for c in block["columns"]]] for r in block["rows"]])
+    return Table(["defense", "clean (test split)", *block["columns"]],
+                 [[r["defense"], pct_ci(r.get("clean")), *[cell(r["cells"].get(c)) for c in block["columns"]]]
+                  for r in block["rows"]])
 
 
 def transfer_table(t: dict[str, Any]) -> Table:
     """Sources (rows) x targets (columns), accuracy %; the diagonal (white-box) underlined."""
-    rows = [[s, *[_pct(t["accuracy"][i][j]) for j in range(len(t["targets"]))]] for i, s in enumerate(t["sources"])]
+    def cell(v: float | None) -> str:
+        r = rate_of(v, t.get("n") or 0)
+        return pct_ci({**r, "value": v} if r else v)
+
+    rows = [[s, *[cell(t["accuracy"][i][j]) for j in range(len(t["targets"]))]] for i, s in enumerate(t["sources"])]
     diag = {(i, t["targets"].index(s) + 1) for i, s in enumerate(t["sources"]) if s in t["targets"]}
     return Table(["source \\ target", *t["targets"]], rows, underline=diag)
 
 
 def sweep_table(s: dict[str, Any]) -> Table:
     eps = list(s["points"][0]["worst"]) if s["points"] else []
-    headers = [*s["keys"], "clean", *[f"worst @ {e}" for e in eps]]
-    rows = [[*[str(p["values"][k]) for k in s["keys"]], _pct(p["clean"]), *[_pct(p["worst"][e]) for e in eps]]
-            for p in s["points"]]
-    first = len(s["keys"]) + 1
+    seeds = any(p.get("seed") is not None for p in s["points"])
+    headers = [*s["keys"], *(["seed"] if seeds else []), "clean", *[f"worst @ {e}" for e in eps]]
+    rows = [[*[str(p["values"][k]) for k in s["keys"]], *([str(p.get("seed"))] if seeds else []), pct_ci(p["clean"]),
+             *[pct_ci(p["worst"][e]) for e in eps]] for p in s["points"]]
+    first = len(s["keys"]) + int(seeds) + 1
     return Table(headers, rows, {(i, j) for i in range(len(rows)) for j in range(first, len(headers))})
 
 
+def claim_text(c: dict[str, Any]) -> str:
+    """What the claim says: "= 20.3 ±5" (a value) or "> softmax" (a comparison)."""
+    if c.get("than"):
+        margin = f" by {100 * c['margin']:.1f}" if c.get("margin") else ""
+        return f"{'>' if c['direction'] == 'higher' else '<'} {c['than']}{margin}"
+    return f"{_pct(c['published'])} ±{100 * c.get('tolerance', 0.05):.0f}"
+
+
+def measured_text(c: dict[str, Any]) -> str:
+    """The measurement: a rate with its interval, a difference with its interval and p, or the
+    mean ±sd over seeds."""
+    if c.get("seeds"):
+        s = c["seeds"]
+        mean = _signed(s["mean"]) if c.get("than") else _pct(s["mean"])
+        text = f"{mean} ±{100 * s['sd']:.1f} over {s['seeds']} seeds"
+        return text + " (" + ", ".join(e.get("verdict", "-") for e in c["per_seed"]) + ")"
+    if c.get("measured") is None:
+        return "-"
+    if c.get("than"):
+        p = f", p {c['p_value']:.3g}" if c.get("p_value") is not None else ""
+        return f"{_signed(c['measured'])} ({_signed(c['ci_low'])} to {_signed(c['ci_high'])}{p})"
+    return pct_ci({"value": c["measured"], "ci_low": c.get("ci_low"), "ci_high": c.get("ci_high")})
+
+
 def claims_table(claims: list[dict[str, Any]]) -> Table:
+    """Each claim, what it states, robustlab's measurement with its interval, the computed
+    verdict (and why, when inconclusive for its setting), and the data set measured on (flagged
+    when not the paper's)."""
     def where(c: dict[str, Any]) -> str:
         cell = f"{c['attack']} @ {c['eps']:g}" if c["eps"] is not None else c["attack"]
-        return cell + (f" from {c['source']}" if c["source"] else "")
+        paper = f" (paper: eps {c['paper_eps']:g})" if c.get("paper_eps") not in (None, c["eps"]) else ""
+        return cell + paper + (f" from {c['source']}" if c["source"] else "")
 
-    rows = [[c["ref"], c["model"], c["defense"], where(c), c["metric"], _pct(c["published"]), _pct(c["measured"]),
-             "-" if c["delta"] is None else f"{100 * c['delta']:+.1f}"] for c in claims]
-    return Table(["claim", "model", "defense", "cell", "metric", "published %", "robustlab %", "delta (pts)"], rows)
+    def data(c: dict[str, Any]) -> str:
+        measured = c.get("data") or "-"
+        paper = c.get("paper_data")
+        return f"{measured} (paper: {paper}, not comparable)" if paper and paper.lower() != measured.lower() \
+            else measured
+
+    def verdict(c: dict[str, Any]) -> str:
+        v = c.get("verdict", "-")
+        return f"{v}: {'; '.join(c['why'])}" if c.get("why") else v
+
+    rows = [[c["ref"], c["model"], c["defense"], where(c), data(c), c["metric"], claim_text(c), measured_text(c),
+             "-" if c["delta"] is None else f"{100 * c['delta']:+.1f}", verdict(c)] for c in claims]
+    return Table(["claim", "model", "defense", "cell", "data", "metric", "claimed %", "robustlab % (95% CI)",
+                  "delta (pts)", "verdict"], rows, {(i, 9) for i in range(len(rows))})
+
+
+def claims_notes(tables: dict[str, Any]) -> str:
+    """The scale of the run and every deviation listed beside the claims (Markdown)."""
+    lines = []
+    for s in tables.get("scale") or []:
+        lines.append(f"- scale ({s['data']}): {s['name']}"
+                     + (f", {s['train_per_class']} training images per class" if s.get("train_per_class") else "")
+                     + f", {s.get('n_eval') or '?'} attacked of {s.get('n_test') or '?'} test images"
+                     + f", backbone {', '.join(s['backbones']) or '?'}"
+                     + f", epochs {', '.join(map(str, s['epochs'])) or '?'}"
+                     + f", {s['seeds']} seed{'s' if s['seeds'] != 1 else ''}")
+    for c in tables["claims"]:
+        if c.get("deviations"):
+            lines.append(f"- {c['ref'] or c['model']}: " + "; ".join(c["deviations"]))
+    return "\n".join(lines)
 
 
 def cells_table(cells: list[dict[str, Any]]) -> Table:
@@ -111,7 +233,9 @@ def cells_table(cells: list[dict[str, Any]]) -> Table:
     for c in cells:
         ka3 = c.get("ka3_check")
         rows.append([c["model"], c["defense"], c["attack"], "min-norm" if c["eps"] is None else f"{c['eps']:g}",
-                     _pct(c.get("robust_accuracy")), f(c.get("mean_confidence"), ".3f"),
+                     pct_ci({**((c.get("intervals") or {}).get("robust_accuracy") or {}),
+                             "value": c.get("robust_accuracy")}),
+                     f(c.get("mean_confidence"), ".3f"),
                      f(c.get("mean_mse"), ".2e"), f(c.get("mean_ssim", c.get("mean_ms_ssim")), ".3f"),
                      f(c.get("detection_auc"), ".3f"),
                      "-" if not ka3 else ("PASS" if ka3["passed"] else "FAIL") + f" (max p {ka3['max_p']:.2f})"])
@@ -149,9 +273,9 @@ def sweep_curve(s: dict[str, Any], style: str = "light") -> bytes:
     xs = [p["values"][key] for p in pts]
     with plt.style.context("dark_background" if style == "dark" else "default"):
         fig, ax = plt.subplots(figsize=(4.5, 3.0))
-        ax.plot(xs, [100 * (p["clean"] or 0) for p in pts], marker="o", label="clean")
+        ax.plot(xs, [100 * (_value(p["clean"]) or 0) for p in pts], marker="o", label="clean")
         for e in (list(pts[0]["worst"]) if pts else []):
-            ax.plot(xs, [100 * v if (v := p["worst"][e]) is not None else float("nan") for p in pts],
+            ax.plot(xs, [100 * v if (v := _value(p["worst"][e])) is not None else float("nan") for p in pts],
                     marker="s", label=f"worst case eps={e}")
         ax.set_xlabel(key)
         ax.set_ylabel("accuracy %")
@@ -166,9 +290,16 @@ def tables_markdown(tables: dict[str, Any], figures: dict[str, str] | None = Non
     figures = figures or {}
     out = []
     if tables["claims"]:
-        out += ["## Claims", "", claims_table(tables["claims"]).markdown(), ""]
+        out += ["## Claims", "", VERDICT_RULE, "", claims_table(tables["claims"]).markdown(), "",
+                claims_notes(tables), ""]
     for g in tables["grid"]:
-        out += [f"## Robust accuracy (%): {g['data']}, defense {g['defense']}", "", grid_table(g).markdown(), ""]
+        out += [f"## Robust accuracy (%, 95% CI): {g['data']}, defense {g['defense']}", "",
+                grid_table(g).markdown(), ""]
+    for b in tables.get("seeds") or []:
+        out += [f"## Over seeds (%): {b['data']}, defense {b['defense']}", "", seeds_table(b).markdown(), ""]
+    if tables.get("paired"):
+        out += ["## Paired comparisons (worst case per sample, exact McNemar)", "",
+                paired_table(tables["paired"]).markdown(), ""]
     for d in tables["defenses"]:
         out += [f"## Defenses x attacks: {d['model']}", "", defenses_table(d).markdown(), ""]
     for i, t in enumerate(tables["transfer"]):
