@@ -285,34 +285,37 @@ def sweep_curve(s: dict[str, Any], style: str = "light") -> bytes:
         return _png(fig)
 
 
-def tables_markdown(tables: dict[str, Any], figures: dict[str, str] | None = None) -> str:
-    """Every section as one Markdown document; `figures` maps a figure id to its file name."""
+def tables_markdown(tables: dict[str, Any], figures: dict[str, str] | None = None, *, level: int = 2,
+                    cells: bool = True) -> str:
+    """Every section as one Markdown document; `figures` maps a figure id to its file name;
+    `level`: the headings' depth; `cells`: include the per-cell metrics table."""
     figures = figures or {}
+    h = "#" * level
     out = []
     if tables["claims"]:
-        out += ["## Claims", "", VERDICT_RULE, "", claims_table(tables["claims"]).markdown(), "",
+        out += [f"{h} Claims", "", VERDICT_RULE, "", claims_table(tables["claims"]).markdown(), "",
                 claims_notes(tables), ""]
     for g in tables["grid"]:
-        out += [f"## Robust accuracy (%, 95% CI): {g['data']}, defense {g['defense']}", "",
+        out += [f"{h} Robust accuracy (%, 95% CI): {g['data']}, defense {g['defense']}", "",
                 grid_table(g).markdown(), ""]
     for b in tables.get("seeds") or []:
-        out += [f"## Over seeds (%): {b['data']}, defense {b['defense']}", "", seeds_table(b).markdown(), ""]
+        out += [f"{h} Over seeds (%): {b['data']}, defense {b['defense']}", "", seeds_table(b).markdown(), ""]
     if tables.get("paired"):
-        out += ["## Paired comparisons (worst case per sample, exact McNemar)", "",
+        out += [f"{h} Paired comparisons (worst case per sample, exact McNemar)", "",
                 paired_table(tables["paired"]).markdown(), ""]
     for d in tables["defenses"]:
-        out += [f"## Defenses x attacks: {d['model']}", "", defenses_table(d).markdown(), ""]
+        out += [f"{h} Defenses x attacks: {d['model']}", "", defenses_table(d).markdown(), ""]
     for i, t in enumerate(tables["transfer"]):
-        out += [f"## Transfer matrix: {t['attack']} eps={t['eps']:g} (accuracy %, rows = source)", "",
+        out += [f"{h} Transfer matrix: {t['attack']} eps={t['eps']:g} (accuracy %, rows = source)", "",
                 transfer_table(t).markdown(), ""]
         if f"transfer-{i}" in figures:
             out += [f"![transfer matrix]({figures[f'transfer-{i}']})", ""]
     for i, s in enumerate(tables["sweep"]):
-        out += [f"## Sweep: {s['family']}", "", sweep_table(s).markdown(), ""]
+        out += [f"{h} Sweep: {s['family']}", "", sweep_table(s).markdown(), ""]
         if f"sweep-{i}" in figures:
             out += [f"![sweep]({figures[f'sweep-{i}']})", ""]
-    if tables["cells"]:
-        out += ["## Per-cell metrics", "", cells_table(tables["cells"]).markdown(), ""]
+    if cells and tables["cells"]:
+        out += [f"{h} Per-cell metrics", "", cells_table(tables["cells"]).markdown(), ""]
     return "\n".join(out)
 
 
