@@ -27,7 +27,7 @@ FAST = {"epochs": 1, "optimizer": "adam", "lr": 0.01}
 def test_value_verdict_flips_from_held_to_inconclusive_when_the_interval_straddles_the_band():
     # 40% measured, published 42% +- 5: on 2,000 samples the interval lies inside the band ...
     low, high = clopper_pearson(800, 2000)
-    assert 0.37 <= low and high <= 0.47
+    assert low >= 0.37 and high <= 0.47
     assert verdicts.value_verdict(low, high, 0.42, 0.05) == verdicts.HELD
     # ... on 100 samples the same 40% straddles the band's lower edge: too few samples to say
     low, high = clopper_pearson(40, 100)
@@ -227,7 +227,8 @@ def test_defended_rows_carry_their_own_clean_accuracy_beside_the_base(seeded_run
         meta = defended[f"{r['model']}/squeeze"]
         assert r["clean"]["value"] == meta["clean_accuracy"]
         assert r["clean_base"]["value"] == meta["base_clean_accuracy"]
-        assert r["clean"]["n"] == len(load_dataset("digits").y_test) and r["clean"]["ci_low"] < r["clean"]["value"] <= r["clean"]["ci_high"]
+        assert r["clean"]["n"] == len(load_dataset("digits").y_test)
+        assert r["clean"]["ci_low"] < r["clean"]["value"] <= r["clean"]["ci_high"]
     written = write_paper_tables(run_dir)
     doc = json.loads(written["json"].read_text())
     assert doc["grid"] == json.loads(json.dumps(tables["grid"]))
@@ -252,8 +253,8 @@ def test_readme_paper_sections_are_regenerated_from_tables_json(seeded_run, tmp_
     (reports / "exp").mkdir(parents=True)
     (reports / "exp" / "tables.json").write_bytes(written["json"].read_bytes())
     readme = tmp_path / "README.md"
-    before = ("# Bench\n\nprose kept\n\n<!-- paper-section exp -->\nhand-written verdict: held\n<!-- /paper-section -->\n"
-              "\nmiddle\n\n<!-- paper-section absent -->\nold\n<!-- /paper-section -->\n")
+    before = ("# Bench\n\nprose kept\n\n<!-- paper-section exp -->\nhand-written verdict: held\n"
+              "<!-- /paper-section -->\n\nmiddle\n\n<!-- paper-section absent -->\nold\n<!-- /paper-section -->\n")
     readme.write_text(before)
     script = _script()
     args = ["--readme", str(readme), "--reports", str(reports)]
@@ -267,3 +268,14 @@ def test_readme_paper_sections_are_regenerated_from_tables_json(seeded_run, tmp_
     assert claims.endswith(f"**{next(c for c in tables['claims'] if c['ref'] == 'V')['verdict']}** |")
     assert tables_markdown(tables, level=4, cells=False).split("\n")[0] in after
     assert script.main([*args, "--check"]) == 0
+
+
+def test_every_committed_experiment_file_parses_with_its_claims_and_deviations():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.yaml"))
+    assert files
+    for path in files:
+        spec = ExperimentSpec.from_file(path)
+        assert spec.claims and spec.deviations, path.name
+        assert any(c.than for c in spec.claims), path.name  # each states a comparison it can be judged on
