@@ -11,6 +11,7 @@ import html
 from collections import defaultdict
 from typing import Any
 
+from robustlab.evaluate.stats import rate_of
 from robustlab.report.page import html_table, md_table
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot, style_context
 from robustlab.report.rank_plot import rank_pmf_plot
@@ -66,9 +67,11 @@ def summary(ctx: ReportContext) -> Section | None:
     no_ensemble = False
     for h in head:
         name = ctx.names.get(h["model"], h["model"])
+        clean = rate_of(h["clean_accuracy"], h.get("n") or 0) or {}
+        clean_text = pct_ci(h["clean_accuracy"], clean.get("ci_low"), clean.get("ci_high"))
         lead = [html.escape(name), *([html.escape(h["defense"])] if defended else []), html.escape(h["recipe"]),
-                pct(h["clean_accuracy"])]
-        md_lead = [name, *([h["defense"]] if defended else []), h["recipe"], pct(h["clean_accuracy"])]
+                clean_text]
+        md_lead = [name, *([h["defense"]] if defended else []), h["recipe"], clean_text]
         cells = {c["eps"]: c for c in h["cells"]}
         hc, mc = [], []
         for e in grid:
