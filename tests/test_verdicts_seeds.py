@@ -119,6 +119,8 @@ def seeded_run(tmp_path_factory):
             {"ref": "C", "model": "a", "than": "b", "attack": "worst-case", "eps": 0.1},
             {"ref": "E", "model": "a", "attack": "pgd", "eps": 0.1, "published": 0.3, "paper_eps": 0.3,
              "paper_data": "MNIST", "deviations": ["smaller MLP"]},
+            {"ref": "K", "model": "b", "attack": "worst-case", "metric": "clean_accuracy", "published": 0.2,
+             "tolerance": 0.3},
         ],
         deviations=["one epoch"],
     )
@@ -207,6 +209,18 @@ def test_comparison_claim_is_mcnemar_on_the_worst_case_per_sample(seeded_run):
     assert claim["verdict"] == verdicts.combine(got)
     pairs = [p for p in tables["paired"] if p["first_defense"] == p["second_defense"] == "none" and p["eps"] == 0.1]
     assert {(p["first"], p["second"]) for p in pairs} == {("a@seed0", "b@seed0"), ("a@seed1", "b@seed1")}
+
+
+def test_clean_accuracy_claim_is_judged_on_the_whole_test_split(seeded_run):
+    _, tables, *_ = seeded_run
+    claim = next(c for c in tables["claims"] if c["ref"] == "K")
+    grid = next(g for g in tables["grid"] if g["defense"] == "none")
+    expected = []
+    for entry in claim["per_seed"]:
+        clean = next(r["clean"] for r in grid["rows"] if r["model"] == entry["model"])
+        assert (entry["measured"], entry["ci_low"], entry["n"]) == (clean["value"], clean["ci_low"], clean["n"])
+        expected.append(verdicts.value_verdict(clean["ci_low"], clean["ci_high"], 0.2, 0.3))
+    assert claim["verdict"] == verdicts.combine(expected)
 
 
 def test_claim_at_another_eps_or_data_set_is_inconclusive_and_lists_its_deviations(seeded_run):

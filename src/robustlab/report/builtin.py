@@ -119,6 +119,12 @@ def summary(ctx: ReportContext) -> Section | None:
     return Section("summary", "Robustness at a glance", body, md, data=head)
 
 
+def _clean_text(meta: dict[str, Any]) -> str:
+    """A model's clean accuracy on the test split, with its interval when its size is recorded."""
+    r = rate_of(meta.get("clean_accuracy"), meta.get("n_test") or 0) or {}
+    return pct_ci(meta.get("clean_accuracy"), r.get("ci_low"), r.get("ci_high"))
+
+
 @register_section("models", order=25)
 def models(ctx: ReportContext) -> Section | None:
     if not ctx.doc["models"]:
@@ -132,7 +138,7 @@ def models(ctx: ReportContext) -> Section | None:
         cfg = m.get("config", {})
         secs = m.get("train_seconds")
         rows.append([ctx.names.get(key, key), f"{cfg.get('backbone', '?')} + {cfg.get('head', '?')}",
-                     recipe_text(m.get("train")), pct(m.get("clean_accuracy")),
+                     recipe_text(m.get("train")), _clean_text(m),
                      f"{secs:.1f} s" if isinstance(secs, float | int) else "-",
                      *([m.get("warning") or ""] if warned else [])])
     classes = ["worst" if m.get("warning") else "" for m in ctx.doc["models"].values()]

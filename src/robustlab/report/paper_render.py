@@ -288,7 +288,8 @@ def sweep_curve(s: dict[str, Any], style: str = "light") -> bytes:
 def tables_markdown(tables: dict[str, Any], figures: dict[str, str] | None = None, *, level: int = 2,
                     cells: bool = True) -> str:
     """Every section as one Markdown document; `figures` maps a figure id to its file name;
-    `level`: the headings' depth; `cells`: include the per-cell metrics table."""
+    `level`: the headings' depth; `cells`: include the per-cell metrics table (without it, as in
+    the README, the paired comparisons are those at the claims' eps values only)."""
     figures = figures or {}
     h = "#" * level
     out = []
@@ -300,9 +301,12 @@ def tables_markdown(tables: dict[str, Any], figures: dict[str, str] | None = Non
                 grid_table(g).markdown(), ""]
     for b in tables.get("seeds") or []:
         out += [f"{h} Over seeds (%): {b['data']}, defense {b['defense']}", "", seeds_table(b).markdown(), ""]
-    if tables.get("paired"):
-        out += [f"{h} Paired comparisons (worst case per sample, exact McNemar)", "",
-                paired_table(tables["paired"]).markdown(), ""]
+    claimed = {c["eps"] for c in tables["claims"]}
+    paired = [p for p in tables.get("paired") or [] if cells or p["eps"] in claimed]
+    if paired:
+        where = "" if cells else " at the claims' eps (every eps in tables.md)"
+        out += [f"{h} Paired comparisons (worst case per sample, exact McNemar){where}", "",
+                paired_table(paired).markdown(), ""]
     for d in tables["defenses"]:
         out += [f"{h} Defenses x attacks: {d['model']}", "", defenses_table(d).markdown(), ""]
     for i, t in enumerate(tables["transfer"]):

@@ -139,15 +139,16 @@ def paper_tables(store: ResultStore) -> dict[str, Any] | None:
             cells_out.append({**{k: c[k] for k in ("model", "defense", "attack", "eps")},
                               **{k: m[k] for k in CELL_METRICS if k in m}})
     grid = _grid(run, cells_out)
+    scales = _scale(run)
     return {
-        "scale": _scale(run),
+        "scale": scales,
         "deviations": list(index.get("deviations") or []),
         "grid": grid,
         "seeds": _seeds(run, grid),
         "defenses": _defenses(run, cells_out),
         "transfer": _transfer(run),
         "sweep": _sweep(run),
-        "claims": _claims(run),
+        "claims": _claims(run, scales),
         "paired": _paired(run),
         "cells": cells_out,
     }
@@ -334,25 +335,23 @@ def _measure(run: _Run, c: dict[str, Any], model_id: str) -> tuple[dict[str, Any
         key = hit["key"] if hit else None
         return run.metrics(key), run.right(key)
     if c["attack"] == WORST:
-        if c["eps"] is None:
-            return None, None
-        m = run.worst_of(model_id, c["defense"], c["eps"])
-        if c["metric"] == "clean_accuracy" and m is None:
+        m = run.worst_of(model_id, c["defense"], c["eps"]) if c["eps"] is not None else None
+        if c["metric"] == "clean_accuracy" and m is None:  # on the whole test split
             clean = run.clean(model_id, c["defense"])
             m = None if clean is None else {"clean_accuracy": clean["value"], "n": clean["n"]}
-        return m, run.worst_right(model_id, c["defense"], c["eps"])
+        return m, run.worst_right(model_id, c["defense"], c["eps"]) if c["eps"] is not None else None
     key = run.cell_key(model_id, c["defense"], c["attack"], c["eps"])
     return run.metrics(key), run.right(key)
 
 
-def _claims(run: _Run) -> list[dict[str, Any]]:
+def _claims(run: _Run, scales: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for c in run.index["claims"]:
         c = {"tolerance": 0.05, "than": None, "direction": "higher", "margin": 0.0, "paper_eps": None,
              "paper_data": None, "deviations": [], **c}
         ids = run.replicas(c["model"])
         data_key = run.models[ids[0]]["data"] if ids else None
-        scale = next((s for s in _scale(run) if s["data"] == data_key), None)
+        scale = next((s for s in scales if s["data"] == data_key), None)
         mismatch = verdicts.setting_mismatch(c, scale["name"] if scale else None)
         per_seed = []
         for mid in ids:
