@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy.stats import binomtest
 
-from robustlab.evaluate.stats import clopper_pearson, mcnemar, rate, spread, wilson
+from robustlab.evaluate.stats import clopper_pearson, mcnemar, paired_interval, rate, spread, wilson
 
 
 def _binom_cdf(k: int, n: int, p: float) -> float:
@@ -74,13 +74,39 @@ def test_mcnemar_against_a_naive_count(seed):
     assert out["p_value"] == pytest.approx(p, rel=1e-9)
     assert out["difference"] == pytest.approx(sum(a) / n - sum(b) / n)
     assert out["ci_low"] <= out["difference"] <= out["ci_high"]
-    # the conditional interval excludes 0 exactly when the test rejects at 5%
-    assert (out["ci_low"] > 0 or out["ci_high"] < 0) == (out["p_value"] < 0.05)
+    both = sum(1 for x, y in zip(a, b, strict=True) if x and y)
+    assert (out["ci_low"], out["ci_high"]) == paired_interval(both, only_a, only_b, n - both - only_a - only_b)
+
+
+@pytest.mark.parametrize(("pa", "pb", "pc", "n"), [(0.3, 0.1, 0.05, 100), (0.1, 0.02, 0.02, 200), (0.2, 0.3, 0.3, 60)])
+def test_paired_interval_covers_the_true_difference(pa, pb, pc, n):
+    # Newcombe's interval is approximate: its coverage over repeated paired samples is near 95%
+    rng = random.Random(1)
+    hits, draws = 0, 1500
+    for _ in range(draws):
+        counts = [0, 0, 0, 0]
+        for _ in range(n):
+            r = rng.random()
+            counts[0 if r < pa else 1 if r < pa + pb else 2 if r < pa + pb + pc else 3] += 1
+        low, high = paired_interval(*counts)
+        hits += low <= pb - pc <= high
+    assert 0.93 <= hits / draws <= 0.99
+
+
+def test_paired_interval_without_correlation_is_the_square_and_add_of_wilson_intervals():
+    # c = d = 0 makes a margin of the 2x2 table zero (phi = 0): Wilson's square-and-add
+    a, b, c, d = 5, 12, 0, 0
+    n = a + b + c + d
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson(a + b, n)
+    l2, u2 = wilson(a + c, n)
+    expected = (p1 - p2 - math.hypot(p1 - l1, u2 - p2), p1 - p2 + math.hypot(u1 - p1, p2 - l2))
+    assert paired_interval(a, b, c, d) == pytest.approx(expected)
 
 
 def test_mcnemar_without_discordant_pairs():
     out = mcnemar([True, False, True], [True, False, True])
-    assert out["p_value"] == 1.0 and out["difference"] == 0.0 and out["ci_low"] == out["ci_high"] == 0.0
+    assert out["p_value"] == 1.0 and out["difference"] == 0.0 and out["ci_low"] < 0 < out["ci_high"]
 
 
 def test_spread_over_seeds():

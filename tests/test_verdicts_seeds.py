@@ -38,10 +38,12 @@ def test_value_verdict_flips_from_held_to_inconclusive_when_the_interval_straddl
 
 
 def test_comparison_verdict_and_seeds():
-    assert verdicts.comparison_verdict(0.01, 0.2) == verdicts.HELD
-    assert verdicts.comparison_verdict(-0.2, -0.01) == verdicts.FAILED
-    assert verdicts.comparison_verdict(-0.05, 0.2) == verdicts.INCONCLUSIVE
-    assert verdicts.comparison_verdict(0.01, 0.2, margin=0.05) == verdicts.INCONCLUSIVE
+    assert verdicts.comparison_verdict(0.1, 0.01, 0.2, p_value=0.01) == verdicts.HELD
+    assert verdicts.comparison_verdict(0.1, 0.01, 0.2, p_value=0.07) == verdicts.INCONCLUSIVE  # not significant
+    assert verdicts.comparison_verdict(-0.1, -0.2, -0.01, p_value=0.01) == verdicts.FAILED
+    assert verdicts.comparison_verdict(0.05, -0.05, 0.2, p_value=0.3) == verdicts.INCONCLUSIVE
+    assert verdicts.comparison_verdict(0.1, 0.01, 0.2, p_value=0.01, margin=0.05) == verdicts.INCONCLUSIVE
+    assert verdicts.comparison_verdict(0.01, -0.01, 0.03, p_value=0.5, margin=0.05) == verdicts.FAILED
     assert verdicts.combine([verdicts.HELD, verdicts.HELD]) == verdicts.HELD
     assert verdicts.combine([verdicts.HELD, verdicts.FAILED]) == verdicts.INCONCLUSIVE
 
@@ -203,7 +205,7 @@ def test_comparison_claim_is_mcnemar_on_the_worst_case_per_sample(seeded_run):
         test = mcnemar(first, second)
         entry = next(e for e in claim["per_seed"] if e["seed"] == seed)
         assert entry["p_value"] == pytest.approx(test["p_value"]) and entry["measured"] == test["difference"]
-        got.append(verdicts.comparison_verdict(test["ci_low"], test["ci_high"]))
+        got.append(verdicts.comparison_verdict(test["difference"], test["ci_low"], test["ci_high"], test["p_value"]))
         with ResultStore(run_dir, readonly=True) as store:
             assert compare(store, a["key"], b["key"], 0.1)["p_value"] == pytest.approx(test["p_value"])
     assert claim["verdict"] == verdicts.combine(got)

@@ -6,9 +6,11 @@
   may undercover at k = 0 or k = n).
 - Two models judged on the same samples are compared by the **exact McNemar test**: an exact
   binomial test of the discordant pairs (one model right, the other wrong) against 1/2
-  (`mcnemar`). The difference in accuracy, (b - c) / n, gets the **exact conditional interval**:
-  the Clopper-Pearson interval of b / (b + c) mapped onto the difference, conditional on the
-  number of discordant pairs. It excludes 0 exactly when the two-sided test has p < 0.05.
+  (`mcnemar`). The difference in accuracy, (b - c) / n, gets **Newcombe's hybrid score
+  interval for paired proportions** (Newcombe 1998, Stat. Med. 17:2635, method 10: the Wilson
+  intervals of the two accuracies combined with their continuity-corrected correlation).
+  Unlike the exact conditional interval, it does not take the number of discordant pairs as
+  fixed, so it is never effectively one-sided.
 - Several training seeds: `spread` gives their mean, standard deviation and range.
 
 All rates and differences are fractions (in [0, 1] and [-1, 1]).
@@ -75,17 +77,17 @@ def mcnemar(first: Sequence[bool], second: Sequence[bool], level: float = LEVEL)
     """Paired comparison of two models on the same samples (`first[i]`, `second[i]`: whether
     each model is right on sample i). Returns n, the accuracies, ``b`` (first right, second
     wrong), ``c`` (the reverse), ``difference`` = (b - c) / n = accuracy(first) -
-    accuracy(second), its exact conditional interval ``ci_low`` / ``ci_high``, and the exact
-    two-sided McNemar ``p_value`` (1.0 when no pair is discordant)."""
+    accuracy(second), its Newcombe interval ``ci_low`` / ``ci_high`` (`paired_interval`), and
+    the exact two-sided McNemar ``p_value`` (1.0 when no pair is discordant)."""
     if len(first) != len(second):
         raise ValueError(f"paired outcomes need equal lengths, got {len(first)} and {len(second)}")
     n = len(first)
+    both = sum(1 for x, y in zip(first, second, strict=True) if x and y)
     b = sum(1 for x, y in zip(first, second, strict=True) if x and not y)
     c = sum(1 for x, y in zip(first, second, strict=True) if y and not x)
     m = b + c
     p_value = float(binomtest(b, m, 0.5).pvalue) if m else 1.0
-    low, high = clopper_pearson(b, m, level)
-    scale = m / n if n else 0.0
+    low, high = paired_interval(both, b, c, n - both - b - c, level)
     return {
         "n": n,
         "accuracy_first": sum(map(bool, first)) / n if n else None,
@@ -93,11 +95,36 @@ def mcnemar(first: Sequence[bool], second: Sequence[bool], level: float = LEVEL)
         "b": b,
         "c": c,
         "difference": (b - c) / n if n else 0.0,
-        "ci_low": scale * (2 * low - 1) if m else 0.0,
-        "ci_high": scale * (2 * high - 1) if m else 0.0,
+        "ci_low": low,
+        "ci_high": high,
         "p_value": p_value,
-        "test": "exact McNemar (binomial test of discordant pairs)",
+        "test": "exact McNemar (binomial test of discordant pairs); Newcombe hybrid score interval",
     }
+
+
+def paired_interval(a: int, b: int, c: int, d: int, level: float = LEVEL) -> tuple[float, float]:
+    """Newcombe's (1998, method 10) interval of p1 - p2 for paired binary outcomes: a = both
+    right, b = first only, c = second only, d = both wrong; p1 = (a + b) / n, p2 = (a + c) / n.
+    The Wilson intervals of p1 and p2 are combined with the correlation phi of the 2x2 table,
+    continuity-corrected when positive ((ad - bc - n / 2)+); (0, 0) when n = 0."""
+    n = a + b + c + d
+    if n == 0:
+        return 0.0, 0.0
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson(a + b, n, level)
+    l2, u2 = wilson(a + c, n, level)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    cross = a * d - b * c
+    if margins == 0:
+        phi = 0.0
+    elif cross > 0:
+        phi = max(cross - n / 2, 0.0) / math.sqrt(margins)
+    else:
+        phi = cross / math.sqrt(margins)
+    diff = p1 - p2
+    lower = diff - math.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    upper = diff + math.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
+    return max(-1.0, lower), min(1.0, upper)
 
 
 def spread(values: Sequence[float | None]) -> dict[str, Any] | None:
@@ -111,4 +138,5 @@ def spread(values: Sequence[float | None]) -> dict[str, Any] | None:
     return {"mean": mean, "sd": sd, "min": min(vals), "max": max(vals), "seeds": len(vals)}
 
 
-__all__ = ["INTERVAL", "LEVEL", "clopper_pearson", "mcnemar", "rate", "rate_of", "spread", "wilson"]
+__all__ = ["INTERVAL", "LEVEL", "clopper_pearson", "mcnemar", "paired_interval", "rate", "rate_of", "spread",
+           "wilson"]

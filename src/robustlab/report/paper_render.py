@@ -46,9 +46,10 @@ LEFT = " class='l'"
 VERDICT_RULE = (
     "Verdicts are computed (`robustlab.report.verdicts`): a value claim *held* when robustlab's 95% "
     "Clopper-Pearson interval lies inside published ± tolerance, *did not hold* when it lies wholly outside, "
-    "else *inconclusive*; a comparison (A > B) *held* when the exact McNemar interval of A - B lies above the "
-    "margin, *did not hold* when below, else *inconclusive*. A claim measured at another eps or data set than "
-    "the paper's is inconclusive; with several seeds, every seed must agree.")
+    "else *inconclusive*; a comparison (A > B) *held* when A - B is significant (exact McNemar p < 0.05) in the "
+    "claimed direction with its Newcombe interval above the margin, *did not hold* when significant the other "
+    "way or the interval lies below the margin, else *inconclusive*. A claim measured at another eps or data "
+    "set than the paper's is inconclusive; with several seeds, every seed must agree.")
 
 
 @dataclass
@@ -110,7 +111,7 @@ def seeds_table(block: dict[str, Any]) -> Table:
 
 
 def paired_table(pairs: list[dict[str, Any]]) -> Table:
-    """Exact McNemar comparisons of worst-case accuracy on shared samples: A - B with its interval."""
+    """Exact McNemar comparisons of worst-case accuracy on shared samples: A - B with its Newcombe interval."""
     def name(m: str, d: str) -> str:
         return m if d == "none" else f"{m} + {d}"
 
@@ -173,7 +174,7 @@ def measured_text(c: dict[str, Any]) -> str:
     if c.get("seeds"):
         s = c["seeds"]
         mean = _signed(s["mean"]) if c.get("than") else _pct(s["mean"])
-        text = f"{mean} ±{100 * s['sd']:.1f} over {s['seeds']} seeds"
+        text = f"mean {mean}, sd {100 * s['sd']:.1f} over {s['seeds']} seeds"
         return text + " (" + ", ".join(e.get("verdict", "-") for e in c["per_seed"]) + ")"
     if c.get("measured") is None:
         return "-"
@@ -218,9 +219,14 @@ def claims_notes(tables: dict[str, Any]) -> str:
                      + f", backbone {', '.join(s['backbones']) or '?'}"
                      + f", epochs {', '.join(map(str, s['epochs'])) or '?'}"
                      + f", {s['seeds']} seed{'s' if s['seeds'] != 1 else ''}")
-    for c in tables["claims"]:
-        if c.get("deviations"):
-            lines.append(f"- {c['ref'] or c['model']}: " + "; ".join(c["deviations"]))
+    lists = [c.get("deviations") or [] for c in tables["claims"]]
+    common = [d for d in lists[0] if all(d in other for other in lists[1:])] if lists else []
+    if common:
+        lines.append("- deviations from the paper's setting (every claim): " + "; ".join(common))
+    for c, devs in zip(tables["claims"], lists, strict=True):
+        own = [d for d in devs if d not in common]
+        if own:
+            lines.append(f"- {c['ref'] or c['model']}: " + "; ".join(own))
     return "\n".join(lines)
 
 

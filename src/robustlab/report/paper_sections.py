@@ -77,7 +77,7 @@ def paired(ctx: ReportContext) -> Section | None:
     if not t or not t.get("paired"):
         return None
     table = paired_table(t["paired"])
-    note = ("Worst case per sample of two models on the same samples: A - B with its exact conditional 95% "
+    note = ("Worst case per sample of two models on the same samples: A - B with its Newcombe (hybrid score) 95% "
             "interval and the exact McNemar p-value (p < 0.05 in bold).")
     return Section("paired", "Paired comparisons", f"<p>{note}</p>{table.html()}", f"{note}\n\n{table.markdown()}",
                    data=t["paired"])

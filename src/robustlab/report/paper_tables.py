@@ -367,7 +367,8 @@ def _claims(run: _Run, scales: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     low, high = sorted((sign * test["ci_low"], sign * test["ci_high"]))
                     entry.update(measured=test["difference"], ci_low=test["ci_low"], ci_high=test["ci_high"],
                                  n=test["n"], p_value=test["p_value"],
-                                 verdict=verdicts.comparison_verdict(low, high, c["margin"]))
+                                 verdict=verdicts.comparison_verdict(sign * test["difference"], low, high,
+                                                                     test["p_value"], c["margin"]))
             else:
                 r = _rate(m, c["metric"]) if m is not None else None
                 if r is not None:

@@ -7,10 +7,11 @@ Two claim forms (see `robustlab.experiment.spec.Claim`):
   rate's 95% interval lies inside [p - t, p + t], *did not hold* when it lies wholly outside
   it, and is *inconclusive* when it straddles an edge of the band (too few samples to say);
 - **comparison** ("A more robust than B", `than:`): on the same samples, the difference
-  A - B (sign flipped for ``direction: lower``) with its exact conditional interval from the
-  McNemar test: *held* when the interval lies above the claimed ``margin`` (for margin 0:
-  significant at 5% in the claimed direction), *did not hold* when it lies below it
-  (significant in the other direction), *inconclusive* otherwise.
+  A - B (sign flipped for ``direction: lower``), its Newcombe 95% interval and the exact
+  McNemar p-value: *held* when the difference is significant (p < 0.05) in the claimed
+  direction and the interval lies above the claimed ``margin``; *did not hold* when it is
+  significant in the other direction or the interval lies below the margin; *inconclusive*
+  otherwise.
 
 A claim measured at another eps or on another data set than the paper states it at is
 *inconclusive* ("not measured at the claim's setting"), whatever the numbers. With several
@@ -38,12 +39,18 @@ def value_verdict(low: float | None, high: float | None, published: float, toler
     return INCONCLUSIVE
 
 
-def comparison_verdict(ci_low: float, ci_high: float, margin: float = 0.0) -> str:
-    """Verdict of "A beats B by at least `margin`" from the interval of A - B (already signed
-    so that the claimed direction is positive)."""
-    if ci_low > margin:
+ALPHA = 0.05
+"""Significance level of the McNemar test in comparison verdicts."""
+
+
+def comparison_verdict(difference: float, ci_low: float, ci_high: float, p_value: float, margin: float = 0.0) -> str:
+    """Verdict of "A beats B by at least `margin`" from the difference A - B, its interval and
+    the McNemar p-value (difference and interval already signed so that the claimed direction
+    is positive)."""
+    significant = p_value < ALPHA
+    if significant and difference > 0 and ci_low > margin:
         return HELD
-    if ci_high < margin:
+    if (significant and difference < 0) or ci_high < margin:
         return FAILED
     return INCONCLUSIVE
 
