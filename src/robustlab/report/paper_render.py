@@ -10,6 +10,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from robustlab.core.threat import format_eps
 from robustlab.evaluate.stats import rate_of
 
 
@@ -115,7 +116,7 @@ def paired_table(pairs: list[dict[str, Any]]) -> Table:
     def name(m: str, d: str) -> str:
         return m if d == "none" else f"{m} + {d}"
 
-    rows = [[p["data"], f"{p['eps']:g}", name(p["first"], p["first_defense"]), name(p["second"], p["second_defense"]),
+    rows = [[p["data"], format_eps(p["eps"]), name(p["first"], p["first_defense"]), name(p["second"], p["second_defense"]),
              _pct(p["accuracy_first"]), _pct(p["accuracy_second"]),
              f"{_signed(p['difference'])} ({_signed(p['ci_low'])} to {_signed(p['ci_high'])})",
              f"{p['b']} / {p['c']}", f"{p['p_value']:.3g}"] for p in pairs]
@@ -189,8 +190,8 @@ def claims_table(claims: list[dict[str, Any]]) -> Table:
     verdict (and why, when inconclusive for its setting), and the data set measured on (flagged
     when not the paper's)."""
     def where(c: dict[str, Any]) -> str:
-        cell = f"{c['attack']} @ {c['eps']:g}" if c["eps"] is not None else c["attack"]
-        paper = f" (paper: eps {c['paper_eps']:g})" if c.get("paper_eps") not in (None, c["eps"]) else ""
+        cell = f"{c['attack']} @ {format_eps(c['eps'])}" if c["eps"] is not None else c["attack"]
+        paper = f" (paper: eps {format_eps(c['paper_eps'])})" if c.get("paper_eps") not in (None, c["eps"]) else ""
         return cell + paper + (f" from {c['source']}" if c["source"] else "")
 
     def data(c: dict[str, Any]) -> str:

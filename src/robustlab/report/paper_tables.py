@@ -34,6 +34,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from robustlab.core.threat import format_eps
 from robustlab.evaluate.stats import mcnemar, rate_of, spread
 from robustlab.evaluate.summary import WORST, reduced_settings, summarize, with_intervals, worst_outcomes
 from robustlab.report import verdicts
@@ -46,7 +47,7 @@ RATES = ("robust_accuracy", "clean_accuracy", "success_rate", "detection_rate")
 
 
 def _eps_label(eps: float | None) -> str:
-    return "min-norm" if eps is None else f"{eps:g}"
+    return format_eps(eps)
 
 
 def _rate(metrics: dict[str, Any] | None, name: str = "robust_accuracy") -> dict[str, Any] | None:

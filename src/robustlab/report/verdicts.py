@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from robustlab.core.threat import format_eps
+
 HELD, FAILED, INCONCLUSIVE = "held", "did not hold", "inconclusive"
 
 
@@ -69,7 +71,7 @@ def setting_mismatch(claim: dict[str, Any], data_name: str | None) -> list[str]:
     out = []
     paper_eps = claim.get("paper_eps")
     if paper_eps is not None and claim.get("eps") is not None and abs(paper_eps - claim["eps"]) > 1e-12:
-        out.append(f"measured at eps {claim['eps']:g}; the paper states it at eps {paper_eps:g}")
+        out.append(f"measured at eps {format_eps(claim['eps'])}; the paper states it at eps {format_eps(paper_eps)}")
     paper_data = claim.get("paper_data")
     if paper_data and data_name and paper_data.lower() != data_name.lower():
         out.append(f"measured on {data_name}; the paper states it on {paper_data}")
