@@ -591,7 +591,7 @@ def _parse_claims(doc: Any, spec: ExperimentSpec) -> tuple[Claim, ...]:
             _fail(where, "deviations must be a list of strings")
         claim = Claim(model, attack, eps, None if published is None else float(published), metric, defense, source,
                       str(c.get("ref", "")), numbers["tolerance"], than, direction, numbers["margin"],
-                      None if c.get("paper_eps") is None else check_eps(c["paper_eps"], f"{where}: paper_eps"),
+                      None if c.get("paper_eps") is None else parse_eps(c["paper_eps"], f"{where}: paper_eps"),
                       None if c.get("paper_data") is None else str(c["paper_data"]), tuple(deviations))
         for who in (model, than):
             if who is not None and not spec.has_cell(dataclasses.replace(claim, model=who)):

@@ -116,7 +116,8 @@ def paired_table(pairs: list[dict[str, Any]]) -> Table:
     def name(m: str, d: str) -> str:
         return m if d == "none" else f"{m} + {d}"
 
-    rows = [[p["data"], format_eps(p["eps"]), name(p["first"], p["first_defense"]), name(p["second"], p["second_defense"]),
+    rows = [[p["data"], format_eps(p["eps"]), name(p["first"], p["first_defense"]),
+             name(p["second"], p["second_defense"]),
              _pct(p["accuracy_first"]), _pct(p["accuracy_second"]),
              f"{_signed(p['difference'])} ({_signed(p['ci_low'])} to {_signed(p['ci_high'])})",
              f"{p['b']} / {p['c']}", f"{p['p_value']:.3g}"] for p in pairs]
