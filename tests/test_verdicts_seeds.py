@@ -102,6 +102,9 @@ def test_transfer_stays_within_one_seed():
         ({"claims": [{"model": "a", "attack": "pgd", "eps": 0.1, "published": 0.3, "tolerance": 2}]},
          "tolerance must be a number in [0, 1]"),
         ({"claims": [{"model": "a", "attack": "pgd", "eps": 0.1}]}, "needs 'published'"),
+        ({"claims": [{"model": "a", "than": "a", "attack": "pgd", "eps": 0.1}]}, "with itself"),
+        ({"claims": [{"model": "a", "than": "b", "than_defense": "nope", "attack": "pgd", "eps": 0.1}]},
+         "no cell b / defense nope"),
     ],
 )
 def test_bad_seeds_and_claims_are_one_config_error(change, message):
@@ -123,6 +126,8 @@ def seeded_run(tmp_path_factory):
              "paper_data": "MNIST", "deviations": ["smaller MLP"]},
             {"ref": "K", "model": "b", "attack": "worst-case", "metric": "clean_accuracy", "published": 0.2,
              "tolerance": 0.3},
+            {"ref": "D", "model": "a", "defense": "squeeze", "than": "a", "than_defense": "none", "attack": "pgd",
+             "eps": 0.1},
         ],
         deviations=["one epoch"],
     )
@@ -223,6 +228,21 @@ def test_clean_accuracy_claim_is_judged_on_the_whole_test_split(seeded_run):
         assert (entry["measured"], entry["ci_low"], entry["n"]) == (clean["value"], clean["ci_low"], clean["n"])
         expected.append(verdicts.value_verdict(clean["ci_low"], clean["ci_high"], 0.2, 0.3))
     assert claim["verdict"] == verdicts.combine(expected)
+
+
+def test_defended_model_against_its_base_is_a_paired_comparison(seeded_run):
+    _, tables, index, rows, *_ = seeded_run
+    claim = next(c for c in tables["claims"] if c["ref"] == "D")
+
+    def right(model_id, defense):
+        cell = next(c for c in index["cells"] if c["model"] == model_id and c["attack"] == "pgd" and c["eps"] == 0.1
+                    and c["defense"] == defense)
+        return _right(rows, cell["key"])
+
+    for entry in claim["per_seed"]:
+        test = mcnemar(right(entry["model"], "squeeze"), right(entry["model"], "none"))
+        assert (entry["measured"], entry["p_value"]) == (test["difference"], pytest.approx(test["p_value"]))
+    assert "> a (undefended)" in tables_markdown(tables)
 
 
 def test_claim_at_another_eps_or_data_set_is_inconclusive_and_lists_its_deviations(seeded_run):

@@ -207,7 +207,9 @@ class Claim:
     - a **value**: ``published`` (a fraction) with a ``tolerance`` (default 0.05);
     - a **comparison** (``than`` another model of the file): ``model`` is more robust than
       ``than`` (``direction`` "higher", default) or less ("lower"), by at least ``margin``;
-      ``published`` is then optional (the paper's difference, shown).
+      ``published`` is then optional (the paper's difference, shown); ``than_defense``
+      (default: the claim's ``defense``) compares with another defense, e.g. a defended model
+      against its own base (``than`` = ``model``, ``than_defense: none``).
 
     ``attack`` is an attack id or "worst-case"; ``source`` (a transfer cell) names the model
     the adversarials come from. ``model``, ``than`` and ``source`` name models without their
@@ -230,6 +232,7 @@ class Claim:
     paper_eps: float | None = None
     paper_data: str | None = None
     deviations: tuple[str, ...] = ()
+    than_defense: str | None = None
 
 
 def _fail(where: str, msg: str) -> None:
@@ -557,7 +560,8 @@ def _parse_claims(doc: Any, spec: ExperimentSpec) -> tuple[Claim, ...]:
         if not isinstance(c, dict):
             _fail(where, "must be a mapping (model, attack, eps, published)")
         _known_keys(where, c, {"model", "attack", "eps", "published", "metric", "defense", "source", "ref", "data",
-                               "tolerance", "than", "direction", "margin", "paper_eps", "paper_data", "deviations"})
+                               "tolerance", "than", "direction", "margin", "paper_eps", "paper_data", "deviations",
+                               "than_defense"})
         for k in ("model", "attack", *(() if "than" in c else ("published",))):
             if k not in c:
                 _fail(where, f"needs {k!r}")
@@ -574,6 +578,11 @@ def _parse_claims(doc: Any, spec: ExperimentSpec) -> tuple[Claim, ...]:
         than = None if c.get("than") is None else _claim_model(where, c["than"], spec, data)[0]
         if than is not None and source is not None:
             _fail(where, "a comparison (than:) is made on white-box or worst-case cells, not on a transfer cell")
+        than_defense = None if c.get("than_defense") is None else str(c["than_defense"])
+        if than_defense is not None and than is None:
+            _fail(where, "than_defense needs than: (the model compared with)")
+        if than is not None and than == model and (than_defense or defense) == defense:
+            _fail(where, f"a comparison of {model} with itself: give than_defense (e.g. none)")
         direction = str(c.get("direction", "higher"))
         if direction not in ("higher", "lower"):
             _fail(where, f"direction must be 'higher' or 'lower', got {direction!r}")
@@ -592,10 +601,11 @@ def _parse_claims(doc: Any, spec: ExperimentSpec) -> tuple[Claim, ...]:
         claim = Claim(model, attack, eps, None if published is None else float(published), metric, defense, source,
                       str(c.get("ref", "")), numbers["tolerance"], than, direction, numbers["margin"],
                       None if c.get("paper_eps") is None else parse_eps(c["paper_eps"], f"{where}: paper_eps"),
-                      None if c.get("paper_data") is None else str(c["paper_data"]), tuple(deviations))
-        for who in (model, than):
-            if who is not None and not spec.has_cell(dataclasses.replace(claim, model=who)):
-                _fail(where, f"no cell {who} / defense {defense} / {attack} / eps {eps}"
+                      None if c.get("paper_data") is None else str(c["paper_data"]), tuple(deviations),
+                      than_defense)
+        for who, guard in ((model, defense), (than, than_defense or defense)):
+            if who is not None and not spec.has_cell(dataclasses.replace(claim, model=who, defense=guard)):
+                _fail(where, f"no cell {who} / defense {guard} / {attack} / eps {eps}"
                       f"{f' / from {source}' if source else ''} in the grid")
         out.append(claim)
     return tuple(out)

@@ -166,7 +166,9 @@ def claim_text(c: dict[str, Any]) -> str:
     """What the claim says: "= 20.3 ±5" (a value) or "> softmax" (a comparison)."""
     if c.get("than"):
         margin = f" by {100 * c['margin']:.1f}" if c.get("margin") else ""
-        return f"{'>' if c['direction'] == 'higher' else '<'} {c['than']}{margin}"
+        other = c.get("than_defense")
+        than = c["than"] + (f" + {other}" if other and other != "none" else " (undefended)" if other else "")
+        return f"{'>' if c['direction'] == 'higher' else '<'} {than}{margin}"
     return f"{_pct(c['published'])} ±{100 * c.get('tolerance', 0.05):.0f}"
 
 

@@ -361,7 +361,8 @@ def _claims(run: _Run, scales: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if c["than"] is not None:
                 other = next((o for o in run.replicas(c["than"])
                               if run.models[o].get("seed") == run.models[mid].get("seed")), None)
-                other_right = _measure(run, c, other)[1] if other else None
+                theirs = {**c, "defense": c.get("than_defense") or c["defense"]}
+                other_right = _measure(run, theirs, other)[1] if other else None
                 if right is not None and other_right is not None and len(right) == len(other_right):
                     test = mcnemar(right, other_right)
                     sign = 1 if c["direction"] == "higher" else -1
