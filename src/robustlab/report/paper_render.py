@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from robustlab.core.threat import format_eps
-from robustlab.evaluate.stats import rate_of
+from robustlab.evaluate.stats import rate_of, spread
 
 
 def _pct(v: float | None) -> str:
@@ -272,21 +272,36 @@ def transfer_heatmap(t: dict[str, Any], style: str = "light") -> bytes:
 
 
 def sweep_curve(s: dict[str, Any], style: str = "light") -> bytes:
-    """PNG curve: swept value (x) against clean and worst-case accuracy per eps (%)."""
+    """PNG curve: swept value (x) against clean and worst-case accuracy per eps (%); with several
+    seeds, the mean over seeds at each value and its range as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     key = s["keys"][0]
-    pts = sorted(s["points"], key=lambda p: p["values"][key])
-    xs = [p["values"][key] for p in pts]
+    by_x: dict[Any, list[dict[str, Any]]] = {}
+    for p in sorted(s["points"], key=lambda p: p["values"][key]):
+        by_x.setdefault(p["values"][key], []).append(p)
+    xs = list(by_x)
+
+    def curve(get) -> tuple[list[float], list[list[float]]]:
+        means: list[float] = []
+        bars: list[list[float]] = [[], []]
+        for group in by_x.values():
+            sp = spread([_value(get(p)) for p in group])
+            means.append(float("nan") if sp is None else 100 * sp["mean"])
+            bars[0].append(0.0 if sp is None else 100 * (sp["mean"] - sp["min"]))
+            bars[1].append(0.0 if sp is None else 100 * (sp["max"] - sp["mean"]))
+        return means, bars
+
     with plt.style.context("dark_background" if style == "dark" else "default"):
         fig, ax = plt.subplots(figsize=(4.5, 3.0))
-        ax.plot(xs, [100 * (_value(p["clean"]) or 0) for p in pts], marker="o", label="clean")
-        for e in (list(pts[0]["worst"]) if pts else []):
-            ax.plot(xs, [100 * v if (v := _value(p["worst"][e])) is not None else float("nan") for p in pts],
-                    marker="s", label=f"worst case eps={e}")
+        ys, err = curve(lambda p: p["clean"])
+        ax.errorbar(xs, ys, yerr=err, marker="o", label="clean", capsize=2)
+        for e in (list(s["points"][0]["worst"]) if s["points"] else []):
+            ys, err = curve(lambda p, e=e: p["worst"][e])
+            ax.errorbar(xs, ys, yerr=err, marker="s", label=f"worst case eps={e}", capsize=2)
         ax.set_xlabel(key)
         ax.set_ylabel("accuracy %")
         ax.set_ylim(0, 100)
