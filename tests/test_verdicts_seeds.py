@@ -315,3 +315,31 @@ def test_every_committed_experiment_file_parses_with_its_claims_and_deviations()
         spec = ExperimentSpec.from_file(path)
         assert spec.claims and spec.deviations, path.name
         assert any(c.than for c in spec.claims), path.name  # each states a comparison it can be judged on
+
+
+def test_plain_evaluate_run_gets_a_paired_comparisons_section(tmp_path):
+    """Two models evaluated on the same samples without an experiment: the report compares them."""
+    import torch
+
+    from robustlab.evaluate.runner import AttackSpec, evaluate_grid
+    from robustlab.models import build_model
+    from robustlab.report.build import write_report
+
+    data = load_dataset("digits")
+    x, y = data.x_test[:50], data.y_test[:50]
+    run_dir = tmp_path / "run"
+    with ResultStore(run_dir) as store:
+        for i, name in enumerate(("m1", "m2")):
+            torch.manual_seed(i)
+            model = build_model({**MLP, "head": "softmax", "num_classes": 10, "input_shape": [1, 8, 8]}).eval()
+            evaluate_grid(model, name, x, y, [AttackSpec("fgsm"), AttackSpec("pgd", {"steps": 3})], [0.0, 0.1], store)
+        outcomes = worst_outcomes(store)
+    first, second = (outcomes[(m, "none", s, 0.1)] for m, _, s, e in sorted(outcomes) if e == 0.1)
+    expected = mcnemar(first, second)
+    paths = write_report(run_dir)
+    doc = json.loads(paths["json"].read_text())
+    (pair,) = doc["sections"]["paired"]["data"]
+    assert (pair["b"], pair["c"], pair["difference"]) == (expected["b"], expected["c"], expected["difference"])
+    assert pair["p_value"] == pytest.approx(expected["p_value"])
+    md = paths["markdown"].read_text()
+    assert "## Paired comparisons" in md and f"| {expected['b']} / {expected['c']} |" in md

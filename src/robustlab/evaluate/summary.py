@@ -8,6 +8,7 @@ are never combined: the worst case is taken per (model, defense, data, samples, 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from typing import Any
@@ -169,6 +170,25 @@ def compare(
     s = sets[0]
     return {"first": first, "second": second, "eps": float(eps), "samples": s,
             **mcnemar(outcomes[(first, defense, s, float(eps))], outcomes[(second, other, s, float(eps))])}
+
+
+def paired_comparisons(store: ResultStore, models: list[str] | None = None) -> list[dict[str, Any]]:
+    """`compare` for every two (model, defense) rows evaluated on the same samples at each eps > 0
+    (a run without an experiment index: every pair). Each: data, eps, first / second (model
+    keys), their defenses, and the `mcnemar` fields."""
+    outcomes = worst_outcomes(store, models)
+    data = {r.key.samples: _data_name(r.key) for r in store.rows()}
+    groups: dict[tuple[str, float], list[tuple[str, str]]] = defaultdict(list)
+    for model, defense, samples, eps in outcomes:
+        if eps > 0:
+            groups[(samples, eps)].append((model, defense))
+    out = []
+    for (samples, eps), members in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        for (a, da), (b, db) in itertools.combinations(members, 2):
+            out.append({"data": data.get(samples, ""), "eps": eps, "first": a, "first_defense": da, "second": b,
+                        "second_defense": db,
+                        **mcnemar(outcomes[(a, da, samples, eps)], outcomes[(b, db, samples, eps)])})
+    return out
 
 
 def distance_curves(

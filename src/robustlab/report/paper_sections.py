@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from robustlab.evaluate.summary import paired_comparisons
 from robustlab.report.paper_render import (
     VERDICT_RULE,
     claims_notes,
@@ -73,14 +74,23 @@ def seeds(ctx: ReportContext) -> Section | None:
 
 @register_section("paper-paired", order=29)
 def paired(ctx: ReportContext) -> Section | None:
+    """The experiment's paired comparisons; a run without an index (`evaluate`): every two models
+    (or defenses) evaluated on the same samples."""
     t = _tables(ctx)
-    if not t or not t.get("paired"):
+    if t:
+        pairs = t.get("paired") or []
+    else:
+        with ResultStore(ctx.doc["run_dir"], readonly=True) as store:
+            pairs = paired_comparisons(store)
+        pairs = [{**p, "first": ctx.names.get(p["first"], p["first"]),
+                  "second": ctx.names.get(p["second"], p["second"])} for p in pairs]
+    if not pairs:
         return None
-    table = paired_table(t["paired"])
+    table = paired_table(pairs)
     note = ("Worst case per sample of two models on the same samples: A - B with its Newcombe (hybrid score) 95% "
             "interval and the exact McNemar p-value (p < 0.05 in bold).")
     return Section("paired", "Paired comparisons", f"<p>{note}</p>{table.html()}", f"{note}\n\n{table.markdown()}",
-                   data=t["paired"])
+                   data=pairs)
 
 
 @register_section("paper-grid", order=27)
