@@ -200,7 +200,7 @@ def test_defenses_axis_built_once_and_evaluated_with_detection(tiny_run):
         float((batched_predict(base, test.x_test) == test.y_test).float().mean()))
     x_adv = PGD(eps=0.2, steps=5)(base, x, y).x_adv
     row = next(b for b in block["rows"] if b["defense"] == "msvdd")["cells"]["pgd @ 0.2"]
-    assert row["non_adaptive"] == pytest.approx(float((batched_predict(defended, x_adv) == y).float().mean()))
+    assert row["non_adaptive"]["value"] == pytest.approx(float((batched_predict(defended, x_adv) == y).float().mean()))
     na = [t for t in index["transfers"] if t["defense"] == "msvdd"]
     assert sorted((t["attack"], t["eps"]) for t in na) == [("fgsm", 0.1), ("pgd", 0.1), ("pgd", 0.2)]
     # a rerun reuses the checkpoints, the cached defense and every row

@@ -65,6 +65,14 @@ def progress_bar(enabled: bool = True) -> Iterator:
         yield update
 
 
+def _with_error(row: dict[str, Any]) -> str:
+    """Robust accuracy (%) and the larger side of its Clopper-Pearson 95% interval: "38.3 ±6.9"."""
+    v = row["robust_accuracy"]
+    if row.get("ci_low") is None:
+        return f"{100 * v:.1f}"
+    return f"{100 * v:.1f} ±{100 * max(v - row['ci_low'], row['ci_high'] - v):.1f}"
+
+
 def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None = None, title: str = "") -> None:
     """Robust accuracy (%) per (model, defense, attack) across the eps grid; worst case in bold.
 
@@ -75,7 +83,8 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     grid = sorted({r["eps"] for r in rows if r["eps"] is not None})
     if 0 in grid and all(r["robust_accuracy"] == r["clean_accuracy"] for r in rows if r["eps"] == 0):
         grid.remove(0)  # eps 0 would repeat the clean column
-    caption = "robust accuracy (%) at each eps; clean = on the attacked images; worst case per sample in bold"
+    caption = ("robust accuracy (%) at each eps, ± the larger side of its exact 95% interval; clean = on the "
+               "attacked images; worst case per sample in bold")
     reduced = sorted({s for r in rows for s in r.get("reduced", [])})
     if reduced:
         caption += f"; reduced = ensemble below full strength ({', '.join(reduced)})"
@@ -109,7 +118,7 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
         line = [names.get(model, model)] + ([str(any_row.get("training") or "-")] if adversarial else [])
         line += ([defense] if defended else []) + [shown]
         line.append(f"{100 * any_row['clean_accuracy']:.1f}")
-        line += [f"{100 * cells[e]['robust_accuracy']:.1f}" if e in cells else "" for e in grid]
+        line += [_with_error(cells[e]) if e in cells else "" for e in grid]
         if has_min_norm:
             unbounded = cells.get(None)
             line.append(f"{unbounded['median_l2']:.3g}" if unbounded and "median_l2" in unbounded else "")
@@ -134,6 +143,9 @@ def print_identification(ident: dict[str, dict[str, Any]], names: dict[str, str]
         table.add_column(heading, justify="right")
     for key, m in ident.items():
         cells = [f"{100 * m[k]:.1f}" if m.get(k) is not None else "-" for k, _ in IDENTIFICATION_COLUMNS]
+        for i, (k, _) in enumerate(IDENTIFICATION_COLUMNS):  # FMR / FNMR: ± the larger side of the 95% CI
+            if (iv := (m.get("intervals") or {}).get(k)) and m.get(k) is not None:
+                cells[i] += f" ±{100 * max(m[k] - iv['ci_low'], iv['ci_high'] - m[k]):.1f}"
         table.add_row(names.get(key, key), *cells)
     out.print(table)
 

@@ -359,6 +359,7 @@ class _Driver:
             "swept": [list(p) for p in mspec.swept],
             "checkpoint": str(directory),
             "clean_accuracy": meta["clean_accuracy"],
+            "n_test": len(data.y_test),  # the clean accuracy's sample count (its interval)
             "train_seconds": meta["seconds"],
             "training": recipe_label(mspec.train.to_dict()),
             "warning": training_warning(meta["clean_accuracy"], data.num_classes, data.name),

@@ -14,6 +14,7 @@ from typing import Any
 from robustlab.core.threat import format_eps
 from robustlab.evaluate.defended import less_robust_text
 from robustlab.evaluate.masking import masking_verdicts
+from robustlab.evaluate.stats import rate_of
 from robustlab.report.headline import shows_identification
 from robustlab.report.page import html_table, md_table
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot, style_context
@@ -33,6 +34,11 @@ CELL_METRICS: tuple[tuple[str, str], ...] = (
 
 def pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def pct_ci(v: float | None, low: float | None, high: float | None) -> str:
+    """A rate with its 95% interval: "38.3% (31.6-45.4)"."""
+    return pct(v) if low is None or high is None or v is None else f"{pct(v)} ({100 * low:.1f}-{100 * high:.1f})"
 
 
 def _defended(rows: list[dict[str, Any]]) -> bool:
@@ -73,7 +79,8 @@ def summary(ctx: ReportContext) -> Section | None:
     no_ensemble = False
     for h in head:
         name = ctx.names.get(h["model"], h["model"])
-        clean = pct(h["clean_accuracy"])
+        stat = rate_of(h["clean_accuracy"], h.get("n") or 0) or {}
+        clean = pct_ci(h["clean_accuracy"], stat.get("ci_low"), stat.get("ci_high"))
         link = bases.get((h["model"], h["defense"]))
         if link is not None:  # the defended model's own clean accuracy beside its base's
             base_clean = clean_of.get(link["base"]) if link["base"] else None
@@ -99,9 +106,11 @@ def summary(ctx: ReportContext) -> Section | None:
             v = c["robust_accuracy"]
             tag = "<span class='tag'>reduced</span>" if is_reduced else ""
             title = html.escape("; ".join(c["strongest"]), quote=True)
-            hc.append(f"<td class='acc' style='--v:{v:.3f}' title='{title}'>{pct(v)}"
+            ci = "" if c.get("ci_low") is None else f"<small>{100 * c['ci_low']:.1f}-{100 * c['ci_high']:.1f}</small>"
+            hc.append(f"<td class='acc' style='--v:{v:.3f}' title='{title}'>{pct(v)}{ci}"
                       f"{f'<small>{html.escape(strongest)}{tag}</small>' if strongest or tag else ''}</td>")
-            mc.append(pct(v) + (f" ({strongest}{', reduced' if is_reduced else ''})" if strongest else ""))
+            mc.append(pct_ci(v, c.get("ci_low"), c.get("ci_high"))
+                      + (f" ({strongest}{', reduced' if is_reduced else ''})" if strongest else ""))
         html_rows.append("<tr>" + "".join(f"<td class='l'>{c}</td>" for c in lead[:-1])
                          + f"<td>{lead[-1]}</td>" + "".join(hc) + "</tr>")
         md_rows.append(md_lead + mc)
@@ -109,9 +118,10 @@ def summary(ctx: ReportContext) -> Section | None:
     thead = "".join(f"<th class='l'>{html.escape(h)}</th>" if i < nleft else f"<th>{html.escape(h)}</th>"
                     for i, h in enumerate(headers))
     table = f"<table><thead><tr>{thead}</tr></thead><tbody>{''.join(html_rows)}</tbody></table>"
-    notes = ["Worst-case robust accuracy per sample over every attack run at each eps; under it, the "
-             "attack that was strongest there. 'clean (attacked)': accuracy on the attacked test images; the "
-             "models table gives it on the whole test set."]
+    notes = ["Worst-case robust accuracy per sample over every attack run at each eps, with its exact "
+             "(Clopper-Pearson) 95% interval over the attacked samples; under it, the attack that was strongest "
+             "there. 'clean (attacked)': accuracy on the attacked test images; the models table gives it on the "
+             "whole test set."]
     if reduced:
         notes.append("'reduced': the AutoAttack-style ensemble ran below full strength ("
                      + "; ".join(sorted(reduced)) + "), so these numbers are upper bounds of what the "
@@ -133,6 +143,12 @@ def summary(ctx: ReportContext) -> Section | None:
             f"<div>{fig.html}</div></div>")
     md = (lead_md + "\n\n" if lead_md else "") + md_table(headers, md_rows) + "\n\n" + note + "\n\n" + fig.markdown
     return Section("summary", "Robustness at a glance", body, md, data=head)
+
+
+def _clean_text(meta: dict[str, Any]) -> str:
+    """A model's clean accuracy on the test split, with its interval when its size is recorded."""
+    r = rate_of(meta.get("clean_accuracy"), meta.get("n_test") or 0) or {}
+    return pct_ci(meta.get("clean_accuracy"), r.get("ci_low"), r.get("ci_high"))
 
 
 @register_section("warnings", order=15)
@@ -170,7 +186,7 @@ def models(ctx: ReportContext) -> Section | None:
         d = defended.get(key)
         training = (f"{d['defense']}, defended from {d['base_name']}" if d else recipe_text(m.get("train")))
         rows.append([ctx.names.get(key, key), f"{cfg.get('backbone', '?')} + {cfg.get('head', '?')}", training,
-                     pct(m.get("clean_accuracy")), pct(d["base_clean_accuracy"]) if d else "",
+                     _clean_text(m), pct(d["base_clean_accuracy"]) if d else "",
                      f"{secs:.1f} s" if isinstance(secs, float | int) else "-",
                      *([m.get("warning") or ""] if warned else [])])
         classes.append("worst" if m.get("warning") else "")
@@ -178,7 +194,8 @@ def models(ctx: ReportContext) -> Section | None:
         cfg = (ctx.doc["models"].get(d["model"]) or {}).get("config", {})
         secs = (ctx.doc.get("defenses") or {}).get(d["name"], {}).get("seconds")
         rows.append([d["name"], f"{cfg.get('backbone', '?')} + {cfg.get('head', '?')}",
-                     f"{d['defense'].split(':')[0]}, defended from {d['base_name']}", pct(d["clean_accuracy"]),
+                     f"{d['defense'].split(':')[0]}, defended from {d['base_name']}",
+                     _clean_text({"clean_accuracy": d["clean_accuracy"], "n_test": n_test}),
                      pct(d["base_clean_accuracy"]), f"{secs:.1f} s" if isinstance(secs, float | int) else "-",
                      *([d.get("warning") or ""] if warned else [])])
         classes.append("worst" if d.get("warning") else "")
@@ -222,7 +239,11 @@ def identification(ctx: ReportContext) -> Section | None:
     if not ident:
         return None
     headers = ["model", *(t for _, t in IDENTIFICATION_COLUMNS)]
-    rows = [[ctx.names.get(k, k), *[pct(m.get(c)) for c, _ in IDENTIFICATION_COLUMNS]] for k, m in ident.items()]
+    def cell(m: dict[str, Any], c: str) -> str:
+        iv = (m.get("intervals") or {}).get(c) or {}
+        return pct_ci(m.get(c), iv.get("ci_low"), iv.get("ci_high"))
+
+    rows = [[ctx.names.get(k, k), *[cell(m, c) for c, _ in IDENTIFICATION_COLUMNS]] for k, m in ident.items()]
     adversarial = next((m.get("adversarial") for m in ident.values() if m.get("adversarial")), None)
     note = ("Accuracy from `predict`; FMR / FNMR / pair accuracy on verification pairs at the threshold of "
             "equal error rate on a validation half (paper 002, eq. 3.1-3.3); confidence = mean softmax of "

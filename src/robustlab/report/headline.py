@@ -67,6 +67,8 @@ def headline_rows(rows: Sequence[dict[str, Any]], models: Mapping[str, Any]) -> 
             cells.append({
                 "eps": eps,
                 "robust_accuracy": worst["robust_accuracy"],
+                "ci_low": worst.get("ci_low"),  # Clopper-Pearson 95% over the cell's n samples
+                "ci_high": worst.get("ci_high"),
                 "strongest": [r["attack"] for r in members if r["robust_accuracy"] == low],
                 "attacks": len(members),
                 "ensemble": "none" if not ensembles else ("reduced" if reduced else "full"),
