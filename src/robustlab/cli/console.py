@@ -81,8 +81,10 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     """
     names = names or {}
     grid = sorted({r["eps"] for r in rows if r["eps"] is not None})
-    caption = ("robust accuracy (%) at each eps, ± the larger side of its exact 95% interval; worst case per "
-               "sample in bold")
+    if 0 in grid and all(r["robust_accuracy"] == r["clean_accuracy"] for r in rows if r["eps"] == 0):
+        grid.remove(0)  # eps 0 would repeat the clean column
+    caption = ("robust accuracy (%) at each eps, ± the larger side of its exact 95% interval; clean = on the "
+               "attacked images; worst case per sample in bold")
     reduced = sorted({s for r in rows for s in r.get("reduced", [])})
     if reduced:
         caption += f"; reduced = ensemble below full strength ({', '.join(reduced)})"
@@ -149,14 +151,17 @@ def print_identification(ident: dict[str, dict[str, Any]], names: dict[str, str]
 
 
 def print_masking(flags: Sequence[dict[str, Any]]) -> None:
-    """Gradient-masking checks: raised flags in red, the rest as one dim line each."""
+    """Gradient-masking checks: raised flags in red, then one verdict line per model that
+    counts only the checks that ran and names those that did not (`masking_verdicts`)."""
+    from robustlab.evaluate.masking import masking_verdicts
+
     for f in flags:
         if f["raised"]:
             name = f["model"].split(":")[0]
             out.print(f"[bold red]gradient masking?[/bold red] {name}: {f['check']}: {f['message']}")
-    passed = [f for f in flags if not f["raised"]]
-    if passed:
-        out.print(f"[dim]{len(passed)} gradient-masking checks passed (details in the report)[/dim]")
+    for model, v in masking_verdicts(flags).items():
+        style = "bold red" if v["raised"] else ("yellow" if v["not_run"] else "dim")
+        out.print(f"[{style}]{model.split(':')[0]}: {v['verdict']}[/{style}]")
 
 
 def print_training_warnings(models: dict[str, Any]) -> dict[str, str]:

@@ -371,11 +371,14 @@ def masking_flags(
 ) -> list[dict[str, Any]]:
     """Every gradient-masking check for the models in `store` (on one sample set if given): rules
     over the rows plus the gradient probes recorded by `record_probe`."""
-    from robustlab.evaluate.masking import check_probe, check_rows
+    from robustlab.evaluate.defended import defended_models
+    from robustlab.evaluate.masking import check_against_base, check_probe, check_rows
 
     meta = store.get_meta("models", {}) or {}
     num_classes = {k: v.get("config", {}).get("num_classes") for k, v in meta.items()}
     flags = check_rows(summarize(store, models, samples), num_classes)
     for model, probe in _by_model(store, "probe", models, samples).items():
         flags += check_probe(model, probe)
+    defended = [d for d in defended_models(meta, store.get_meta("defenses")) if models is None or d["model"] in models]
+    flags += check_against_base(summarize(store, None, samples), defended)
     return [f.to_dict() for f in flags]
