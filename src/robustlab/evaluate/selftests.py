@@ -20,7 +20,7 @@ from typing import Any
 from robustlab.core.contract import RobustModel, eval_mode
 from robustlab.core.digest import canonical, model_digest
 from robustlab.core.threat import AttackKind
-from robustlab.evaluate.masking import MaskingFlag
+from robustlab.evaluate.masking import NOT_RUN, MaskingFlag
 from robustlab.evaluate.runner import Cell
 from robustlab.evaluate.samples import EvalSet
 from robustlab.selftest import BinarizationConfig, binarization_test
@@ -100,8 +100,11 @@ def selftest_flags(results: dict[str, list[dict[str, Any]]]) -> list[MaskingFlag
                                      "BPDA through non-differentiable steps, EOT for randomness"))
         else:
             checked = [r for r in rows if r["feasible"] >= MIN_FEASIBLE]
-            message = "; ".join(r["sentence"] for r in checked) or "too few feasible samples to judge"
-            flags.append(MaskingFlag(model, CHECK, False, message))
+            if checked:
+                flags.append(MaskingFlag(model, CHECK, False, "; ".join(r["sentence"] for r in checked)))
+            else:
+                flags.append(MaskingFlag(model, CHECK, False, f"fewer than {MIN_FEASIBLE} feasible samples at "
+                                         "every eps: the readout could not plant an adversarial", NOT_RUN))
     return flags
 
 
