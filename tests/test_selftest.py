@@ -20,7 +20,7 @@ from robustlab.attacks.trace import tracing
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import distance
-from robustlab.selftest import BinarizationConfig, binarization_test, clopper_pearson
+from robustlab.selftest import BinarizationConfig, binarization_test
 from robustlab.selftest.binarization import binarize, boundary_point, inner_points
 from robustlab.selftest.indicators import _restarts_apart, _still_rising, attack_indicators, indicator_summary
 
@@ -121,15 +121,6 @@ def test_minimum_norm_attacks_and_zero_eps_are_refused(digits_mlp, batch):
         binarization_test(digits_mlp, batch[0][:2], make_attack("deepfool"))
     with pytest.raises(ConfigError):
         binarization_test(digits_mlp, batch[0][:2], make_attack("pgd", eps=0.0))
-
-
-def test_clopper_pearson_matches_its_definition():
-    from scipy.stats import binom
-
-    low, high = clopper_pearson(7, 20)
-    assert binom.sf(6, 20, low) == pytest.approx(0.025, abs=1e-6)  # P(X >= 7 | low) = 2.5%
-    assert binom.cdf(7, 20, high) == pytest.approx(0.025, abs=1e-6)  # P(X <= 7 | high) = 2.5%
-    assert clopper_pearson(0, 10)[0] == 0.0 and clopper_pearson(10, 10)[1] == 1.0
 
 
 # ------------------------------------------------------------------ calibration

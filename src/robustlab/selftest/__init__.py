@@ -14,9 +14,8 @@ from robustlab.selftest.binarization import (
     SampleOutcome,
     binarization_test,
 )
-from robustlab.selftest.stats import clopper_pearson
 
 __all__ = [
     "BinarizationConfig", "BinarizationResult", "BinarizationSummary", "BinarizedModel", "SampleOutcome",
-    "binarization_test", "clopper_pearson",
+    "binarization_test",
 ]

@@ -40,7 +40,6 @@ from robustlab.attacks.base import Attack
 from robustlab.core.contract import REJECT, RobustModel, eval_mode
 from robustlab.core.errors import ConfigError, InputError
 from robustlab.core.norms import distance, flat_norm
-from robustlab.selftest.stats import clopper_pearson
 
 
 @dataclass(frozen=True)
@@ -345,6 +344,8 @@ def _found(binarized: BinarizedModel, attack: Attack, x: torch.Tensor, norm: str
 
 def summarize(outcomes: list[SampleOutcome], attack: Any, norm: str, eps: float) -> BinarizationSummary:
     """Pass rate over the feasible samples with its 95% Clopper-Pearson interval."""
+    from robustlab.evaluate.stats import clopper_pearson  # lazy: evaluate sits above this layer
+
     feasible = [o for o in outcomes if o.feasible]
     passed = sum(o.found for o in feasible)
     low, high = clopper_pearson(passed, len(feasible))

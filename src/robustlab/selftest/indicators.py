@@ -38,7 +38,6 @@ from robustlab.core.contract import RobustModel, eval_mode
 from robustlab.core.norms import random_in_ball
 from robustlab.core.results import AttackResult
 from robustlab.core.threat import AttackKind
-from robustlab.selftest.stats import clopper_pearson
 
 INDICATORS = (
     "silent_success", "incomplete_optimization", "unavailable_gradients", "unstable_predictions",
@@ -98,6 +97,8 @@ def attack_indicators(
 def indicator_summary(indicators: dict[str, torch.Tensor | None], result: AttackResult) -> dict[str, Any]:
     """Per indicator: raised (count over the failed samples), failed, rate and 95% interval; or
     None where it does not apply. Also ``failed``: how many samples the attack left standing."""
+    from robustlab.evaluate.stats import clopper_pearson  # lazy: evaluate sits above this layer
+
     failed = int((~result.success).sum())
     summary: dict[str, Any] = {"failed": failed}
     for name in INDICATORS:
