@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from robustlab.attacks.base import Attack
+from robustlab.attacks.eot import is_randomized
 from robustlab.core.contract import REJECT, RobustModel, eval_mode
 from robustlab.core.errors import ConfigError, InputError
 from robustlab.core.norms import distance, flat_norm
@@ -239,8 +240,8 @@ def binarize(
     generator: torch.Generator,
 ) -> tuple[BinarizedModel | None, str]:
     """The binarized model of one image x (C, H, W) and "" , or (None, why it is infeasible)."""
-    randomized = bool(getattr(model, "randomized", False))
-    draws = config.draws if randomized else 1
+    with torch.no_grad():
+        draws = config.draws if is_randomized(model, x[None]) else 1
     dim = int(_features(model, x[None], 1).shape[1])
     n_inner = max(1, min(config.n_inner, dim - 3))
     inner = inner_points(x, norm, (1 - config.gap) * eps, n_inner, generator)
