@@ -312,3 +312,35 @@ def test_a_too_small_step_raises_the_incomplete_optimization_verdict(digits_mlp,
     result = Evaluation(tmp_path / "t", samples, tiny, [0.1], self_test=0).run(digits_mlp, "m")
     (flag,) = [f for f in result.masking if f["check"] == "indicators of attack failure"]
     assert flag["raised"] and "incomplete optimization" in flag["message"] and "more steps" in flag["message"]
+
+
+def test_metric_heads_wrapped_modules_and_rejecting_models_are_binarized(digits_mlp, digits, batch):
+    """The readout goes on each model's `embed`: a nearest-class-mean decision (not a function of
+    its scores), a user module wrapped with a named feature layer, and a model with a reject
+    column, whose refusals the binarized model keeps. PGD passes each (>= 90% of >= 10)."""
+    from torch import nn
+
+    from attack_models import FeatureDecisionModel, RejectingModel
+    from robustlab import wrap
+
+    x = batch[0][:12]
+    metric = FeatureDecisionModel(digits_mlp, digits.x_train, digits.y_train).eval()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(200):
+        loss = nn.functional.cross_entropy(net(digits.x_train), digits.y_train)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    wrapped = wrap(net, num_classes=10, input_shape=(1, 8, 8), features="2")
+    rejecting = RejectingModel(digits_mlp, threshold=0.6).eval()
+    for model in (metric, wrapped, rejecting):
+        s = _test(model, x, "pgd", steps=20)
+        assert s.feasible >= 10 and s.rate >= 0.9, (type(model).__name__, s)
+    g = torch.Generator().manual_seed(0)
+    binarized, _ = binarize(rejecting, x[0], "linf", EPS, BinarizationConfig(), g)
+    assert binarized is not None and binarized.can_reject
+    noise = torch.rand(64, 1, 8, 8, generator=g)  # unsure inputs: some refused, some not
+    refused = rejecting.predict(noise) == -1
+    assert 0 < int(refused.sum()) < 64 and torch.equal(binarized.predict(noise) == -1, refused)
