@@ -29,18 +29,20 @@ import hashlib
 import inspect
 import itertools
 import json
+import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from robustlab.attacks.registry import get_attack_class
 from robustlab.core.errors import ConfigError
 from robustlab.core.threat import check_eps
+from robustlab.core.validation import check_int, check_number
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import DEFAULT_ATTACKS, AttackSpec
+from robustlab.experiment.limits import Limits, module_name, plain_name, read_document, short_repr
 from robustlab.models.config import ModelConfig
 from robustlab.train.trainer import TrainConfig
 
@@ -88,7 +90,11 @@ class ExecutorSpec:
     `num_cpus` / `num_gpus`: resources of each evaluation task (and of each training task
     unless `train_cpus` / `train_gpus` are given). `storage`: a directory that the driver and
     every worker see; checkpoints are written there instead of travelling as bytes.
-    `max_retries`: how often Ray reruns a task whose worker died."""
+    `max_retries`: how often Ray reruns a task whose worker died. `connect_timeout`: seconds
+    to wait for the cluster at `address` to answer before giving up (> 0).
+
+    `storage` is the one path a file may name outside the run directory (a mount every worker
+    sees): it must be absolute, and only ``<storage>/<name>/<model id>-<digest>/`` is written."""
 
     name: str = "local"
     address: str | None = None
@@ -99,18 +105,26 @@ class ExecutorSpec:
     storage: str | None = None
     local_cpus: int | None = None
     max_retries: int = 3
+    connect_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.name not in EXECUTORS:
-            raise ConfigError(f"unknown executor {self.name!r}; choose one of {', '.join(EXECUTORS)}")
+            raise ConfigError(f"unknown executor {short_repr(self.name)}; choose one of {', '.join(EXECUTORS)}")
         for label in ("num_cpus", "num_gpus", "train_cpus", "train_gpus"):
             value = getattr(self, label)
-            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
-                raise ConfigError(f"executor.{label} must be a number >= 0, got {value!r}")
-        if self.local_cpus is not None and self.local_cpus < 1:
-            raise ConfigError(f"executor.local_cpus must be >= 1, got {self.local_cpus}")
-        if self.max_retries < 0:
-            raise ConfigError(f"executor.max_retries must be >= 0, got {self.max_retries}")
+            if value is not None:
+                check_number(value, f"executor.{label}", 0.0)
+        if self.local_cpus is not None:
+            check_int(self.local_cpus, "executor.local_cpus", 1)
+        check_int(self.max_retries, "executor.max_retries", 0)
+        check_number(self.connect_timeout, "executor.connect_timeout", 0.0, strict=True)
+        for label in ("address", "storage"):
+            value = getattr(self, label)
+            if value is not None and (not isinstance(value, str) or not value.strip() or "\0" in value):
+                raise ConfigError(f"executor.{label} must be a non-empty string, got {short_repr(value)}")
+        if self.storage is not None and not Path(self.storage).is_absolute():
+            raise ConfigError(f"executor.storage must be an absolute path (every worker sees it), "
+                              f"got {short_repr(self.storage)}")
 
     @classmethod
     def from_dict(cls, doc: Any) -> ExecutorSpec:
@@ -221,6 +235,9 @@ def _parse_data(doc: Any) -> tuple[DataSpec, ...]:
     for i, d in enumerate(items):
         out.append(DataSpec.from_dict(d, f"data[{i}]" if isinstance(doc, list) else "data"))
     keys = [d.key for d in out]
+    if len(out) > 1:  # each key names a directory: checkpoints/<data id>/<model id>
+        for i, key in enumerate(keys):
+            plain_name(key, f"data[{i}] id (give each data set an id)")
     if len(set(keys)) != len(keys):
         _fail("data", f"data sets need distinct ids, got {keys}")
     return tuple(out)
@@ -324,6 +341,8 @@ def _expand_sweep(where: str, entry: dict[str, Any]) -> list[tuple[dict, dict, t
 def _train_config(where: str, args: dict[str, Any]) -> TrainConfig:
     args = dict(args)
     if "milestones" in args:
+        if not isinstance(args["milestones"], list):
+            _fail(f"{where}.train", f"milestones must be a list of epochs, got {short_repr(args['milestones'])}")
         args["milestones"] = tuple(args["milestones"])
     try:
         return TrainConfig(**args)
@@ -332,26 +351,35 @@ def _train_config(where: str, args: dict[str, Any]) -> TrainConfig:
     raise AssertionError  # unreachable
 
 
-def _parse_models(doc: Any, datasets: tuple[DataSpec, ...]) -> tuple[ModelSpec, ...]:
+def _parse_models(doc: Any, datasets: tuple[DataSpec, ...], limits: Limits) -> tuple[ModelSpec, ...]:
     if not isinstance(doc, list) or not doc:
         raise ConfigError("an experiment needs at least one model (models: a list)")
     data_ids = [d.key for d in datasets]
-    out = []
+    out: list[ModelSpec] = []
     for i, m in enumerate(doc):
         where = f"models[{i}]"
         if not isinstance(m, dict) or not isinstance(m.get("model"), dict):
             _fail(where, "needs a 'model' mapping (backbone, head, ...)")
         _known_keys(where, m, {"id", "model", "train", "sweep", "data"})
-        base_id = str(m.get("id") or f"{m['model'].get('backbone')}-{m['model'].get('head', 'softmax')}")
-        if not base_id or "/" in base_id or base_id.startswith("."):
-            _fail(where, f"id must be a plain name (no '/', not starting with '.'), got {base_id!r}")
+        if not isinstance(m.get("train") or {}, dict):
+            _fail(where, f"train must be a mapping of training options, got {short_repr(m['train'])}")
+        base_id = plain_name(m.get("id") or f"{m['model'].get('backbone')}-{m['model'].get('head', 'softmax')}",
+                             f"{where}: id")
         only = m.get("data")
         only = [only] if isinstance(only, str) else only
-        if only is not None and (not isinstance(only, list) or set(only) - set(data_ids)):
-            _fail(where, f"data must name data sets of the file ({data_ids}), got {only!r}")
+        if only is not None and (not isinstance(only, list) or not all(isinstance(k, str) for k in only)
+                                 or set(only) - set(data_ids)):
+            _fail(where, f"data must name data sets of the file ({data_ids}), got {short_repr(only)}")
+        sweep = m.get("sweep")
+        points = math.prod(len(v) for v in sweep.values()) if isinstance(sweep, dict) and all(
+            isinstance(v, list) for v in sweep.values()) else 1
+        limits.check(f"{where}: models to train (sweep points x data sets, counting the entries before)",
+                     len(out) + points * (len(datasets) if only is None else len(set(only))),
+                     "trainings", "--max-trainings")
         for model, train, swept in _expand_sweep(where, m):
             tag = ",".join(f"{k.split('.')[-1]}={v}" for k, v in swept)
             mid = f"{base_id}({tag})" if swept else base_id  # no brackets: rich reads them as markup
+            plain_name(mid, f"{where}: the id of sweep point {short_repr(mid)}")
             cfg = _train_config(where, train)
             for d in datasets:
                 if only is not None and d.key not in only:
@@ -360,7 +388,8 @@ def _parse_models(doc: Any, datasets: tuple[DataSpec, ...]) -> tuple[ModelSpec, 
                 out.append(ModelSpec(full, model, cfg, d.key, swept, base_id))
     ids = [m.id for m in out]
     if len(set(ids)) != len(ids):
-        _fail("models", f"model ids must be unique, got {ids}")
+        twice = sorted(k for k, n in Counter(ids).items() if n > 1)[:5]
+        _fail("models", f"model ids must be unique, got {twice} more than once")
     return tuple(out)
 
 
@@ -368,8 +397,8 @@ def _parse_models(doc: Any, datasets: tuple[DataSpec, ...]) -> tuple[ModelSpec, 
 def _parse_attacks(doc: Any, default_eps: tuple[float, ...], models: tuple[ModelSpec, ...]) -> tuple[GridAttack, ...]:
     if not isinstance(doc, list) or not doc:
         raise ConfigError("an experiment needs at least one attack (attacks: a list)")
-    unnamed = [a if isinstance(a, str) else a.get("name") for a in doc
-               if isinstance(a, str) or (isinstance(a, dict) and "id" not in a)]
+    unnamed = Counter(a if isinstance(a, str) else str(a.get("name")) for a in doc
+                      if isinstance(a, str) or (isinstance(a, dict) and "id" not in a))
     out = []
     for i, item in enumerate(doc):
         where = f"attacks[{i}]"
@@ -380,7 +409,8 @@ def _parse_attacks(doc: Any, default_eps: tuple[float, ...], models: tuple[Model
         if on is not None and (not isinstance(on, list) or not on):
             _fail(where, "defenses must be a non-empty list of defense ids ('none' = undefended)")
         spec = AttackSpec(str(a["name"]), params)
-        aid = str(a.get("id") or (a["name"] if unnamed.count(a["name"]) == 1 else f"{a['name']}-{i + 1}"))
+        aid = plain_name(a.get("id") or (a["name"] if unnamed[a["name"]] == 1 else f"{a['name']}-{i + 1}"),
+                         f"{where}: id")
         eps = () if get_attack_class(spec.name).minimum_norm else (
             _eps_list(where, a["eps"]) if "eps" in a else default_eps)
         if "eps" in a and get_attack_class(spec.name).minimum_norm:
@@ -413,8 +443,10 @@ def _parse_defenses(doc: Any, models: tuple[ModelSpec, ...]) -> tuple[DefenseSpe
         only = _model_ids(where, d.get("models"), models)
         args = {k: v for k, v in d.items() if k not in ("name", "id", "models", "non_adaptive")}
         name = check_defense(where, str(d["name"]), args)
-        out.append(DefenseSpec(str(d.get("id") or d["name"]), name, args, only,
-                               bool(d.get("non_adaptive", False))))
+        non_adaptive = d.get("non_adaptive", False)
+        if not isinstance(non_adaptive, bool):
+            _fail(where, f"non_adaptive must be true or false, got {short_repr(non_adaptive)}")
+        out.append(DefenseSpec(plain_name(d.get("id") or d["name"], f"{where}: id"), name, args, only, non_adaptive))
     ids = [d.id for d in out]
     if len(set(ids)) != len(ids) or "none" in ids:
         _fail("defenses", f"defense ids must be unique and not 'none', got {ids}")
@@ -424,8 +456,9 @@ def _parse_defenses(doc: Any, models: tuple[ModelSpec, ...]) -> tuple[DefenseSpe
 def _named_entry(where: str, item: Any) -> dict[str, Any]:
     """An attacks / defenses entry as a mapping with a name (a bare string is the name)."""
     entry = {"name": item} if isinstance(item, str) else item
-    if not isinstance(entry, dict) or "name" not in entry:
-        _fail(where, "needs a name")
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        name = entry.get("name") if isinstance(entry, dict) else entry
+        _fail(where, f"needs a name (a string), got {short_repr(name)}")
     return entry
 
 
@@ -501,7 +534,7 @@ def _parse_claims(doc: Any, spec: ExperimentSpec) -> tuple[Claim, ...]:
         metric = str(c.get("metric", "robust_accuracy"))
         if metric not in METRICS:
             _fail(where, f"unknown metric {metric!r}; choose one of {list(METRICS)}")
-        eps = None if c.get("eps") is None else float(c["eps"])
+        eps = None if c.get("eps") is None else check_eps(c["eps"], f"{where}: eps")
         attack = str(c["attack"])
         defense = str(c.get("defense", "none"))
         source = c.get("source")
@@ -510,7 +543,8 @@ def _parse_claims(doc: Any, spec: ExperimentSpec) -> tuple[Claim, ...]:
             if len(found) != 1:
                 _fail(where, f"source {source!r} names {len(found)} models: use the full id")
             source = found[0].id
-        claim = Claim(model, attack, eps, float(c["published"]), metric, defense, source, str(c.get("ref", "")))
+        published = check_number(c["published"], f"{where}: published")
+        claim = Claim(model, attack, eps, published, metric, defense, source, str(c.get("ref", "")))
         if not spec.has_cell(claim):
             _fail(where, f"no cell {model} / defense {defense} / {attack} / eps {eps}"
                   f"{f' / from {source}' if source else ''} in the grid")
@@ -595,19 +629,25 @@ class ExperimentSpec:
         return c.eps is None if a.minimum_norm else c.eps in a.eps
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> ExperimentSpec:
+    def from_dict(cls, doc: dict[str, Any], limits: Limits | None = None) -> ExperimentSpec:
+        """The spec of an experiment document; any bad value, or a plan larger than `limits`
+        (default `Limits()`), is one `ConfigError`."""
+        limits = limits or Limits()
         if not isinstance(doc, dict):
             raise ConfigError("an experiment must be a mapping")
+        _plain_data("experiment", doc)
         _known_keys("experiment", doc, {"name", "data", "models", "attacks", "eps", "batch_size", "defenses",
                                         "transfer", "claims", "executor", "plugins"})
+        name = plain_name(doc.get("name", "experiment"), "name")
         plugins = doc.get("plugins") or []
-        if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
+        if not isinstance(plugins, list):
             raise ConfigError("plugins must be a list of module names")
+        plugins = [module_name(p, f"plugins[{i}]") for i, p in enumerate(plugins)]
         import_plugins(plugins)  # before the attacks and models are checked: they may register some
         executor = ExecutorSpec.from_dict(doc.get("executor") or "local")
         datasets = _parse_data(doc.get("data"))
         eps = _eps_list("eps", doc.get("eps", [0.0]))
-        models = _parse_models(doc.get("models"), datasets)
+        models = _parse_models(doc.get("models"), datasets, limits)
         attacks = _parse_attacks(doc.get("attacks", list(DEFAULT_ATTACKS)), eps, models)
         defenses = _parse_defenses(doc.get("defenses"), models)
         for a in attacks:
@@ -616,9 +656,9 @@ class ExperimentSpec:
                 _fail(f"attack {a.id}", f"defenses {sorted(unknown)} are not defenses of this file")
         batch_size = doc.get("batch_size", 256)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+            raise ConfigError(f"batch_size must be an integer >= 1, got {short_repr(batch_size)}")
         spec = cls(
-            name=str(doc.get("name", "experiment")),
+            name=name,
             datasets=datasets,
             models=models,
             attacks=attacks,
@@ -629,20 +669,17 @@ class ExperimentSpec:
             executor=executor,
             plugins=tuple(plugins),
         )
+        _check_size(spec, limits)
         return dataclasses.replace(spec, claims=_parse_claims(doc.get("claims"), spec))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ExperimentSpec:
+    def from_file(cls, path: str | Path, limits: Limits | None = None) -> ExperimentSpec:
+        """The spec of the YAML or JSON file at `path`, read within `limits` (see `from_dict`)."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"no experiment file at {path}")
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from None
-        return cls.from_dict(doc)
+        limits = limits or Limits()
+        return cls.from_dict(read_document(path, limits), limits)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -668,12 +705,49 @@ class ExperimentSpec:
         }
 
 
+def _check_size(spec: ExperimentSpec, limits: Limits) -> None:
+    """ConfigError when the plan trains or evaluates more than `limits` allow (counted, not built)."""
+    from robustlab.experiment.plan import plan_size
+
+    n = plan_size(spec)
+    limits.check(f"the experiment trains {n['models']:,} models and builds {n['defenses']:,} defended models; "
+                 "together", n["models"] + n["defenses"], "trainings", "--max-trainings")
+    limits.check(f"the experiment has {n['cells']:,} evaluation cells and {n['transfer']:,} transfer cells; "
+                 "together", n["cells"] + n["transfer"], "cells", "--max-cells")
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain_data(where: str, value: Any, depth: int = 0) -> None:
+    """ConfigError unless `value` is what JSON holds: strings, numbers, booleans, null, lists
+    and mappings with string keys (YAML dates, binary data and sets would fail later)."""
+    if depth > 64:
+        raise ConfigError(f"{where}: nested deeper than 64 levels")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{where}: keys must be strings, got {short_repr(k)}")
+            _plain_data(f"{where}.{k}" if len(where) < 80 else where, v, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _plain_data(f"{where}[{i}]" if len(where) < 80 else where, v, depth + 1)
+    elif not isinstance(value, _JSON_SCALARS):
+        raise ConfigError(f"{where}: a {type(value).__name__} is not an experiment value "
+                          "(strings, numbers, true/false, null, lists and mappings; quote it)")
+
+
 def import_plugins(modules: Sequence[str]) -> None:
-    """Import each module: user attacks, heads or defenses register themselves on import."""
+    """Import each module: user attacks, heads or defenses register themselves on import.
+
+    A plugin is code the user chose to run (see DESIGN.md, "Security model"); any failure to
+    import it, its own exceptions and a `sys.exit` in it included, is one `ConfigError`."""
     import importlib
 
     for name in modules:
+        module_name(name, "plugin")
         try:
             importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"plugin {name!r} cannot be imported: {exc}") from None
+        except (Exception, SystemExit) as exc:
+            raise ConfigError(f"plugin {name!r} cannot be imported: {type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:300] or '(no message)'}") from None
