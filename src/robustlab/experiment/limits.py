@@ -3,7 +3,7 @@
 An experiment file is data from anyone (see DESIGN.md, "Security model"), so reading one is
 bounded and every value that becomes a path is a plain name:
 
-- `read_document`: at most `MAX_FILE_BYTES` of text, nesting at most `MAX_DEPTH` deep, no
+- `read_document`: at most `Limits.values` x `BYTES_PER_VALUE` bytes of text, nesting at most `MAX_DEPTH` deep, no
   recursive alias, and at most `Limits.values` values once aliases are expanded (a
   "billion laughs" file is refused while it is still a small graph of nodes, before any object
   is built from it);
@@ -26,8 +26,9 @@ import yaml
 
 from robustlab.core.errors import ConfigError
 
-MAX_FILE_BYTES = 8 * 2**20
-"""An experiment file's largest size in bytes (8 MiB: real files are a few KiB)."""
+BYTES_PER_VALUE = 10
+"""An experiment file may be at most `Limits.values` x this many bytes (1 MB by default: real
+files are a few KiB, and PyYAML reads about 100 KB a second)."""
 MAX_DEPTH = 64
 """The deepest nesting of mappings and lists a file may have."""
 NAME_BYTES = 200
@@ -96,16 +97,21 @@ def short_repr(value: Any, width: int = 60) -> str:
 
 class _BoundedLoader(yaml.SafeLoader):
     """A SafeLoader whose composer refuses nesting deeper than `MAX_DEPTH` (before Python's
-    recursion limit is reached)."""
+    recursion limit is reached) and stops once it has composed more than `max_nodes` nodes."""
 
     depth = 0
+    nodes = 0
+    max_nodes = Limits.values
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self.depth += 1
+        self.nodes += 1
         try:
+            mark = self.peek_event().start_mark
             if self.depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
                 raise ConfigError(f"nesting deeper than {MAX_DEPTH} levels at line {mark.line + 1}")
+            if self.nodes > self.max_nodes:
+                raise ConfigError(f"more than {self.max_nodes:,} values (--max-values raises the limit)")
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -138,14 +144,17 @@ def expanded_size(root: yaml.Node | None, limit: int) -> int:
 def read_document(path: Path, limits: Limits) -> Any:
     """The YAML (or JSON) document at `path`, bounded as the module says; ConfigError otherwise."""
     try:
+        most = limits.values * BYTES_PER_VALUE
         with path.open("rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
-            raise ConfigError(f"{path} is larger than {MAX_FILE_BYTES // 2**20} MiB: not an experiment file")
+            raw = f.read(most + 1)
+        if len(raw) > most:
+            raise ConfigError(f"{path} is larger than {most:,} bytes: not an experiment file "
+                              f"(the limit is {BYTES_PER_VALUE} bytes per value; --max-values raises it)")
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
     loader = _BoundedLoader(text)
+    loader.max_nodes = limits.values
     try:
         try:
             node = loader.get_single_node()
