@@ -500,8 +500,8 @@ def _parse_transfer(doc: Any, models, attacks) -> TransferSpec | None:
     if not isinstance(names, list) or not names:
         _fail("transfer", "attacks must be a non-empty list of attack ids")
     for n in names:
-        if n not in by_id or by_id[n].minimum_norm:
-            _fail("transfer", f"attack {n!r} is not a fixed-budget attack of the grid (choose from {fixed})")
+        if not isinstance(n, str) or n not in by_id or by_id[n].minimum_norm:
+            _fail("transfer", f"attack {short_repr(n)} is not a fixed-budget attack of the grid (choose from {fixed})")
     eps = None
     if "eps" in doc:
         eps = _eps_list("transfer", doc["eps"])
@@ -720,8 +720,9 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 def _plain_data(where: str, value: Any, depth: int = 0) -> None:
-    """ConfigError unless `value` is what JSON holds: strings, numbers, booleans, null, lists
-    and mappings with string keys (YAML dates, binary data and sets would fail later)."""
+    """ConfigError unless `value` is what JSON holds: strings, finite numbers, booleans, null,
+    lists and mappings with string keys (YAML dates, binary data, sets, NaN and infinities
+    would fail later, or never end: ``epochs: .inf``)."""
     if depth > 64:
         raise ConfigError(f"{where}: nested deeper than 64 levels")
     if isinstance(value, dict):
@@ -735,6 +736,8 @@ def _plain_data(where: str, value: Any, depth: int = 0) -> None:
     elif not isinstance(value, _JSON_SCALARS):
         raise ConfigError(f"{where}: a {type(value).__name__} is not an experiment value "
                           "(strings, numbers, true/false, null, lists and mappings; quote it)")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {value} is not a finite number")
 
 
 def import_plugins(modules: Sequence[str]) -> None:
