@@ -232,7 +232,9 @@ def test_probe_refuses_silent_and_closed_addresses_within_the_timeout():
 
 
 def _subprocess(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    import robustlab
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(robustlab.__file__).parents[1])}
     return subprocess.run([sys.executable, "-m", "robustlab", *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=120)
 

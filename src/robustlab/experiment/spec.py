@@ -478,7 +478,8 @@ def _resolve(where: str, name: str, models: tuple[ModelSpec, ...], data: str | N
     hits = [m for m in models if m.id == name] or [m for m in models if m.family == name]
     hits = [m for m in hits if data is None or m.data == data]
     if not hits:
-        _fail(where, f"{name!r} is not a model of this file (models: {', '.join(m.id for m in models)})")
+        known = ", ".join(m.id for m in models)[:300]
+        _fail(where, f"{short_repr(name)} is not a model of this file (models: {known})")
     return hits
 
 
