@@ -7,6 +7,7 @@ bounded and every value that becomes a path is a plain name:
   recursive alias, and at most `Limits.values` values once aliases are expanded (a
   "billion laughs" file is refused while it is still a small graph of nodes, before any object
   is built from it);
+- `plain_data`: every value is JSON-like and finite (no YAML dates or sets, no NaN/infinity);
 - `plain_name`: a name, id or sweep point that names a directory (the run directory's
   ``runs/<name>``, ``checkpoints/<id>``, ``defenses/<id>/<defense>``) is one path component:
   no separator, no leading dot, no ``:`` (it splits result keys), no control character, short;
@@ -17,6 +18,7 @@ bounded and every value that becomes a path is a plain name:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,30 @@ def plain_name(value: Any, where: str) -> str:
         raise ConfigError(f"{where} must be a plain name (it names a directory: no '/', '\\', ':', "
                           f"no leading '.', at most {NAME_BYTES} bytes), got {short_repr(text)}: {why}")
     return text
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def plain_data(where: str, value: Any, depth: int = 0) -> None:
+    """ConfigError unless `value` is what JSON holds: strings, finite numbers, booleans, null,
+    lists and mappings with string keys (YAML dates, binary data, sets, NaN and infinities
+    would fail later, or never end: ``epochs: .inf``)."""
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{where}: keys must be strings, got {short_repr(k)}")
+            plain_data(f"{where}.{k}" if len(where) < 80 else where, v, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            plain_data(f"{where}[{i}]" if len(where) < 80 else where, v, depth + 1)
+    elif not isinstance(value, _JSON_SCALARS):
+        raise ConfigError(f"{where}: a {type(value).__name__} is not an experiment value "
+                          "(strings, numbers, true/false, null, lists and mappings; quote it)")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {value} is not a finite number")
 
 
 def module_name(value: Any, where: str) -> str:

@@ -51,7 +51,7 @@ from robustlab.core.threat import parse_eps
 from robustlab.core.validation import check_int, check_number
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import DEFAULT_ATTACKS, AttackSpec
-from robustlab.experiment.limits import Limits, module_name, plain_name, read_document, short_repr
+from robustlab.experiment.limits import Limits, module_name, plain_data, plain_name, read_document, short_repr
 from robustlab.models.config import ModelConfig
 from robustlab.train.trainer import TrainConfig
 
@@ -753,7 +753,7 @@ class ExperimentSpec:
         limits = limits or Limits()
         if not isinstance(doc, dict):
             raise ConfigError("an experiment must be a mapping")
-        _plain_data("experiment", doc)
+        plain_data("experiment", doc)
         _known_keys("experiment", doc, {"name", "data", "models", "attacks", "eps", "batch_size", "defenses",
                                         "transfer", "claims", "executor", "plugins", "seeds", "deviations"})
         name = plain_name(doc.get("name", "experiment"), "name")
@@ -835,30 +835,6 @@ def _check_size(spec: ExperimentSpec, limits: Limits) -> None:
                  "together", n["models"] + n["defenses"], "trainings", "--max-trainings")
     limits.check(f"the experiment has {n['cells']:,} evaluation cells and {n['transfer']:,} transfer cells; "
                  "together", n["cells"] + n["transfer"], "cells", "--max-cells")
-
-
-_JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-def _plain_data(where: str, value: Any, depth: int = 0) -> None:
-    """ConfigError unless `value` is what JSON holds: strings, finite numbers, booleans, null,
-    lists and mappings with string keys (YAML dates, binary data, sets, NaN and infinities
-    would fail later, or never end: ``epochs: .inf``)."""
-    if depth > 64:
-        raise ConfigError(f"{where}: nested deeper than 64 levels")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ConfigError(f"{where}: keys must be strings, got {short_repr(k)}")
-            _plain_data(f"{where}.{k}" if len(where) < 80 else where, v, depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _plain_data(f"{where}[{i}]" if len(where) < 80 else where, v, depth + 1)
-    elif not isinstance(value, _JSON_SCALARS):
-        raise ConfigError(f"{where}: a {type(value).__name__} is not an experiment value "
-                          "(strings, numbers, true/false, null, lists and mappings; quote it)")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{where}: {value} is not a finite number")
 
 
 def import_plugins(modules: Sequence[str]) -> None:
