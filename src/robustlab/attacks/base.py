@@ -160,7 +160,10 @@ class Attack(ABC):
             extras = self._scatter_extras(out.extras, todo, len(x))
 
         with torch.no_grad():
-            success, prediction, _ = judge(model, x_adv, y, targets, criterion, force_predict=True)
+            if isinstance(model, EOT):  # the verdict over draws, and the mean accuracy over them
+                success, prediction, extras["draw_accuracy"] = model.judge_draws(x_adv, y, targets, criterion)
+            else:
+                success, prediction, _ = judge(model, x_adv, y, targets, criterion, force_predict=True)
         queries += 1
         return AttackResult(
             x_adv=x_adv,
@@ -359,6 +362,10 @@ def forward_loss(
     if getattr(loss_fn, "model_loss", False):
         scores, loss = loss_fn.forward_loss(model, x)
         return scores, loss, None
+    if isinstance(model, EOT):  # the mean of the per-draw losses, all draws in one pass
+        draws = model.draw_scores(x)
+        loss = torch.stack([loss_fn(s) for s in draws]).mean(dim=0)
+        return draws.mean(dim=0), loss, None
     scores, decision = forward_decide(model, x) if decide else (model(x), None)
     return scores, loss_fn(scores), decision
 
