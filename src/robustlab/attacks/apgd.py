@@ -85,6 +85,7 @@ class APGD(FixedBudgetAttack):
         self._loss_fn = get_attack_loss(loss)
 
     _label = "apgd"
+    _samples = 1
 
     def planned_passes(self) -> tuple[int, int]:
         """At most (forward+backward, forward-only) passes per sample: steps per run."""
@@ -110,6 +111,7 @@ class APGD(FixedBudgetAttack):
             if len(idx) == 0:
                 break
             m, rows = len(group), idx.repeat(len(group))
+            self._samples = len(idx)
             self._label = f"{self.name} runs {first + 1}-{first + m}/{len(runs)}" if len(runs) > 1 else self.name
             xv = x[rows]
             start = (xv + random_in_ball(xv, self.norm, self.eps, generator)).clamp(0.0, 1.0)
@@ -225,8 +227,9 @@ class APGD(FixedBudgetAttack):
                 s["rises"].zero_()
                 # the only host sync of the loop: stop, or drop finished rows
                 done_frac = float(s["done"].float().mean())
-                if progress.enabled():
-                    progress.report(self._label, step, self.steps, round((1 - done_frac) * len(s["done"])))
+                if progress.enabled():  # samples standing (rows are copies of them, one per run)
+                    standing = len(torch.unique(r["idx"][~s["done"]] % self._samples))
+                    progress.report(self._label, step, self.steps, standing)
                 if done_frac == 1.0:
                     break
                 if done_frac > 0.3:

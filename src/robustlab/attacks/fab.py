@@ -30,7 +30,7 @@ from robustlab.attacks.apgd import run_groups
 from robustlab.attacks.base import MinimumNormAttack, RunOutput, forward_decide, judge
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
-from robustlab.core.scores import others_by_score
+from robustlab.core.scores import best_other, others_by_score
 from robustlab.core.threat import check_eps
 
 _DUAL = {"linf": "l1", "l2": "l2", "l1": "linf"}
@@ -159,15 +159,20 @@ class FAB(MinimumNormAttack):
         t = t / flat_norm(t, self.norm.value).clamp_min(1e-12).view(-1, 1, 1, 1)
         return (x0 + 0.5 * radius.view(-1, 1, 1, 1) * t).clamp(0.0, 1.0)
 
-    def _hyperplane(self, model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None):
-        """(w, f): the gradient (B, D) and value (B,) of f_j - f_y at `x` for the chosen class j."""
+    def _hyperplane(self, model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+                    rival_of_target: bool = False):
+        """(w, f): the gradient (B, D) and value (B,) of f_j - f_y at `x` for the chosen class j
+        (f_t - f_r for a target t, r = y or, with `rival_of_target`, t's strongest rival)."""
         k = model.num_classes
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             z = model(x)[:, :k]
             rows = torch.arange(len(x), device=x.device)
             if target is not None:
-                diff = z[rows, target] - z[rows, y]
+                # FAB-T's runner-up runs cross the target's boundary with the label; a call's own
+                # targets (success: the target wins) that with the target's strongest rival
+                rival = best_other(z.detach(), target)[1] if rival_of_target else y
+                diff = z[rows, target] - z[rows, rival]
                 (grad,) = torch.autograd.grad(diff.sum(), x)
                 return grad.flatten(1), diff.detach()
             grads = torch.stack(
@@ -189,7 +194,7 @@ class FAB(MinimumNormAttack):
         best = x0.clone()
         best_d = torch.full((len(x0),), float("inf"), device=x0.device)
         for _ in range(self.steps):
-            w, f = self._hyperplane(model, x1, y, target)
+            w, f = self._hyperplane(model, x1, y, target, rival_of_target=ct is not None)
             with torch.no_grad():
                 x1f = x1.flatten(1)
                 d1 = hyperplane_step(w, -f, -x1f, 1 - x1f, norm)
