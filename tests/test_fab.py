@@ -43,7 +43,8 @@ def _lp(w, c, lo, hi, norm):
         bounds = [(0, max(h, 0)) for h in hi] + [(0, max(-lo_, 0)) for lo_ in lo]
         res = linprog(cost, A_ub=a_ub, b_ub=[-c], bounds=bounds)
         return res.fun if res.status == 0 else None
-    res = minimize(lambda v: v @ v, np.zeros(d), jac=lambda v: 2 * v, method="SLSQP", bounds=list(zip(lo, hi, strict=True)),
+    res = minimize(lambda v: v @ v, np.zeros(d), jac=lambda v: 2 * v, method="SLSQP",
+                   bounds=list(zip(lo, hi, strict=True)),
                    constraints=[{"type": "ineq", "fun": lambda v: w @ v - c, "jac": lambda v: w}],
                    options={"ftol": 1e-14, "maxiter": 500})
     return float(np.sqrt(res.fun)) if res.success and w @ res.x >= c - 1e-7 else None

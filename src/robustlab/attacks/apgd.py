@@ -22,6 +22,7 @@ import torch
 
 from robustlab.attacks import progress
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient_decide, judge
+from robustlab.attacks.eot import EOT
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
@@ -143,7 +144,12 @@ class APGD(FixedBudgetAttack):
         frozen at its first adversarial iterate; rows are written back to `out` (their
         adversarial point, else their highest-loss point if it beats earlier runs') only when
         dropped from the batch or at the end, so the step loop makes no scattered writes.
+        On a randomized model (`EOT`) a row is never frozen: one iterate that fools the mean of
+        the draws may still be right on most of them, so every row keeps raising the expected
+        loss for all ``steps`` and answers with its highest-loss point (as the reference's rand
+        protocol, whose iterates run to the end).
         """
+        settle = not isinstance(model, EOT)
         k = model.num_classes
         dev = x.device
         r = {"idx": idx, "x0": x[idx], "y": y[idx], "ct": ct, "lt": lt}
@@ -158,14 +164,14 @@ class APGD(FixedBudgetAttack):
 
         def judge_step(s, scores, decision) -> None:
             success, _, _ = judge(model, s["x"], r["y"], r["ct"], criterion, scores=scores, decision=decision)
-            queries[r["idx"]] += (~s["done"]).long()
+            queries[r["idx"]] += (~s["done"]).long() if settle else 1
             s["done"] = s["done"] | success
 
         def write_back(s, rows) -> None:
             gi = r["idx"][rows]
             done, best_loss = s["done"][rows], s["best_loss"][rows]
             keep = done | (best_loss > out_loss[gi])
-            answer = torch.where(done.view(-1, 1, 1, 1), s["x"][rows], s["x_best"][rows])
+            answer = torch.where((done & settle).view(-1, 1, 1, 1), s["x"][rows], s["x_best"][rows])
             out[gi] = torch.where(keep.view(-1, 1, 1, 1), answer, out[gi])
             out_loss[gi] = torch.where(keep & ~done, best_loss, out_loss[gi])
             found[gi] = found[gi] | done
@@ -198,7 +204,7 @@ class APGD(FixedBudgetAttack):
                 z = self._project(s["x"] + eta * normalize_direction(s["grad"], self.norm), r["x0"])
                 x_new = self._project(s["x"] + a * (z - s["x"]) + (1 - a) * (s["x"] - s["x_prev"]), r["x0"])
                 s["x_prev"] = s["x"]
-                s["x"] = torch.where(s["done"].view(-1, 1, 1, 1), s["x"], x_new)
+                s["x"] = torch.where((s["done"] & settle).view(-1, 1, 1, 1), s["x"], x_new)
             grad, scores, loss, decision = evaluate(s["x"], not last)
             judge_step(s, scores, decision)
             better = loss > s["best_loss"]
@@ -219,7 +225,7 @@ class APGD(FixedBudgetAttack):
                 halve = oscillating | stalled
                 hm = halve.view(-1, 1, 1, 1)
                 s["eta"] = torch.where(halve, s["eta"] / 2, s["eta"])
-                s["x"] = torch.where(hm & ~s["done"].view(-1, 1, 1, 1), s["x_best"], s["x"])
+                s["x"] = torch.where(hm & ~(s["done"] & settle).view(-1, 1, 1, 1), s["x_best"], s["x"])
                 s["x_prev"] = torch.where(hm, s["x"], s["x_prev"])
                 s["grad"] = torch.where(hm, s["grad_best"], s["grad"])
                 s["halved"] = halve
@@ -230,9 +236,9 @@ class APGD(FixedBudgetAttack):
                 if progress.enabled():  # samples standing (rows are copies of them, one per run)
                     standing = len(torch.unique(r["idx"][~s["done"]] % self._samples))
                     progress.report(self._label, step, self.steps, standing)
-                if done_frac == 1.0:
+                if settle and done_frac == 1.0:
                     break
-                if done_frac > 0.3:
+                if settle and done_frac > 0.3:
                     write_back(s, s["done"].nonzero().squeeze(1))
                     keep = (~s["done"]).nonzero().squeeze(1)
                     s = {key: v[keep] for key, v in s.items()}

@@ -23,7 +23,8 @@ from __future__ import annotations
 import torch
 
 from robustlab.attacks.apgd import APGD, APGDT
-from robustlab.attacks.base import Attack, FixedBudgetAttack, RunOutput
+from robustlab.attacks.base import Attack, FixedBudgetAttack, RunOutput, settled
+from robustlab.attacks.eot import EOT
 from robustlab.attacks.fab import FAB, FABT
 from robustlab.attacks.square import Square
 from robustlab.core.contract import REJECT
@@ -132,6 +133,9 @@ class AutoAttack(FixedBudgetAttack):
             take = r.success | ~rejected[idx]
             x_adv[idx] = torch.where(take.view(-1, 1, 1, 1), r.x_adv, x_adv[idx])
             rejected[idx] |= refused
-            fooled[idx] |= r.success
+            # later members skip what this one settled (on a randomized model: fooled by the mean
+            # of the draws, not merely by one draw)
+            fooled[idx] |= settled(model, r.x_adv, y[idx], t, criterion.select(idx, n)) if isinstance(model, EOT) \
+                else r.success
             member[idx] = torch.where(r.success, torch.full_like(member[idx], i), member[idx])
         return RunOutput(x_adv, queries, {"member": member, "member_queries": per_member})
