@@ -142,8 +142,6 @@ class CountingModel(Wrapped):
         return self.inner(x)
 
 
-__all__ = ["REJECT", "CountingModel", "FeatureDecisionModel", "LinearModel", "QuantizedModel",
-           "RejectingModel", "digits_data", "train_digits_mlp"]
 
 
 class NoisyModel(RobustModel):
@@ -192,3 +190,7 @@ def reference_autoattack(model: RobustModel, version: str, norm: str, eps: float
             ta.Square(net, n_queries=5000, n_restarts=1, p_init=0.8, **kw),
         ]
     return MultiAttack(members)
+
+
+__all__ = ["REJECT", "CountingModel", "FeatureDecisionModel", "LinearModel", "Logits", "NoisyModel", "QuantizedModel",
+           "RejectingModel", "digits_data", "reference_autoattack", "train_digits_mlp"]

@@ -292,13 +292,15 @@ def eot_specs(model: RobustModel, x: torch.Tensor, attacks: Sequence[AttackSpec]
 def eot_specs_for_randomized(attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
     """`attacks` for a model known to be randomized: the ensemble without a ``version`` runs
     AutoAttack's ``rand`` protocol (APGD-CE and APGD-DLR, EOT over 20 draws), every other attack
-    is given ``eot=DEFAULT_EOT``; a spec that sets ``eot`` itself is returned as it is."""
+    (another version of the ensemble included) is given ``eot=DEFAULT_EOT``; a spec that sets
+    ``eot`` itself, or asks for ``rand``, is returned as it is."""
     out = []
     for s in attacks:
-        if "eot" in s.params:
+        is_ensemble = get_attack_class(s.name) is AutoAttack
+        if "eot" in s.params or (is_ensemble and s.params.get("version") == "rand"):
             out.append(s)
-        elif get_attack_class(s.name) is AutoAttack:
-            out.append(AttackSpec(s.name, {"version": "rand", **s.params}))
+        elif is_ensemble and "version" not in s.params:
+            out.append(AttackSpec(s.name, {**s.params, "version": "rand"}))
         else:
             out.append(AttackSpec(s.name, {**s.params, "eot": DEFAULT_EOT}))
     return out
