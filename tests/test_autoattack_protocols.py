@@ -159,3 +159,18 @@ def test_rand_reaches_the_reference_rand_mean_accuracy_over_draws(digits_mlp, di
     ours_mean, ref_mean = mean_over_draws(ours.x_adv), mean_over_draws(ref)
     assert ours_mean <= ref_mean + 0.01, (ours_mean, ref_mean)
     assert abs(float(ours.extras["draw_accuracy"].mean()) - ours_mean) < 0.05  # its own estimate, 20 draws
+
+
+def test_the_report_rows_name_the_protocol(digits_mlp, digits, tmp_path):
+    x, y = digits.x_test[:20], digits.y_test[:20]
+    with ResultStore(tmp_path / "run") as store:
+        evaluate_grid(digits_mlp, "mlp", x, y, [AttackSpec("autoattack", {"steps": 2, "n_targets": 1, "queries": 5}),
+                                                 AttackSpec("autoattack", {"steps": 2, "n_targets": 1, "queries": 5,
+                                                                           "version": "standard"}),
+                                                 AttackSpec("fgsm")], [0.1], store)
+        rows = {r["attack"]: r for r in summarize(store)}
+    assert rows["autoattack(n_targets=1, queries=5, steps=2)"]["protocol"] == \
+        "robustlab ensemble (APGD-CE, APGD-T, Square), not AutoAttack standard"
+    assert rows["autoattack(n_targets=1, queries=5, steps=2, version=standard)"]["protocol"].startswith(
+        "AutoAttack standard")
+    assert "protocol" not in rows["fgsm"]

@@ -20,6 +20,8 @@ the last member's output. FAB's points count only within eps, as in the referenc
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from robustlab.attacks.apgd import APGD, APGDT
@@ -38,6 +40,15 @@ VERSIONS: dict[str, str] = {
     "rand": "AutoAttack rand (APGD-CE, APGD-DLR; EOT over 20 draws)",
 }
 """Each version's members, as a report names them."""
+
+def protocol_of(label: str) -> str | None:
+    """The protocol an attack label names ("autoattack(version=standard)" -> VERSIONS["standard"];
+    "autoattack" -> the default's), None for any other attack: what reports print beside a number."""
+    if label.split("(")[0] != "autoattack":
+        return None
+    found = re.search(r"version=(\w+)", label)
+    return VERSIONS.get(found.group(1) if found else "robustlab")
+
 
 RAND_EOT = 20
 """The rand version's draws per gradient (the reference's eot_iter)."""

@@ -97,6 +97,9 @@ def summary(ctx: ReportContext) -> Section | None:
                      "full ensemble would leave.")
     if no_ensemble:
         notes.append("Cells without the ensemble (autoattack) are only as strong as the attacks listed.")
+    protocols = sorted({r["protocol"] for r in ctx.doc["rows"] if r.get("protocol")})
+    if protocols:
+        notes.append("Ensemble: " + "; ".join(protocols) + ".")
     curves = {}
     for h in head:
         curves[ctx.name(h["model"], h["defense"])] = [(c["eps"], c["robust_accuracy"]) for c in h["cells"]]
