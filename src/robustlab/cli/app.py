@@ -27,7 +27,7 @@ app = typer.Typer(
 STATE = {"debug": False}
 
 # Each module defines `register(app)`; add new command modules here.
-COMMAND_MODULES = ("demo", "train", "evaluate", "report", "datasets", "run", "defend", "anonymize")
+COMMAND_MODULES = ("demo", "train", "evaluate", "report", "datasets", "run", "defend", "anonymize", "convert")
 
 
 @app.callback()

@@ -3,6 +3,7 @@ run directory. Everything is validated before anything is written (see `robustla
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from robustlab.cli.console import (
     print_results,
     progress_bar,
 )
-from robustlab.cli.options import parse_pairs
+from robustlab.cli.options import eps_value, parse_pairs
 from robustlab.core.contract import batched_predict
 from robustlab.core.digest import model_digest
 from robustlab.core.errors import ConfigError
@@ -26,6 +27,7 @@ from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
 from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
+from robustlab.models import zoo
 from robustlab.models.wrap import load_factory
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
 from robustlab.train.adversarial import recipe_label
@@ -57,15 +59,21 @@ def evaluate_cmd(
     ),
     module: str = typer.Option(None, "--module", help="Your own model: pkg.mod:factory or file.py:factory, "
                                "a no-argument callable returning an nn.Module (logits out)."),
-    weights: Path = typer.Option(None, "--weights", help="safetensors weights for --module (never a pickle)."),
-    mean: list[float] = typer.Option(None, "--mean", help="Per-channel mean for --module's input (repeatable)."),
-    std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's input (repeatable)."),
+    zoo_arch: str = typer.Option(None, "--zoo-arch", help="A RobustBench zoo architecture (wrn-28-10, dm-wrn-70-16, "
+                                 "preact-resnet-18, resnet-50, ...) for --weights; --data defaults to cifar10."),
+    weights: Path = typer.Option(None, "--weights", help="safetensors weights for --module or --zoo-arch (a .pt: "
+                                 "`robustlab convert` it first)."),
+    mean: list[float] = typer.Option(None, "--mean", help="Per-channel mean for --module's (or --zoo-arch's) "
+                                     "input (repeatable)."),
+    std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's (or --zoo-arch's) "
+                                    "input (repeatable)."),
     data: str = typer.Option(None, "--data", help="Data set (default: the one the model was trained on)."),
     data_root: Path = typer.Option(None, "--data-root"),
     attack: list[str] = typer.Option(
         None, "--attack", help=f"Attack name (repeatable). Default: {' + '.join(DEFAULT_ATTACKS)}."
     ),
-    eps: list[float] = typer.Option(None, "--eps", help=f"Budget (repeatable). Default: {_EPS_TEXT}."),
+    eps: list[float] = typer.Option(None, "--eps", parser=eps_value, metavar="<eps>",
+                                    help=f"Budget, e.g. 0.1 or 8/255 (repeatable). Default: {_EPS_TEXT}."),
     steps: int = typer.Option(None, "--steps", help="Iterations, for attacks that take them."),
     norm: str = typer.Option(None, "--norm", help="linf or l2, for attacks that take it."),
     restarts: int = typer.Option(None, "--restarts"),
@@ -86,28 +94,36 @@ def evaluate_cmd(
     for the same model, data, samples, attack and budget are reused, never mixed.
     """
     dev = pick_device(device)
-    if (model_path is None) == (module is None):
-        raise ConfigError("give either --model CHECKPOINT or --module pkg.mod:factory")
+    if sum(x is not None for x in (model_path, module, zoo_arch)) != 1:
+        raise ConfigError("give one of --model CHECKPOINT, --module pkg.mod:factory or --zoo-arch NAME --weights FILE")
+    if zoo_arch is not None and weights is None:
+        raise ConfigError("--zoo-arch needs --weights (a .safetensors file)")
+    if zoo_arch is not None:
+        zoo.zoo_arch(zoo_arch)  # an unknown name is refused before any data is loaded
+    data = data or ("cifar10" if zoo_arch is not None else None)
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
     specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared)
     grid = list(eps) if eps else list(DEFAULT_EPS)
-    if module is not None:
+    if module is not None or zoo_arch is not None:
         if data is None:
             raise ConfigError("--module needs --data (the data set to evaluate on)")
         dataset = DataSpec(name=data, root=str(data_root) if data_root else None).load()
         samples = eval_set(dataset, n_eval, seed=0)
-        model, key = load_factory(module, weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
-                                  mean=mean or None, std=std or None, device=dev)
+        load = partial(zoo.load_zoo_model, zoo_arch) if zoo_arch is not None else partial(load_factory, module)
+        model, key = load(weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
+                          mean=mean or None, std=std or None, device=dev)
         name = key.split(":")[0]
         clean = float((batched_predict(model, dataset.x_test) == dataset.y_test).float().mean())
         config = getattr(model, "config", None)
         info: dict[str, Any] = {"id": name, "config": config.to_dict() if config is not None else {"module": module},
                                 "module": module, "weights": str(weights), "clean_accuracy": clean}
+        if zoo_arch is not None:
+            info["zoo_arch"] = zoo_arch
         defense = "none"
     else:
         if weights is not None or mean or std:
-            raise ConfigError("--weights, --mean and --std go with --module, not --model")
+            raise ConfigError("--weights, --mean and --std go with --module or --zoo-arch, not --model")
         ckpt = checkpoint_dir(model_path)
         doc = read_checkpoint_config(ckpt)
         trained = trained_on(doc, str(ckpt))

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from robustlab.core.threat import format_eps
 from robustlab.report.tables import IDENTIFICATION_COLUMNS
 
 
@@ -87,7 +88,7 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     table.add_column("attack")
     table.add_column("clean", justify="right")
     for e in grid:
-        table.add_column(f"eps {e:g}", justify="right")
+        table.add_column(f"eps {format_eps(e)}", justify="right")
     has_min_norm = any(r["eps"] is None for r in rows)
     if has_min_norm:
         table.add_column("median L2", justify="right")

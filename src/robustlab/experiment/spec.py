@@ -38,7 +38,7 @@ import yaml
 
 from robustlab.attacks.registry import get_attack_class
 from robustlab.core.errors import ConfigError
-from robustlab.core.threat import check_eps
+from robustlab.core.threat import parse_eps
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import DEFAULT_ATTACKS, AttackSpec
 from robustlab.models.config import ModelConfig
@@ -207,11 +207,19 @@ def _known_keys(where: str, doc: dict[str, Any], known: set[str]) -> None:
 
 
 def _eps_list(where: str, value: Any) -> tuple[float, ...]:
+    """A list of budgets, numbers or fractions as the field writes them ([0, 2/255, 8/255]), as floats."""
     if not isinstance(value, (list, tuple)):
-        _fail(where, f"eps must be a list of numbers, got {value!r}")
+        _fail(where, f"eps must be a list of numbers (or fractions such as 8/255), got {value!r}")
     if not value:
-        _fail(where, "eps must list at least one budget, e.g. [0, 0.1]")
-    return tuple(check_eps(e, f"{where}: eps[{i}]") for i, e in enumerate(value))
+        _fail(where, "eps must list at least one budget, e.g. [0, 0.1] or [0, 8/255]")
+    return tuple(parse_eps(e, f"{where}: eps[{i}]") for i, e in enumerate(value))
+
+
+def _budget(where: str, key: str, value: Any) -> Any:
+    """`value` as a float when `key` (a path's last part) is a budget written as a fraction ("8/255")."""
+    name = key.split(".")[-1]
+    is_budget = name == "eps" or name.startswith("eps_")
+    return parse_eps(value, f"{where}: {key}") if is_budget and isinstance(value, str) else value
 
 
 # ---------------------------------------------------------------- data
@@ -309,7 +317,8 @@ def _expand_sweep(where: str, entry: dict[str, Any]) -> list[tuple[dict, dict, t
     for key in sweep:
         _check_sweep_key(where, str(key), model, train)
     out = []
-    for values in itertools.product(*sweep.values()):
+    for point in itertools.product(*sweep.values()):
+        values = tuple(_budget(where, str(k), v) for k, v in zip(sweep, point, strict=True))  # 8/255 -> float
         m, t = json.loads(json.dumps(model)), json.loads(json.dumps(train))
         for key, value in zip(sweep, values, strict=True):
             parts = str(key).split(".")
@@ -323,6 +332,8 @@ def _expand_sweep(where: str, entry: dict[str, Any]) -> list[tuple[dict, dict, t
 
 def _train_config(where: str, args: dict[str, Any]) -> TrainConfig:
     args = dict(args)
+    if isinstance(args.get("adv"), dict):  # adv: {eps: 8/255, eps_min: 2/255}
+        args["adv"] = {k: _budget(f"{where}.train.adv", k, v) for k, v in args["adv"].items()}
     if "milestones" in args:
         args["milestones"] = tuple(args["milestones"])
     try:
@@ -501,7 +512,7 @@ def _parse_claims(doc: Any, spec: ExperimentSpec) -> tuple[Claim, ...]:
         metric = str(c.get("metric", "robust_accuracy"))
         if metric not in METRICS:
             _fail(where, f"unknown metric {metric!r}; choose one of {list(METRICS)}")
-        eps = None if c.get("eps") is None else float(c["eps"])
+        eps = None if c.get("eps") is None else parse_eps(c["eps"], f"{where}: eps")
         attack = str(c["attack"])
         defense = str(c.get("defense", "none"))
         source = c.get("source")

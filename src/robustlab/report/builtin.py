@@ -11,6 +11,7 @@ import html
 from collections import defaultdict
 from typing import Any
 
+from robustlab.core.threat import format_eps
 from robustlab.report.page import html_table, md_table
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot, style_context
 from robustlab.report.rank_plot import rank_pmf_plot
@@ -55,7 +56,8 @@ def summary(ctx: ReportContext) -> Section | None:
         return None
     grid = sorted({c["eps"] for h in head for c in h["cells"]})
     defended = any(h["defense"] != "none" for h in head)
-    headers = ["model", *(["defense"] if defended else []), "training", "clean", *[f"eps {e:g}" for e in grid]]
+    headers = ["model", *(["defense"] if defended else []), "training", "clean",
+               *[f"eps {format_eps(e)}" for e in grid]]
     html_rows, md_rows = [], []
     reduced: set[str] = set()
     no_ensemble = False

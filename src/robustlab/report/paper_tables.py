@@ -23,6 +23,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from robustlab.core.threat import format_eps
 from robustlab.evaluate.summary import WORST, summarize
 from robustlab.store.results import ResultKey, ResultStore
 
@@ -32,7 +33,7 @@ CELL_METRICS = ("robust_accuracy", "clean_accuracy", "success_rate", "detection_
 
 
 def _eps_label(eps: float | None) -> str:
-    return "min-norm" if eps is None else f"{eps:g}"
+    return format_eps(eps)
 
 
 def paper_tables(store: ResultStore) -> dict[str, Any] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from robustlab.core.threat import format_eps
+
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "model"),
     ("training", "training"),
@@ -36,7 +38,7 @@ IDENTIFICATION_COLUMNS: tuple[tuple[str, str], ...] = (
 
 def format_value(key: str, value: Any) -> str:
     if key == "eps":
-        return "min-norm" if value is None else f"{value:g}"
+        return format_eps(value)
     if value is None:
         return "-"
     if key.endswith("accuracy") or key.endswith("_rate"):
