@@ -90,9 +90,13 @@ class AutoAttack(FixedBudgetAttack):
         self.n_targets = int(n_targets)
         self.queries = int(queries)
 
-    def planned_passes(self) -> tuple[int, int]:
-        """At most (forward+backward, forward-only) passes per sample, over the members."""
-        fb, f = zip(*(m.planned_passes() for m in self.members()), strict=True)
+    def planned_passes(self) -> tuple[int, int] | None:
+        """At most (forward+backward, forward-only) passes per sample, over the members; None
+        when a member cannot say (untargeted FAB)."""
+        passes = [m.planned_passes() for m in self.members()]
+        if any(p is None for p in passes):
+            return None
+        fb, f = zip(*passes, strict=True)  # type: ignore[misc]
         return sum(fb), sum(f)
 
     @property

@@ -109,8 +109,12 @@ class FAB(MinimumNormAttack):
         self.beta = float(beta)
         self.eps = None if eps is None else check_eps(eps, f"{self.name}: eps")
 
-    def planned_passes(self) -> tuple[int, int]:
-        """At most (forward+backward, forward-only) passes per sample over all runs."""
+    def planned_passes(self) -> tuple[int, int] | None:
+        """At most (forward+backward, forward-only) passes per sample over all runs; None for
+        untargeted FAB, whose steps backpropagate once per class."""
+        return None
+
+    def _passes(self) -> tuple[int, int]:
         runs = len(self._run_count())
         return self.steps * runs, self.steps * runs + 1
 
@@ -146,7 +150,7 @@ class FAB(MinimumNormAttack):
             best_d[idx] = torch.where(better, d[pick], best_d[idx])
         if self.eps is not None:
             best = torch.where((best_d > self.eps).view(-1, 1, 1, 1), x, best)
-        return RunOutput(best, queries, {"fab_distance": best_d})
+        return RunOutput(best, queries)
 
     def _random_start(self, x0: torch.Tensor, found: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         radius = torch.full_like(found, self.eps if self.eps is not None else _DEFAULT_RADIUS[self.norm.value])
@@ -226,6 +230,9 @@ class FABT(FAB):
         if n_targets < 1:
             raise ConfigError(f"{self.name}: n_targets must be >= 1")
         self.n_targets = int(n_targets)
+
+    def planned_passes(self) -> tuple[int, int]:
+        return self._passes()
 
     def _run_count(self) -> range:
         return range(self.restarts * self.n_targets)
