@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
@@ -160,11 +162,12 @@ class NoisyModel(RobustModel):
 
 
 class Logits(nn.Module):
-    """A robustlab model seen by a peer library: a plain module returning its scores."""
+    """A robustlab model seen by a peer library: a plain module returning its scores, on a copy
+    of the model (peers call backward(), which would leave gradients on the caller's weights)."""
 
     def __init__(self, model: RobustModel) -> None:
         super().__init__()
-        self.model = model
+        self.model = copy.deepcopy(model)
 
     def forward(self, x):
         return self.model(x)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.optimize import linprog, minimize
 
-from attack_models import FeatureDecisionModel, LinearModel
+from attack_models import FeatureDecisionModel, LinearModel, Logits
 from robustlab.attacks import FAB, FABT, make_attack
 from robustlab.attacks.fab import hyperplane_step
 from robustlab.core.errors import ConfigError
@@ -167,7 +167,7 @@ def test_fab_matches_torchattacks_fab(digits_mlp, digits, norm, targeted):
     # every success is reproduced by predict
     assert torch.equal(ours.success, digits_mlp.predict(ours.x_adv) != y)
     torch.manual_seed(0)
-    peer_attack = ta.FAB(_Logits(digits_mlp).eval(), norm={"linf": "Linf", "l2": "L2"}[norm], eps=100.0, steps=50,
+    peer_attack = ta.FAB(Logits(digits_mlp).eval(), norm={"linf": "Linf", "l2": "L2"}[norm], eps=100.0, steps=50,
                          multi_targeted=targeted, n_classes=10, n_restarts=1)
     x_peer = peer_attack(x, y)
     peer_ok = digits_mlp.predict(x_peer) != y
@@ -181,11 +181,3 @@ def test_fab_matches_torchattacks_fab(digits_mlp, digits, norm, targeted):
     if not targeted:
         assert ours_med >= 0.95 * peer_med, (ours_med, peer_med)
 
-
-class _Logits(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x)

@@ -28,8 +28,10 @@ from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
 from robustlab.core.scores import others_by_score
 
-MAX_ROWS = 2048
-"""Runs (restarts, targets) of one sample batch share a forward pass while their rows fit in this."""
+MAX_ROWS = 512
+"""Runs (restarts, targets) of one sample batch share a forward pass while their rows fit in this:
+a batch of n samples runs max(1, MAX_ROWS // n) runs at once, so memory grows at most to that
+many copies of a batch smaller than MAX_ROWS (none for batches of MAX_ROWS samples or more)."""
 
 
 def run_groups(runs: list, n: int) -> list[tuple[int, list]]:
