@@ -16,6 +16,7 @@ from robustlab.core.errors import ConfigError
 from robustlab.evaluate import AttackSpec, evaluate_grid, summarize
 from robustlab.evaluate.runner import DEFAULT_ATTACKS, eot_specs_for_randomized, spec_label
 from robustlab.experiment.spec import ExperimentSpec
+from robustlab.report.headline import headline_rows, threat_model
 from robustlab.store.results import ResultStore
 
 
@@ -169,6 +170,9 @@ def test_the_report_rows_name_the_protocol(digits_mlp, digits, tmp_path):
                                                                            "version": "standard"}),
                                                  AttackSpec("fgsm")], [0.1], store)
         rows = {r["attack"]: r for r in summarize(store)}
+        head = threat_model(list(rows.values()), headline_rows(list(rows.values()), {}))
+    assert "robustlab ensemble (APGD-CE, APGD-T, Square), not AutoAttack standard" in head["text"]
+    assert "AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square)" in head["text"]
     assert rows["autoattack(n_targets=1, queries=5, steps=2)"]["protocol"] == \
         "robustlab ensemble (APGD-CE, APGD-T, Square), not AutoAttack standard"
     assert rows["autoattack(n_targets=1, queries=5, steps=2, version=standard)"]["protocol"].startswith(

@@ -6,6 +6,7 @@ import errno
 import importlib
 import sys
 import traceback
+from typing import Any
 
 import typer
 
@@ -24,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-STATE = {"debug": False}
+STATE: dict[str, Any] = {"debug": False}
 
 # Each module defines `register(app)`; add new command modules here.
 COMMAND_MODULES = ("demo", "train", "evaluate", "report", "datasets", "run", "defend", "anonymize", "convert")
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     STATE["debug"] = "--debug" in args
+    STATE["argv"] = [a for a in args if a != "--debug"]  # the command a run records to be reproduced
     if STATE["debug"]:  # accepted anywhere: `robustlab evaluate ... --debug` as well as `robustlab --debug ...`
         args = ["--debug", *(a for a in args if a != "--debug")]
     try:

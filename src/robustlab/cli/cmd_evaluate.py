@@ -22,13 +22,17 @@ from robustlab.cli.console import (
 from robustlab.cli.options import eps_value, parse_pairs
 from robustlab.core.contract import batched_predict
 from robustlab.core.digest import model_digest
+from robustlab.core.environment import command_line
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
 from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
+from robustlab.evaluate.defended import less_robust_text
+from robustlab.evaluate.masking import masking_verdicts
 from robustlab.models import zoo
 from robustlab.models.wrap import load_factory
+from robustlab.report.headline import headline_rows, shows_identification, threat_model
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
 from robustlab.train.adversarial import recipe_label
 
@@ -85,6 +89,8 @@ def evaluate_cmd(
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
     device: str = typer.Option(None, "--device"),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default 1: the same "
+                                "numbers on any machine; recorded with the results)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Attack MODEL (a checkpoint, or --module your own nn.Module with --weights) with each attack at
@@ -134,13 +140,18 @@ def evaluate_cmd(
         defense = defense_label(doc.get("defense"))
         name = ckpt.resolve().name
         meta = doc.get("metadata") or {}
-        info = {"id": name, "config": doc["model"], "defense": doc.get("defense"), "checkpoint": str(ckpt),
+        info = {"id": name, "config": doc["model"], "defense": doc.get("defense"), "checkpoint": str(ckpt.resolve()),
                 "clean_accuracy": meta.get("clean_accuracy"), "train": meta.get("train"),
-                "training": recipe_label(meta.get("train"))}
+                "training": recipe_label(meta.get("train")), "n_test": meta.get("n_test")}
+        if doc.get("defense"):  # its base's clean accuracy and checkpoint, for the fit warning and the link
+            info.update(defense_label=defense, base_checkpoint=meta.get("source_checkpoint"),
+                        base_clean_accuracy=meta.get("base_clean_accuracy"), warning=meta.get("warning"))
         model = None
     run_dir = run_dir or Path("runs") / name
+    from robustlab.cli.app import STATE
+
     evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
-                            overwrite=overwrite)
+                            overwrite=overwrite, threads=threads, command=command_line(STATE.get("argv")))
     if model is None:
         model = load_checkpoint(ckpt, dev)
         key = f"{name}:{model_digest(model)[:10]}"
@@ -148,12 +159,27 @@ def evaluate_cmd(
     with progress_bar(not json_out) as progress:
         result = evaluation.run(model, key, info=info, progress=progress,
                                 on_plan=lambda plan: err.print(plan.describe()))
+    if result.warning:
+        err.print(f"[bold red]warning: the defense did not fit:[/bold red] {name}: {result.warning}", soft_wrap=True)
+    for c in result.base:
+        if c["less_robust"]:
+            err.print(f"[bold yellow]warning:[/bold yellow] {name}: {less_robust_text(c)}", soft_wrap=True)
+    threat = threat_model(result.rows, headline_rows(result.rows, {key: info}))
+    shown = shows_identification(info, samples.name)  # FMR / FNMR only where identification means something
     if json_out:
         print_json({"model": key, "run_dir": str(run_dir), "training": info.get("training"), "rows": result.rows,
-                    "masking": result.masking, "identification": result.identification})
+                    "threat_model": threat, "masking": result.masking,
+                    "masking_verdicts": masking_verdicts(result.masking), "identification": result.identification,
+                    "identification_applies": shown, "clean_accuracy": info.get("clean_accuracy"),
+                    "base_clean_accuracy": info.get("base_clean_accuracy"),
+                    "warning": result.warning, "base": result.base})
         return
+    out.print(threat["text"], soft_wrap=True)
+    if threat.get("single_attack_text"):
+        out.print(f"[bold yellow]{threat['single_attack_text']}[/bold yellow]", soft_wrap=True)
     print_results(result.rows, {key: name})
-    print_identification({key: result.identification}, {key: name})
+    if shown:
+        print_identification({key: result.identification}, {key: name})
     print_masking(result.masking)
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
 

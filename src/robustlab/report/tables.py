@@ -13,8 +13,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("defense", "defense"),
     ("attack", "attack"),
     ("eps", "eps"),
-    ("clean_accuracy", "clean acc"),
-    ("robust_accuracy", "robust acc"),
+    ("clean_accuracy", "clean acc (95% CI)"),
+    ("robust_accuracy", "robust acc (95% CI)"),
     ("success", "S"),
     ("failed", "F"),
     ("detected", "D"),
@@ -57,7 +57,9 @@ def table_cells(rows: Sequence[dict[str, Any]], model_names: dict[str, str] | No
             value = r.get(key)
             if key == "model":
                 value = names.get(value, value)
-            cells.append(format_value(key, value))
+            iv = (r.get("intervals") or {}).get(key)
+            cells.append(format_value(key, value) + (f" ({100 * iv['ci_low']:.1f}-{100 * iv['ci_high']:.1f})"
+                                                     if iv and value is not None else ""))
         out.append(cells)
     return out
 
