@@ -37,20 +37,36 @@ class Trace:
 
     def __init__(self, n: int, runs: int, steps: int, device: torch.device) -> None:
         self.loss = torch.full((n, runs, steps), float("nan"), device=device)
-        self.found = torch.zeros(n, dtype=torch.bool, device=device)
+        self.hits = torch.zeros(n, dtype=torch.int64, device=device)
 
     @classmethod
     def start(cls, n: int, runs: int, steps: int, device: torch.device) -> Trace | None:
         """A trace when tracing is on, else None (the attack then records nothing)."""
         return cls(n, runs, steps, device) if _ACTIVE.get() else None
 
-    def record(self, rows: torch.Tensor, run: int, step: int, loss: torch.Tensor, live: torch.Tensor,
-               success: torch.Tensor) -> None:
-        """Losses of the `rows` (indices into the run's batch) at (`run`, `step`); `live` marks the
-        rows not yet frozen (their loss is recorded), `success` the iterates judged adversarial."""
+    def record(self, rows: torch.Tensor, run: int | torch.Tensor, step: int, loss: torch.Tensor,
+               live: torch.Tensor, success: torch.Tensor) -> None:
+        """Losses of the samples `rows` in `run` (one per row when a tensor: runs batched together)
+        at `step`; `live` marks the rows not yet frozen (their loss is recorded), `success` the
+        iterates judged adversarial. (sample, run) pairs are distinct within a call."""
         old = self.loss[rows, run, step]
         self.loss[rows, run, step] = torch.where(live, loss.detach().float(), old)
-        self.found[rows] |= success
+        self.hits.index_add_(0, rows, success.long())
+
+    def at(self, samples: torch.Tensor, runs: torch.Tensor) -> TraceView:
+        """A recorder for a batch whose row i is sample `samples[i]` in run `runs[i]`."""
+        return TraceView(self, samples, runs)
 
     def extras(self) -> dict[str, Any]:
-        return {"loss_trace": self.loss, "found_during_run": self.found}
+        return {"loss_trace": self.loss, "found_during_run": self.hits > 0}
+
+
+class TraceView:
+    """`Trace.record` for a batch of (sample, run) rows, as APGD runs several runs at once."""
+
+    def __init__(self, trace: Trace, samples: torch.Tensor, runs: torch.Tensor) -> None:
+        self.trace, self.samples, self.runs = trace, samples, runs
+
+    def record(self, rows: torch.Tensor, step: int, loss: torch.Tensor, live: torch.Tensor,
+               success: torch.Tensor) -> None:
+        self.trace.record(self.samples[rows], self.runs[rows], step, loss, live, success)
