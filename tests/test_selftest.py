@@ -209,6 +209,14 @@ def test_trace_is_off_by_default_and_records_losses_when_on(digits_mlp, batch):
     assert trace.shape == (len(x), 1, 11)
     live = ~result.success & (digits_mlp.predict(x) == y)
     assert torch.isfinite(trace[live]).all()  # samples never fooled: every step recorded
+    targeted = make_attack("apgd-t", eps=EPS, steps=10, n_targets=2)  # its two runs go in one batch
+    with tracing():
+        result = targeted(digits_mlp, x, y)
+    trace = result.extras["loss_trace"]
+    assert trace.shape == (len(x), 2, 11)
+    live = ~result.success & (digits_mlp.predict(x) == y)
+    assert torch.isfinite(trace[live]).all()  # each (sample, run) row in its own place
+    assert not torch.equal(trace[live][:, 0], trace[live][:, 1])  # two targets, two curves
 
 
 def test_a_linear_model_is_passed_by_fgsm(batch):
