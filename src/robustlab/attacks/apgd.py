@@ -24,6 +24,7 @@ from robustlab.attacks import progress
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient_decide, judge
 from robustlab.attacks.eot import EOT
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
+from robustlab.attacks.trace import Trace, TraceView
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
 from robustlab.core.scores import others_by_score
@@ -109,6 +110,7 @@ class APGD(FixedBudgetAttack):
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
         runs, spent = self._runs(model, x, y, targets)
         queries = torch.full((n,), spent, dtype=torch.int64, device=x.device)
+        trace = Trace.start(n, len(runs), self.steps + 1, x.device)
         for first, group in run_groups(runs, n):
             idx = (~found).nonzero().squeeze(1)
             if len(idx) == 0:
@@ -123,8 +125,10 @@ class APGD(FixedBudgetAttack):
             v_out, v_loss = xv.clone(), torch.full((len(rows),), float("-inf"), device=x.device)
             v_found = torch.zeros(len(rows), dtype=torch.bool, device=x.device)
             v_queries = torch.zeros(len(rows), dtype=torch.int64, device=x.device)
+            view = None if trace is None else trace.at(
+                rows, first + torch.arange(m, device=x.device).repeat_interleave(len(idx)))
             self._descend(model, xv, y[rows], ct, lt, criterion, torch.arange(len(rows), device=x.device),
-                          start, v_out, v_loss, v_found, v_queries)
+                          start, v_out, v_loss, v_found, v_queries, view)
             # each sample keeps its best copy: an adversarial one, else the highest loss
             pick = torch.where(v_found, float("inf"), v_loss).view(m, -1).argmax(dim=0) * len(idx)
             pick = pick + torch.arange(len(idx), device=x.device)
@@ -134,12 +138,13 @@ class APGD(FixedBudgetAttack):
             best_loss[idx] = torch.where(keep & ~c_found, c_loss, best_loss[idx])
             found[idx] |= c_found
             queries[idx] += v_queries.view(m, -1).sum(dim=0)
-        return RunOutput(out, queries)
+        return RunOutput(out, queries, trace.extras() if trace is not None else {})
 
     def _project(self, x_new: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         return (x0 + project(x_new - x0, self.norm, self.eps)).clamp(0.0, 1.0)
 
-    def _descend(self, model, x, y, ct, lt, criterion, idx, x_cur, out, out_loss, found, queries):
+    def _descend(self, model, x, y, ct, lt, criterion, idx, x_cur, out, out_loss, found, queries,
+                 trace: TraceView | None = None):
         """One APGD run on rows `idx` from `x_cur`; writes each row's answer into `out`.
 
         ``ct`` are the call's targets (for the criterion), ``lt`` the loss's targets. A row is
@@ -164,9 +169,11 @@ class APGD(FixedBudgetAttack):
                 scores, loss, decision = forward_loss(model, x_eval, loss_fn, decide=True)
                 return None, scores, loss, decision
 
-        def judge_step(s, scores, decision) -> None:
+        def judge_step(s, scores, decision, loss=None, step=0) -> None:
             success, _, _ = judge(model, s["x"], r["y"], r["ct"], criterion, scores=scores, decision=decision)
             queries[r["idx"]] += (~s["done"]).long() if settle else 1
+            if trace is not None and loss is not None:
+                trace.record(r["idx"], step, loss, ~s["done"], success)
             s["done"] = s["done"] | success
 
         def write_back(s, rows) -> None:
@@ -194,7 +201,7 @@ class APGD(FixedBudgetAttack):
             "check_loss": loss.clone(),
             "halved": torch.zeros(n, dtype=torch.bool, device=dev),
         }
-        judge_step(s, scores, decision)
+        judge_step(s, scores, decision, loss, 0)
         intervals = checkpoint_intervals(self.steps)
         boundaries = set(torch.tensor(intervals).cumsum(0).tolist())
         interval_i = 0
@@ -208,7 +215,7 @@ class APGD(FixedBudgetAttack):
                 s["x_prev"] = s["x"]
                 s["x"] = torch.where((s["done"] & settle).view(-1, 1, 1, 1), s["x"], x_new)
             grad, scores, loss, decision = evaluate(s["x"], not last)
-            judge_step(s, scores, decision)
+            judge_step(s, scores, decision, loss, step)
             better = loss > s["best_loss"]
             bm = better.view(-1, 1, 1, 1)
             s["best_loss"] = torch.where(better, loss, s["best_loss"])

@@ -68,7 +68,9 @@ def dlr(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, num
     """Difference of logits ratio (Croce & Hein 2020), shift- and scale-invariant.
 
     Untargeted: -(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3); targeted:
-    -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), with pi the descending order of z.
+    -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), with pi the descending order of z. With two
+    classes there is no third logit and the ratio is a constant (+-1, no gradient): the loss is
+    then the plain logit difference (e.g. on the binarization test's binary readouts).
     """
     z = scores[:, :num_classes]
     reject = _reject_column(scores, num_classes)
@@ -76,6 +78,9 @@ def dlr(scores: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None, num
     z_y = z.gather(1, y[:, None]).squeeze(1)
     if reject is not None:  # the true class and the reject column are the defender's side
         z_y = torch.maximum(z_y, reject)
+    if num_classes < 3:
+        other = best_other(z, y)[0] if targets is None else z.gather(1, targets[:, None]).squeeze(1)
+        return -(z_y - other)
     if targets is None:
         others = best_other(z, y)[0]
         return -(z_y - others) / (s[:, 0] - s[:, min(2, num_classes - 1)] + 1e-12)

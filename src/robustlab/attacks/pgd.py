@@ -17,6 +17,7 @@ import torch
 
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient_decide, judge
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
+from robustlab.attacks.trace import Trace
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
 
@@ -83,6 +84,7 @@ class PGD(FixedBudgetAttack):
         best_loss = torch.full((n,), float("-inf"), device=x.device)
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
         queries = torch.zeros(n, dtype=torch.int64, device=x.device)
+        trace = Trace.start(n, self.restarts, self.steps, x.device)
         for restart in range(self.restarts):
             idx = (~found).nonzero().squeeze(1)
             if len(idx) == 0:
@@ -92,8 +94,8 @@ class PGD(FixedBudgetAttack):
                 start = (start + random_in_ball(start, self.norm, self.eps, generator)).clamp(0.0, 1.0)
             last_restart = restart == self.restarts - 1
             self._descend(model, x, y, targets, criterion, idx, start, best, best_loss, found, queries,
-                          judge_final=not last_restart)
-        return RunOutput(best, queries)
+                          judge_final=not last_restart, trace=trace, run=restart)
+        return RunOutput(best, queries, trace.extras() if trace is not None else {})
 
     def _box(self, x0: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """For Linf, the intersection of the eps ball around x0 with [0, 1]: one clamp per step."""
@@ -156,7 +158,8 @@ class PGD(FixedBudgetAttack):
         return (x0 + project(x_new - x0, self.norm, radius)).clamp(0.0, 1.0)
 
     def _descend(
-        self, model, x, y, targets, criterion, idx, x_cur, best, best_loss, found, queries, judge_final
+        self, model, x, y, targets, criterion, idx, x_cur, best, best_loss, found, queries, judge_final,
+        trace: Trace | None = None, run: int = 0,
     ):
         """One restart from `x_cur` on rows `idx`; updates best/found/queries in place.
 
@@ -184,8 +187,10 @@ class PGD(FixedBudgetAttack):
         lo, hi = self._box(x0)
         steps_taken = torch.zeros(len(idx), dtype=torch.int64, device=x.device)
         for step in range(self.steps):
-            grad, scores, _, decision = input_gradient_decide(model, x_cur, bind_loss(self._loss_fn, yy, tt, k))
+            grad, scores, loss, decision = input_gradient_decide(model, x_cur, bind_loss(self._loss_fn, yy, tt, k))
             success, _, _ = judge(model, x_cur, yy, tt, criterion, scores=scores, decision=decision)
+            if trace is not None:
+                trace.record(idx, run, step, loss, ~done, success)
             steps_taken += ~done
             done = done | success
             step_dir, state = self._direction(grad, state)

@@ -30,6 +30,7 @@ from robustlab.defenses.base import defense_label
 from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
 from robustlab.evaluate.defended import less_robust_text
 from robustlab.evaluate.masking import masking_verdicts
+from robustlab.evaluate.selftests import SELFTEST_SAMPLES
 from robustlab.models import zoo
 from robustlab.models.wrap import load_factory
 from robustlab.report.headline import headline_rows, shows_identification, threat_model
@@ -92,6 +93,8 @@ def evaluate_cmd(
     threads: int = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default 1: the same "
                                 "numbers on any machine; recorded with the results)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    no_self_test: bool = typer.Option(False, "--no-self-test", help="Skip the binarization self-test of the "
+                                      f"attacks (default: on the first {SELFTEST_SAMPLES} samples at each eps > 0)."),
 ) -> None:
     """Attack MODEL (a checkpoint, or --module your own nn.Module with --weights) with each attack at
     each eps; print the table (worst case per sample included).
@@ -151,7 +154,8 @@ def evaluate_cmd(
     from robustlab.cli.app import STATE
 
     evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
-                            overwrite=overwrite, threads=threads, command=command_line(STATE.get("argv")))
+                            overwrite=overwrite, threads=threads, command=command_line(STATE.get("argv")),
+                            self_test=0 if no_self_test else SELFTEST_SAMPLES)
     if model is None:
         model = load_checkpoint(ckpt, dev)
         key = f"{name}:{model_digest(model)[:10]}"
@@ -172,7 +176,7 @@ def evaluate_cmd(
                     "masking_verdicts": masking_verdicts(result.masking), "identification": result.identification,
                     "identification_applies": shown, "clean_accuracy": info.get("clean_accuracy"),
                     "base_clean_accuracy": info.get("base_clean_accuracy"),
-                    "warning": result.warning, "base": result.base})
+                    "warning": result.warning, "base": result.base, "selftests": result.selftests})
         return
     out.print(threat["text"], soft_wrap=True)
     if threat.get("single_attack_text"):
@@ -181,6 +185,8 @@ def evaluate_cmd(
     if shown:
         print_identification({key: result.identification}, {key: name})
     print_masking(result.masking)
+    for test in result.selftests:
+        out.print(f"Self-test (binarization): {test['sentence']}")
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
 
 

@@ -21,6 +21,7 @@ from robustlab.attacks.base import Attack
 from robustlab.attacks.eot import DEFAULT_EOT, is_randomized
 from robustlab.attacks.progress import reporting
 from robustlab.attacks.registry import get_attack_class, make_attack
+from robustlab.attacks.trace import tracing
 from robustlab.core.contract import RobustModel, batched_predict, eval_mode
 from robustlab.core.digest import canonical, model_digest
 from robustlab.core.errors import CheckpointError, ConfigError, InputError
@@ -31,6 +32,7 @@ from robustlab.evaluate.cell_extras import cell_extras
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
 from robustlab.evaluate.plan import GridPlan, pass_seconds, plan_grid
 from robustlab.evaluate.samples import EvalSet
+from robustlab.selftest.indicators import cell_indicators
 from robustlab.store.results import ResultKey, ResultStore
 
 DEFAULT_ATTACKS = ("autoattack", "fgsm")
@@ -245,11 +247,16 @@ def evaluate_cell(
         if clean_pred is None:
             clean_pred = batched_predict(model, x, batch_size)
         start = time.perf_counter()
-        with reporting(attack_progress):
+        with reporting(attack_progress), tracing():
             result = run_attack(cell.attack, model, x, y, batch_size)
         seconds = time.perf_counter() - start
         extra, extra_metrics = cell_extras(model, x, y, result, attack_name=cell.attack.name,
                                            K=getattr(cell.attack, "K", None), batch_size=batch_size)
+        if cell.eps:  # fixed-budget cells that can move: the indicators of attack failure
+            indicators, flags = cell_indicators(model, cell.attack, x, y, result, batch_size)
+            extra_metrics["indicators"] = indicators
+            extra.update({f"indicator_{k}": v for k, v in flags.items()})
+        result.extras.pop("loss_trace", None)
     per_sample = per_sample_outcomes(x, y, clean_pred, result)
     metrics = cell_metrics(per_sample)
     per_sample.update(extra)
@@ -306,6 +313,20 @@ def eot_specs_for_randomized(attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
     return out
 
 
+def grid_cells(
+    model: RobustModel, samples: EvalSet, attacks: Sequence[AttackSpec] | Sequence[Cell], eps_grid: Sequence[float]
+) -> list[Cell]:
+    """The cells `evaluate_grid` runs for `model`: `attacks` (specs, or cells from `plan_cells`)
+    over `eps_grid`, with ``eot=DEFAULT_EOT`` where the model is randomized (see `eot_specs`)."""
+    specs = list({(s := a.spec if isinstance(a, Cell) else a).key(): s for a in attacks}.values())
+    with eval_mode(model):
+        randomized = eot_specs(model, samples.x, specs)
+    cells = [a for a in attacks if isinstance(a, Cell)]
+    if len(cells) != len(attacks) or randomized != specs:
+        cells = plan_cells(randomized, eps_grid)
+    return cells
+
+
 def evaluate_grid(
     model: RobustModel,
     model_id: str,
@@ -337,12 +358,7 @@ def evaluate_grid(
     samples = data if data is not None else EvalSet(x, y, subset=subset)
     batch_size = check_int(batch_size, "batch_size", 1)
     check_model_data(model, samples)
-    specs = list({(s := a.spec if isinstance(a, Cell) else a).key(): s for a in attacks}.values())
-    with eval_mode(model):
-        randomized = eot_specs(model, samples.x, specs)
-    cells = [a for a in attacks if isinstance(a, Cell)]
-    if len(cells) != len(attacks) or randomized != specs:
-        cells = plan_cells(randomized, eps_grid)
+    cells = grid_cells(model, samples, attacks, eps_grid)
     digest = model_digest(model)
     clean_pred: torch.Tensor | None = None
     keys = [cell_key(cell, model_id, digest, samples, defense, batch_size) for cell in cells]

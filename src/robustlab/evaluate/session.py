@@ -25,8 +25,16 @@ from robustlab.core.errors import ConfigError
 from robustlab.core.validation import check_int
 from robustlab.evaluate.defended import compare_with_base, defended_models, defense_fit_warning
 from robustlab.evaluate.plan import GridPlan
-from robustlab.evaluate.runner import AttackSpec, ProgressFn, check_model_data, evaluate_grid, plan_cells
+from robustlab.evaluate.runner import (
+    AttackSpec,
+    ProgressFn,
+    check_model_data,
+    evaluate_grid,
+    grid_cells,
+    plan_cells,
+)
 from robustlab.evaluate.samples import EvalSet
+from robustlab.evaluate.selftests import SELFTEST_SAMPLES, record_selftests
 from robustlab.evaluate.summary import (
     identification_results,
     masking_flags,
@@ -42,7 +50,7 @@ _STORE_FILES = (ResultStore.FILENAME, ResultStore.FILENAME + "-wal", ResultStore
 @dataclass
 class EvaluationResult:
     """What one model's evaluation gives back: summary rows (of this model on these samples),
-    masking flags, identification metrics."""
+    masking flags, identification metrics, binarization self-tests (one summary per eps)."""
 
     model: str
     run_dir: Path
@@ -53,6 +61,8 @@ class EvaluationResult:
     base: list[dict[str, Any]] = field(default_factory=list)
     """For a defended model whose base is in the run: `compare_with_base` (less robust, single
     attack above the base's ensemble)."""
+    selftests: list[dict[str, Any]] = field(default_factory=list)
+    """The binarization self-test's summary at each eps > 0 (`robustlab.evaluate.selftests`)."""
 
 
 def check_run_dir(run_dir: str | Path, *, overwrite: bool = False, allow: Sequence[str] = ()) -> str:
@@ -110,6 +120,7 @@ class Evaluation:
     torch to ``threads`` intra-op threads (default `DEFAULT_THREADS`, so numbers do not depend
     on the machine's core count) and records its environment and ``command`` (the CLI line
     that reproduces it) in the model's metadata and the store's "environment".
+    ``self_test``: samples the binarization test runs on at each eps > 0 (0: not run).
     """
 
     def __init__(
@@ -125,10 +136,12 @@ class Evaluation:
         allow: Sequence[str] = (),
         threads: int | None = None,
         command: str | None = None,
+        self_test: int = SELFTEST_SAMPLES,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.threads = check_threads(threads)
         self.command = command
+        self.self_test = check_int(self_test, "self-test samples", 0)
         self.data = data
         self.batch_size = check_int(batch_size, "batch size", 1)
         self.defense = defense
@@ -193,13 +206,21 @@ class Evaluation:
         evaluate_grid(model, model_id, self.data.x, self.data.y, self.cells, self.eps_grid, store,
                       defense=self.defense, subset=self.data.subset, batch_size=self.batch_size,
                       progress=progress, data=self.data, on_plan=on_plan)
+        selftests = []
+        if self.self_test:
+            if progress is not None:
+                progress(f"{model_id} binarization self-test", 0, 1)
+            cells = grid_cells(model, self.data, self.cells, self.eps_grid)
+            selftests = record_selftests(store, model_id, model, self.data, cells, defense=self.defense,
+                                         n=min(self.self_test, len(self.data)))
         rows = summarize(store, models=[model_id], samples=self.data.digest)
         flags = masking_flags(store, models=[model_id], samples=self.data.digest)
         ident = identification_results(store, models=[model_id], samples=self.data.digest)
         defended = [d for d in defended_models(store.get_meta("models", {}) or {}) if d["model"] == model_id]
         base = compare_with_base(summarize(store, samples=self.data.digest), defended)
         identification = next(iter(ident.values()), {}) if len(ident) == 1 else ident
-        return EvaluationResult(model_id, self.run_dir, rows, flags, identification, info.get("warning"), base)
+        return EvaluationResult(model_id, self.run_dir, rows, flags, identification, info.get("warning"), base,
+                                selftests)
 
 
 def evaluate_model(
@@ -216,11 +237,12 @@ def evaluate_model(
     info: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
     threads: int | None = None,
+    self_test: int = SELFTEST_SAMPLES,
 ) -> EvaluationResult:
     """Evaluate `model` on `data` into `run_dir` at `threads` torch threads (default
     `DEFAULT_THREADS`): validate everything, then write (see `Evaluation`)."""
     evaluation = Evaluation(run_dir, data, attacks, eps_grid, batch_size=batch_size, defense=defense,
-                            overwrite=overwrite, threads=threads)
+                            overwrite=overwrite, threads=threads, self_test=self_test)
     evaluation.check_model(model)
     return evaluation.run(model, model_id, info=info, progress=progress)
 

@@ -377,12 +377,16 @@ def masking_flags(
     over the rows plus the gradient probes recorded by `record_probe`."""
     from robustlab.evaluate.defended import defended_models
     from robustlab.evaluate.masking import check_against_base, check_probe, check_rows
+    from robustlab.evaluate.selftests import indicator_flags, selftest_flags, selftest_results
 
     meta = store.get_meta("models", {}) or {}
     num_classes = {k: v.get("config", {}).get("num_classes") for k, v in meta.items()}
-    flags = check_rows(summarize(store, models, samples), num_classes)
+    rows = summarize(store, models, samples)
+    flags = check_rows(rows, num_classes)
     for model, probe in _by_model(store, "probe", models, samples).items():
         flags += check_probe(model, probe)
     defended = [d for d in defended_models(meta, store.get_meta("defenses")) if models is None or d["model"] in models]
     flags += check_against_base(summarize(store, None, samples), defended)
+    flags += selftest_flags(selftest_results(store, models, samples))
+    flags += indicator_flags(rows)
     return [f.to_dict() for f in flags]

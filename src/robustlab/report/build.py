@@ -10,8 +10,9 @@ from typing import Any
 
 from robustlab.core.files import publish
 from robustlab.evaluate.defended import compare_with_base, defended_models
+from robustlab.evaluate.selftests import selftest_results
 from robustlab.evaluate.summary import distance_curves, identification_results, masking_flags, summarize
-from robustlab.report import builtin, paper_sections  # noqa: F401  (register the built-in and experiment sections)
+from robustlab.report import builtin, paper_sections, selftest_section  # noqa: F401  (register the sections)
 from robustlab.report.headline import headline_rows, threat_model
 from robustlab.report.page import render_page
 from robustlab.report.sections import ReportContext, Section, ordered_sections
@@ -44,6 +45,7 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             "distance_curves": distance_curves(store),
             "masking": masking_flags(store),
             "identification": identification_results(store),
+            "selftests": selftest_results(store),
             "evaluation_sets": store.get_meta("evaluation_sets", {}) or {},
         }
 

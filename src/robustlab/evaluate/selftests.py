@@ -1,0 +1,150 @@
+"""The binarization self-test of an evaluation's attacks, run and stored beside its grid.
+
+At each eps > 0 of the grid, the evaluation's fixed-budget attacks at that eps (after the EOT
+the grid gives a randomized model; transfer attacks left out: their source has the model's
+classes, not the readout's two) are run on the binarized model of each of the first `n` samples
+(`robustlab.selftest.binarization_test`); a sample passes when any of them finds the planted
+adversarial, as the evaluation's worst case would. One row per (model, samples, attacks, norm,
+eps), kind "selftest", keyed like every result; a pass rate below `PASS_LEVEL` raises a masking
+verdict with advice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from robustlab.core.contract import RobustModel, eval_mode
+from robustlab.core.digest import canonical, model_digest
+from robustlab.core.threat import AttackKind
+from robustlab.evaluate.masking import NOT_RUN, MaskingFlag
+from robustlab.evaluate.runner import Cell
+from robustlab.evaluate.samples import EvalSet
+from robustlab.selftest import BinarizationConfig, binarization_test
+from robustlab.store.results import ResultKey, ResultStore
+
+SELFTEST_SAMPLES = 100
+"""Samples the binarization test runs on by default (the first of the evaluated ones)."""
+PASS_LEVEL = 0.9
+"""A pass rate below this (on at least `MIN_FEASIBLE` feasible samples) raises the verdict."""
+MIN_FEASIBLE = 10
+CHECK = "attacks miss a planted adversarial (binarization test)"
+
+
+def selftest_key(cells: Sequence[Cell], eps: float, model_id: str, digest: str, data: EvalSet, defense: str,
+                 n: int, config: BinarizationConfig) -> ResultKey:
+    """The key of the binarization row at `eps` for the attacks of `cells` on the first `n` samples."""
+    spec = {"name": "binarization", "n": n, "config": asdict(config),
+            "attacks": [json.loads(c.attack_key) for c in cells]}
+    return ResultKey(model=model_id, defense=defense, attack=canonical(spec), eps=eps, subset=data.subset,
+                     norm=str(cells[0].attack.norm), model_digest=digest, data=data.data_key,
+                     samples=data.digest, batch="independent", kind="selftest")
+
+
+def record_selftests(
+    store: ResultStore, model_id: str, model: RobustModel, data: EvalSet, cells: Sequence[Cell], *,
+    defense: str = "none", n: int = SELFTEST_SAMPLES, config: BinarizationConfig | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or read back) the binarization test at every eps > 0 of `cells` (the grid's planned
+    cells, EOT included); store each summary with its per-sample outcomes; return the summaries."""
+    config = config or BinarizationConfig()
+    groups: dict[tuple[str, float], list[Cell]] = defaultdict(list)
+    for c in cells:
+        if c.eps is not None and c.eps > 0 and c.attack.kind != AttackKind.TRANSFER:
+            groups[(str(c.attack.norm), c.eps)].append(c)
+    if not groups or n < 1:
+        return []
+    digest = model_digest(model)
+    x = data.x[:n].to(next(model.parameters()).device)
+    out = []
+    with eval_mode(model):
+        for (_, eps), group in sorted(groups.items()):
+            key = selftest_key(group, eps, model_id, digest, data, defense, len(x), config)
+            row = store.get(key)
+            if row is None:
+                result = binarization_test(model, x, [c.attack for c in group], config)
+                metrics = {**result.summary.as_dict(), "sentence": result.summary.sentence()}
+                per_sample = {"feasible": [o.feasible for o in result.samples],
+                              "found": [o.found for o in result.samples]}
+                store.put(key, metrics, per_sample)
+            else:
+                metrics = row.metrics
+            out.append(metrics)
+    return out
+
+
+def selftest_results(store: ResultStore, models: Sequence[str] | None = None,
+                     samples: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The stored binarization summaries per model (on the sample set `samples` when given), by eps."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in store.rows(kind="selftest"):
+        if (models is None or r.key.model in models) and (samples is None or r.key.samples == samples):
+            name = r.key.model if r.key.defense == "none" else f"{r.key.model} [{r.key.defense}]"
+            out[name].append(r.metrics)
+    return {k: sorted(v, key=lambda m: (m["norm"], m["eps"])) for k, v in out.items()}
+
+
+def selftest_flags(results: dict[str, list[dict[str, Any]]]) -> list[MaskingFlag]:
+    """One verdict per model: raised when at some eps the attacks found the planted adversarial on
+    fewer than `PASS_LEVEL` of at least `MIN_FEASIBLE` feasible samples."""
+    flags = []
+    for model, rows in results.items():
+        failing = [r for r in rows if r["feasible"] >= MIN_FEASIBLE and r["rate"] < PASS_LEVEL]
+        if failing:
+            where = "; ".join(r["sentence"] for r in failing)
+            flags.append(MaskingFlag(model, CHECK, True, f"{where}. The attacks are too weak for this model: "
+                                     "try more steps or restarts, a margin or DLR loss (saturated scores), "
+                                     "BPDA through non-differentiable steps, EOT for randomness"))
+        else:
+            checked = [r for r in rows if r["feasible"] >= MIN_FEASIBLE]
+            if checked:
+                flags.append(MaskingFlag(model, CHECK, False, "; ".join(r["sentence"] for r in checked)))
+            else:
+                flags.append(MaskingFlag(model, CHECK, False, f"fewer than {MIN_FEASIBLE} feasible samples at "
+                                         "every eps: the readout could not plant an adversarial", NOT_RUN))
+    return flags
+
+
+INDICATOR_CHECK = "indicators of attack failure"
+INDICATOR_SHARE = {"incomplete_optimization": 0.5}
+"""Share of a cell's failed samples (at least `MIN_FAILED`) an indicator must exceed to raise: 10%,
+half for incomplete optimization (a loss that still creeps up at the end of a correct run is
+common; a too-small step raises it on nearly every sample)."""
+MIN_FAILED = 5
+_ADVICE = {
+    "unavailable_gradients": "zero or non-finite gradients: BPDA through non-differentiable steps, a margin loss",
+    "silent_success": "an adversarial point found mid-run was not returned: EOT for randomness",
+    "unstable_predictions": "the decision changes under tiny noise: EOT over the randomness",
+    "incomplete_optimization": "the loss still rose at the end: more steps or a larger step",
+    "transfer_failure": "the transfer attack fooled its source only: attack the target itself",
+}
+
+
+def indicator_flags(rows: list[dict[str, Any]]) -> list[MaskingFlag]:
+    """One verdict per model from its cells' indicators (`evaluate_cell`, metrics "indicators"):
+    raised when an indicator fires on more than its `INDICATOR_SHARE` of a cell's failed samples;
+    incomplete optimization only counts for iterative attacks and ensembles (a single step is
+    incomplete by design), non-converging restarts never raise (a hint, not a failure)."""
+    by_model: dict[str, list[str]] = defaultdict(list)
+    seen: set[str] = set()
+    for r in rows:
+        ind = r.get("indicators")
+        if not ind:
+            continue
+        model = r["model"] if r.get("defense", "none") == "none" else f"{r['model']} [{r['defense']}]"
+        seen.add(model)
+        for name, advice in _ADVICE.items():
+            v = ind.get(name)
+            share = INDICATOR_SHARE.get(name, 0.1)
+            if v is None or v["failed"] < MIN_FAILED or v["raised"] <= share * v["failed"]:
+                continue
+            if name == "incomplete_optimization" and r.get("kind") not in ("iterative", "ensemble"):
+                continue
+            by_model[model].append(f"{r['attack']} eps {r['eps']:g}: {name.replace('_', ' ')} on "
+                                   f"{v['raised']}/{v['failed']} failed samples ({advice})")
+    return [MaskingFlag(m, INDICATOR_CHECK, bool(by_model[m]),
+                        "; ".join(by_model[m]) or "no indicator raised on the attacks' failures")
+            for m in sorted(seen)]
