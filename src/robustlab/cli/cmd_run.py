@@ -36,6 +36,8 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
     threads: int = typer.Option(None, "--threads", min=1, help="torch threads of local tasks (default 1: the same "
                                 "numbers on any machine; recorded with the results)."),
+    no_self_test: bool = typer.Option(False, "--no-self-test", help="Skip the binarization self-test of the "
+                                      "attacks (the file's `self_test:`)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train, attack and report a whole experiment; cells already stored are skipped.
@@ -49,6 +51,8 @@ def run(
     spec = ExperimentSpec.from_file(experiment, Limits(max_values, max_trainings, max_cells))
     spec = dataclasses.replace(spec, executor=_executor(spec.executor, executor, address, num_cpus, num_gpus,
                                                         connect_timeout))
+    if no_self_test:
+        spec = dataclasses.replace(spec, self_test=0)
     run_dir = run_dir or Path("runs") / spec.name
     with progress_bar(not json_out) as progress:
         outcome = run_grid(spec, run_dir, device=device, progress=progress, debug=STATE["debug"],
