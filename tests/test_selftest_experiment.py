@@ -109,7 +109,7 @@ def test_the_file_and_the_cli_turn_it_off(tmp_path, capsys):
 
 @pytest.mark.parametrize("value, message", [
     ({"samples": 0}, "self_test.samples must be >= 1"),
-    ({"n": 5}, "unknown keys"),
+    ({"n": 5}, r"self_test: unknown keys \[.n.\]"),
     ("yes", "true, false or a mapping"),
 ])
 def test_bad_self_test_option_is_one_clear_error(value, message):
