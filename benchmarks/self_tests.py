@@ -181,9 +181,10 @@ def main() -> None:
         return only is None or name in only
 
     base = None
-    targets: list[tuple[str, Any]] = [("softmax", lambda: base), ("softmax AT (PGD-%d)" % scale["adv_steps"],
-        lambda: train_model(ds, "softmax", scale, {"method": "pgd", "eps": EPS, "steps": scale["adv_steps"],
-                                                   "guard": 64}))]
+    adv = {"method": "pgd", "eps": EPS, "steps": scale["adv_steps"], "guard": 64}
+    targets: list[tuple[str, Any]] = [("softmax", lambda: base),
+                                      (f"softmax AT (PGD-{scale['adv_steps']})", lambda: train_model(ds, "softmax",
+                                                                                                     scale, adv))]
     targets += [(head, lambda head=head: train_model(ds, head, scale)) for head in HEADS]
     targets += [(f"softmax + {row}", lambda d=d, p=p: build_defense(d, base, ds, **p).model)
                 for row, (d, p) in defenses(scale).items()]

@@ -71,7 +71,8 @@ def run(
         print_results(outcome.rows, {r["model"]: r["model"].split(":")[0] for r in outcome.rows}, title=spec.name)
         c = outcome.counts()
         out.print(f"{c['cells']} cells: {c['stored_before']} already stored, {c['computed']} computed, "
-                  f"{c['failed']} failed ({c['executor']} executor)")
+                  f"{c['failed']} failed ({c['executor']} executor)"
+                  + (f"; {c['selftests']} self-tests computed" if c["selftests"] else ""))
         out.print(f"Report: [bold]{paths['html'].resolve()}[/bold]")
         if tables:
             out.print(f"Tables: [bold]{tables['markdown'].resolve()}[/bold]")

@@ -6,7 +6,8 @@ classes, not the readout's two) are run on the binarized model of each of the fi
 (`robustlab.selftest.binarization_test`); a sample passes when any of them finds the planted
 adversarial, as the evaluation's worst case would. One row per (model, samples, attacks, norm,
 eps), kind "selftest", keyed like every result; a pass rate below `PASS_LEVEL` raises a masking
-verdict with advice.
+verdict with advice. `evaluate` runs it through `record_selftests`; experiment files through
+`selftest_groups`, `selftest_key` and `selftest_row` (one executor task per row).
 """
 
 from __future__ import annotations

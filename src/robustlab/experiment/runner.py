@@ -5,10 +5,11 @@ Everything lands in one run directory: ``checkpoints/<model id>/`` (safetensors 
 (one row per cell, keyed completely: see `ResultKey`), so a rerun skips what is done and an
 interrupted run resumes where it stopped. Once every cell of a (model, defense) is back, the
 binarization self-test of the attacks whose cells succeeded runs at each eps > 0 (spec
-``self_test``), a row of kind "selftest" keyed as `robustlab evaluate` keys it. The tasks (`robustlab.experiment.tasks`) run wherever the
-executor puts them (this process, or Ray workers); the driver here is the only writer of
-the run directory, one transaction per cell as it arrives. A failing task does not stop
-the grid: the others complete and the failures are listed in the outcome.
+``self_test``), a row of kind "selftest" keyed as `robustlab evaluate` keys it. The tasks
+(`robustlab.experiment.tasks`) run wherever the executor puts them (this process, or Ray
+workers); the driver here is the only writer of the run directory, one transaction per cell
+as it arrives. A failing task does not stop the grid: the others complete and the failures
+are listed in the outcome.
 """
 
 from __future__ import annotations
