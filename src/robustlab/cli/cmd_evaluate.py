@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 import typer
 
 from robustlab.attacks.registry import attack_parameters, get_attack_class
+from robustlab.cli.app import on_interrupt
 from robustlab.cli.console import (
     err,
     out,
@@ -19,9 +21,9 @@ from robustlab.cli.console import (
     progress_bar,
 )
 from robustlab.cli.options import parse_pairs
-from robustlab.core.contract import batched_predict
+from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.digest import model_digest
-from robustlab.core.errors import ConfigError
+from robustlab.core.errors import ConfigError, InputError, RobustlabError
 from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
@@ -100,7 +102,7 @@ def evaluate_cmd(
         model, key = load_factory(module, weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
                                   mean=mean or None, std=std or None, device=dev)
         name = key.split(":")[0]
-        clean = float((batched_predict(model, dataset.x_test) == dataset.y_test).float().mean())
+        clean = _module_accuracy(model, module, dataset.x_test, dataset.y_test)
         config = getattr(model, "config", None)
         info: dict[str, Any] = {"id": name, "config": config.to_dict() if config is not None else {"module": module},
                                 "module": module, "weights": str(weights), "clean_accuracy": clean}
@@ -125,6 +127,8 @@ def evaluate_cmd(
     run_dir = run_dir or Path("runs") / name
     evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
                             overwrite=overwrite)
+    on_interrupt(f"every finished cell is kept in {run_dir}; run the same command again to resume "
+                 "(stored cells are not recomputed)")
     if model is None:
         model = load_checkpoint(ckpt, dev)
         key = f"{name}:{model_digest(model)[:10]}"
@@ -140,6 +144,18 @@ def evaluate_cmd(
     print_identification({key: result.identification}, {key: name})
     print_masking(result.masking)
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
+
+
+def _module_accuracy(model: RobustModel, module: str, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Clean accuracy of the user's module on (x, y); a module that fails on these images is one line."""
+    try:
+        return float((batched_predict(model, x) == y).float().mean())
+    except RobustlabError:
+        raise
+    except Exception as exc:  # the user's forward: a shape mismatch, a dtype, a bug of theirs
+        text = " ".join(str(exc).split())[:300]
+        raise InputError(f"--module {module}: the model fails on images of shape {tuple(x.shape[1:])} "
+                         f"({type(exc).__name__}: {text})") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -31,11 +31,13 @@ def run(
     Options given here override the file's `executor:` section. A failing task does not stop
     the grid: the others complete, each failure is listed, and the exit code is 1.
     """
-    from robustlab.cli.app import STATE
+    from robustlab.cli.app import STATE, on_interrupt
 
     spec = ExperimentSpec.from_file(experiment)
     spec = dataclasses.replace(spec, executor=_executor(spec.executor, executor, address, num_cpus, num_gpus))
     run_dir = run_dir or Path("runs") / spec.name
+    on_interrupt(f"finished trainings, defenses and cells are kept in {run_dir}; run the same command again "
+                 "to resume (what is stored is not recomputed)")
     with progress_bar(not json_out) as progress:
         outcome = run_grid(spec, run_dir, device=device, progress=progress, debug=STATE["debug"],
                            overwrite=overwrite)
