@@ -111,6 +111,8 @@ def _main(argv: list[str] | None) -> int:
             f"internal error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)\n"
         )
         return 1
+    if code == 130:  # typer turns a Ctrl-C inside a command into exit code 130, silently
+        raise KeyboardInterrupt
     return code if isinstance(code, int) else 0
 
 

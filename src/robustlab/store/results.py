@@ -166,7 +166,9 @@ def _sqlite_error(exc: sqlite3.Error, path: Path) -> StoreError:
         return StoreError(f"disk full: cannot write results to {path}")
     if "readonly" in text or "read-only" in text or not os.access(path.parent, os.W_OK):
         return StoreError(f"{path} is read-only: cannot write results there")
-    if "not a database" in text or "malformed" in text or "file is encrypted" in text:
+    if "malformed" in text or "corrupt" in text:
+        return StoreError(f"{path} is a damaged SQLite file, not a usable robustlab results database ({exc})")
+    if "not a database" in text or "file is encrypted" in text:
         return StoreError(f"{path} is not a robustlab results database ({exc})")
     return StoreError(f"{path}: database error: {exc}")
 
