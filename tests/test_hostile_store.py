@@ -168,6 +168,22 @@ def test_refused_databases_stay_byte_identical_with_no_side_files(capsys, ckpts,
     assert sorted(p.name for p in run.iterdir()) == ["results.sqlite"]
 
 
+def test_a_fifo_or_a_directory_beside_the_database_is_refused_without_blocking(ckpts, good_run, tmp_path):
+    """A FIFO named results.sqlite would block a read forever; a -wal that is a directory makes
+    SQLite fail obscurely: both are one line, at once."""
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "results.sqlite")
+    waldir = _copy(good_run, tmp_path / "waldir")
+    (waldir / "results.sqlite-wal").mkdir()
+    for run, name in ((fifo, "results.sqlite"), (waldir, "results.sqlite-wal")):
+        for args in ([*EVAL, "--model", ckpts[0], "--run-dir", run], ["report", run]):
+            done = cli(*args, timeout=120)
+            assert done.returncode == 2, done.stderr
+            assert done.stderr.strip() == f"error: {run / name} is not a regular file: not part of a robustlab " \
+                                          "results database"
+
+
 def test_a_sound_database_is_still_extended(capsys, ckpts, good_run, tmp_path):
     run = _copy(good_run, tmp_path / "run")
     assert main([*EVAL, "--model", str(ckpts[1]), "--run-dir", str(run), "--json"]) == 0
@@ -474,6 +490,7 @@ def test_hostile_checkpoint_folders(capsys, ckpts, tmp_path):
         "weights truncated": (lambda d: weights_file(d).write_bytes(weights_file(d).read_bytes()[:50]),
                               "safetensors"),
         "no weights": (lambda d: weights_file(d).unlink(), "has no"),
+        "config nested too deep": (lambda d: (d / "config.json").write_text("[" * 100_000), "nested too deep"),
     }
     for name, (damage, match) in cases.items():
         bad = tmp_path / name.replace(" ", "-")

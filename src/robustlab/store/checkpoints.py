@@ -251,6 +251,8 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
         doc = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{config_path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CheckpointError(f"{config_path} is not a checkpoint config (JSON nested too deep)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{config_path} is not a robustlab checkpoint config (no format marker)")
     if doc.get("version") != VERSION:
@@ -299,7 +301,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rob
             f"{weights_path} was saved with config {saved_digest}, but {directory / CONFIG} describes "
             f"{_describe(config, defense)} ({doc.get('digest')}): the config does not match the weights"
         )
-    model: RobustModel = build_model(config)
+    try:
+        model: RobustModel = build_model(config)
+    except (RuntimeError, MemoryError, ValueError) as exc:
+        raise CheckpointError(f"{directory / CONFIG}: cannot build its model: {' '.join(str(exc).split())[:200]}") \
+            from None
     if defense is not None:
         from robustlab.defenses import defense_structure  # the defenses import models, not the store
 

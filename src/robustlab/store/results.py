@@ -187,6 +187,9 @@ def inspect_store(path: str | Path) -> str:
         return "absent"
     if db.is_dir():
         raise StoreError(f"{db} is a directory, not a results database")
+    for side in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):  # a FIFO would block the read forever
+        if (side.exists() or side == db) and not side.is_file():
+            raise StoreError(f"{side} is not a regular file: not part of a robustlab results database")
     try:
         size = db.stat().st_size
         with db.open("rb") as fh:
