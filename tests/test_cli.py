@@ -69,6 +69,11 @@ def test_evaluate_json_matches_report(capsys, trained, tmp_path):
     rows = doc["rows"]
     assert {r["attack"] for r in rows} == {"fgsm", "pgd(steps=5)", "worst-case"}
     assert all(r["n"] == 60 for r in rows)
+    from robustlab.evaluate.stats import clopper_pearson
+
+    for r in rows:  # every rate carries its exact 95% interval over its n samples
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx(clopper_pearson(round(r["robust_accuracy"] * 60), 60))
+        assert r["intervals"]["clean_accuracy"]["n"] == 60
     zero = [r for r in rows if r["eps"] == 0]
     assert all(r["robust_accuracy"] == r["clean_accuracy"] for r in zero)
     code, out, _ = run_cli(capsys, "report", str(run_dir), "--json")
@@ -79,6 +84,7 @@ def test_evaluate_json_matches_report(capsys, trained, tmp_path):
     ident = doc["identification"]
     assert report["identification"][doc["model"]] == ident
     assert 0 <= ident["fmr"] <= 1 and 0 <= ident["fnmr"] <= 1 and ident["confidence_adv"] is not None
+    assert ident["intervals"]["fmr"]["n"] == ident["n_pairs"] // 2
     assert ident["accuracy"] == pytest.approx(zero[0]["clean_accuracy"])
     assert {f["check"] for f in doc["masking"]} >= {"robustness rises with eps", "zero or non-finite gradients"}
     html = Path(paths["html"]).read_text()
@@ -86,6 +92,8 @@ def test_evaluate_json_matches_report(capsys, trained, tmp_path):
     assert not re.search(r"""src=["'](?!data:)""", html)  # self-contained: no external resources
     md = Path(paths["markdown"]).read_text()
     assert "| model |" in md and "worst-case" in md
+    worst = next(r for r in rows if r["attack"] == "worst-case" and r["eps"] == 0.1)
+    assert f"{100 * worst['ci_low']:.1f}-{100 * worst['ci_high']:.1f}" in md  # shown beside the rate
 
 
 def test_datasets_json(capsys):

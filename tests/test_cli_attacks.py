@@ -35,8 +35,8 @@ def test_autoattack_is_the_default(capsys, ckpt, tmp_path):
     ensemble = [r for r in doc["rows"] if r["attack"].startswith("autoattack")]
     assert all(r["kind"] == "ensemble" and [m["kind"] for m in r["member_success"]]
                == ["iterative", "iterative", "black-box"] for r in ensemble)
-    checks = {f["check"]: f["message"] for f in doc["masking"]}
-    assert "not checked" not in checks["accuracy does not reach chance at a huge budget"]
+    checks = {f["check"]: f["status"] for f in doc["masking"]}
+    assert checks["accuracy does not reach chance at a huge budget"] != "not run"
     assert "single-step stronger than iterative" in checks and "black-box stronger than white-box" in checks
 
 
@@ -71,3 +71,23 @@ def test_attacks_by_name_with_parameters(capsys, ckpt, tmp_path, args):
 def test_transfer_source_is_a_checkpoint(ckpt):
     attack = AttackSpec("transfer", {"source": str(ckpt), "attack": "bim"}).build(0.1)
     assert attack.source.num_classes == 10 and attack.eps == 0.1
+
+
+def test_a_single_attack_evaluation_says_its_numbers_are_upper_bounds(capsys, ckpt, tmp_path):
+    """`--attack pgd` alone: the headline (console and --json) says the numbers are upper bounds from
+    a single attack, not the ensemble; the default attacks do not; FMR / FNMR are not printed for a
+    softmax classifier on digits."""
+    args = ["evaluate", "--model", str(ckpt), "--attack", "pgd", "--steps", "3", "--eps", "0.1", "--n-eval", "20",
+            "--run-dir", str(tmp_path / "run")]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "Upper bounds from single attacks (pgd(steps=3)), not the ensemble" in out
+    assert "Linf perturbations, eps 0.1 on the [0, 1] pixel scale" in out and "FMR" not in out
+    code, out, err = run_cli(capsys, *args, "--json")
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["threat_model"]["protocol"] == "single attacks" and doc["threat_model"]["single_attack_text"]
+    assert doc["identification_applies"] is False
+    code, out, err = run_cli(capsys, "evaluate", "--model", str(ckpt), "-p", "steps=3", "-p", "queries=20",
+                             "-p", "n_targets=2", "--eps", "0.1", "--n-eval", "20", "--run-dir", str(tmp_path / "r2"))
+    assert code == 0, err
+    assert "Upper bounds from single attacks" not in out and "protocol: reduced ensemble" in out

@@ -72,3 +72,56 @@ def test_bad_parameters_one_line_nothing_written(capsys, base_ckpt, tmp_path, ar
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_defense_that_did_not_fit_is_flagged_by_defend_evaluate_and_the_report(capsys, base_ckpt, tmp_path):
+    """Distillation from scratch at T = 100 for one epoch stays near chance: `defend` says so in one
+    stderr line and records it, `evaluate` carries it (stderr, --json) beside the base's clean
+    accuracy, and the report shows it as a banner, never a green masking verdict."""
+    bad = tmp_path / "bad"
+    assert main(["defend", "distill", "--model", str(base_ckpt), "-T", "100", "--epochs", "1", "--init", "scratch",
+                 "--out", str(bad), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = _last_json(captured.out)
+    assert doc["warning"] and doc["clean_accuracy"] < 0.5 < doc["base_clean_accuracy"]
+    lines = [line for line in captured.err.splitlines() if "did not fit" in line]
+    assert len(lines) == 1 and "distillation" in lines[0]
+    run = tmp_path / "run"
+    assert main(["evaluate", "--model", str(base_ckpt), "--attack", "pgd", "--attack", "fgsm", "--eps", "0.1",
+                 "--steps", "3", "--n-eval", "40", "--run-dir", str(run), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(bad), "--attack", "pgd", "--attack", "fgsm", "--eps", "0.1",
+                 "--steps", "3", "--n-eval", "40", "--run-dir", str(run), "--json"]) == 0
+    captured = capsys.readouterr()
+    ev = _last_json(captured.out)
+    assert ev["warning"] == doc["warning"] and "did not fit" in captured.err
+    assert ev["clean_accuracy"] == doc["clean_accuracy"] and ev["base_clean_accuracy"] == doc["base_clean_accuracy"]
+    assert main(["report", str(run)]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert any("did not fit" in line for line in report["sections"]["warnings"]["data"])
+    assert any("less robust than its undefended base base at eps 0.1" in line
+               for line in report["sections"]["warnings"]["data"])  # compared on the same samples
+    (defended,) = report["defended"]
+    assert defended["base"] and defended["base_name"] == "base" and defended["warning"] == doc["warning"]
+    html = (run / "report.html").read_text()
+    verdict = next(line for line in html.split("<div class='verdict ") if line.startswith(("ok", "bad", "warn"))
+                   and "gradient masking" in line and "distillation" in line)
+    assert verdict.startswith("bad") and "did not fit" in verdict
+    assert "defended from base" in (run / "report.md").read_text()
+
+
+def test_a_defense_that_fits_gives_no_warning(capsys, base_ckpt, tmp_path):
+    out = tmp_path / "sq"
+    assert main(["defend", "squeeze", "-s", "bits:4", "--model", str(base_ckpt), "--out", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert _last_json(captured.out)["warning"] is None and "did not fit" not in captured.err
+
+
+def test_distillation_by_default_starts_from_the_base_model_and_stays_near_it(capsys, base_ckpt, tmp_path):
+    """README's `defend distill -T 100` with its defaults (the student warm-started from the base,
+    `init: base`) keeps the base's clean accuracy within a few points; from scratch it does not."""
+    assert main(["defend", "distill", "--model", str(base_ckpt), "-T", "100", "--epochs", "2",
+                 "--out", str(tmp_path / "d"), "--json"]) == 0
+    doc = _last_json(capsys.readouterr().out)
+    assert doc["defense_build"]["config"]["init"] == "base" and doc["warning"] is None
+    assert abs(doc["clean_accuracy"] - doc["base_clean_accuracy"]) < 0.05

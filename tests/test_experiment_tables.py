@@ -20,6 +20,7 @@ from robustlab.core.errors import ConfigError
 from robustlab.core.results import AttackResult
 from robustlab.data import load_dataset
 from robustlab.evaluate.cell_extras import cell_extras, detection_auc
+from robustlab.evaluate.defended import defense_fit_warning
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.experiment.plan import EvalCell, plan_experiment
 from robustlab.experiment.tasks import eval_data
@@ -28,7 +29,6 @@ from robustlab.report.paper_tables import paper_tables
 from robustlab.store.checkpoints import load_checkpoint
 from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train import TrainConfig, make_objective
-from robustlab.train.defaults import defense_warning
 
 MLP = {"backbone": "mlp", "backbone_args": {"hidden": [32]}}
 FAST = {"epochs": 2, "optimizer": "adam", "lr": 0.01}
@@ -200,7 +200,7 @@ def test_defenses_axis_built_once_and_evaluated_with_detection(tiny_run):
         float((batched_predict(base, test.x_test) == test.y_test).float().mean()))
     x_adv = PGD(eps=0.2, steps=5)(base, x, y).x_adv
     row = next(b for b in block["rows"] if b["defense"] == "msvdd")["cells"]["pgd @ 0.2"]
-    assert row["non_adaptive"] == pytest.approx(float((batched_predict(defended, x_adv) == y).float().mean()))
+    assert row["non_adaptive"]["value"] == pytest.approx(float((batched_predict(defended, x_adv) == y).float().mean()))
     na = [t for t in index["transfers"] if t["defense"] == "msvdd"]
     assert sorted((t["attack"], t["eps"]) for t in na) == [("fgsm", 0.1), ("pgd", 0.1), ("pgd", 0.2)]
     # a rerun reuses the checkpoints, the cached defense and every row
@@ -313,7 +313,7 @@ def test_layer_ablation_pc_on_chosen_taps_only():
         pc = _naive_pc(stages["fc1"], c, y) - torch.stack([dc[int(t)].sum() / 3 for t in y])
     assert out.loss.item() == pytest.approx(float(ce) + float(pc.mean()), abs=1e-5)
     with pytest.raises(ConfigError, match="features_pc"):
-        _pcl_model(features_pc=False)  # prototype decision without trained final prototypes
+        _pcl_model(features_pc=False, decision="prototype")  # without trained final prototypes
 
 
 def test_train_section_passes_through_to_train_config():
@@ -395,7 +395,7 @@ def test_a_randomized_defense_is_attacked_with_eot_and_keyed_so(tmp_path):
     (None, 0.90, False),   # nothing measured (a cached defense from an older run)
 ])
 def test_defense_warning_fires_below_half_of_the_base_models_margin_over_chance(accuracy, base, warned):
-    assert (defense_warning(accuracy, base, 10) is not None) is warned
+    assert (defense_fit_warning(accuracy, base, 10) is not None) is warned
 
 
 def test_identification_takes_its_reference_eps_from_every_attack_grid(tmp_path):

@@ -110,7 +110,8 @@ def test_pcl_centres_move_only_after_warmup_and_separate():
     x, y = _clusters(n_per_class=40)
     torch.manual_seed(0)
     model = build_model({"backbone": "mlp", "head": "pcl", "num_classes": 3, "input_shape": [1, 4, 4],
-                         "backbone_args": {"hidden": [32, 8]}, "head_args": {"branches": {"fc1": 4}}})
+                         "backbone_args": {"hidden": [32, 8]},
+                         "head_args": {"branches": {"fc1": 4}, "decision": "prototype"}})
     start = [c.detach().clone() for c in model.head.all_centres()]
     warm = TrainConfig(epochs=5, batch_size=40, optimizer="adam", lr=0.01, weight_decay=0,
                        objective_args={"warmup_epochs": 5, "centre_lr": 0.05})
@@ -123,6 +124,31 @@ def test_pcl_centres_move_only_after_warmup_and_separate():
         assert not torch.allclose(before, after)
         assert float(torch.pdist(after.detach()).min()) > float(torch.pdist(before).min()) + 0.1
     assert float((model.predict(x) == y).float().mean()) > 0.9  # nearest prototype
+
+
+def test_pcl_decides_by_softmax_by_default_and_the_prototype_rule_is_a_keyed_option():
+    """Paper 004's model "performs conventional softmax prediction": by default `predict` is the argmax of
+    the linear logits; the nearest-prototype rule (eq. 6) is an option that every config names, so
+    the two never share a config digest (nor a result key)."""
+    from robustlab.models import ModelConfig
+    from robustlab.models.heads.pcl import prototype_scores
+
+    base = {"backbone": "mlp", "head": "pcl", "num_classes": 3, "input_shape": [1, 4, 4]}
+    default = ModelConfig.from_dict(base)
+    assert default.head_args == {"decision": "softmax"}
+    assert ModelConfig.from_dict({**base, "head_args": {"decision": "softmax"}}).digest() == default.digest()
+    prototype = ModelConfig.from_dict({**base, "head_args": {"decision": "prototype"}})
+    assert prototype.digest() != default.digest()
+    torch.manual_seed(0)
+    model = build_model(default).eval()
+    x = torch.rand(64, 1, 4, 4)
+    with torch.no_grad():
+        features = model.embed(x)
+        assert torch.equal(model.predict(x), model.head.linear(features).argmax(1))
+        rule = prototype_scores(features, model.head.centres).argmax(1)
+    other = build_model(prototype).eval()
+    other.load_state_dict(model.state_dict())
+    assert torch.equal(other.predict(x), rule) and not torch.equal(other.predict(x), model.predict(x))
 
 
 def test_pcl_default_branches_follow_table_1_and_bad_taps_fail():

@@ -161,3 +161,71 @@ def test_ensemble_members_count():
     flags = {f.check: f for f in check_rows([{**ens, "member_success": members}], {"m": 10})}
     assert flags["black-box stronger than white-box"].raised and "square fooled 7" in \
         flags["black-box stronger than white-box"].message
+
+
+def test_checks_are_three_state_and_the_verdict_counts_only_those_that_ran():
+    """No eps >= 0.5 and no black-box attack: those two checks are "not run" (with why), never
+    counted as passed; the verdict counts the checks that ran and names the others."""
+    from robustlab.evaluate.masking import masking_verdicts
+
+    rows = [row("fgsm", 0.1, 0.5), row("pgd(steps=40)", 0.1, 0.3), row("pgd(steps=40)", 0.2, 0.1)]
+    flags = check_rows(rows, {"m": 10})
+    status = {f.check: f.status for f in flags}
+    assert status == {
+        "single-step stronger than iterative": "passed",
+        "robustness rises with eps": "passed",
+        "black-box stronger than white-box": "not run",
+        "accuracy does not reach chance at a huge budget": "not run",
+    }
+    assert not any(f.raised for f in flags if f.status == "not run")
+    probe = {"zero_fraction": 0.0, "nonfinite_fraction": 0.0, "uninformative_fraction": 0.1}
+    verdict = masking_verdicts([f.to_dict() for f in flags + check_probe("m", probe)])["m"]
+    assert verdict["checks"] == 4 and verdict["passed"] == 4 and verdict["raised"] == []
+    assert set(verdict["not_run"]) == {"black-box stronger than white-box",
+                                       "accuracy does not reach chance at a huge budget"}
+    assert verdict["verdict"].startswith("No sign of gradient masking in 4 checks that ran.")
+    assert "2 not run" in verdict["verdict"] and "add an eps >= 0.5" in verdict["verdict"]
+
+
+def test_a_bpda_defense_verdict_does_not_ask_for_the_adaptive_attack_it_already_ran():
+    from robustlab.evaluate.masking import masking_verdicts
+
+    probe = {"zero_fraction": 0.0, "nonfinite_fraction": 0.0, "uninformative_fraction": 0.1,
+             "gradient_path": "bpda", "true_zero_fraction": 1.0, "true_nonfinite_fraction": 0.0,
+             "true_uninformative_fraction": 1.0}
+    verdict = masking_verdicts([f.to_dict() for f in check_probe("m [squeeze]", probe)])["m [squeeze]"]
+    assert verdict["raised"] == ["defense masks its true gradients"] and verdict["adaptive"]
+    assert "confirm it with adaptive" not in verdict["verdict"] and "adaptive (BPDA) path" in verdict["verdict"]
+
+
+def _cell(model, defense, attack, eps, acc, kind="iterative"):
+    return {"model": model, "defense": defense, "samples": "s", "norm": "linf", "attack": attack, "eps": eps,
+            "robust_accuracy": acc, "kind": kind, "clean_accuracy": 0.9, "n": 100}
+
+
+def test_a_single_attack_above_the_bases_ensemble_is_raised():
+    """The issue's distilled model: PGD-20 alone leaves 65.0%, the undefended base 41.7% under the
+    ensemble; the check raises (and passes once the ensemble also runs on the defended model)."""
+    from robustlab.evaluate.masking import check_against_base
+
+    defended = [{"model": "d", "defense": "distillation", "name": "d", "base": "b", "base_name": "b"}]
+    base = [_cell("b", "none", "autoattack", 0.1, 0.417, "ensemble")]
+    single = [_cell("d", "distillation", "pgd(steps=20)", 0.1, 0.650)]
+    (flag,) = check_against_base(base + single, defended)
+    assert flag.status == "raised" and "65.0%" in flag.message and "41.7%" in flag.message
+    ensemble = single + [_cell("d", "distillation", "autoattack", 0.1, 0.383, "ensemble"),
+                         _cell("d", "distillation", "worst-case", 0.1, 0.383, "worst-case")]
+    assert check_against_base(base + ensemble, defended)[0].status == "passed"
+    assert check_against_base(single, defended)[0].status == "not run"  # no base rows in the run
+
+
+def test_the_threat_model_says_when_no_ensemble_member_ran():
+    from robustlab.report.headline import headline_rows, threat_model
+
+    single = [_cell("m", "none", "pgd(steps=20)", e, a) for e, a in ((0, 0.9), (0.1, 0.65))]
+    t = threat_model(single, headline_rows(single, {}))
+    assert t["protocol"] == "single attacks" and t["norms"] == ["linf"] and t["eps"] == [0.1]
+    assert "Upper bounds from single attacks (pgd(steps=20)), not the ensemble" in t["single_attack_text"]
+    both = single + [_cell("m", "none", "autoattack", 0.1, 0.4, "ensemble")]
+    t = threat_model(both, headline_rows(both, {}))
+    assert t["protocol"] == "full ensemble" and "single_attack_text" not in t

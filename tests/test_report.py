@@ -65,13 +65,18 @@ def test_headline_equals_evaluate_json_worst_case_rows(run):
     for cell in head["cells"]:
         value = f"{100 * cell['robust_accuracy']:.1f}%"
         assert value in summary_md and value in summary_html
+    # clean accuracy labelled by where it was measured; no eps-0 column repeating it; the threat model on top
+    assert "clean (attacked, n=50)" in summary_md and "| eps 0 |" not in summary_md
+    assert summary_md.strip().startswith("Threat model: Linf perturbations, eps 0.05, 0.1 on the [0, 1] pixel scale")
+    assert "clean (test set, n=" in md.split("## Models")[1].split("## ")[0]
 
 
 def test_layout_order_self_contained_light_and_dark(run):
     run_dir, _ = run
     html = write_report(run_dir)["html"].read_text()
-    order = [html.index(f"id='{s}'") for s in ("summary", "models", "details", "identification", "masking")]
+    order = [html.index(f"id='{s}'") for s in ("summary", "models", "details", "masking")]
     assert order == sorted(order)  # summary first, details after it
+    assert "id='identification'" not in html  # FMR / FNMR mean nothing for a softmax classifier on digits
     assert "<details>" in html and "prefers-color-scheme:dark" in html
     assert html.count("<picture>") >= 2 and "class='verdict" in html
     assert not re.search(r"""(src|href|srcset)=["'](?!data:)""", html)  # no external assets

@@ -14,7 +14,7 @@ from typing import Any
 STATE: dict[str, Any] = {"debug": False, "interrupt": None}
 
 # Each module defines `register(app)`; add new command modules here.
-COMMAND_MODULES = ("demo", "train", "evaluate", "report", "datasets", "run", "defend", "anonymize")
+COMMAND_MODULES = ("demo", "train", "evaluate", "report", "datasets", "run", "defend", "anonymize", "convert")
 
 _APP: list[Any] = []
 
@@ -76,6 +76,7 @@ def _main(argv: list[str] | None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     STATE["debug"] = "--debug" in args
+    STATE["argv"] = [a for a in args if a != "--debug"]  # the command a run records to be reproduced
     if STATE["debug"]:  # accepted anywhere: `robustlab evaluate ... --debug` as well as `robustlab --debug ...`
         args = ["--debug", *(a for a in args if a != "--debug")]
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-from robustlab.cli.console import out, print_json
+from robustlab.cli.console import err, out, print_json
 from robustlab.core.contract import REJECT, batched_predict
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.core.runtime import pick_device, seed_everything
@@ -29,6 +29,7 @@ from robustlab.data.splits import stratified_split
 from robustlab.defenses import build_defense, check_defense_params
 from robustlab.defenses.base import defense_label
 from robustlab.defenses.svdd import MSVDDConfig, SVDDTrainConfig, build_msvdd
+from robustlab.evaluate.defended import defense_fit_warning
 from robustlab.models import Classifier
 from robustlab.store.checkpoints import (
     check_checkpoint_target,
@@ -106,16 +107,29 @@ def _defend(
         "accuracy": float((pred == y_te).float().mean()),
         "rejected": float((pred == REJECT).float().mean()),
     }
-    meta = {"data": data_meta, "defense_build": built.info, "source_checkpoint": str(model_path), "test": test}
+    warning = defense_fit_warning(test["accuracy"], test["base_accuracy"], dataset.num_classes)
+    meta = {"data": data_meta, "defense_build": built.info,
+            "source_checkpoint": str(checkpoint_dir(model_path).resolve()), "test": test,
+            "clean_accuracy": test["accuracy"], "base_clean_accuracy": test["base_accuracy"],
+            "n_test": len(y_te), "warning": warning}
     save_checkpoint(model, out_dir, metadata=meta, overwrite=overwrite)
+    label = defense_label(model.defense_spec())
+    _warn(label, warning)
     if json_out:
         print_json({"checkpoint": str(out_dir), **meta})
         return
     out.print(
-        f"{defense_label(model.defense_spec())}: test accuracy {100 * test['accuracy']:.2f}% "
-        f"(undefended {100 * test['base_accuracy']:.2f}%), rejected {100 * test['rejected']:.2f}% of clean "
-        f"test images; built in {built.info['seconds']:.1f} s; checkpoint: [bold]{out_dir}[/bold]"
+        f"{label}: clean test accuracy {100 * test['accuracy']:.2f}% (undefended {100 * test['base_accuracy']:.2f}%, "
+        f"n = {len(y_te)}), rejected {100 * test['rejected']:.2f}% of clean test images; built in "
+        f"{built.info['seconds']:.1f} s; checkpoint: [bold]{out_dir}[/bold]"
     )
+
+
+def _warn(label: str, warning: str | None) -> None:
+    """The defense-fit warning, one loud line on stderr (the checkpoint is kept: `evaluate` and
+    the report carry the warning from its metadata)."""
+    if warning:
+        err.print(f"[bold red]warning: the defense did not fit:[/bold red] {label}: {warning}", soft_wrap=True)
 
 
 @defend_app.command("distill")
@@ -127,8 +141,8 @@ def distill_cmd(
     out_dir: Path = OUT_OPT,
     temperature: float = typer.Option(100.0, "--temperature", "-T", help="T > 0 (Papernot et al.'s 100)."),
     teacher: str = typer.Option("retrain", "--teacher", help="retrain (a teacher trained at T) or base."),
-    init: str = typer.Option("scratch", "--init", help="scratch, or base: warm start from MODEL with its "
-                             "linear layer times T (few epochs suffice)."),
+    init: str = typer.Option("base", "--init", help="base: warm start from MODEL with its linear layer times T "
+                             "(few epochs suffice), or scratch (Papernot et al.; needs many epochs at large T)."),
     epochs: int = typer.Option(10, "--epochs", help="Epochs of the teacher and of the student."),
     lr: float = typer.Option(1e-3, "--lr"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam or sgd."),
@@ -274,10 +288,16 @@ def svdd_cmd(
         model.svdd.set_beta_mode(mode)
         table1[f"W~-SVDD(beta={mode})"] = _accuracy(model, x_te, y_te)
     model.svdd.set_beta_mode(beta_mode)
+    clean = _accuracy(model, x_te, y_te)
+    warning = defense_fit_warning(clean, table1["W-LC"], dataset.num_classes)
     meta = {
         "data": data_meta,
         "defense_build": cfg.to_dict(),
-        "source_checkpoint": str(model_path),
+        "source_checkpoint": str(checkpoint_dir(model_path).resolve()),
+        "clean_accuracy": clean,
+        "base_clean_accuracy": table1["W-LC"],
+        "n_test": len(y_te),
+        "warning": warning,
         "seconds": seconds,
         "test_accuracy": table1,
         "beta": {
@@ -295,6 +315,7 @@ def svdd_cmd(
         out_dir / "linear",
         metadata={"data": meta["data"], "note": "W~-LC of the M-SVDD defense in the parent folder"},
     )
+    _warn(defense_label(model.defense_spec()), warning)
     if json_out:
         print_json({"checkpoint": str(out_dir), "linear": str(out_dir / "linear"), **meta})
         return

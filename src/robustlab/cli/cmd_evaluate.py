@@ -3,6 +3,7 @@ run directory. Everything is validated before anything is written (see `robustla
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,20 @@ from robustlab.cli.console import (
     print_results,
     progress_bar,
 )
-from robustlab.cli.options import parse_pairs
+from robustlab.cli.options import eps_value, parse_pairs
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.digest import model_digest
+from robustlab.core.environment import command_line
 from robustlab.core.errors import ConfigError, InputError, RobustlabError
 from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
 from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
+from robustlab.evaluate.defended import less_robust_text
+from robustlab.evaluate.masking import masking_verdicts
+from robustlab.models import zoo
 from robustlab.models.wrap import load_factory
+from robustlab.report.headline import headline_rows, shows_identification, threat_model
 from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
 from robustlab.train.adversarial import recipe_label
 
@@ -59,15 +65,21 @@ def evaluate_cmd(
     ),
     module: str = typer.Option(None, "--module", help="Your own model: pkg.mod:factory or file.py:factory, "
                                "a no-argument callable returning an nn.Module (logits out)."),
-    weights: Path = typer.Option(None, "--weights", help="safetensors weights for --module (never a pickle)."),
-    mean: list[float] = typer.Option(None, "--mean", help="Per-channel mean for --module's input (repeatable)."),
-    std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's input (repeatable)."),
+    zoo_arch: str = typer.Option(None, "--zoo-arch", help="A RobustBench zoo architecture (wrn-28-10, dm-wrn-70-16, "
+                                 "preact-resnet-18, resnet-50, ...) for --weights; --data defaults to cifar10."),
+    weights: Path = typer.Option(None, "--weights", help="safetensors weights for --module or --zoo-arch (a .pt: "
+                                 "`robustlab convert` it first)."),
+    mean: list[float] = typer.Option(None, "--mean", help="Per-channel mean for --module's (or --zoo-arch's) "
+                                     "input (repeatable)."),
+    std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's (or --zoo-arch's) "
+                                    "input (repeatable)."),
     data: str = typer.Option(None, "--data", help="Data set (default: the one the model was trained on)."),
     data_root: Path = typer.Option(None, "--data-root"),
     attack: list[str] = typer.Option(
         None, "--attack", help=f"Attack name (repeatable). Default: {' + '.join(DEFAULT_ATTACKS)}."
     ),
-    eps: list[float] = typer.Option(None, "--eps", help=f"Budget (repeatable). Default: {_EPS_TEXT}."),
+    eps: list[float] = typer.Option(None, "--eps", parser=eps_value, metavar="<eps>",
+                                    help=f"Budget, e.g. 0.1 or 8/255 (repeatable). Default: {_EPS_TEXT}."),
     steps: int = typer.Option(None, "--steps", help="Iterations, for attacks that take them."),
     norm: str = typer.Option(None, "--norm", help="linf or l2, for attacks that take it."),
     restarts: int = typer.Option(None, "--restarts"),
@@ -79,6 +91,8 @@ def evaluate_cmd(
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
     device: str = typer.Option(None, "--device"),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default 1: the same "
+                                "numbers on any machine; recorded with the results)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Attack MODEL (a checkpoint, or --module your own nn.Module with --weights) with each attack at
@@ -88,28 +102,37 @@ def evaluate_cmd(
     for the same model, data, samples, attack and budget are reused, never mixed.
     """
     dev = pick_device(device)
-    if (model_path is None) == (module is None):
-        raise ConfigError("give either --model CHECKPOINT or --module pkg.mod:factory")
+    if sum(x is not None for x in (model_path, module, zoo_arch)) != 1:
+        raise ConfigError("give one of --model CHECKPOINT, --module pkg.mod:factory or --zoo-arch NAME --weights FILE")
+    if zoo_arch is not None and weights is None:
+        raise ConfigError("--zoo-arch needs --weights (a .safetensors file)")
+    if zoo_arch is not None:
+        zoo.zoo_arch(zoo_arch)  # an unknown name is refused before any data is loaded
+    data = data or ("cifar10" if zoo_arch is not None else None)
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
     specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared)
     grid = list(eps) if eps else list(DEFAULT_EPS)
-    if module is not None:
+    if module is not None or zoo_arch is not None:
         if data is None:
             raise ConfigError("--module needs --data (the data set to evaluate on)")
         dataset = DataSpec(name=data, root=str(data_root) if data_root else None).load()
         samples = eval_set(dataset, n_eval, seed=0)
-        model, key = load_factory(module, weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
-                                  mean=mean or None, std=std or None, device=dev)
+        load = partial(zoo.load_zoo_model, zoo_arch) if zoo_arch is not None else partial(load_factory, module)
+        model, key = load(weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
+                          mean=mean or None, std=std or None, device=dev)
         name = key.split(":")[0]
-        clean = _module_accuracy(model, module, dataset.x_test, dataset.y_test)
+        clean = _module_accuracy(model, f"--module {module}" if module else f"--zoo-arch {zoo_arch}",
+                                 dataset.x_test, dataset.y_test)
         config = getattr(model, "config", None)
         info: dict[str, Any] = {"id": name, "config": config.to_dict() if config is not None else {"module": module},
                                 "module": module, "weights": str(weights), "clean_accuracy": clean}
+        if zoo_arch is not None:
+            info["zoo_arch"] = zoo_arch
         defense = "none"
     else:
         if weights is not None or mean or std:
-            raise ConfigError("--weights, --mean and --std go with --module, not --model")
+            raise ConfigError("--weights, --mean and --std go with --module or --zoo-arch, not --model")
         ckpt = checkpoint_dir(model_path)
         doc = read_checkpoint_config(ckpt)
         trained = trained_on(doc, str(ckpt))
@@ -120,13 +143,18 @@ def evaluate_cmd(
         defense = defense_label(doc.get("defense"))
         name = ckpt.resolve().name
         meta = doc.get("metadata") or {}
-        info = {"id": name, "config": doc["model"], "defense": doc.get("defense"), "checkpoint": str(ckpt),
+        info = {"id": name, "config": doc["model"], "defense": doc.get("defense"), "checkpoint": str(ckpt.resolve()),
                 "clean_accuracy": meta.get("clean_accuracy"), "train": meta.get("train"),
-                "training": recipe_label(meta.get("train"))}
+                "training": recipe_label(meta.get("train")), "n_test": meta.get("n_test")}
+        if doc.get("defense"):  # its base's clean accuracy and checkpoint, for the fit warning and the link
+            info.update(defense_label=defense, base_checkpoint=meta.get("source_checkpoint"),
+                        base_clean_accuracy=meta.get("base_clean_accuracy"), warning=meta.get("warning"))
         model = None
     run_dir = run_dir or Path("runs") / name
+    from robustlab.cli.app import STATE
+
     evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
-                            overwrite=overwrite)
+                            overwrite=overwrite, threads=threads, command=command_line(STATE.get("argv")))
     on_interrupt(f"every finished cell is kept in {run_dir}; run the same command again to resume "
                  "(stored cells are not recomputed)")
     if model is None:
@@ -136,25 +164,41 @@ def evaluate_cmd(
     with progress_bar(not json_out) as progress:
         result = evaluation.run(model, key, info=info, progress=progress,
                                 on_plan=lambda plan: err.print(plan.describe()))
+    if result.warning:
+        err.print(f"[bold red]warning: the defense did not fit:[/bold red] {name}: {result.warning}", soft_wrap=True)
+    for c in result.base:
+        if c["less_robust"]:
+            err.print(f"[bold yellow]warning:[/bold yellow] {name}: {less_robust_text(c)}", soft_wrap=True)
+    threat = threat_model(result.rows, headline_rows(result.rows, {key: info}))
+    shown = shows_identification(info, samples.name)  # FMR / FNMR only where identification means something
     if json_out:
         print_json({"model": key, "run_dir": str(run_dir), "training": info.get("training"), "rows": result.rows,
-                    "masking": result.masking, "identification": result.identification})
+                    "threat_model": threat, "masking": result.masking,
+                    "masking_verdicts": masking_verdicts(result.masking), "identification": result.identification,
+                    "identification_applies": shown, "clean_accuracy": info.get("clean_accuracy"),
+                    "base_clean_accuracy": info.get("base_clean_accuracy"),
+                    "warning": result.warning, "base": result.base})
         return
+    out.print(threat["text"], soft_wrap=True)
+    if threat.get("single_attack_text"):
+        out.print(f"[bold yellow]{threat['single_attack_text']}[/bold yellow]", soft_wrap=True)
     print_results(result.rows, {key: name})
-    print_identification({key: result.identification}, {key: name})
+    if shown:
+        print_identification({key: result.identification}, {key: name})
     print_masking(result.masking)
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
 
 
-def _module_accuracy(model: RobustModel, module: str, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Clean accuracy of the user's module on (x, y); a module that fails on these images is one line."""
+def _module_accuracy(model: RobustModel, source: str, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Clean accuracy of the user's module (`source`: the option that named it) on (x, y); a
+    module that fails on these images is one line."""
     try:
         return float((batched_predict(model, x) == y).float().mean())
     except RobustlabError:
         raise
     except Exception as exc:  # the user's forward: a shape mismatch, a dtype, a bug of theirs
         text = " ".join(str(exc).split())[:300]
-        raise InputError(f"--module {module}: the model fails on images of shape {tuple(x.shape[1:])} "
+        raise InputError(f"{source}: the model fails on images of shape {tuple(x.shape[1:])} "
                          f"({type(exc).__name__}: {text})") from None
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from robustlab.cli.console import err, out, print_json, print_results, print_training_warnings, progress_bar
+from robustlab.core.environment import command_line
 from robustlab.experiment import ExperimentSpec, run_grid
 from robustlab.experiment.spec import ExecutorSpec
 from robustlab.report import write_report
@@ -24,6 +25,8 @@ def run(
     num_cpus: float = typer.Option(None, "--num-cpus", min=0, help="CPUs per Ray task."),
     num_gpus: float = typer.Option(None, "--num-gpus", min=0, help="GPUs per Ray task (fractions allowed)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch threads of local tasks (default 1: the same "
+                                "numbers on any machine; recorded with the results)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train, attack and report a whole experiment; cells already stored are skipped.
@@ -40,7 +43,7 @@ def run(
                  "to resume (what is stored is not recomputed)")
     with progress_bar(not json_out) as progress:
         outcome = run_grid(spec, run_dir, device=device, progress=progress, debug=STATE["debug"],
-                           overwrite=overwrite)
+                           overwrite=overwrite, threads=threads, command=command_line(STATE.get("argv")))
     paths = write_report(run_dir)
     tables = write_paper_tables(run_dir)
     failures = [f.line() for f in outcome.failures]

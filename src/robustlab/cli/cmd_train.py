@@ -12,7 +12,7 @@ import typer
 
 from robustlab.cli.app import on_interrupt
 from robustlab.cli.console import err, out, print_json, progress_bar
-from robustlab.cli.options import parse_pairs
+from robustlab.cli.options import eps_value, parse_pairs
 from robustlab.core.contract import batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device, seed_everything
@@ -56,7 +56,8 @@ def train_cmd(
     objective_arg: list[str] = typer.Option(None, "--objective-arg", help="key=value for the training loss."),
     seed: int = typer.Option(0, "--seed"),
     adv: str = typer.Option(None, "--adv", help="Adversarial training: " + ", ".join(METHODS) + "."),
-    adv_eps: float = typer.Option(None, "--adv-eps", help="Training budget (default 0.1; pixel units)."),
+    adv_eps: float = typer.Option(None, "--adv-eps", parser=eps_value, metavar="<eps>",
+                                  help="Training budget, e.g. 0.1 or 8/255 (default 0.1; pixel units)."),
     adv_steps: int = typer.Option(None, "--adv-steps", help="Training attack steps (default: the method's)."),
     adv_arg: list[str] = typer.Option(
         None, "--adv-arg", help="key=value for the recipe: norm, eps_min, sampling, step_size, "

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from robustlab.core.threat import format_eps
 from robustlab.report.tables import IDENTIFICATION_COLUMNS
 
 
@@ -64,6 +65,14 @@ def progress_bar(enabled: bool = True) -> Iterator:
         yield update
 
 
+def _with_error(row: dict[str, Any]) -> str:
+    """Robust accuracy (%) and the larger side of its Clopper-Pearson 95% interval: "38.3 ±6.9"."""
+    v = row["robust_accuracy"]
+    if row.get("ci_low") is None:
+        return f"{100 * v:.1f}"
+    return f"{100 * v:.1f} ±{100 * max(v - row['ci_low'], row['ci_high'] - v):.1f}"
+
+
 def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None = None, title: str = "") -> None:
     """Robust accuracy (%) per (model, defense, attack) across the eps grid; worst case in bold.
 
@@ -72,7 +81,10 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     """
     names = names or {}
     grid = sorted({r["eps"] for r in rows if r["eps"] is not None})
-    caption = "robust accuracy (%) at each eps; worst case per sample in bold"
+    if 0 in grid and all(r["robust_accuracy"] == r["clean_accuracy"] for r in rows if r["eps"] == 0):
+        grid.remove(0)  # eps 0 would repeat the clean column
+    caption = ("robust accuracy (%) at each eps, ± the larger side of its exact 95% interval; clean = on the "
+               "attacked images; worst case per sample in bold")
     reduced = sorted({s for r in rows for s in r.get("reduced", [])})
     if reduced:
         caption += f"; reduced = ensemble below full strength ({', '.join(reduced)})"
@@ -87,7 +99,7 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
     table.add_column("attack")
     table.add_column("clean", justify="right")
     for e in grid:
-        table.add_column(f"eps {e:g}", justify="right")
+        table.add_column(f"eps {format_eps(e)}", justify="right")
     has_min_norm = any(r["eps"] is None for r in rows)
     if has_min_norm:
         table.add_column("median L2", justify="right")
@@ -106,7 +118,7 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
         line = [names.get(model, model)] + ([str(any_row.get("training") or "-")] if adversarial else [])
         line += ([defense] if defended else []) + [shown]
         line.append(f"{100 * any_row['clean_accuracy']:.1f}")
-        line += [f"{100 * cells[e]['robust_accuracy']:.1f}" if e in cells else "" for e in grid]
+        line += [_with_error(cells[e]) if e in cells else "" for e in grid]
         if has_min_norm:
             unbounded = cells.get(None)
             line.append(f"{unbounded['median_l2']:.3g}" if unbounded and "median_l2" in unbounded else "")
@@ -131,19 +143,25 @@ def print_identification(ident: dict[str, dict[str, Any]], names: dict[str, str]
         table.add_column(heading, justify="right")
     for key, m in ident.items():
         cells = [f"{100 * m[k]:.1f}" if m.get(k) is not None else "-" for k, _ in IDENTIFICATION_COLUMNS]
+        for i, (k, _) in enumerate(IDENTIFICATION_COLUMNS):  # FMR / FNMR: ± the larger side of the 95% CI
+            if (iv := (m.get("intervals") or {}).get(k)) and m.get(k) is not None:
+                cells[i] += f" ±{100 * max(m[k] - iv['ci_low'], iv['ci_high'] - m[k]):.1f}"
         table.add_row(names.get(key, key), *cells)
     out.print(table)
 
 
 def print_masking(flags: Sequence[dict[str, Any]]) -> None:
-    """Gradient-masking checks: raised flags in red, the rest as one dim line each."""
+    """Gradient-masking checks: raised flags in red, then one verdict line per model that
+    counts only the checks that ran and names those that did not (`masking_verdicts`)."""
+    from robustlab.evaluate.masking import masking_verdicts
+
     for f in flags:
         if f["raised"]:
             name = f["model"].split(":")[0]
             out.print(f"[bold red]gradient masking?[/bold red] {name}: {f['check']}: {f['message']}")
-    passed = [f for f in flags if not f["raised"]]
-    if passed:
-        out.print(f"[dim]{len(passed)} gradient-masking checks passed (details in the report)[/dim]")
+    for model, v in masking_verdicts(flags).items():
+        style = "bold red" if v["raised"] else ("yellow" if v["not_run"] else "dim")
+        out.print(f"[{style}]{model.split(':')[0]}: {v['verdict']}[/{style}]")
 
 
 def print_training_warnings(models: dict[str, Any]) -> dict[str, str]:

@@ -5,7 +5,9 @@ attack is looking for it.
 - `Budget`: a fixed budget ``eps`` (pixel units on the [0, 1] scale) in a norm, or
   ``eps=None`` for a minimum-norm attack that reports the distance it needed;
 - `AttackKind`: single-step, iterative, black-box, transfer or ensemble. Gradient-masking
-  rules compare attacks by kind (declared by each attack), never by their names.
+  rules compare attacks by kind (declared by each attack), never by their names;
+- `parse_eps` / `format_eps`: budgets as the field writes them ("8/255", 0.1), the one parser
+  behind the CLI's ``--eps`` / ``--adv-eps`` and experiment files' ``eps:``.
 """
 
 from __future__ import annotations
@@ -73,6 +75,37 @@ def check_eps(eps: object, name: str = "eps") -> float:
     return value
 
 
+def parse_eps(value: object, name: str = "eps") -> float:
+    """A budget as users write it: a number (0.1), or a string holding a number ("0.1", "1e-3")
+    or a fraction "k/d" ("8/255", " 8 / 255 "), as a finite float >= 0 (see `check_eps`).
+    A zero or negative denominator, non-numeric parts, NaN and infinity raise `ConfigError`."""
+    if not isinstance(value, str):
+        return check_eps(value, name)
+    text = value.strip()
+    num, slash, den = text.partition("/")
+    try:
+        parts = [float(num), float(den)] if slash else [float(text)]
+    except ValueError:
+        raise ConfigError(f"{name} must be a number or a fraction such as 8/255, got {value!r}") from None
+    if not all(math.isfinite(p) for p in parts):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    if slash and parts[1] <= 0:
+        raise ConfigError(f"{name}: the denominator of {value!r} must be > 0")
+    return check_eps(parts[0] / parts[1] if slash else parts[0], name)
+
+
+def format_eps(eps: float | None) -> str:
+    """A budget as the field writes it: "8/255" where eps is k/255 and has no short decimal
+    form (0.2 stays "0.2", 0.5 "0.5"), else the shortest decimal ("0.1"); "min-norm" for None."""
+    if eps is None:
+        return "min-norm"
+    if round(eps, 3) != eps:
+        k = round(eps * 255)
+        if k > 0 and math.isclose(eps, k / 255, rel_tol=1e-9, abs_tol=0.0):
+            return f"{k}/255"
+    return f"{eps:g}"
+
+
 @dataclass(frozen=True)
 class Budget:
     """A threat model's budget: ``eps`` in ``norm`` (fixed budget), or ``eps=None``: the attack
@@ -92,4 +125,4 @@ class Budget:
 
     def label(self) -> str:
         """"linf eps=0.1" or "l2 min-norm"."""
-        return f"{self.norm} min-norm" if self.eps is None else f"{self.norm} eps={self.eps:g}"
+        return f"{self.norm} min-norm" if self.eps is None else f"{self.norm} eps={format_eps(self.eps)}"

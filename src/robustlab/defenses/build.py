@@ -13,8 +13,8 @@ images and train on the rest. Every parameter is checked before anything is trai
 
 Parameters (defaults):
 
-- ``distillation``: temperature (100), teacher ("retrain" or "base"), init ("scratch" or "base":
-  warm start from the model with its linear layer times T), epochs (10), lr (1e-3),
+- ``distillation``: temperature (100), teacher ("retrain" or "base"), init ("base": warm start
+  from the model with its linear layer times T, or "scratch"), epochs (10), lr (1e-3),
   optimizer ("adam"), batch_size (128), weight_decay (0), seed;
 - ``squeeze``: squeezers (["bits:4"]): the input transform, nothing trained;
 - ``squeeze-detector``: squeezers (["bits:4", "median:2"]), fpr (0.05), val_fraction, seed;
@@ -74,7 +74,7 @@ def _fpr_on(model: RobustModel, x: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------ per defense: (check, build)
-def _distill_config(temperature=100.0, teacher="retrain", init="scratch", epochs=10, lr=1e-3, optimizer="adam",
+def _distill_config(temperature=100.0, teacher="retrain", init="base", epochs=10, lr=1e-3, optimizer="adam",
                     batch_size=128, weight_decay=0.0, seed=0) -> DistillConfig:
     return DistillConfig(
         temperature=temperature,

@@ -4,15 +4,18 @@
    "retrain"``, Papernot et al.), or the given trained model is the teacher (``"base"``, as
    paper 002 describes: "class probabilities extracted" from the usual model);
 2. the soft labels are softmax(z_teacher / T) on the training images;
-3. a student of the same architecture, freshly initialised, is trained on them at T;
+3. a student of the same architecture (warm-started from the model, or freshly initialised:
+   ``init``) is trained on them at T;
 4. the student is deployed at T = 1: ``forward`` returns its raw logits.
 
 T defaults to 100, Papernot et al.'s value (paper 002 does not state its T). ``init =
-"scratch"`` (the default) trains teacher and student from a fresh initialisation; at large T
-that needs many epochs (the logits must grow about T-fold). ``init = "base"`` warm-starts both
-from the given model with its final linear layer multiplied by T, so softmax(z / T) starts at
-the given model's softmax and a few epochs suffice (a shortcut to the same deployed network:
-logits about T times the usual ones); it needs a linear head (softmax, ring). The deployed
+"base"`` (the default) warm-starts teacher and student from the given model with its final
+linear layer multiplied by T, so softmax(z / T) starts at the given model's softmax and a few
+epochs suffice (a shortcut to the same deployed network: logits about T times the usual
+ones); it needs a linear head (softmax, ring). ``init = "scratch"`` trains both from a fresh
+initialisation, as Papernot et al. do; at large T that needs many epochs (the logits must
+grow about T-fold): 10 epochs at T = 100 leave a model near chance, which every path then
+flags (`robustlab.evaluate.defended.defense_fit_warning`). The deployed
 logits are about T times larger than a normally trained model's, so the softmax saturates
 and the cross-entropy gradient vanishes in float32: that is gradient masking, not
 robustness. The defense therefore declares ``attack_losses = ("margin", "dlr")``: attacks on
@@ -126,11 +129,12 @@ class DistilledModel(DefendedModel):
 @dataclass
 class DistillConfig:
     """T > 0 (default 100); ``teacher`` "retrain" (trained at T) or "base" (the given model);
+    ``init`` "base" (warm start from the model, its linear layer times T) or "scratch";
     ``train``: the recipe of the teacher (when retrained) and of the student."""
 
     temperature: float = 100.0
     teacher: str = "retrain"
-    init: str = "scratch"
+    init: str = "base"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, optimizer="adam", lr=1e-3))
     seed: int = 0
 
@@ -159,7 +163,8 @@ def _fresh(base: Classifier, cfg: DistillConfig, seed: int) -> Classifier:
         return build_model(base.config).to(next(base.parameters()).device)
     linear = getattr(base.head, "linear", None)
     if not isinstance(linear, torch.nn.Linear):
-        raise ConfigError(f"init='base' scales a linear head by T; the {base.config.head!r} head has none")
+        raise ConfigError(f"init='base' (the default) scales a linear head by T; the {base.config.head!r} head has "
+                          "none: pass init='scratch' (--init scratch) and enough epochs")
     model = copy.deepcopy(base)
     with torch.no_grad():
         model.head.linear.weight.mul_(cfg.temperature)

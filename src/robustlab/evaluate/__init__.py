@@ -25,8 +25,10 @@ from robustlab.evaluate.runner import (
 )
 from robustlab.evaluate.samples import EvalSet, eval_set
 from robustlab.evaluate.session import Evaluation, EvaluationResult, check_run_dir, evaluate_model
+from robustlab.evaluate.stats import clopper_pearson, mcnemar, wilson
 from robustlab.evaluate.summary import (
     WORST,
+    compare,
     distance_curves,
     identification_results,
     masking_flags,
@@ -34,6 +36,7 @@ from robustlab.evaluate.summary import (
     record_probe,
     reference_eps,
     summarize,
+    worst_outcomes,
 )
 from robustlab.evaluate.transfer import TransferMatrix, transfer_matrix
 
@@ -53,6 +56,8 @@ __all__ = [
     "check_probe",
     "check_rows",
     "check_run_dir",
+    "clopper_pearson",
+    "compare",
     "distance_curves",
     "eval_mode",
     "eval_set",
@@ -62,6 +67,7 @@ __all__ = [
     "identification_metrics",
     "identification_results",
     "masking_flags",
+    "mcnemar",
     "per_sample_outcomes",
     "plan_cells",
     "record_identification",
@@ -72,5 +78,7 @@ __all__ = [
     "summarize",
     "transfer_matrix",
     "verification_pairs",
+    "wilson",
     "worst_case",
+    "worst_outcomes",
 ]

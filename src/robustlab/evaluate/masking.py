@@ -8,7 +8,9 @@ Two sources of evidence:
 - a probe of the model's input gradients: zero or non-finite gradients, and gradients that
   increase the loss no more than random directions do.
 
-Each check returns a `MaskingFlag`; a report shows every flag raised and every check passed.
+Each check returns a `MaskingFlag` in one of three states: passed, raised, or not run (with
+why: no eps >= 0.5 in the grid, no single-step attack beside an iterative one, ...). A check
+that did not run is never counted as passed (`masking_verdicts`).
 
 Defenses declare their gradient path (`robustlab.defenses.base`): the probe runs on the path
 the attacks use (BPDA on) and, for a defense with non-differentiable steps, also on its true
@@ -29,6 +31,9 @@ import torch
 from robustlab.core.contract import RobustModel
 
 TOLERANCE = 0.01  # one point of robust accuracy
+PASSED, RAISED, NOT_RUN = "passed", "raised", "not run"
+TRUE_GRADIENTS = "defense masks its true gradients"
+"""The check that exists only for a defense attacked through BPDA (its numbers come from the adaptive path)."""
 WHITE_BOX = {"single-step", "iterative"}
 ITERATIVE = {"iterative"}
 SINGLE_STEP = {"single-step"}
@@ -37,15 +42,70 @@ BLACK_BOX = {"black-box", "transfer"}
 
 @dataclass
 class MaskingFlag:
-    """One check's outcome: `raised` True means a symptom of gradient masking was seen."""
+    """One check's outcome: `raised` True means a symptom of gradient masking was seen;
+    ``status`` is "passed", "raised" or "not run" (``message`` then says why)."""
 
     model: str
     check: str
     raised: bool
     message: str
+    status: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = RAISED if self.raised else PASSED
+        if self.status not in (PASSED, RAISED, NOT_RUN) or (self.status == RAISED) != self.raised:
+            raise ValueError(f"masking flag status {self.status!r} does not match raised={self.raised}")
+
+    @classmethod
+    def not_run(cls, model: str, check: str, why: str) -> MaskingFlag:
+        """A check the rows could not decide (`why`: what would let it run)."""
+        return cls(model, check, False, f"not run: {why}", NOT_RUN)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def masking_verdicts(flags: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model (as the checks name it): the checks that ran, those raised, those not run (with
+    why) and a plain-language verdict that counts only the checks that ran. For a defense
+    attacked through its BPDA path (it has the true-gradients check), the advice says the
+    numbers already come from the adaptive path."""
+    per: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for f in flags:
+        per[f["model"]].append(f)
+    out = {}
+    for model, fl in per.items():
+        status = [f.get("status") or (RAISED if f["raised"] else PASSED) for f in fl]
+        raised = [f for f, s in zip(fl, status, strict=True) if s == RAISED]
+        not_run = [f for f, s in zip(fl, status, strict=True) if s == NOT_RUN]
+        ran = len(fl) - len(not_run)
+        adaptive = any(f["check"] == TRUE_GRADIENTS for f in fl)
+        if raised:
+            others = [f for f in raised if f["check"] != TRUE_GRADIENTS]
+            verdict = (f"Possible gradient masking: {len(raised)} of {ran} checks that ran raised "
+                       f"({', '.join(f['check'] for f in raised)}).")
+            if adaptive and not others:
+                verdict += (" The true gradients are masked, as expected of a non-differentiable step; the "
+                            "robust accuracy already comes from the adaptive (BPDA) path, which passed the "
+                            "other checks.")
+            elif adaptive:
+                verdict += (" The robust accuracy comes from the adaptive (BPDA) path and may still overstate "
+                            "the real robustness; confirm it with black-box or transfer attacks.")
+            else:
+                verdict += (" The robust accuracy may overstate the real robustness; confirm it with adaptive "
+                            "or black-box attacks before trusting it.")
+        elif ran:
+            verdict = f"No sign of gradient masking in {ran} check{'s' if ran != 1 else ''} that ran."
+        else:
+            verdict = "No gradient-masking check could run."
+        if not_run:
+            verdict += f" {len(not_run)} not run: " + "; ".join(
+                f"{f['check']} ({f['message'].removeprefix('not run: ')})" for f in not_run) + "."
+        out[model] = {"checks": ran, "passed": ran - len(raised), "raised": [f["check"] for f in raised],
+                      "not_run": {f["check"]: f["message"].removeprefix("not run: ") for f in not_run},
+                      "adaptive": adaptive, "verdict": verdict}
+    return out
 
 
 def _kinds(row: dict[str, Any]) -> set[str]:
@@ -82,10 +142,14 @@ def check_rows(rows: Sequence[dict[str, Any]], num_classes: dict[str, int] | Non
         single_check, black_check = "single-step stronger than iterative", "black-box stronger than white-box"
         single = [f for group in by_norm.values() for f in _stronger_than(name, group, SINGLE_STEP, ITERATIVE,
                                                                           single_check)]
-        flags += _merge(name, single, single_check)
+        flags += _merge(name, single or [MaskingFlag.not_run(
+            name, single_check, "needs a single-step attack (fgsm) and an iterative one at the same eps > 0")],
+            single_check)
         black = [f for group in by_norm.values() for f in _stronger_than(name, group, BLACK_BOX, WHITE_BOX,
                                                                          black_check)]
-        flags += _merge(name, black + _ensemble_members(name, mrows), black_check)
+        flags += _merge(name, black + _ensemble_members(name, mrows) or [MaskingFlag.not_run(
+            name, black_check, "needs a black-box or transfer attack (square, autoattack) beside a white-box one")],
+            black_check)
         flags.append(_monotone(name, mrows))
         k = (num_classes or {}).get(model)
         flags.append(_reaches_chance(name, by_norm.get("linf", []), k))
@@ -99,7 +163,10 @@ def _merge(model: str, flags: list[MaskingFlag], check: str) -> list[MaskingFlag
     raised = [f for f in flags if f.raised]
     if raised:
         return [MaskingFlag(model, check, True, "; ".join(f.message for f in raised))]
-    return [MaskingFlag(model, check, False, "; ".join(f.message for f in flags))]
+    ran = [f for f in flags if f.status != NOT_RUN]
+    if not ran:
+        return [flags[0]]
+    return [MaskingFlag(model, check, False, "; ".join(f.message for f in ran))]
 
 
 def _ensemble_members(model: str, rows: list[dict[str, Any]]) -> list[MaskingFlag]:
@@ -158,6 +225,8 @@ def _monotone(model, rows) -> MaskingFlag:
             if a1 > a0 + TOLERANCE:
                 hits.append(f"{attack}: {100 * a0:.1f}% at eps {e0:g} -> {100 * a1:.1f}% at eps {e1:g}")
     check = "robustness rises with eps"
+    if not any(len(pts) > 1 for pts in series.values()):
+        return MaskingFlag.not_run(model, check, "needs an attack at two or more eps values")
     return MaskingFlag(model, check, bool(hits), "; ".join(hits) or "robust accuracy never rises with eps")
 
 
@@ -167,7 +236,7 @@ def _reaches_chance(model, rows, num_classes: int | None) -> MaskingFlag:
     check = "accuracy does not reach chance at a huge budget"
     huge = [r for r in rows if r["eps"] >= 0.5]
     if not huge:
-        return MaskingFlag(model, check, False, "not checked: add an eps >= 0.5 (Linf) to the grid")
+        return MaskingFlag.not_run(model, check, "add an eps >= 0.5 (Linf) to the grid")
     chance = 1.0 / num_classes if num_classes else 0.1
     best = min(huge, key=lambda r: r["robust_accuracy"])
     raised = best["robust_accuracy"] > chance + 0.05
@@ -277,3 +346,31 @@ def check_probe(model_id: str, probe: dict[str, Any]) -> list[MaskingFlag]:
             "than a random sign step",
         ),
     ]
+
+
+SINGLE_ABOVE_BASE = "single attack above the base's ensemble"
+
+
+def check_against_base(rows: Sequence[dict[str, Any]], defended: Sequence[dict[str, Any]]) -> list[MaskingFlag]:
+    """For each defended model (`robustlab.evaluate.defended.defended_models`): raised when, at some
+    eps, it met no ensemble member and its robust accuracy under those attacks stands above its
+    undefended base's under the ensemble (same samples): the gain may be the weaker attack's.
+    Not run when its base has no rows in the run."""
+    from robustlab.evaluate.defended import compare_with_base
+
+    found = {(c["model"], c["defense"]): c for c in compare_with_base(rows, defended)}
+    flags = []
+    for d in defended:
+        name = f"{d['model']} [{d['defense']}]"
+        c = found.get((d["model"], d["defense"]))
+        if not d.get("base") or not any(r["model"] == d["base"] and r.get("defense", "none") == "none"
+                                         for r in rows):
+            flags.append(MaskingFlag.not_run(name, SINGLE_ABOVE_BASE,
+                                             f"its base {d['base_name']} is not evaluated in this run"))
+        elif c and c["single_above_ensemble"]:
+            hits = "; ".join(f"eps {e['eps']:g}: {100 * e['defended']:.1f}% under {', '.join(e['attacks'])} > "
+                             f"base {100 * e['base']:.1f}% under the ensemble" for e in c["single_above_ensemble"])
+            flags.append(MaskingFlag(name, SINGLE_ABOVE_BASE, True, hits + ": run the ensemble on the defended model"))
+        else:
+            flags.append(MaskingFlag(name, SINGLE_ABOVE_BASE, False, f"not seen against {d['base_name']}"))
+    return flags

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from robustlab.core.contract import RobustModel
+from robustlab.core.environment import check_threads, environment, pinned_threads
 from robustlab.core.errors import ConfigError
 from robustlab.core.validation import check_int
+from robustlab.evaluate.defended import compare_with_base, defended_models, defense_fit_warning
 from robustlab.evaluate.plan import GridPlan
 from robustlab.evaluate.runner import AttackSpec, ProgressFn, check_model_data, evaluate_grid, plan_cells
 from robustlab.evaluate.samples import EvalSet
@@ -46,6 +50,10 @@ class EvaluationResult:
     rows: list[dict[str, Any]]
     masking: list[dict[str, Any]]
     identification: dict[str, Any]
+    warning: str | None = None
+    base: list[dict[str, Any]] = field(default_factory=list)
+    """For a defended model whose base is in the run: `compare_with_base` (less robust, single
+    attack above the base's ensemble)."""
 
 
 def check_run_dir(run_dir: str | Path, *, overwrite: bool = False, allow: Sequence[str] = ()) -> str:
@@ -101,7 +109,10 @@ class Evaluation:
 
     Construction validates and writes nothing. ``overwrite`` deletes the run directory's
     results (only when `run` first writes); without it, stored results are extended (every
-    row is keyed by model, data, samples, attack and budget, so nothing is mixed).
+    row is keyed by model, data, samples, attack and budget, so nothing is mixed). `run` pins
+    torch to ``threads`` intra-op threads (default `DEFAULT_THREADS`, so numbers do not depend
+    on the machine's core count) and records its environment and ``command`` (the CLI line
+    that reproduces it) in the model's metadata and the store's "environment".
     """
 
     def __init__(
@@ -115,8 +126,12 @@ class Evaluation:
         defense: str = "none",
         overwrite: bool = False,
         allow: Sequence[str] = (),
+        threads: int | None = None,
+        command: str | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.threads = check_threads(threads)
+        self.command = command
         self.data = data
         self.batch_size = check_int(batch_size, "batch size", 1)
         self.defense = defense
@@ -150,27 +165,44 @@ class Evaluation:
         """Evaluate `model` (id `model_id`; `info` goes to the run's model metadata); `on_plan`
         hears the grid's plan (cells, passes, time bound) before any attack runs."""
         self.check_model(model)
+        info = dict(info or {})
+        if info.get("defense_label") and "warning" not in info:  # the defense-fit warning, on every path
+            info["warning"] = defense_fit_warning(info.get("clean_accuracy"), info.get("base_clean_accuracy"),
+                                                  model.num_classes)
+        device = next(model.parameters(), torch.empty(0)).device
+        info["environment"] = environment(device, self.threads, self.data.describe())
+        if self.command:
+            info["command"] = self.command
         own = store is None
         store = store if store is not None else self.open_store()
         try:
-            store.update_meta("models", {model_id: info or {}})
-            sets = store.update_meta("evaluation_sets", {self.data.digest: self.data.describe()})
-            if store.get_meta("data") is None or len(sets) == 1:
-                store.set_meta("data", self.data.describe())
-            record_probe(store, model_id, model, data=self.data, defense=self.defense)
-            record_identification(store, model_id, model, data=self.data, eps_grid=self.eps_grid,
-                                  defense=self.defense, batch_size=self.batch_size)
-            evaluate_grid(model, model_id, self.data.x, self.data.y, self.cells, self.eps_grid, store,
-                          defense=self.defense, subset=self.data.subset, batch_size=self.batch_size,
-                          progress=progress, data=self.data, on_plan=on_plan)
-            rows = summarize(store, models=[model_id], samples=self.data.digest)
-            flags = masking_flags(store, models=[model_id], samples=self.data.digest)
-            ident = identification_results(store, models=[model_id], samples=self.data.digest)
+            with pinned_threads(self.threads):
+                return self._run(model, model_id, info, store, progress, on_plan)
         finally:
             if own:
                 store.close()
+
+    def _run(self, model: RobustModel, model_id: str, info: dict[str, Any], store: ResultStore,
+             progress: ProgressFn | None, on_plan: Callable[[GridPlan], None] | None) -> EvaluationResult:
+        """The evaluation proper, at the pinned thread count, into an open store."""
+        store.update_meta("models", {model_id: info})
+        store.set_meta("environment", info["environment"])
+        sets = store.update_meta("evaluation_sets", {self.data.digest: self.data.describe()})
+        if store.get_meta("data") is None or len(sets) == 1:
+            store.set_meta("data", self.data.describe())
+        record_probe(store, model_id, model, data=self.data, defense=self.defense)
+        record_identification(store, model_id, model, data=self.data, eps_grid=self.eps_grid,
+                              defense=self.defense, batch_size=self.batch_size)
+        evaluate_grid(model, model_id, self.data.x, self.data.y, self.cells, self.eps_grid, store,
+                      defense=self.defense, subset=self.data.subset, batch_size=self.batch_size,
+                      progress=progress, data=self.data, on_plan=on_plan)
+        rows = summarize(store, models=[model_id], samples=self.data.digest)
+        flags = masking_flags(store, models=[model_id], samples=self.data.digest)
+        ident = identification_results(store, models=[model_id], samples=self.data.digest)
+        defended = [d for d in defended_models(store.get_meta("models", {}) or {}) if d["model"] == model_id]
+        base = compare_with_base(summarize(store, samples=self.data.digest), defended)
         identification = next(iter(ident.values()), {}) if len(ident) == 1 else ident
-        return EvaluationResult(model_id, self.run_dir, rows, flags, identification)
+        return EvaluationResult(model_id, self.run_dir, rows, flags, identification, info.get("warning"), base)
 
 
 def evaluate_model(
@@ -186,10 +218,12 @@ def evaluate_model(
     overwrite: bool = False,
     info: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
+    threads: int | None = None,
 ) -> EvaluationResult:
-    """Evaluate `model` on `data` into `run_dir`: validate everything, then write (see `Evaluation`)."""
+    """Evaluate `model` on `data` into `run_dir` at `threads` torch threads (default
+    `DEFAULT_THREADS`): validate everything, then write (see `Evaluation`)."""
     evaluation = Evaluation(run_dir, data, attacks, eps_grid, batch_size=batch_size, defense=defense,
-                            overwrite=overwrite)
+                            overwrite=overwrite, threads=threads)
     evaluation.check_model(model)
     return evaluation.run(model, model_id, info=info, progress=progress)
 

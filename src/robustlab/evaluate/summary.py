@@ -8,6 +8,7 @@ are never combined: the worst case is taken per (model, defense, data, samples, 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from typing import Any
@@ -20,6 +21,7 @@ from robustlab.core.errors import InputError
 from robustlab.evaluate.metrics import worst_case
 from robustlab.evaluate.runner import AttackSpec, eval_mode, plan_cells, run_attack, spec_label
 from robustlab.evaluate.samples import EvalSet
+from robustlab.evaluate.stats import mcnemar, rate
 from robustlab.store.results import ResultKey, ResultRow, ResultStore
 
 WORST = "worst-case"
@@ -43,6 +45,34 @@ def reduced_settings(attack_key: str) -> list[str]:
     return [f"{k}={spec[k]} < {v}" for k, v in full.items() if k in spec and spec[k] < v]
 
 
+def intervals(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The Clopper-Pearson 95% interval (`robustlab.evaluate.stats.rate`) of each rate of a cell
+    or worst-case row: robust and clean accuracy over its ``n`` samples, the detection rate over
+    the initially correct ones (empty when the row has no ``n``)."""
+    n = metrics.get("n")
+    if not isinstance(n, int) or n <= 0:
+        return {}
+    out = {}
+    for name in ("robust_accuracy", "clean_accuracy"):
+        if metrics.get(name) is not None:
+            out[name] = rate(int(round(metrics[name] * n)), n)
+    if metrics.get("clean_accuracy") is not None and isinstance(metrics.get("detected"), int):
+        correct = int(round(metrics["clean_accuracy"] * n))
+        if correct:
+            out["detection_rate"] = rate(min(metrics["detected"], correct), correct)
+    return out
+
+
+def with_intervals(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with ``intervals`` (see `intervals`) and its robust accuracy's ``ci_low`` / ``ci_high``."""
+    iv = intervals(row)
+    if iv:
+        row["intervals"] = iv
+        if "robust_accuracy" in iv:
+            row["ci_low"], row["ci_high"] = iv["robust_accuracy"]["ci_low"], iv["robust_accuracy"]["ci_high"]
+    return row
+
+
 def _row(r: ResultRow, recipes: dict[str, Any] | None = None) -> dict[str, Any]:
     metrics = dict(r.metrics)
     label = metrics.pop("label", None) or spec_label(json.loads(r.key.attack))
@@ -62,7 +92,7 @@ def _row(r: ResultRow, recipes: dict[str, Any] | None = None) -> dict[str, Any]:
     reduced = reduced_settings(r.key.attack)
     if reduced:
         row["reduced"] = reduced
-    return row
+    return with_intervals(row)
 
 
 def _sort_key(r: dict[str, Any]) -> tuple:
@@ -77,7 +107,9 @@ def summarize(
     """Rows for the table: each stored cell (of `models`, on the sample set `samples` when given),
     then per (model, defense, data, samples, norm, eps) the worst case over the fixed-budget
     attacks there (attack = "worst-case"). Minimum-norm cells have ``eps`` None. ``training`` is
-    the model's training recipe ("standard", "pgd-10 linf eps=0.1", ...; None when unknown)."""
+    the model's training recipe ("standard", "pgd-10 linf eps=0.1", ...; None when unknown).
+    Every row with ``n`` carries ``intervals`` (Clopper-Pearson 95% of each rate) and its robust
+    accuracy's ``ci_low`` / ``ci_high``."""
     rows: list[dict[str, Any]] = []
     groups: dict[tuple, list] = defaultdict(list)
     recipes = {k: v.get("training") for k, v in (store.get_meta("models", {}) or {}).items()}
@@ -95,8 +127,68 @@ def summarize(
         rows.append({"model": model, "training": recipes.get(model), "defense": defense, "subset": subset,
                      "data": data, "samples": sample_set, "attack": WORST, "norm": norm, "eps": eps,
                      "kind": "worst-case", **worst_case(cells)})
+        with_intervals(rows[-1])
     rows.sort(key=_sort_key)
     return rows
+
+
+OutcomeKey = tuple[str, str, str, float]
+"""(model key, defense, samples digest, eps): one worst case per sample."""
+
+
+def worst_outcomes(store: ResultStore, models: list[str] | None = None) -> dict[OutcomeKey, list[bool]]:
+    """Per (model, defense, samples, eps) whether each sample is right under every fixed-budget
+    attack stored there (transfer rows included): the per-sample worst case behind `summarize`'s
+    worst-case rows, for paired comparisons."""
+    out: dict[OutcomeKey, list[bool]] = {}
+    for r in store.rows():
+        if r.key.eps is None or (models is not None and r.key.model not in models):
+            continue
+        p = r.per_sample  # as `worst_case`: right clean and after the attack
+        right = [a == y == c for a, y, c in zip(p["adv_pred"], p["y"], p["clean_pred"], strict=True)]
+        key = (r.key.model, r.key.defense, r.key.samples, float(r.key.eps))
+        prev = out.get(key)
+        out[key] = right if prev is None else [a and b for a, b in zip(prev, right, strict=True)]
+    return out
+
+
+def compare(
+    store: ResultStore, first: str, second: str, eps: float, *, defense: str = "none",
+    second_defense: str | None = None, samples: str | None = None,
+) -> dict[str, Any]:
+    """Paired comparison of the worst-case robust accuracy of two models (keys as stored) at
+    `eps` on the same samples: exact McNemar p-value and the difference (first - second) with
+    its exact conditional interval (`robustlab.evaluate.stats.mcnemar`). Raises `InputError`
+    when the two were not evaluated on one common sample set at `eps`."""
+    outcomes = worst_outcomes(store, [first, second])
+    other = defense if second_defense is None else second_defense
+    sets = [s for (m, d, s, e) in outcomes if (m, d, e) == (first, defense, float(eps))
+            and (second, other, s, e) in outcomes and (samples is None or s == samples)]
+    if not sets:
+        raise InputError(f"{first} and {second} share no evaluated sample set at eps {eps:g}: "
+                         "a paired comparison needs the same samples")
+    s = sets[0]
+    return {"first": first, "second": second, "eps": float(eps), "samples": s,
+            **mcnemar(outcomes[(first, defense, s, float(eps))], outcomes[(second, other, s, float(eps))])}
+
+
+def paired_comparisons(store: ResultStore, models: list[str] | None = None) -> list[dict[str, Any]]:
+    """`compare` for every two (model, defense) rows evaluated on the same samples at each eps > 0
+    (a run without an experiment index: every pair). Each: data, eps, first / second (model
+    keys), their defenses, and the `mcnemar` fields."""
+    outcomes = worst_outcomes(store, models)
+    data = {r.key.samples: _data_name(r.key) for r in store.rows()}
+    groups: dict[tuple[str, float], list[tuple[str, str]]] = defaultdict(list)
+    for model, defense, samples, eps in outcomes:
+        if eps > 0:
+            groups[(samples, eps)].append((model, defense))
+    out = []
+    for (samples, eps), members in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        for (a, da), (b, db) in itertools.combinations(members, 2):
+            out.append({"data": data.get(samples, ""), "eps": eps, "first": a, "first_defense": da, "second": b,
+                        "second_defense": db,
+                        **mcnemar(outcomes[(a, da, samples, eps)], outcomes[(b, db, samples, eps)])})
+    return out
 
 
 def distance_curves(
@@ -260,8 +352,18 @@ def _by_model(
 def identification_results(
     store: ResultStore, models: list[str] | None = None, samples: str | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Identification metrics per model (see `record_identification`), of one sample set if given."""
-    return _by_model(store, "identification", models, samples)
+    """Identification metrics per model (see `record_identification`), of one sample set if given;
+    FMR and FNMR carry their Clopper-Pearson interval in ``intervals`` (over the impostor and the
+    genuine test pairs, half of ``n_pairs`` each; pairs share images, so it is a lower bound of
+    the true uncertainty)."""
+    out = _by_model(store, "identification", models, samples)
+    for metrics in out.values():
+        half = int(metrics.get("n_pairs") or 0) // 2
+        iv = {k: rate(int(round(metrics[k] * half)), half) for k in ("fmr", "fnmr")
+              if half and metrics.get(k) is not None}
+        if iv:
+            metrics["intervals"] = iv
+    return out
 
 
 def masking_flags(
@@ -269,11 +371,14 @@ def masking_flags(
 ) -> list[dict[str, Any]]:
     """Every gradient-masking check for the models in `store` (on one sample set if given): rules
     over the rows plus the gradient probes recorded by `record_probe`."""
-    from robustlab.evaluate.masking import check_probe, check_rows
+    from robustlab.evaluate.defended import defended_models
+    from robustlab.evaluate.masking import check_against_base, check_probe, check_rows
 
     meta = store.get_meta("models", {}) or {}
     num_classes = {k: v.get("config", {}).get("num_classes") for k, v in meta.items()}
     flags = check_rows(summarize(store, models, samples), num_classes)
     for model, probe in _by_model(store, "probe", models, samples).items():
         flags += check_probe(model, probe)
+    defended = [d for d in defended_models(meta, store.get_meta("defenses")) if models is None or d["model"] in models]
+    flags += check_against_base(summarize(store, None, samples), defended)
     return [f.to_dict() for f in flags]

@@ -4,7 +4,9 @@
 - one `DefenseTask` per (model, defense) of the `defenses:` axis (built once, cached);
 - one `EvalCell` per (model, defense, attack, eps), each attack over its own eps grid
   (minimum-norm attacks once, ``eps=None``); the undefended model is always planned;
-- one `TransferCell` per (source, target, attack, eps) of the transfer matrix; a diagonal
+- one `TrainTask` per seed of a model with several `seeds:` (each its own model id);
+- one `TransferCell` per (source, target, attack, eps) of the transfer matrix (with several
+  seeds, between the models of one seed only); a diagonal
   cell (source == target) *is* the white-box `EvalCell` of that attack and eps (`white_box`),
   never a second computation;
 - for a defense marked ``non_adaptive``, one `TransferCell` per (model, attack, eps) from the
@@ -104,8 +106,9 @@ def plan_experiment(spec: ExperimentSpec) -> Plan:
                 for s in t.sources:
                     for g in t.targets:
                         a = spec.attack(attack)
-                        if spec.model(s).data == spec.model(g).data and a.applies_to(spec.model(s)) \
-                                and a.applies_to(spec.model(g)):
+                        source, target = spec.model(s), spec.model(g)
+                        if source.data == target.data and source.seed == target.seed \
+                                and a.applies_to(source) and a.applies_to(target):
                             transfers.append(TransferCell(s, g, attack, eps))
     for m in spec.models:
         for d in spec.defenses_for(m):

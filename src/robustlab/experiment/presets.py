@@ -22,7 +22,7 @@ DEMO: dict[str, Any] = {
         {"id": "lenet-triplet-knn", "model": {"backbone": "lenet", "head": "triplet"}, "train": _ADAM},
         {
             "id": "lenet-pcl",
-            "model": {"backbone": "lenet", "head": "pcl"},
+            "model": {"backbone": "lenet", "head": "pcl", "head_args": {"decision": "prototype"}},
             "train": {**_ADAM, "objective_args": {"warmup_epochs": 5}},
         },
     ],

@@ -21,8 +21,11 @@ import torch
 from robustlab.attacks.eot import is_randomized
 from robustlab.core.contract import eval_mode
 from robustlab.core.digest import model_digest
+from robustlab.core.environment import DEFAULT_THREADS, check_threads, environment
 from robustlab.core.errors import CheckpointError, ConfigError, RobustlabError
+from robustlab.core.runtime import pick_device
 from robustlab.data import Dataset
+from robustlab.evaluate.defended import defense_fit_warning
 from robustlab.evaluate.runner import Cell, cell_key, cell_progress, eot_specs_for_randomized
 from robustlab.evaluate.runner import plan_cells as plan_attack_cells
 from robustlab.evaluate.samples import EvalSet, eval_set
@@ -59,7 +62,7 @@ from robustlab.models import build_model
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train.adversarial import recipe_label
-from robustlab.train.defaults import defense_warning, training_warning
+from robustlab.train.defaults import training_warning
 
 Progress = Callable[[str, int, int], None]
 """progress(message, done, total): called as work advances."""
@@ -137,11 +140,13 @@ def run_experiment(
     progress: Progress | None = None,
     executor: Executor | None = None,
     overwrite: bool = False,
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run `spec` into `run_dir`; return the summary rows (see `robustlab.evaluate.summarize`).
     Raises `GridFailed` (after the rest of the grid is done and stored) when a task failed.
     ``overwrite`` deletes the run directory's earlier results first (see `run_grid`)."""
-    outcome = run_grid(spec, run_dir, device=device, progress=progress, executor=executor, overwrite=overwrite)
+    outcome = run_grid(spec, run_dir, device=device, progress=progress, executor=executor, overwrite=overwrite,
+                       threads=threads)
     if outcome.failures:
         raise GridFailed(outcome)
     return outcome.rows
@@ -156,6 +161,8 @@ def run_grid(
     executor: Executor | None = None,
     debug: bool = False,
     overwrite: bool = False,
+    threads: int | None = None,
+    command: str | None = None,
 ) -> GridOutcome:
     """Run `spec` into `run_dir` on `executor` (default: the one `spec.executor` names, closed
     at the end); cells already stored are skipped. Failed tasks are listed, never raised.
@@ -163,8 +170,15 @@ def run_grid(
     Everything is checked before anything is trained or written: every attack at every eps,
     each data set and its evaluated samples, every model config, and the run directory (not a
     file, not a foreign or older database, not a non-empty folder of something else, writable;
-    ``overwrite`` deletes its earlier results). Rows are keyed completely (see `ResultKey`)."""
+    ``overwrite`` deletes its earlier results). Rows are keyed completely (see `ResultKey`).
+
+    Tasks run in this process (the local executor) at ``threads`` torch intra-op threads
+    (default `DEFAULT_THREADS`), Ray tasks at the CPUs they ask for, never at whatever the
+    machine has: rows do not change with its core count. The store's meta "environment"
+    records it, with versions, commit, device, data digests and ``command`` (the line that
+    reproduces the run)."""
     run_dir = Path(run_dir)
+    threads = check_threads(threads)
     plan = plan_experiment(spec)
     cells = plan_cells(spec)
     samples: dict[str, EvalSet] = {}
@@ -188,7 +202,13 @@ def run_grid(
             store.set_meta("datasets", {k: s.describe() for k, s in samples.items()})
             if len(samples) == 1:
                 store.set_meta("data", next(iter(samples.values())).describe())
-            driver = _Driver(spec, run_dir, store, executor, plan, cells, samples, device, progress)
+            driver = _Driver(spec, run_dir, store, executor, plan, cells, samples, device, progress, threads)
+            first = next(iter(samples.values())).describe()
+            store.set_meta("environment", environment(
+                device or pick_device(None), driver.eval_runtime.threads or threads, first,
+                train_threads=driver.train_runtime.threads or threads, executor=executor.name,
+                datasets={k: {"name": d["name"], "version": d["version"], "samples": d["samples"]}
+                          for k, d in ((k, s.describe()) for k, s in samples.items())}, command=command))
             return driver.run()
     finally:
         if own:
@@ -205,7 +225,7 @@ class _Driver:
 
     def __init__(self, spec: ExperimentSpec, run_dir: Path, store: ResultStore, executor: Executor,
                  plan: Plan, cells: dict[tuple[str, float | None], Cell], samples: dict[str, EvalSet],
-                 device: str | None, progress: Progress | None) -> None:
+                 device: str | None, progress: Progress | None, threads: int = DEFAULT_THREADS) -> None:
         self.spec, self.run_dir, self.store, self.executor = spec, run_dir, store, executor
         self.plan, self.cells, self.samples, self.progress = plan, cells, samples, progress
         ex = spec.executor
@@ -216,11 +236,11 @@ class _Driver:
             ex.num_gpus if ex.train_gpus is None else ex.train_gpus,
         )
 
-        def threads(cpus: float) -> int | None:  # a Ray task gets as many torch threads as CPUs it asked for
-            return max(1, int(cpus)) if remote else None
+        def pinned(cpus: float) -> int:  # a Ray task gets as many torch threads as CPUs it asked for
+            return max(1, int(cpus)) if remote else threads
 
-        self.eval_runtime = Runtime(device, threads(self.eval_resources.num_cpus), spec.plugins)
-        self.train_runtime = Runtime(device, threads(self.train_resources.num_cpus), spec.plugins)
+        self.eval_runtime = Runtime(device, pinned(self.eval_resources.num_cpus), spec.plugins)
+        self.train_runtime = Runtime(device, pinned(self.train_resources.num_cpus), spec.plugins)
         self.storage = Path(ex.storage) / spec.name if ex.storage else None
         self.models_meta: dict[str, Any] = {}
         counts = plan.counts()
@@ -339,6 +359,7 @@ class _Driver:
             "swept": [list(p) for p in mspec.swept],
             "checkpoint": str(directory),
             "clean_accuracy": meta["clean_accuracy"],
+            "n_test": len(data.y_test),  # the clean accuracy's sample count (its interval)
             "train_seconds": meta["seconds"],
             "training": recipe_label(mspec.train.to_dict()),
             "warning": training_warning(meta["clean_accuracy"], data.num_classes, data.name),
@@ -402,7 +423,7 @@ class _Driver:
             "id": f"{mspec.id} + {d.id}", "model": key, "defense": d.result_key,
             "clean_accuracy": meta.get("clean_accuracy"), "base_clean_accuracy": base_accuracy,
             "seconds": meta.get("seconds"),
-            "warning": defense_warning(meta.get("clean_accuracy"), base_accuracy, num_classes),
+            "warning": defense_fit_warning(meta.get("clean_accuracy"), base_accuracy, num_classes),
         }})
         self._ready_model(mspec.id, d.id, blob.load())
         source, shared = ModelSource(key), self.executor.share(blob)

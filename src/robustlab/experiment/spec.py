@@ -18,8 +18,17 @@ defenses: [{name: squeeze, bits: 4}]                       # every model, plus "
 attacks: [fgsm, {name: pgd, steps: 40, eps: [0.1, 0.3]}]  # eps per attack (default: `eps:`)
 eps: [0, 0.1]
 transfer: {sources: [softmax, mct], targets: [softmax, mct], attacks: [pgd]}
-claims: [{model: softmax, attack: pgd, eps: 0.3, published: 0.0, source: "Table 2"}]
+seeds: [0, 1, 2]                                           # each model trained once per seed
+claims:
+  - {model: softmax, attack: pgd, eps: 0.3, published: 0.0, tolerance: 0.05, ref: "Table 2"}
+  - {model: mct, than: softmax, attack: worst-case, eps: 0.1, ref: "MCT more robust"}
+deviations: ["LeNet instead of the paper's CNN-6"]         # printed beside every verdict
 ```
+
+`seeds:` (for the file, or per model) trains each model once per seed: with more than one,
+its ids become `<id>@seed<N>` (the seed is `train.seed`, so it enters the spec digest and the
+model key); one seed, or none, leaves ids and keys as they were. Claims, attack and defense
+filters and transfer entries name the model without the seed suffix (every seed).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ import yaml
 
 from robustlab.attacks.registry import get_attack_class
 from robustlab.core.errors import ConfigError
-from robustlab.core.threat import check_eps
+from robustlab.core.threat import parse_eps
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import DEFAULT_ATTACKS, AttackSpec
 from robustlab.models.config import ModelConfig
@@ -60,6 +69,12 @@ class ModelSpec:
     data: str | None = None
     swept: tuple[tuple[str, Any], ...] = ()
     family: str | None = None
+    seed: int | None = None
+
+    @property
+    def group(self) -> str:
+        """The id without its seed suffix: every seed of one model shares it."""
+        return self.id if self.seed is None else self.id.rsplit(SEED_TAG, 1)[0]
 
     def model_config(self, num_classes: int, input_shape: tuple[int, int, int]) -> ModelConfig:
         full = {"head": "softmax", "num_classes": num_classes, "input_shape": list(input_shape), **self.model}
@@ -76,6 +91,9 @@ class ModelSpec:
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
+
+SEED_TAG = "@seed"
+"""Model ids of an experiment with several seeds end in ``@seed<N>``."""
 
 EXECUTORS = ("local", "ray")
 
@@ -141,7 +159,7 @@ class GridAttack:
     defenses: tuple[str, ...] | None = None
 
     def applies_to(self, model: ModelSpec, defense: str = "none") -> bool:
-        in_models = self.models is None or model.id in self.models or model.family in self.models
+        in_models = self.models is None or bool({model.id, model.group, model.family} & set(self.models))
         return in_models and (self.defenses is None or defense in self.defenses)
 
     @property
@@ -183,17 +201,38 @@ class TransferSpec:
 
 @dataclass(frozen=True)
 class Claim:
-    """A published number and the grid cell it is compared with. ``attack`` is an attack id or
-    "worst-case"; ``source`` (a transfer cell) names the model the adversarials come from."""
+    """A published claim and the grid cell it is judged on (its verdict is computed, see
+    `robustlab.report.verdicts`). Two forms:
+
+    - a **value**: ``published`` (a fraction) with a ``tolerance`` (default 0.05);
+    - a **comparison** (``than`` another model of the file): ``model`` is more robust than
+      ``than`` (``direction`` "higher", default) or less ("lower"), by at least ``margin``;
+      ``published`` is then optional (the paper's difference, shown); ``than_defense``
+      (default: the claim's ``defense``) compares with another defense, e.g. a defended model
+      against its own base (``than`` = ``model``, ``than_defense: none``).
+
+    ``attack`` is an attack id or "worst-case"; ``source`` (a transfer cell) names the model
+    the adversarials come from. ``model``, ``than`` and ``source`` name models without their
+    seed suffix. ``paper_eps`` / ``paper_data``: the eps and data set the paper states the
+    claim at, when not the cell's (the verdict is then inconclusive: measured elsewhere).
+    ``deviations``: known differences from the paper's setting, printed beside the verdict."""
 
     model: str
     attack: str
     eps: float | None
-    published: float
+    published: float | None
     metric: str = "robust_accuracy"
     defense: str = "none"
     source: str | None = None
     ref: str = ""
+    tolerance: float = 0.05
+    than: str | None = None
+    direction: str = "higher"
+    margin: float = 0.0
+    paper_eps: float | None = None
+    paper_data: str | None = None
+    deviations: tuple[str, ...] = ()
+    than_defense: str | None = None
 
 
 def _fail(where: str, msg: str) -> None:
@@ -207,11 +246,19 @@ def _known_keys(where: str, doc: dict[str, Any], known: set[str]) -> None:
 
 
 def _eps_list(where: str, value: Any) -> tuple[float, ...]:
+    """A list of budgets, numbers or fractions as the field writes them ([0, 2/255, 8/255]), as floats."""
     if not isinstance(value, (list, tuple)):
-        _fail(where, f"eps must be a list of numbers, got {value!r}")
+        _fail(where, f"eps must be a list of numbers (or fractions such as 8/255), got {value!r}")
     if not value:
-        _fail(where, "eps must list at least one budget, e.g. [0, 0.1]")
-    return tuple(check_eps(e, f"{where}: eps[{i}]") for i, e in enumerate(value))
+        _fail(where, "eps must list at least one budget, e.g. [0, 0.1] or [0, 8/255]")
+    return tuple(parse_eps(e, f"{where}: eps[{i}]") for i, e in enumerate(value))
+
+
+def _budget(where: str, key: str, value: Any) -> Any:
+    """`value` as a float when `key` (a path's last part) is a budget written as a fraction ("8/255")."""
+    name = key.split(".")[-1]
+    is_budget = name == "eps" or name.startswith("eps_")
+    return parse_eps(value, f"{where}: {key}") if is_budget and isinstance(value, str) else value
 
 
 # ---------------------------------------------------------------- data
@@ -309,7 +356,8 @@ def _expand_sweep(where: str, entry: dict[str, Any]) -> list[tuple[dict, dict, t
     for key in sweep:
         _check_sweep_key(where, str(key), model, train)
     out = []
-    for values in itertools.product(*sweep.values()):
+    for point in itertools.product(*sweep.values()):
+        values = tuple(_budget(where, str(k), v) for k, v in zip(sweep, point, strict=True))  # 8/255 -> float
         m, t = json.loads(json.dumps(model)), json.loads(json.dumps(train))
         for key, value in zip(sweep, values, strict=True):
             parts = str(key).split(".")
@@ -323,6 +371,8 @@ def _expand_sweep(where: str, entry: dict[str, Any]) -> list[tuple[dict, dict, t
 
 def _train_config(where: str, args: dict[str, Any]) -> TrainConfig:
     args = dict(args)
+    if isinstance(args.get("adv"), dict):  # adv: {eps: 8/255, eps_min: 2/255}
+        args["adv"] = {k: _budget(f"{where}.train.adv", k, v) for k, v in args["adv"].items()}
     if "milestones" in args:
         args["milestones"] = tuple(args["milestones"])
     try:
@@ -332,7 +382,18 @@ def _train_config(where: str, args: dict[str, Any]) -> TrainConfig:
     raise AssertionError  # unreachable
 
 
-def _parse_models(doc: Any, datasets: tuple[DataSpec, ...]) -> tuple[ModelSpec, ...]:
+def _seeds(where: str, value: Any) -> tuple[int, ...]:
+    """A `seeds:` list: distinct integers >= 0."""
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
+        _fail(where, f"seeds must be a non-empty list of integers >= 0, got {value!r}")
+    if len(set(value)) != len(value):
+        _fail(where, f"seeds must be distinct, got {value!r}")
+    return tuple(value)
+
+
+def _parse_models(doc: Any, datasets: tuple[DataSpec, ...], seeds: tuple[int, ...] | None = None
+                  ) -> tuple[ModelSpec, ...]:
     if not isinstance(doc, list) or not doc:
         raise ConfigError("an experiment needs at least one model (models: a list)")
     data_ids = [d.key for d in datasets]
@@ -341,7 +402,8 @@ def _parse_models(doc: Any, datasets: tuple[DataSpec, ...]) -> tuple[ModelSpec, 
         where = f"models[{i}]"
         if not isinstance(m, dict) or not isinstance(m.get("model"), dict):
             _fail(where, "needs a 'model' mapping (backbone, head, ...)")
-        _known_keys(where, m, {"id", "model", "train", "sweep", "data"})
+        _known_keys(where, m, {"id", "model", "train", "sweep", "data", "seeds"})
+        seed_list = _seeds(f"{where}.seeds", m["seeds"]) if "seeds" in m else seeds
         base_id = str(m.get("id") or f"{m['model'].get('backbone')}-{m['model'].get('head', 'softmax')}")
         if not base_id or "/" in base_id or base_id.startswith("."):
             _fail(where, f"id must be a plain name (no '/', not starting with '.'), got {base_id!r}")
@@ -352,12 +414,17 @@ def _parse_models(doc: Any, datasets: tuple[DataSpec, ...]) -> tuple[ModelSpec, 
         for model, train, swept in _expand_sweep(where, m):
             tag = ",".join(f"{k.split('.')[-1]}={v}" for k, v in swept)
             mid = f"{base_id}({tag})" if swept else base_id  # no brackets: rich reads them as markup
-            cfg = _train_config(where, train)
-            for d in datasets:
-                if only is not None and d.key not in only:
-                    continue
-                full = mid if len(datasets) == 1 else f"{d.key}/{mid}"
-                out.append(ModelSpec(full, model, cfg, d.key, swept, base_id))
+            if seed_list is not None and "seed" in train:
+                _fail(where, "give the training seed either as train.seed or as seeds:, not both")
+            for seed in seed_list or (None,):
+                cfg = _train_config(where, train if seed is None else {**train, "seed": seed})
+                several = seed_list is not None and len(seed_list) > 1
+                for d in datasets:
+                    if only is not None and d.key not in only:
+                        continue
+                    full = mid if len(datasets) == 1 else f"{d.key}/{mid}"
+                    out.append(ModelSpec(f"{full}{SEED_TAG}{seed}" if several else full, model, cfg, d.key, swept,
+                                         base_id, seed if several else None))
     ids = [m.id for m in out]
     if len(set(ids)) != len(ids):
         _fail("models", f"model ids must be unique, got {ids}")
@@ -441,8 +508,10 @@ def _model_ids(where: str, value: Any, models: tuple[ModelSpec, ...]) -> tuple[s
 
 
 def _resolve(where: str, name: str, models: tuple[ModelSpec, ...], data: str | None) -> list[ModelSpec]:
-    """The models `name` refers to: an expanded id, or a base id (every sweep point / data set)."""
-    hits = [m for m in models if m.id == name] or [m for m in models if m.family == name]
+    """The models `name` refers to: an expanded id, an id without its seed suffix (every seed), or
+    a base id (every sweep point / data set / seed)."""
+    hits = ([m for m in models if m.id == name] or [m for m in models if m.group == name]
+            or [m for m in models if m.family == name])
     hits = [m for m in hits if data is None or m.data == data]
     if not hits:
         _fail(where, f"{name!r} is not a model of this file (models: {', '.join(m.id for m in models)})")
@@ -490,32 +559,73 @@ def _parse_claims(doc: Any, spec: ExperimentSpec) -> tuple[Claim, ...]:
         where = f"claims[{i}]"
         if not isinstance(c, dict):
             _fail(where, "must be a mapping (model, attack, eps, published)")
-        _known_keys(where, c, {"model", "attack", "eps", "published", "metric", "defense", "source", "ref", "data"})
-        for k in ("model", "attack", "published"):
+        _known_keys(where, c, {"model", "attack", "eps", "published", "metric", "defense", "source", "ref", "data",
+                               "tolerance", "than", "direction", "margin", "paper_eps", "paper_data", "deviations",
+                               "than_defense"})
+        for k in ("model", "attack", *(() if "than" in c else ("published",))):
             if k not in c:
                 _fail(where, f"needs {k!r}")
-        hits = _resolve(where, str(c["model"]), spec.models, c.get("data"))
-        if len(hits) != 1:
-            _fail(where, f"{c['model']!r} names {len(hits)} models ({[m.id for m in hits]}): use the full id")
-        model = hits[0].id
+        model, data = _claim_model(where, c["model"], spec, c.get("data"))
         metric = str(c.get("metric", "robust_accuracy"))
         if metric not in METRICS:
             _fail(where, f"unknown metric {metric!r}; choose one of {list(METRICS)}")
-        eps = None if c.get("eps") is None else float(c["eps"])
+        eps = None if c.get("eps") is None else parse_eps(c["eps"], f"{where}: eps")
         attack = str(c["attack"])
         defense = str(c.get("defense", "none"))
         source = c.get("source")
         if source is not None:
-            found = _resolve(where, str(source), spec.models, hits[0].data)
-            if len(found) != 1:
-                _fail(where, f"source {source!r} names {len(found)} models: use the full id")
-            source = found[0].id
-        claim = Claim(model, attack, eps, float(c["published"]), metric, defense, source, str(c.get("ref", "")))
-        if not spec.has_cell(claim):
-            _fail(where, f"no cell {model} / defense {defense} / {attack} / eps {eps}"
-                  f"{f' / from {source}' if source else ''} in the grid")
+            source = _claim_model(where, source, spec, data)[0]
+        than = None if c.get("than") is None else _claim_model(where, c["than"], spec, data)[0]
+        if than is not None and source is not None:
+            _fail(where, "a comparison (than:) is made on white-box or worst-case cells, not on a transfer cell")
+        than_defense = None if c.get("than_defense") is None else str(c["than_defense"])
+        if than_defense is not None and than is None:
+            _fail(where, "than_defense needs than: (the model compared with)")
+        if than is not None and than == model and (than_defense or defense) == defense:
+            _fail(where, f"a comparison of {model} with itself: give than_defense (e.g. none)")
+        direction = str(c.get("direction", "higher"))
+        if direction not in ("higher", "lower"):
+            _fail(where, f"direction must be 'higher' or 'lower', got {direction!r}")
+        numbers = {}
+        for k, default in (("tolerance", 0.05), ("margin", 0.0)):
+            v = c.get(k, default)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                _fail(where, f"{k} must be a number in [0, 1], got {v!r}")
+            numbers[k] = float(v)
+        published = c.get("published")
+        if published is not None and (isinstance(published, bool) or not isinstance(published, (int, float))):
+            _fail(where, f"published must be a number, got {published!r}")
+        deviations = c.get("deviations", [])
+        if not isinstance(deviations, list) or not all(isinstance(x, str) for x in deviations):
+            _fail(where, "deviations must be a list of strings")
+        claim = Claim(model, attack, eps, None if published is None else float(published), metric, defense, source,
+                      str(c.get("ref", "")), numbers["tolerance"], than, direction, numbers["margin"],
+                      None if c.get("paper_eps") is None else parse_eps(c["paper_eps"], f"{where}: paper_eps"),
+                      None if c.get("paper_data") is None else str(c["paper_data"]), tuple(deviations),
+                      than_defense)
+        for who, guard in ((model, defense), (than, than_defense or defense)):
+            if who is not None and not spec.has_cell(dataclasses.replace(claim, model=who, defense=guard)):
+                _fail(where, f"no cell {who} / defense {guard} / {attack} / eps {eps}"
+                      f"{f' / from {source}' if source else ''} in the grid")
         out.append(claim)
     return tuple(out)
+
+
+def _claim_model(where: str, name: Any, spec: ExperimentSpec, data: str | None) -> tuple[str, str | None]:
+    """(model id without seed suffix, its data set) of a claim's model, source or `than`."""
+    hits = _resolve(where, str(name), spec.models, data)
+    groups = {m.group for m in hits}
+    if len(groups) != 1:
+        _fail(where, f"{name!r} names {len(groups)} models ({sorted(groups)}): use the full id")
+    return hits[0].group, hits[0].data
+
+
+def _deviations(where: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        _fail(where, "deviations must be a list of strings")
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -531,6 +641,7 @@ class ExperimentSpec:
     batch_size: int = 256
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     plugins: tuple[str, ...] = ()
+    deviations: tuple[str, ...] = ()
 
     @property
     def data(self) -> DataSpec:
@@ -547,14 +658,19 @@ class ExperimentSpec:
         return next(a for a in self.attacks if a.id == attack_id)
 
     def model(self, model_id: str) -> ModelSpec:
-        return next(m for m in self.models if m.id == model_id)
+        """The model `model_id`; an id without its seed suffix names its first seed."""
+        return next(m for m in self.models if m.id == model_id or m.group == model_id)
+
+    def replicas(self, group: str) -> list[ModelSpec]:
+        """Every seed of the model `group` (an id without seed suffix), in seed order."""
+        return [m for m in self.models if m.group == group]
 
     def defense(self, defense_id: str) -> DefenseSpec:
         return next(d for d in self.defenses if d.id == defense_id)
 
     def defenses_for(self, model: ModelSpec) -> tuple[DefenseSpec, ...]:
-        return tuple(d for d in self.defenses if d.models is None or model.id in d.models
-                     or model.family in d.models)
+        return tuple(d for d in self.defenses if d.models is None
+                     or bool({model.id, model.group, model.family} & set(d.models)))
 
     @property
     def eps_grid(self) -> tuple[float, ...]:
@@ -580,7 +696,8 @@ class ExperimentSpec:
             return True
         if c.source is not None:
             t = self.transfer
-            if t is None or c.defense != "none" or c.source not in t.sources or c.model not in t.targets:
+            if t is None or c.defense != "none" or self.model(c.source).id not in t.sources \
+                    or model.id not in t.targets:
                 return False
             if self.model(c.source).data != model.data or c.attack not in t.attacks:
                 return False
@@ -599,7 +716,7 @@ class ExperimentSpec:
         if not isinstance(doc, dict):
             raise ConfigError("an experiment must be a mapping")
         _known_keys("experiment", doc, {"name", "data", "models", "attacks", "eps", "batch_size", "defenses",
-                                        "transfer", "claims", "executor", "plugins"})
+                                        "transfer", "claims", "executor", "plugins", "seeds", "deviations"})
         plugins = doc.get("plugins") or []
         if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
             raise ConfigError("plugins must be a list of module names")
@@ -607,7 +724,8 @@ class ExperimentSpec:
         executor = ExecutorSpec.from_dict(doc.get("executor") or "local")
         datasets = _parse_data(doc.get("data"))
         eps = _eps_list("eps", doc.get("eps", [0.0]))
-        models = _parse_models(doc.get("models"), datasets)
+        seeds = _seeds("seeds", doc["seeds"]) if doc.get("seeds") is not None else None
+        models = _parse_models(doc.get("models"), datasets, seeds)
         attacks = _parse_attacks(doc.get("attacks", list(DEFAULT_ATTACKS)), eps, models)
         defenses = _parse_defenses(doc.get("defenses"), models)
         for a in attacks:
@@ -628,6 +746,7 @@ class ExperimentSpec:
             batch_size=batch_size,
             executor=executor,
             plugins=tuple(plugins),
+            deviations=_deviations("deviations", doc.get("deviations")),
         )
         return dataclasses.replace(spec, claims=_parse_claims(doc.get("claims"), spec))
 
@@ -665,6 +784,7 @@ class ExperimentSpec:
             "batch_size": self.batch_size,
             "executor": self.executor.to_dict(),
             "plugins": list(self.plugins),
+            "deviations": list(self.deviations),
         }
 
 

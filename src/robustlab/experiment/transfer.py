@@ -62,7 +62,7 @@ def plan_index(spec: ExperimentSpec, plan: Plan, keys: Mapping[str, str], row_ke
             transfers.append({"source": t.source, "target": t.target, "attack": t.attack, "eps": t.eps,
                               "defense": t.target_defense, "key": asdict(k)})
     return {
-        "models": {m.id: {"key": keys[m.id], "data": m.data, "family": m.family,
+        "models": {m.id: {"key": keys[m.id], "data": m.data, "family": m.family, "group": m.group, "seed": m.seed,
                           "samples": samples[spec.dataset(m.data).key].digest,
                           "swept": [list(p) for p in m.swept]} for m in spec.models if m.id in keys},
         "attacks": {a.id: {"label": a.spec.label, "name": a.spec.name, "eps": list(a.eps),
@@ -70,7 +70,9 @@ def plan_index(spec: ExperimentSpec, plan: Plan, keys: Mapping[str, str], row_ke
         "defenses": {d.id: d.result_key for d in spec.defenses},
         "cells": cells,
         "transfers": transfers,
-        "claims": [dict(c.__dict__) for c in spec.claims],
+        "claims": [{**c.__dict__, "deviations": list(c.deviations)} for c in spec.claims],
+        "deviations": list(spec.deviations),
+        "data": {d.key: d.to_dict() for d in spec.datasets},
     }
 
 

@@ -38,6 +38,11 @@ class ModelConfig:
         if shape[0] not in (1, 3):
             raise ConfigError(f"input_shape must have 1 or 3 channels, got {shape[0]}")
         object.__setattr__(self, "input_shape", shape)
+        from robustlab.models.heads import HEADS  # registers every head
+
+        keyed = getattr(HEADS.get(self.head), "keyed_defaults", {}) if self.head in HEADS else {}
+        if keyed:  # a default that changes the decision is written into the config, so keys name it
+            object.__setattr__(self, "head_args", {**keyed, **self.head_args})
         if self.normalize is not None:
             mean, std = self.normalize.get("mean"), self.normalize.get("std")
             if mean is None or std is None or len(mean) != shape[0] or len(std) != shape[0]:

@@ -171,9 +171,9 @@ def _import_factory(spec: str) -> Callable[[], Any]:
     return factory
 
 
-def load_weights(module: nn.Module, weights: str | Path) -> str:
-    """Load a safetensors file into `module` (strict); return a short digest of the file.
-    Pickles (.pt/.pth/...) are refused without being read."""
+def read_safetensors(weights: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a safetensors file and a short digest of the file. Pickles (.pt/.pth/...)
+    are refused without being read, naming the conversion command."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -183,18 +183,31 @@ def load_weights(module: nn.Module, weights: str | Path) -> str:
     if not path.is_file():
         raise CheckpointError(f"no weights file at {path}")
     if path.suffix.lower() in _PICKLE_SUFFIXES or _sniff(path) != "safetensors":
-        raise CheckpointError(f"{path} is not a safetensors file; robustlab never loads pickles "
-                              "(save with safetensors.torch.save_file(module.state_dict(), path))")
+        raise CheckpointError(f"{path} is not a safetensors file; robustlab never loads pickles: convert it with "
+                              f"`robustlab convert {path} --out {path.with_suffix('.safetensors').name}` "
+                              "(tensors only, no code run)")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file: {exc}") from None
+    return state, hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """`module.load_state_dict(state, strict=True)`, a mismatch as one `CheckpointError` line."""
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
-        raise CheckpointError(f"{path} does not match the module: {' '.join(first[:3])[:300]}") from None
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+        raise CheckpointError(f"{source} does not match the module: {' '.join(first[:3])[:300]}") from None
+
+
+def load_weights(module: nn.Module, weights: str | Path) -> str:
+    """Load a safetensors file into `module` (strict); return a short digest of the file.
+    Pickles (.pt/.pth/...) are refused without being read."""
+    state, digest = read_safetensors(weights)
+    load_state(module, state, weights)
+    return digest
 
 
 def load_factory(

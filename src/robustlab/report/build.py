@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.core.files import publish
+from robustlab.evaluate.defended import compare_with_base, defended_models
 from robustlab.evaluate.summary import distance_curves, identification_results, masking_flags, summarize
 from robustlab.report import builtin, paper_sections  # noqa: F401  (register the built-in and experiment sections)
-from robustlab.report.headline import headline_rows
+from robustlab.report.headline import headline_rows, threat_model
 from robustlab.report.page import render_page
 from robustlab.report.sections import ReportContext, Section, ordered_sections
 from robustlab.store.results import ResultStore, StoreError
@@ -24,14 +25,22 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
         rows = summarize(store)
         models = store.get_meta("models", {}) or {}
         models_doc = {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in models.items()}
+        defenses = store.get_meta("defenses", {}) or {}
+        defended = defended_models(models_doc, defenses)
+        head = headline_rows(rows, models_doc)
         return {
             "run_dir": str(run_dir.resolve()),
             "experiment": store.get_meta("experiment"),
             "data": store.get_meta("data"),
+            "environment": store.get_meta("environment"),
             "models": models_doc,
+            "defenses": defenses,
+            "defended": defended,
+            "base_comparison": compare_with_base(rows, defended),
             "training": {k: v.get("history", []) for k, v in models.items()},
             "rows": rows,
-            "headline": headline_rows(rows, models_doc),
+            "headline": head,
+            "threat_model": threat_model(rows, head),
             "distance_curves": distance_curves(store),
             "masking": masking_flags(store),
             "identification": identification_results(store),

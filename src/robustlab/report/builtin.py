@@ -11,6 +11,11 @@ import html
 from collections import defaultdict
 from typing import Any
 
+from robustlab.core.threat import format_eps
+from robustlab.evaluate.defended import less_robust_text
+from robustlab.evaluate.masking import masking_verdicts
+from robustlab.evaluate.stats import rate_of
+from robustlab.report.headline import shows_identification
 from robustlab.report.page import html_table, md_table
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot, style_context
 from robustlab.report.rank_plot import rank_pmf_plot
@@ -29,6 +34,11 @@ CELL_METRICS: tuple[tuple[str, str], ...] = (
 
 def pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def pct_ci(v: float | None, low: float | None, high: float | None) -> str:
+    """A rate with its 95% interval: "38.3% (31.6-45.4)"."""
+    return pct(v) if low is None or high is None or v is None else f"{pct(v)} ({100 * low:.1f}-{100 * high:.1f})"
 
 
 def _defended(rows: list[dict[str, Any]]) -> bool:
@@ -54,16 +64,33 @@ def summary(ctx: ReportContext) -> Section | None:
     if not head:
         return None
     grid = sorted({c["eps"] for h in head for c in h["cells"]})
+    zero = [(c["robust_accuracy"], h["clean_accuracy"]) for h in head for c in h["cells"] if c["eps"] == 0]
+    if zero and all(a == b for a, b in zero):
+        grid.remove(0)  # eps 0 repeats the clean column
     defended = any(h["defense"] != "none" for h in head)
-    headers = ["model", *(["defense"] if defended else []), "training", "clean", *[f"eps {e:g}" for e in grid]]
+    sizes = sorted({h["n"] for h in head if h.get("n")})
+    clean_head = "clean (attacked" + (f", n={sizes[0]})" if len(sizes) == 1 else ")")
+    headers = ["model", *(["defense"] if defended else []), "training", clean_head,
+               *[f"eps {format_eps(e)}" + (" (attacked)" if e == 0 else "") for e in grid]]
+    bases = {(d["model"], d["defense"]): d for d in ctx.doc.get("defended", [])}
+    clean_of = {h["model"]: h["clean_accuracy"] for h in head if h["defense"] == "none"}
     html_rows, md_rows = [], []
     reduced: set[str] = set()
     no_ensemble = False
     for h in head:
         name = ctx.names.get(h["model"], h["model"])
-        lead = [html.escape(name), *([html.escape(h["defense"])] if defended else []), html.escape(h["recipe"]),
-                pct(h["clean_accuracy"])]
-        md_lead = [name, *([h["defense"]] if defended else []), h["recipe"], pct(h["clean_accuracy"])]
+        stat = rate_of(h["clean_accuracy"], h.get("n") or 0) or {}
+        clean = pct_ci(h["clean_accuracy"], stat.get("ci_low"), stat.get("ci_high"))
+        link = bases.get((h["model"], h["defense"]))
+        if link is not None:  # the defended model's own clean accuracy beside its base's
+            base_clean = clean_of.get(link["base"]) if link["base"] else None
+            clean += (f" (base {pct(base_clean)})" if base_clean is not None
+                      else f" (base {pct(link['base_clean_accuracy'])} on the test set)"
+                      if link.get("base_clean_accuracy") is not None else "")
+        recipe = f"defended from {link['base_name']}" if link is not None else h["recipe"]
+        lead = [html.escape(name), *([html.escape(h["defense"])] if defended else []), html.escape(recipe),
+                html.escape(clean)]
+        md_lead = [name, *([h["defense"]] if defended else []), recipe, clean]
         cells = {c["eps"]: c for c in h["cells"]}
         hc, mc = [], []
         for e in grid:
@@ -79,9 +106,11 @@ def summary(ctx: ReportContext) -> Section | None:
             v = c["robust_accuracy"]
             tag = "<span class='tag'>reduced</span>" if is_reduced else ""
             title = html.escape("; ".join(c["strongest"]), quote=True)
-            hc.append(f"<td class='acc' style='--v:{v:.3f}' title='{title}'>{pct(v)}"
+            ci = "" if c.get("ci_low") is None else f"<small>{100 * c['ci_low']:.1f}-{100 * c['ci_high']:.1f}</small>"
+            hc.append(f"<td class='acc' style='--v:{v:.3f}' title='{title}'>{pct(v)}{ci}"
                       f"{f'<small>{html.escape(strongest)}{tag}</small>' if strongest or tag else ''}</td>")
-            mc.append(pct(v) + (f" ({strongest}{', reduced' if is_reduced else ''})" if strongest else ""))
+            mc.append(pct_ci(v, c.get("ci_low"), c.get("ci_high"))
+                      + (f" ({strongest}{', reduced' if is_reduced else ''})" if strongest else ""))
         html_rows.append("<tr>" + "".join(f"<td class='l'>{c}</td>" for c in lead[:-1])
                          + f"<td>{lead[-1]}</td>" + "".join(hc) + "</tr>")
         md_rows.append(md_lead + mc)
@@ -89,23 +118,52 @@ def summary(ctx: ReportContext) -> Section | None:
     thead = "".join(f"<th class='l'>{html.escape(h)}</th>" if i < nleft else f"<th>{html.escape(h)}</th>"
                     for i, h in enumerate(headers))
     table = f"<table><thead><tr>{thead}</tr></thead><tbody>{''.join(html_rows)}</tbody></table>"
-    notes = ["Worst-case robust accuracy per sample over every attack run at each eps; under it, the "
-             "attack that was strongest there."]
+    notes = ["Worst-case robust accuracy per sample over every attack run at each eps, with its exact "
+             "(Clopper-Pearson) 95% interval over the attacked samples; under it, the attack that was strongest "
+             "there. 'clean (attacked)': accuracy on the attacked test images; the models table gives it on the "
+             "whole test set."]
     if reduced:
         notes.append("'reduced': the AutoAttack-style ensemble ran below full strength ("
                      + "; ".join(sorted(reduced)) + "), so these numbers are upper bounds of what the "
                      "full ensemble would leave.")
     if no_ensemble:
-        notes.append("Cells without the ensemble (autoattack) are only as strong as the attacks listed.")
+        notes.append("Cells without the ensemble (autoattack) are upper bounds, only as strong as the attacks listed.")
     curves = {}
     for h in head:
         curves[ctx.name(h["model"], h["defense"])] = [(c["eps"], c["robust_accuracy"]) for c in h["cells"]]
     fig = ctx.figure("summary", lambda style: comparison_plot(curves, style=style), "worst-case robust accuracy vs eps")
     note = " ".join(notes)
-    body = (f"<div class='top'><div>{table}<p class='note'>{html.escape(note)}</p></div>"
+    threat = ctx.doc.get("threat_model") or {}
+    lead_html = f"<p class='meta'>{html.escape(threat.get('text', ''))}</p>" if threat.get("text") else ""
+    lead_md = threat.get("text", "")
+    if threat.get("single_attack_text"):
+        lead_html += f"<div class='verdict warn'>{html.escape(threat['single_attack_text'])}</div>"
+        lead_md += "\n\n**" + threat["single_attack_text"] + "**"
+    body = (f"{lead_html}<div class='top'><div>{table}<p class='note'>{html.escape(note)}</p></div>"
             f"<div>{fig.html}</div></div>")
-    md = md_table(headers, md_rows) + "\n\n" + note + "\n\n" + fig.markdown
+    md = (lead_md + "\n\n" if lead_md else "") + md_table(headers, md_rows) + "\n\n" + note + "\n\n" + fig.markdown
     return Section("summary", "Robustness at a glance", body, md, data=head)
+
+
+def _clean_text(meta: dict[str, Any]) -> str:
+    """A model's clean accuracy on the test split, with its interval when its size is recorded."""
+    r = rate_of(meta.get("clean_accuracy"), meta.get("n_test") or 0) or {}
+    return pct_ci(meta.get("clean_accuracy"), r.get("ci_low"), r.get("ci_high"))
+
+
+@register_section("warnings", order=15)
+def warnings(ctx: ReportContext) -> Section | None:
+    """Banners above the numbers: models that did not train, defenses that did not fit, defended
+    models less robust than their base on the same samples."""
+    lines = [f"{ctx.names.get(k, k)}: {m['warning']}" for k, m in ctx.doc["models"].items()
+             if m.get("warning") and not m.get("defense_label")]
+    lines += [f"{d['name']}: the defense did not fit: {d['warning']}" for d in ctx.doc.get("defended", [])
+              if d.get("warning")]
+    lines += [f"{c['name']}: {less_robust_text(c)}" for c in ctx.doc.get("base_comparison", []) if c["less_robust"]]
+    if not lines:
+        return None
+    body = "".join(f"<div class='verdict bad'>{html.escape(t)}</div>" for t in lines)
+    return Section("warnings", "Warnings", body, "\n".join(f"- **warning**: {t}" for t in lines), data=lines)
 
 
 @register_section("models", order=25)
@@ -114,17 +172,33 @@ def models(ctx: ReportContext) -> Section | None:
         return None
     from robustlab.report.headline import recipe_text
 
-    warned = any(m.get("warning") for m in ctx.doc["models"].values())
-    headers = ["model", "backbone + head", "training", "clean test acc", "train time", *(["warning"] if warned else [])]
-    rows = []
+    defended = {d["model"]: d for d in ctx.doc.get("defended", []) if d["model"] in ctx.doc["models"]
+                and d["defense"] != "none" and ctx.doc["models"][d["model"]].get("defense_label")}
+    extra = [d for d in ctx.doc.get("defended", []) if d["model"] not in defended]  # an experiment's defenses
+    warned = any(m.get("warning") for m in ctx.doc["models"].values()) or any(d.get("warning") for d in extra)
+    n_test = (ctx.doc.get("data") or {}).get("n_test")
+    headers = ["model", "backbone + head", "training", f"clean (test set{f', n={n_test}' if n_test else ''})",
+               "base clean", "train time", *(["warning"] if warned else [])]
+    rows, classes = [], []
     for key, m in ctx.doc["models"].items():
         cfg = m.get("config", {})
         secs = m.get("train_seconds")
-        rows.append([ctx.names.get(key, key), f"{cfg.get('backbone', '?')} + {cfg.get('head', '?')}",
-                     recipe_text(m.get("train")), pct(m.get("clean_accuracy")),
+        d = defended.get(key)
+        training = (f"{d['defense']}, defended from {d['base_name']}" if d else recipe_text(m.get("train")))
+        rows.append([ctx.names.get(key, key), f"{cfg.get('backbone', '?')} + {cfg.get('head', '?')}", training,
+                     _clean_text(m), pct(d["base_clean_accuracy"]) if d else "",
                      f"{secs:.1f} s" if isinstance(secs, float | int) else "-",
                      *([m.get("warning") or ""] if warned else [])])
-    classes = ["worst" if m.get("warning") else "" for m in ctx.doc["models"].values()]
+        classes.append("worst" if m.get("warning") else "")
+    for d in extra:
+        cfg = (ctx.doc["models"].get(d["model"]) or {}).get("config", {})
+        secs = (ctx.doc.get("defenses") or {}).get(d["name"], {}).get("seconds")
+        rows.append([d["name"], f"{cfg.get('backbone', '?')} + {cfg.get('head', '?')}",
+                     f"{d['defense'].split(':')[0]}, defended from {d['base_name']}",
+                     _clean_text({"clean_accuracy": d["clean_accuracy"], "n_test": n_test}),
+                     pct(d["base_clean_accuracy"]), f"{secs:.1f} s" if isinstance(secs, float | int) else "-",
+                     *([d.get("warning") or ""] if warned else [])])
+        classes.append("worst" if d.get("warning") else "")
     return Section("models", "Models", html_table(headers, rows, left=3, row_classes=classes),
                    md_table(headers, rows), data=ctx.doc["models"])
 
@@ -159,35 +233,23 @@ def details(ctx: ReportContext) -> Section | None:
 
 @register_section("identification", order=40)
 def identification(ctx: ReportContext) -> Section | None:
-    ident = ctx.doc["identification"]
+    data = (ctx.doc.get("data") or {}).get("name")
+    ident = {k: m for k, m in ctx.doc["identification"].items()
+             if shows_identification(ctx.doc["models"].get(k.partition(" [")[0]), data)}
     if not ident:
         return None
     headers = ["model", *(t for _, t in IDENTIFICATION_COLUMNS)]
-    rows = [[ctx.names.get(k, k), *[pct(m.get(c)) for c, _ in IDENTIFICATION_COLUMNS]] for k, m in ident.items()]
+    def cell(m: dict[str, Any], c: str) -> str:
+        iv = (m.get("intervals") or {}).get(c) or {}
+        return pct_ci(m.get(c), iv.get("ci_low"), iv.get("ci_high"))
+
+    rows = [[ctx.names.get(k, k), *[cell(m, c) for c, _ in IDENTIFICATION_COLUMNS]] for k, m in ident.items()]
     adversarial = next((m.get("adversarial") for m in ident.values() if m.get("adversarial")), None)
     note = ("Accuracy from `predict`; FMR / FNMR / pair accuracy on verification pairs at the threshold of "
             "equal error rate on a validation half (paper 002, eq. 3.1-3.3); confidence = mean softmax of "
             "the scores" + (f", adversarial under {adversarial}." if adversarial else "."))
     body = html_table(headers, rows) + f"<p class='note'>{html.escape(note)}</p>"
     return Section("identification", "Identification", body, md_table(headers, rows) + "\n\n" + note, data=ident)
-
-
-def masking_verdicts(flags: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per model (as the checks name it): checks run, the raised ones, and a plain-language verdict."""
-    per: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for f in flags:
-        per[f["model"]].append(f)
-    out = {}
-    for model, fl in per.items():
-        raised = [f for f in fl if f["raised"]]
-        if raised:
-            verdict = (f"Possible gradient masking: {len(raised)} of {len(fl)} checks raised "
-                       f"({', '.join(f['check'] for f in raised)}). The robust accuracy may overstate the "
-                       "real robustness; confirm it with adaptive or black-box attacks before trusting it.")
-        else:
-            verdict = f"No sign of gradient masking in {len(fl)} checks."
-        out[model] = {"checks": len(fl), "raised": [f["check"] for f in raised], "verdict": verdict}
-    return out
 
 
 @register_section("masking", order=50)
@@ -202,11 +264,29 @@ def masking(ctx: ReportContext) -> Section | None:
         key, _, rest = model.partition(" [")
         return ctx.names.get(key, key) + (f" [{rest}" if rest else "")
 
-    html_v = "".join(f"<div class='verdict {'bad' if v['raised'] else 'ok'}'>{html.escape(label(m))}: "
+    unfit = {f"{d['model']} [{d['defense']}]": d["warning"] for d in ctx.doc.get("defended", []) if d.get("warning")}
+    weaker = {f"{c['model']} [{c['defense']}]": less_robust_text(c) for c in ctx.doc.get("base_comparison", [])
+              if c["less_robust"]}
+    for m, v in verdicts.items():  # a defense that did not fit, or is weaker than its base, is never shown green
+        if m in unfit:
+            v["verdict"] += f" But the defense did not fit ({unfit[m]})."
+            v["unfit"] = True
+        if m in weaker:
+            v["verdict"] += f" The defended model is {weaker[m]}."
+            v["unfit"] = True
+
+    def tone(v: dict[str, Any]) -> str:
+        if v["raised"] or v.get("unfit"):
+            return "bad"
+        return "warn" if v["not_run"] or not v["checks"] else "ok"
+
+    html_v = "".join(f"<div class='verdict {tone(v)}'>{html.escape(label(m))}: "
                      f"{html.escape(v['verdict'])}</div>" for m, v in verdicts.items())
     md_v = "\n".join(f"- **{label(m)}**: {v['verdict']}" for m, v in verdicts.items())
     headers = ["model", "check", "flag", "detail"]
-    rows = [[label(f["model"]), f["check"], "RAISED" if f["raised"] else "ok", f["message"]] for f in flags]
+    shown = {"raised": "RAISED", "passed": "ok", "not run": "not run"}
+    rows = [[label(f["model"]), f["check"], shown[f.get("status") or ("raised" if f["raised"] else "passed")],
+             f["message"]] for f in flags]
     classes = ["worst" if f["raised"] else "" for f in flags]
     table = html_table(headers, rows, left=4, row_classes=classes)
     body = html_v + f"<details><summary>every check</summary>{table}</details>"
@@ -266,6 +346,32 @@ def rank_pmf(ctx: ReportContext) -> Section | None:
     return Section("rank-pmf", "Rank of the true label (K-anonymity)",
                    html_table(headers, rows) + f"<div class='figs'>{fig.html}</div>",
                    md_table(headers, rows) + "\n\n" + fig.markdown, data=pmfs)
+
+
+@register_section("environment", order=95)
+def environment(ctx: ReportContext) -> Section | None:
+    """What the run ran on (store meta "environment") and the commands that reproduce it."""
+    env = ctx.doc.get("environment") or {}
+    commands = [c for c in [env.get("command"), *(m.get("command") for m in ctx.doc["models"].values())] if c]
+    if not env and not commands:
+        return None
+    data = env.get("data") or {}
+    facts = [("robustlab", f"{env.get('robustlab', '?')} (commit {env.get('commit') or 'unknown'})"),
+             ("torch", str(env.get("torch", "?"))),
+             ("torch threads", f"{env.get('threads', '?')} intra-op (pinned), {env.get('interop_threads', '?')} "
+              "inter-op" + (f"; training {env['train_threads']}" if env.get("train_threads") else "")),
+             ("device", str(env.get("device", "?")) + (f" ({env['cuda']['gpu']})" if env.get("cuda") else "")),
+             ("data", f"{data.get('name', '?')} version {data.get('version', '?')}, "
+                      f"samples {data.get('samples', '?')}"),
+             ("python / platform", f"{env.get('python', '?')} / {env.get('platform', '?')}")]
+    unique = list(dict.fromkeys(commands))
+    body = html_table(["", ""], [[k, v] for k, v in facts], left=2)
+    md = md_table(["", ""], [[k, v] for k, v in facts])
+    if unique:
+        body += "<p class='note'>Reproduce with:</p>" + "".join(f"<pre>{html.escape(c)}</pre>" for c in unique)
+        md += "\n\nReproduce with:\n\n" + "\n".join(f"    {c}" for c in unique)
+    return Section("environment", "Environment and how to reproduce", body, md,
+                   data={"environment": env, "commands": unique})
 
 
 @register_section("notes", order=100)

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from robustlab.core.threat import format_eps
 from robustlab.evaluate.summary import WORST
 
 ENSEMBLES = {"autoattack"}
@@ -66,6 +67,8 @@ def headline_rows(rows: Sequence[dict[str, Any]], models: Mapping[str, Any]) -> 
             cells.append({
                 "eps": eps,
                 "robust_accuracy": worst["robust_accuracy"],
+                "ci_low": worst.get("ci_low"),  # Clopper-Pearson 95% over the cell's n samples
+                "ci_high": worst.get("ci_high"),
                 "strongest": [r["attack"] for r in members if r["robust_accuracy"] == low],
                 "attacks": len(members),
                 "ensemble": "none" if not ensembles else ("reduced" if reduced else "full"),
@@ -86,3 +89,57 @@ def headline_rows(rows: Sequence[dict[str, Any]], models: Mapping[str, Any]) -> 
     order = {k: i for i, k in enumerate(models)}
     out.sort(key=lambda h: order.get(h["model"], len(order)))
     return out
+
+
+IDENTIFICATION_HEADS = {"arcface", "ring", "triplet", "contrastive", "mct", "pcl"}
+"""Heads trained for an embedding (margin, metric or prototype losses): verification metrics
+(FMR / FNMR) describe what they were built for."""
+FACE_DATA = ("orl", "yale", "faces")
+
+
+def shows_identification(model: Mapping[str, Any] | None, data: str | None) -> bool:
+    """Whether FMR / FNMR mean something for this model: an identification head
+    (`IDENTIFICATION_HEADS`) or face data (ORL, Yale: identities). A plain softmax classifier on
+    Fashion-MNIST or digits gets none (its embedding was never trained to verify pairs)."""
+    head = ((model or {}).get("config") or {}).get("head")
+    name = (data or "").lower()
+    return head in IDENTIFICATION_HEADS or any(name.startswith(f) for f in FACE_DATA)
+
+
+def threat_model(rows: Sequence[dict[str, Any]], head: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What the numbers are measured against, for the first screen: norms, the eps grid (on the
+    [0, 1] pixel scale), the attack protocol and its strength ("full ensemble", "reduced
+    ensemble" with the weakened settings, or "single attacks" when no ensemble member ran
+    anywhere), the (model, defense) rows measured without the ensemble, and a one-line ``text``."""
+    fixed = [r for r in rows if r.get("eps") is not None]
+    norms = sorted({str(r.get("norm", "linf")) for r in fixed})
+    grid = sorted({r["eps"] for r in fixed if r["eps"] > 0})
+    cells = [c for h in head for c in h["cells"] if c["eps"] > 0]
+    single = [h for h in head if any(c["eps"] > 0 and c["ensemble"] == "none" for c in h["cells"])]
+    reduced = sorted({s for c in cells for s in c["reduced"]})
+    if cells and all(c["ensemble"] == "none" for c in cells):
+        protocol = "single attacks"
+    elif reduced:
+        protocol = "reduced ensemble"
+    else:
+        protocol = "full ensemble" if cells else "none"
+    attacks = sorted({_attack_name(r["attack"]) for r in fixed if r["attack"] != WORST})
+    text = (f"Threat model: {', '.join(n.upper() if n == 'l2' else n.capitalize() for n in norms) or '-'} "
+            f"perturbations, eps {', '.join(format_eps(e) for e in grid) or '-'} on the [0, 1] pixel scale; "
+            f"attacks {', '.join(attacks) or '-'}; protocol: {protocol}"
+            + (f" ({'; '.join(reduced)})" if reduced else "") + ", worst case per sample.")
+    out = {"norms": norms, "eps": grid, "pixel_range": [0.0, 1.0], "attacks": attacks, "protocol": protocol,
+           "reduced": reduced, "single_attack": [{"model": h["model"], "defense": h["defense"]} for h in single],
+           "text": text}
+    if single:
+        out["single_attack_text"] = single_attack_text(sorted({a for r in fixed for a in [r["attack"]]
+                                                               if r["attack"] != WORST
+                                                               and (r["model"], r.get("defense", "none"))
+                                                               in {(h["model"], h["defense"]) for h in single}}))
+    return out
+
+
+def single_attack_text(attacks: Sequence[str]) -> str:
+    """The headline caveat of an evaluation that met no ensemble member."""
+    return (f"Upper bounds from single attacks ({', '.join(attacks)}), not the ensemble: the real robust accuracy "
+            "may be lower. Run the default attacks (autoattack + fgsm) before trusting these numbers.")

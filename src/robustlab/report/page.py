@@ -36,6 +36,7 @@ details{margin:.4em 0;border:1px solid var(--line);border-radius:6px;padding:.3e
 summary{cursor:pointer;font-weight:600}
 .verdict{padding:.6em .9em;border-radius:6px;margin:.5em 0;font-weight:600}
 .verdict.ok{background:var(--okbg);color:var(--ok)}.verdict.bad{background:var(--badbg);color:var(--bad)}
+.verdict.warn{background:var(--warnbg);color:var(--warn)}
 .note{color:var(--muted);font-size:12.5px;max-width:80em}
 """
 

@@ -1,17 +1,23 @@
 """The experiment's paper-style sections of the report (one table per question), registered
-with the report's section registry: claims with deltas, models x (attack, eps) with the worst
-case per sample in bold, defenses x attacks (adaptive and non-adaptive), the transfer matrix
-as a heat map, the sweep as a curve, and the per-cell metrics. Runs without an experiment
-index (a plain `evaluate`) get none of them."""
+with the report's section registry: claims with their computed verdicts, the run's scale and
+deviations, models x (attack, eps) with the worst case per sample in bold, the spread over
+seeds, paired comparisons (exact McNemar), defenses x attacks (adaptive and non-adaptive),
+the transfer matrix as a heat map, the sweep as a curve. Every rate carries its 95% interval.
+Runs without an experiment index (a plain `evaluate`) get none of them."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from robustlab.evaluate.summary import paired_comparisons
 from robustlab.report.paper_render import (
+    VERDICT_RULE,
+    claims_notes,
     claims_table,
     defenses_table,
     grid_table,
+    paired_table,
+    seeds_table,
     sweep_curve,
     sweep_table,
     transfer_heatmap,
@@ -39,10 +45,52 @@ def claims(ctx: ReportContext) -> Section | None:
     t = _tables(ctx)
     if not t or not t["claims"]:
         return None
+    import html as _html
+
     table = claims_table(t["claims"])
-    note = ("<p>Published numbers beside robustlab's measurement of the same cell; delta in "
-            "percentage points. A worst-case cell is the worst case per sample over every attack run.</p>")
-    return Section("claims", "Claims reproduced", note + table.html(), table.markdown(), data=t["claims"])
+    notes = claims_notes(t)
+    rule = (VERDICT_RULE + " Delta in percentage points; a worst-case cell is the worst case per sample "
+            "over every attack run.")
+    body = (f"<p>{_html.escape(rule)}</p>{table.html()}<ul>"
+            + "".join(f"<li>{_html.escape(line[2:])}</li>" for line in notes.splitlines()) + "</ul>")
+    return Section("claims", "Claims: computed verdicts", body, f"{rule}\n\n{table.markdown()}\n\n{notes}",
+                   data={"claims": t["claims"], "scale": t["scale"], "deviations": t["deviations"]})
+
+
+@register_section("paper-seeds", order=27)
+def seeds(ctx: ReportContext) -> Section | None:
+    t = _tables(ctx)
+    if not t or not t.get("seeds"):
+        return None
+    parts = []
+    for b in t["seeds"]:
+        table = seeds_table(b)
+        title = f"{b['data']}, defense {b['defense']}"
+        parts.append((f"<h3>{title}</h3>{table.html()}", f"### {title}\n\n{table.markdown()}"))
+    html, md = _join(parts)
+    return Section("paper-seeds", "Over training seeds: mean ±sd (min-max; mean per-seed 95% CI half-width)",
+                   html, md, data=t["seeds"])
+
+
+@register_section("paper-paired", order=29)
+def paired(ctx: ReportContext) -> Section | None:
+    """The experiment's paired comparisons; a run without an index (`evaluate`): every two models
+    (or defenses) evaluated on the same samples."""
+    t = _tables(ctx)
+    if t:
+        pairs = t.get("paired") or []
+    else:
+        with ResultStore(ctx.doc["run_dir"], readonly=True) as store:
+            pairs = paired_comparisons(store)
+        pairs = [{**p, "first": ctx.names.get(p["first"], p["first"]),
+                  "second": ctx.names.get(p["second"], p["second"])} for p in pairs]
+    if not pairs:
+        return None
+    table = paired_table(pairs)
+    note = ("Worst case per sample of two models on the same samples: A - B with its Newcombe (hybrid score) 95% "
+            "interval and the exact McNemar p-value (p < 0.05 in bold).")
+    return Section("paired", "Paired comparisons", f"<p>{note}</p>{table.html()}", f"{note}\n\n{table.markdown()}",
+                   data=pairs)
 
 
 @register_section("paper-grid", order=27)
@@ -56,7 +104,7 @@ def grid(ctx: ReportContext) -> Section | None:
         title = f"{g['data']}, defense {g['defense']}"
         parts.append((f"<h3>{title}</h3>{table.html()}", f"### {title}\n\n{table.markdown()}"))
     html, md = _join(parts)
-    return Section("paper-grid", "Robust accuracy (%) per attack and eps, worst case per sample in bold",
+    return Section("paper-grid", "Robust accuracy (%, 95% CI) per attack and eps, worst case per sample in bold",
                    html, md, data=t["grid"])
 
 

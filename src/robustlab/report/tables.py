@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from robustlab.core.threat import format_eps
+
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "model"),
     ("training", "training"),
     ("defense", "defense"),
     ("attack", "attack"),
     ("eps", "eps"),
-    ("clean_accuracy", "clean acc"),
-    ("robust_accuracy", "robust acc"),
+    ("clean_accuracy", "clean acc (95% CI)"),
+    ("robust_accuracy", "robust acc (95% CI)"),
     ("success", "S"),
     ("failed", "F"),
     ("detected", "D"),
@@ -36,7 +38,7 @@ IDENTIFICATION_COLUMNS: tuple[tuple[str, str], ...] = (
 
 def format_value(key: str, value: Any) -> str:
     if key == "eps":
-        return "min-norm" if value is None else f"{value:g}"
+        return format_eps(value)
     if value is None:
         return "-"
     if key.endswith("accuracy") or key.endswith("_rate"):
@@ -55,7 +57,9 @@ def table_cells(rows: Sequence[dict[str, Any]], model_names: dict[str, str] | No
             value = r.get(key)
             if key == "model":
                 value = names.get(value, value)
-            cells.append(format_value(key, value))
+            iv = (r.get("intervals") or {}).get(key)
+            cells.append(format_value(key, value) + (f" ({100 * iv['ci_low']:.1f}-{100 * iv['ci_high']:.1f})"
+                                                     if iv and value is not None else ""))
         out.append(cells)
     return out
 

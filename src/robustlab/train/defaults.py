@@ -81,16 +81,3 @@ def training_warning(accuracy: float | None, num_classes: int, data: str | None 
     return (f"test accuracy {100 * accuracy:.1f}% is far below {allows}, near chance ({100 * chance:.0f}%): "
             "the model did not train; try more epochs, another learning rate or the Adam optimizer")
 
-
-def defense_warning(accuracy: float | None, base_accuracy: float | None, num_classes: int) -> str | None:
-    """A one-line warning when a defended model's clean test accuracy lost more than half of
-    what its undefended model has above chance (1 / num_classes): the defense did not fit.
-    None when it kept its accuracy (or nothing was measured)."""
-    if accuracy is None or base_accuracy is None or num_classes < 2:
-        return None
-    chance = 1.0 / num_classes
-    if accuracy >= chance + 0.5 * max(0.0, base_accuracy - chance):
-        return None
-    return (f"clean accuracy {100 * accuracy:.1f}% against the undefended model's {100 * base_accuracy:.1f}% "
-            f"(chance {100 * chance:.0f}%): the defense did not fit; its robust accuracy says nothing "
-            "(try more epochs or the defense's other settings)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ class Head(nn.Module):
       metric heads), used by training and white-box attacks;
     - ``decide_features(features)``: the real decision, for heads whose decision is not a
       function of their scores (``decision_from_scores = False``);
+    - ``keyed_defaults``: defaults written into every config (see below);
     - ``objective``: the name of the training objective the head is trained with by default;
     - ``fit_gallery(features, labels)``: called once after training with the training
       set's features, for heads that decide from stored embeddings (k-NN, with
@@ -24,6 +25,10 @@ class Head(nn.Module):
       checkpoint loader resizes empty buffers to the stored shape.
     """
 
+    keyed_defaults: ClassVar[dict[str, Any]] = {}
+    """Constructor defaults that change the decision: `ModelConfig` writes them into every config of
+    this head, so a config, its digest and every result key name them (a later change of default
+    can never mix rows)."""
     decision_from_scores: ClassVar[bool] = True
     needs_gallery: ClassVar[bool] = False
     objective: ClassVar[str] = "cross_entropy"

@@ -14,6 +14,8 @@ Default taps (Table 1 of the paper), by backbone:
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
@@ -34,20 +36,24 @@ def _centres(num_classes: int, dim: int) -> nn.Parameter:
 
 @HEADS.register("pcl")
 class PCLHead(Head):
-    """Scores: ``decision`` "prototype" -> -||f - w_c||_2 (N, C), whose argmax is eq. 6 (nearest
-    prototype); "softmax" -> the linear logits. ``branches``: {stage: dim} (dim 0 = identity),
+    """Scores: ``decision`` "softmax" (the default: paper 004's model "performs conventional
+    softmax prediction" at inference) -> the linear logits trained by eq. 8's CE term;
+    "prototype" -> -||f - w_c||_2 (N, C), whose argmax is eq. 6 (nearest prototype), an option.
+    The decision is always written into the model config (`keyed_defaults`), so rows of the two
+    rules never share a key. ``branches``: {stage: dim} (dim 0 = identity),
     None for the defaults above; each branch has its own centres and, for eq. 8's CE term,
     its own linear classifier. ``features_pc``: whether the PC loss also sits on the final
     features (False with ``branches`` = one tap gives paper 004 Table 7's "layer k only" rows;
     it needs the softmax decision, since the final prototypes are then not trained)."""
 
     objective = "pcl"
+    keyed_defaults: ClassVar[dict[str, Any]] = {"decision": "softmax"}
 
     def __init__(
         self,
         feature_dim: int,
         num_classes: int,
-        decision: str = "prototype",
+        decision: str = "softmax",
         branches: dict[str, int] | None = None,
         features_pc: bool = True,
     ) -> None:
