@@ -391,6 +391,18 @@ def test_ctrl_c_during_evaluate_says_what_was_kept_and_resumes(ckpts, tmp_path, 
     assert sum(rows_by_model(run).values()) == 3 and sum(kept.values()) <= 3
 
 
+def test_ctrl_c_during_run_says_what_was_kept(tmp_path):
+    spec = tmp_path / "exp.yaml"
+    spec.write_text("name: x\ndata: {name: digits, n_eval: 20}\nmodels: [{id: m, model: {backbone: mlp}, "
+                    "train: {epochs: 1}}]\nattacks: [fgsm]\neps: [0, 0.1]\n")
+    run = tmp_path / "run"
+    done = _interrupted(tmp_path, "put", 1, "run", spec, "--run-dir", run, "--json")
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"interrupted: finished trainings, defenses and cells are kept in {run}; run the same command again to "
+        "resume (what is stored is not recomputed)")
+
+
 def test_ctrl_c_while_python_loads_is_one_line(tmp_path):
     """SIGINT while torch and the commands are still being imported: one line, exit code 130."""
     proc = subprocess.Popen([sys.executable, "-m", "robustlab", *EVAL, "--data", "digits", "--run-dir",
@@ -432,6 +444,16 @@ def test_a_killed_saves_temporary_is_removed_and_a_live_ones_kept(tmp_path):
     done = cli("train", "--backbone", "mlp", "--epochs", "1", "--out", out)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(["config.json", weights_file(out).name, live.name])
+
+
+def test_a_killed_creates_temporary_database_is_not_foreign_content(capsys, ckpts, tmp_path):
+    """`kill -9` while the database was being made leaves `.results.sqlite.<pid>.tmp`: the rerun
+    is not refused as "not empty", and removes it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / f".results.sqlite.{_dead_pid()}.tmp").write_bytes(b"SQLite format 3\x00 half made")
+    assert main([*EVAL, "--model", str(ckpts[0]), "--run-dir", str(run), "--json"]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["results.sqlite"]
 
 
 def test_a_failed_save_leaves_the_folder_as_it_was(monkeypatch, tmp_path):
