@@ -145,6 +145,8 @@ HOSTILE = {
     "typed keys": (lambda good, d: _sql(_copy(good, d), "UPDATE results SET eps = 'abc'"), "damaged"),
     "newer schema": (lambda good, d: _sql(_copy(good, d), "UPDATE meta SET value = '9' WHERE key = "
                                           "'robustlab_schema'"), "schema 9"),
+    "invalid UTF-8 key": (lambda good, d: _sql(_copy(good, d), "UPDATE results SET model_digest = "
+                                               "CAST(X'61FF62' AS TEXT)"), "not UTF-8"),
     "garbage page": (lambda good, d: (_copy(good, d), _scribble(d / "results.sqlite")), "damaged"),
 }
 
@@ -166,6 +168,38 @@ def test_refused_databases_stay_byte_identical_with_no_side_files(capsys, ckpts,
     refused(capsys, [*EVAL, "--model", ckpts[0], "--run-dir", run], match, run)
     refused(capsys, ["report", run], match, run)
     assert sorted(p.name for p in run.iterdir()) == ["results.sqlite"]
+
+
+def test_random_corruptions_are_refused_cleanly_or_harmless(capsys, ckpts, good_run, tmp_path):
+    """24 seeded corruptions (flipped bytes, truncation, a scrambled block, header fields): each run
+    either succeeds (the damage touched nothing that matters) or is refused with one `error:` line
+    that leaves the file and the folder's listing as they were."""
+    import random
+
+    rng = random.Random(0)
+    good = (good_run / "results.sqlite").read_bytes()
+    for trial in range(24):
+        data = bytearray(good)
+        if trial % 4 == 0:
+            for _ in range(rng.randint(1, 20)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif trial % 4 == 1:
+            data = data[: rng.randrange(len(data))]
+        elif trial % 4 == 2:
+            at = rng.randrange(100, len(data) - 512)
+            data[at: at + 512] = rng.randbytes(512)
+        else:
+            data[rng.randrange(16, 100)] = rng.randrange(256)
+        run = tmp_path / str(trial)
+        run.mkdir()
+        (run / "results.sqlite").write_bytes(bytes(data))
+        for args in (["report", run], [*EVAL, "--model", ckpts[0], "--run-dir", run]):
+            before = tree(run)
+            rc = main([str(a) for a in args])
+            err = capsys.readouterr().err.strip()
+            if rc != 0:
+                assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), (trial, err)
+                assert tree(run) == before, (trial, args[0], err)
 
 
 def test_a_fifo_or_a_directory_beside_the_database_is_refused_without_blocking(ckpts, good_run, tmp_path):

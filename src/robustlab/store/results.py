@@ -211,6 +211,8 @@ def inspect_store(path: str | Path) -> str:
             conn.close()
     except sqlite3.Error as exc:
         raise _sqlite_error(exc, db) from None
+    except UnicodeDecodeError:  # a damaged schema or value read as text
+        raise StoreError(f"{db} is a damaged robustlab results database (text that is not UTF-8)") from None
     return "robustlab"
 
 
@@ -255,9 +257,27 @@ def _check_schema(conn: sqlite3.Connection, db: Path) -> None:
     if bad is not None:
         raise StoreError(f"{db} is a damaged robustlab results database ({bad[0]} {bad[1]!r} holds values "
                          "robustlab did not write: not strict JSON, or wrongly typed keys)")
+    _check_utf8(conn, db)
     checked = conn.execute("PRAGMA quick_check(1)").fetchone()
     if checked is None or checked[0] != "ok":
         raise StoreError(f"{db} is a damaged SQLite file ({checked[0] if checked else 'no answer'})")
+
+
+def _check_utf8(conn: sqlite3.Connection, db: Path) -> None:
+    """Every text value must be UTF-8 (SQLite does not check; Python's reader fails on it)."""
+    conn.text_factory = bytes
+    try:
+        for table in ("results", "meta"):
+            for row in conn.execute(f"SELECT * FROM {table}"):
+                for value in row:
+                    if isinstance(value, bytes):
+                        try:
+                            value.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise StoreError(f"{db} is a damaged robustlab results database ({table} holds "
+                                             "text that is not UTF-8)") from None
+    finally:
+        conn.text_factory = str
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
