@@ -165,6 +165,9 @@ def _sqlite_error(exc: sqlite3.Error, path: Path) -> StoreError:
     if "full" in text or _disk_nearly_full(path):
         return StoreError(f"disk full: cannot write results to {path}")
     if "readonly" in text or "read-only" in text or not os.access(path.parent, os.W_OK):
+        if os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK)):
+            return StoreError(f"{path}: SQLite refuses to write it ({exc}): a damaged file or a newer SQLite "
+                              "format; evaluate into a new run directory")
         return StoreError(f"{path} is read-only: cannot write results there")
     if "malformed" in text or "corrupt" in text:
         return StoreError(f"{path} is a damaged SQLite file, not a usable robustlab results database ({exc})")
