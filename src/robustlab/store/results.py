@@ -12,8 +12,14 @@ Each row is written in its own transaction: a run killed mid-way loses at most t
 was computing, and a rerun skips every cell already stored (no lost, no duplicated rows).
 
 The file carries a schema marker; a database from an older robustlab (whose keys lack the
-data, samples and batch size), a foreign SQLite file, an empty file or any other file is
-refused with a message saying which, and so are a read-only location and a full disk.
+data, samples and batch size), a foreign SQLite file, an empty, truncated or damaged file or
+any other file is refused with a message saying which, and so are a read-only location and a
+full disk. A refused file is only ever read through a connection that takes no lock and makes
+no side file (`inspect_store`), so it and its folder stay exactly as they were.
+
+Several processes may write one run directory at once: the database is created whole under a
+temporary name and linked into place (the first creator wins, the others use its file), and
+the run-directory check takes such temporaries for robustlab's own, not for foreign content.
 """
 
 from __future__ import annotations
