@@ -24,8 +24,20 @@ Also the same run through the two-pass contract (scores by `forward`, decisions 
 `predict`, as before the one-pass `forward_decide`) for comparison. Attack, two-pass run and
 floor are alternated ``--repeats`` times; each is the fastest of its runs.
 
+Suite "standard": AutoAttack's standard protocol, robustlab's (`version=standard`) against the
+reference's members run with the reference's settings (torchattacks' port of APGD, APGD-T,
+FAB-T and Square, 100 iterations, 9 targets, 5,000 queries; torchattacks' own `AutoAttack`
+runs them with 10 iterations), on the same LeNet-5 and ``--batch`` test images, one after the
+other in this run: robust accuracy of each, per-sample agreement, time ratio, load.
+
+Suite "rand": a randomized model (the LeNet-5 on x + N(0, sigma^2) noise, a fresh draw per
+forward): robustlab's default evaluation of it (`evaluate`'s auto-EOT: autoattack's rand
+version) against the reference's rand protocol (APGD-CE and APGD-DLR, EOT 20, 100
+iterations): mean accuracy over 40 fresh draws of each one's adversarial images, robustlab's
+any-draw verdict, times.
+
     python benchmarks/attack_speed.py [--batch 250] [--steps 40] [--repeats 5] [--device cpu]
-                                      [--suite floor|peers|ensemble|all]
+                                      [--suite floor|peers|ensemble|standard|rand|all]
                                       [--aa-steps 100 --aa-targets 9 --aa-queries 5000 --aa-eps 0.1]
 """
 
@@ -33,9 +45,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -124,7 +139,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--suite", choices=("floor", "peers", "ensemble", "all"), default="all")
+    parser.add_argument("--suite", choices=("floor", "peers", "ensemble", "standard", "rand", "all"), default="all")
+    parser.add_argument("--sigma", type=float, default=0.2, help="noise of the randomized model (suite rand)")
     parser.add_argument("--aa-steps", type=int, default=100)
     parser.add_argument("--aa-targets", type=int, default=9)
     parser.add_argument("--aa-queries", type=int, default=5000)
@@ -137,6 +153,9 @@ def main() -> None:
         ensemble_suite(args, device)
         return
     model, data = trained_lenet(device)
+    if args.suite in ("standard", "rand"):
+        (standard_suite if args.suite == "standard" else rand_suite)(model, data, args, device)
+        return
     # Only correctly classified samples: the attack then works on the whole batch, as the floor does.
     correct = (model.predict(data.x_test.to(device)) == data.y_test.to(device)).cpu()
     x = data.x_test[correct][: args.batch].to(device)
@@ -369,6 +388,80 @@ def ensemble_suite(args, device) -> None:
         seconds, slow_s, t_floor = (min(times[k]) for k in ("one", "two", "floor"))
         print(f"{head:10s} {len(x):4d} {seconds:8.1f} {t_floor:8.1f} {seconds / t_floor:7.2f} {slow_s:11.1f} "
               f"{slow_s / t_floor:7.2f} {float((r.prediction == y).float().mean()):10.3f}", flush=True)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+# ----------------------------------------------------------------------------- AutoAttack's protocols
+def _reference():
+    """`reference_autoattack` and `NoisyModel` from the tests' model zoo (one copy of each)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from attack_models import NoisyModel, reference_autoattack
+
+    return reference_autoattack, NoisyModel
+
+
+def _first(data, n: int, device):
+    order = torch.randperm(len(data.y_test), generator=torch.Generator().manual_seed(0))[:n]
+    return data.x_test[order].to(device), data.y_test[order].to(device)
+
+
+def standard_suite(model, data, args, device) -> None:
+    reference_autoattack, _ = _reference()
+    x, y = _first(data, args.batch, device)
+    eps = args.aa_eps
+    print(f"load before: {os.getloadavg()[0]:.2f}; {data.name}, LeNet-5, {len(x)} test images, Linf eps {eps}, "
+          f"AutoAttack standard; torch threads {torch.get_num_threads()}")
+    sync(device)
+    start = time.perf_counter()
+    ours = AutoAttack(eps, version="standard")(model, x, y)
+    sync(device)
+    t_ours = time.perf_counter() - start
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    ref = reference_autoattack(model, "standard", "linf", eps)(x, y)
+    sync(device)
+    t_ref = time.perf_counter() - start
+    ours_ok, ref_ok = model.predict(ours.x_adv) == y, model.predict(ref) == y
+    print(f"clean accuracy {float((model.predict(x) == y).float().mean()):.3f}")
+    print(f"{'':28s} {'robust acc':>10s} {'time s':>8s}")
+    print(f"{'robustlab standard':28s} {float(ours_ok.float().mean()):10.3f} {t_ours:8.1f}")
+    print(f"{'reference members (ta port)':28s} {float(ref_ok.float().mean()):10.3f} {t_ref:8.1f}")
+    print(f"per-sample agreement {float((ours_ok == ref_ok).float().mean()):.3f}; time ratio {t_ours / t_ref:.2f}")
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+def rand_suite(model, data, args, device) -> None:
+    from robustlab.evaluate.runner import DEFAULT_ATTACKS, AttackSpec, eot_specs_for_randomized
+
+    reference_autoattack, noisy_model = _reference()
+    noisy = noisy_model(model, args.sigma).eval()
+    x, y = _first(data, args.batch, device)
+    eps = args.aa_eps
+    spec = eot_specs_for_randomized([AttackSpec(DEFAULT_ATTACKS[0])])[0]
+    print(f"load before: {os.getloadavg()[0]:.2f}; {data.name}, LeNet-5 on x + N(0, {args.sigma}^2), {len(x)} test "
+          f"images, Linf eps {eps}; robustlab's default: {spec.name} {spec.params}")
+
+    def mean_over_draws(x_adv: torch.Tensor, draws: int = 40) -> float:
+        torch.manual_seed(1)
+        return float(torch.stack([(noisy.predict(x_adv) == y).float() for _ in range(draws)]).mean())
+
+    print(f"clean: mean accuracy over 40 draws {mean_over_draws(x):.3f}")
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    ours = spec.build(eps)(noisy, x, y)
+    sync(device)
+    t_ours = time.perf_counter() - start
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    ref = reference_autoattack(noisy, "rand", "linf", eps)(x, y)
+    sync(device)
+    t_ref = time.perf_counter() - start
+    print(f"{'':30s} {'mean acc, 40 draws':>18s} {'any-draw robust':>15s} {'time s':>8s}")
+    print(f"{'robustlab default (rand)':30s} {mean_over_draws(ours.x_adv):18.3f} "
+          f"{float((ours.prediction == y).float().mean()):15.3f} {t_ours:8.1f}")
+    print(f"{'reference rand (ta port)':30s} {mean_over_draws(ref):18.3f} {'':15s} {t_ref:8.1f}")
+    print(f"robustlab's own estimate over its 20 draws: {float(ours.extras['draw_accuracy'].mean()):.3f}; "
+          f"time ratio {t_ours / t_ref:.2f}")
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

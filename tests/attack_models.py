@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
@@ -142,5 +144,56 @@ class CountingModel(Wrapped):
         return self.inner(x)
 
 
-__all__ = ["REJECT", "CountingModel", "FeatureDecisionModel", "LinearModel", "QuantizedModel",
-           "RejectingModel", "digits_data", "train_digits_mlp"]
+
+
+class NoisyModel(RobustModel):
+    """`base` on x + N(0, sigma^2) noise (clipped to [0, 1]), fresh at every forward: a randomized
+    model that does not declare it (found by two passes that differ)."""
+
+    def __init__(self, base: RobustModel, sigma: float) -> None:
+        super().__init__(base.num_classes, base.input_shape)
+        self.base, self.sigma = base, sigma
+
+    def embed(self, x):
+        return self.base.embed(x)
+
+    def forward(self, x):
+        return self.base((x + self.sigma * torch.randn_like(x)).clamp(0, 1))
+
+
+class Logits(nn.Module):
+    """A robustlab model seen by a peer library: a plain module returning its scores, on a copy
+    of the model (peers call backward(), which would leave gradients on the caller's weights)."""
+
+    def __init__(self, model: RobustModel) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def reference_autoattack(model: RobustModel, version: str, norm: str, eps: float, seed: int = 0):
+    """The reference AutoAttack's protocol (fra31/auto-attack) built from torchattacks' port of its
+    members, with the reference's settings: torchattacks' own `AutoAttack` runs its members with
+    10 iterations, the reference with 100. ``version``: standard or rand."""
+    import torchattacks as ta
+    from torchattacks.wrappers.multiattack import MultiAttack
+
+    net = Logits(model).eval()
+    kw = {"eps": eps, "norm": {"linf": "Linf", "l2": "L2"}[norm], "seed": seed}
+    k = model.num_classes
+    if version == "rand":
+        members = [ta.APGD(net, loss=loss, steps=100, n_restarts=1, eot_iter=20, **kw) for loss in ("ce", "dlr")]
+    else:
+        members = [
+            ta.APGD(net, loss="ce", steps=100, n_restarts=1, **kw),
+            ta.APGDT(net, steps=100, n_restarts=1, n_classes=k, **kw),
+            ta.FAB(net, steps=100, multi_targeted=True, n_classes=k, n_restarts=1, **kw),
+            ta.Square(net, n_queries=5000, n_restarts=1, p_init=0.8, **kw),
+        ]
+    return MultiAttack(members)
+
+
+__all__ = ["REJECT", "CountingModel", "FeatureDecisionModel", "LinearModel", "Logits", "NoisyModel", "QuantizedModel",
+           "RejectingModel", "digits_data", "reference_autoattack", "train_digits_mlp"]

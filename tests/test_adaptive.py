@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from attack_models import NoisyModel
 from robustlab.attacks import PGD
 from robustlab.attacks.eot import EOT, is_randomized
 from robustlab.attacks.objectives import get_attack_loss
@@ -56,20 +57,6 @@ def test_masking_defense_plain_pgd_robust_adaptive_not(binarized, digits, tmp_pa
     assert row["robust_accuracy"] == pytest.approx(adaptive, abs=0.05)
     masked = flags["defense masks its true gradients"]
     assert masked["raised"] and "bpda" in masked["message"]
-
-
-class NoisyModel(RobustModel):
-    """`base` on x + N(0, sigma^2) noise, fresh at every forward."""
-
-    def __init__(self, base: RobustModel, sigma: float) -> None:
-        super().__init__(base.num_classes, base.input_shape)
-        self.base, self.sigma = base, sigma
-
-    def embed(self, x):
-        return self.base.embed(x)
-
-    def forward(self, x):
-        return self.base((x + self.sigma * torch.randn_like(x)).clamp(0, 1))
 
 
 def test_eot_reports_a_noisy_model_less_robust_than_one_draw(digits_mlp, digits):

@@ -20,6 +20,7 @@ FAST = {
     "fgsm": {}, "rfgsm": {}, "bim": {"steps": 5}, "mim": {"steps": 5}, "pgd": {"steps": 5},
     "apgd": {"steps": 8}, "apgd-t": {"steps": 5, "n_targets": 2},
     "cw": {"steps": 15, "search_steps": 2}, "deepfool": {"steps": 10},
+    "fab": {"steps": 10}, "fab-t": {"steps": 5, "n_targets": 2},
     "lbfgs": {"search_steps": 2, "max_iter": 15}, "jsma": {"gamma": 0.2},
     "square": {"queries": 30}, "hsj": {"steps": 2, "init_evals": 10, "max_evals": 20},
     "transfer": {}, "autoattack": {"steps": 5, "n_targets": 2, "queries": 20},

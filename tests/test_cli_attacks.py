@@ -44,6 +44,8 @@ def test_autoattack_is_the_default(capsys, ckpt, tmp_path):
     "args",
     [
         ["--attack", "autoattack", "--steps", "5", "-p", "queries=20", "-p", "n_targets=2"],
+        ["--attack", "autoattack", "-p", "version=standard", "--steps", "3", "-p", "queries=20", "-p", "n_targets=2",
+         "--attack", "fab"],
         ["--attack", "mim", "--steps", "3", "--attack", "apgd-t", "-p", "n_targets=2"],
         ["--attack", "square", "--norm", "l2", "-p", "queries=10", "--attack", "deepfool"],
         ["--attack", "cw", "-p", "steps=5", "-p", "search_steps=2", "--attack", "jsma"],

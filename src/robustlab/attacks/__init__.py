@@ -14,6 +14,7 @@ from robustlab.attacks.criteria import (
 )
 from robustlab.attacks.cw import CarliniWagnerL2
 from robustlab.attacks.deepfool import DeepFool
+from robustlab.attacks.fab import FAB, FABT
 from robustlab.attacks.fgsm import FGSM
 from robustlab.attacks.hopskipjump import HopSkipJump
 from robustlab.attacks.jsma import JSMA
@@ -50,6 +51,8 @@ __all__ = [
     "CarliniWagnerL2",
     "Criterion",
     "DeepFool",
+    "FAB",
+    "FABT",
     "Detected",
     "FixedBudgetAttack",
     "HopSkipJump",

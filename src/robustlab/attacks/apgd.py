@@ -10,6 +10,10 @@ previous move: x_{k+1} = P(x_k + a (z_{k+1} - x_k) + (1 - a)(x_k - x_{k-1})), a 
 `APGDT` is the targeted version of AutoAttack: one run per runner-up class (the top
 ``n_targets`` wrong classes of the clean scores) with the targeted DLR loss, each run on
 the samples still standing; success stays "misclassified".
+
+Restarts and targets run side by side: the runs of a batch go through the model as one batch of
+copies (up to `MAX_ROWS` rows), each sample keeping its best copy, so the 9 targets of APGD-T
+cost one step loop, not nine; a sample fooled by an earlier group is not attacked by later ones.
 """
 
 from __future__ import annotations
@@ -18,10 +22,24 @@ import torch
 
 from robustlab.attacks import progress
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient_decide, judge
+from robustlab.attacks.eot import EOT
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
 from robustlab.core.scores import others_by_score
+
+MAX_ROWS = 512
+"""Runs (restarts, targets) of one sample batch share a forward pass while their rows fit in this:
+a batch of n samples runs max(1, MAX_ROWS // n) runs at once, so memory grows at most to that
+many copies of a batch smaller than MAX_ROWS (none for batches of MAX_ROWS samples or more)."""
+
+
+def run_groups(runs: list, n: int) -> list[tuple[int, list]]:
+    """`runs` cut into consecutive groups of at most max(1, MAX_ROWS // n) runs, each with the index
+    of its first run: a group's runs go through the model as one batch (one Python step loop for
+    all of them); the next group attacks only the samples its predecessors left standing."""
+    per = max(1, MAX_ROWS // max(n, 1))
+    return [(i, runs[i : i + per]) for i in range(0, len(runs), per)]
 
 
 def checkpoint_intervals(steps: int) -> list[int]:
@@ -70,6 +88,7 @@ class APGD(FixedBudgetAttack):
         self._loss_fn = get_attack_loss(loss)
 
     _label = "apgd"
+    _samples = 1
 
     def planned_passes(self) -> tuple[int, int]:
         """At most (forward+backward, forward-only) passes per sample: steps per run."""
@@ -90,15 +109,31 @@ class APGD(FixedBudgetAttack):
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
         runs, spent = self._runs(model, x, y, targets)
         queries = torch.full((n,), spent, dtype=torch.int64, device=x.device)
-        for run_i, loss_targets in enumerate(runs):
+        for first, group in run_groups(runs, n):
             idx = (~found).nonzero().squeeze(1)
             if len(idx) == 0:
                 break
-            self._label = f"{self.name} run {run_i + 1}/{len(runs)}" if len(runs) > 1 else self.name
-            start = (x[idx] + random_in_ball(x[idx], self.norm, self.eps, generator)).clamp(0.0, 1.0)
-            lt = loss_targets[idx] if loss_targets is not None else None
-            ct = targets[idx] if targets is not None else None
-            self._descend(model, x, y, ct, lt, criterion, idx, start, out, best_loss, found, queries)
+            m, rows = len(group), idx.repeat(len(group))
+            self._samples = len(idx)
+            self._label = f"{self.name} runs {first + 1}-{first + m}/{len(runs)}" if len(runs) > 1 else self.name
+            xv = x[rows]
+            start = (xv + random_in_ball(xv, self.norm, self.eps, generator)).clamp(0.0, 1.0)
+            lt = torch.cat([t[idx] for t in group]) if group[0] is not None else None
+            ct = targets[rows] if targets is not None else None
+            v_out, v_loss = xv.clone(), torch.full((len(rows),), float("-inf"), device=x.device)
+            v_found = torch.zeros(len(rows), dtype=torch.bool, device=x.device)
+            v_queries = torch.zeros(len(rows), dtype=torch.int64, device=x.device)
+            self._descend(model, xv, y[rows], ct, lt, criterion, torch.arange(len(rows), device=x.device),
+                          start, v_out, v_loss, v_found, v_queries)
+            # each sample keeps its best copy: an adversarial one, else the highest loss
+            pick = torch.where(v_found, float("inf"), v_loss).view(m, -1).argmax(dim=0) * len(idx)
+            pick = pick + torch.arange(len(idx), device=x.device)
+            c_found, c_loss = v_found[pick], v_loss[pick]
+            keep = c_found | (c_loss > best_loss[idx])
+            out[idx] = torch.where(keep.view(-1, 1, 1, 1), v_out[pick], out[idx])
+            best_loss[idx] = torch.where(keep & ~c_found, c_loss, best_loss[idx])
+            found[idx] |= c_found
+            queries[idx] += v_queries.view(m, -1).sum(dim=0)
         return RunOutput(out, queries)
 
     def _project(self, x_new: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
@@ -111,7 +146,12 @@ class APGD(FixedBudgetAttack):
         frozen at its first adversarial iterate; rows are written back to `out` (their
         adversarial point, else their highest-loss point if it beats earlier runs') only when
         dropped from the batch or at the end, so the step loop makes no scattered writes.
+        On a randomized model (`EOT`) a row is never frozen: one iterate that fools the mean of
+        the draws may still be right on most of them, so every row keeps raising the expected
+        loss for all ``steps`` and answers with its highest-loss point (as the reference's rand
+        protocol, whose iterates run to the end).
         """
+        settle = not isinstance(model, EOT)
         k = model.num_classes
         dev = x.device
         r = {"idx": idx, "x0": x[idx], "y": y[idx], "ct": ct, "lt": lt}
@@ -126,14 +166,14 @@ class APGD(FixedBudgetAttack):
 
         def judge_step(s, scores, decision) -> None:
             success, _, _ = judge(model, s["x"], r["y"], r["ct"], criterion, scores=scores, decision=decision)
-            queries[r["idx"]] += (~s["done"]).long()
+            queries[r["idx"]] += (~s["done"]).long() if settle else 1
             s["done"] = s["done"] | success
 
         def write_back(s, rows) -> None:
             gi = r["idx"][rows]
             done, best_loss = s["done"][rows], s["best_loss"][rows]
             keep = done | (best_loss > out_loss[gi])
-            answer = torch.where(done.view(-1, 1, 1, 1), s["x"][rows], s["x_best"][rows])
+            answer = torch.where((done & settle).view(-1, 1, 1, 1), s["x"][rows], s["x_best"][rows])
             out[gi] = torch.where(keep.view(-1, 1, 1, 1), answer, out[gi])
             out_loss[gi] = torch.where(keep & ~done, best_loss, out_loss[gi])
             found[gi] = found[gi] | done
@@ -166,7 +206,7 @@ class APGD(FixedBudgetAttack):
                 z = self._project(s["x"] + eta * normalize_direction(s["grad"], self.norm), r["x0"])
                 x_new = self._project(s["x"] + a * (z - s["x"]) + (1 - a) * (s["x"] - s["x_prev"]), r["x0"])
                 s["x_prev"] = s["x"]
-                s["x"] = torch.where(s["done"].view(-1, 1, 1, 1), s["x"], x_new)
+                s["x"] = torch.where((s["done"] & settle).view(-1, 1, 1, 1), s["x"], x_new)
             grad, scores, loss, decision = evaluate(s["x"], not last)
             judge_step(s, scores, decision)
             better = loss > s["best_loss"]
@@ -187,7 +227,7 @@ class APGD(FixedBudgetAttack):
                 halve = oscillating | stalled
                 hm = halve.view(-1, 1, 1, 1)
                 s["eta"] = torch.where(halve, s["eta"] / 2, s["eta"])
-                s["x"] = torch.where(hm & ~s["done"].view(-1, 1, 1, 1), s["x_best"], s["x"])
+                s["x"] = torch.where(hm & ~(s["done"] & settle).view(-1, 1, 1, 1), s["x_best"], s["x"])
                 s["x_prev"] = torch.where(hm, s["x"], s["x_prev"])
                 s["grad"] = torch.where(hm, s["grad_best"], s["grad"])
                 s["halved"] = halve
@@ -195,11 +235,12 @@ class APGD(FixedBudgetAttack):
                 s["rises"].zero_()
                 # the only host sync of the loop: stop, or drop finished rows
                 done_frac = float(s["done"].float().mean())
-                if progress.enabled():
-                    progress.report(self._label, step, self.steps, round((1 - done_frac) * len(s["done"])))
-                if done_frac == 1.0:
+                if progress.enabled():  # samples standing (rows are copies of them, one per run)
+                    standing = len(torch.unique(r["idx"][~s["done"]] % self._samples))
+                    progress.report(self._label, step, self.steps, standing)
+                if settle and done_frac == 1.0:
                     break
-                if done_frac > 0.3:
+                if settle and done_frac > 0.3:
                     write_back(s, s["done"].nonzero().squeeze(1))
                     keep = (~s["done"]).nonzero().squeeze(1)
                     s = {key: v[keep] for key, v in s.items()}

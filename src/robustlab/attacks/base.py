@@ -149,7 +149,7 @@ class Attack(ABC):
         extras: dict[str, Any] = {}
 
         with torch.no_grad():
-            done, _, _ = judge(model, x, y, targets, criterion)
+            done = settled(model, x, y, targets, criterion)
         queries += 1
         todo = (~done).nonzero().squeeze(1)
         if len(todo) and self._has_budget():
@@ -160,7 +160,10 @@ class Attack(ABC):
             extras = self._scatter_extras(out.extras, todo, len(x))
 
         with torch.no_grad():
-            success, prediction, _ = judge(model, x_adv, y, targets, criterion, force_predict=True)
+            if isinstance(model, EOT):  # the verdict over draws, and the mean accuracy over them
+                success, prediction, extras["draw_accuracy"] = model.judge_draws(x_adv, y, targets, criterion)
+            else:
+                success, prediction, _ = judge(model, x_adv, y, targets, criterion, force_predict=True)
         queries += 1
         return AttackResult(
             x_adv=x_adv,
@@ -329,6 +332,16 @@ def judge(
     return success, decision, scores
 
 
+def settled(model: RobustModel, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None,
+            criterion: Criterion) -> torch.Tensor:
+    """Which samples of `x` need no (further) attack: those `criterion` calls a success. On a
+    randomized model (`EOT`), those whose decision from the mean scores over the draws is a
+    success, not those fooled in any one draw: a sample right on most draws is still worth
+    attacking (its mean accuracy over draws can fall), though the any-draw verdict calls it fooled."""
+    scores = model(x) if isinstance(model, EOT) and model.decision_from_scores else None
+    return judge(model, x, y, targets, criterion, scores=scores)[0]
+
+
 def input_gradient(
     model: RobustModel, x: torch.Tensor, loss_fn
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -359,6 +372,10 @@ def forward_loss(
     if getattr(loss_fn, "model_loss", False):
         scores, loss = loss_fn.forward_loss(model, x)
         return scores, loss, None
+    if isinstance(model, EOT):  # the mean of the per-draw losses, all draws in one pass
+        draws = model.draw_scores(x)
+        loss = torch.stack([loss_fn(s) for s in draws]).mean(dim=0)
+        return draws.mean(dim=0), loss, None
     scores, decision = forward_decide(model, x) if decide else (model(x), None)
     return scores, loss_fn(scores), decision
 
@@ -375,5 +392,5 @@ def forward_decide(model: RobustModel, x: torch.Tensor) -> tuple[torch.Tensor, t
 __all__ = [
     "Attack", "FixedBudgetAttack", "MinimumNormAttack", "RunOutput", "TargetedMisclassified", "forward_decide",
     "forward_loss",
-    "input_gradient", "input_gradient_decide", "judge",
+    "input_gradient", "input_gradient_decide", "judge", "settled",
 ]

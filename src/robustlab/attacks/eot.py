@@ -5,12 +5,17 @@ MagNet pack, random resizing) gives an attacker a noisy gradient, and a robustne
 one draw counts a sample as robust whenever that one draw happened to be right.
 `EOT(model, samples)` is a model again:
 
-- ``forward`` is the mean of the scores over ``samples`` draws (the gradient of that mean is
-  the EOT gradient; the batch is repeated so all draws take one forward pass);
+- ``forward`` is the mean of the scores over ``samples`` draws; `draw_scores` gives each
+  draw's scores, from which the attack losses take the mean of the per-draw losses (the EOT
+  gradient, as in the reference AutoAttack's eot_iter); the batch is repeated so all draws take
+  one forward pass, never one pass per draw;
 - `judge` (used by the attack base for its clean check and final verdict) calls the
   model's real decision ``draws`` times and counts the attack a **success when any draw is
   fooled**: a sample is robust only if it is right on every draw. The decision reported is
-  that of a fooled draw, else of a rejecting one, else the first.
+  that of a fooled draw, else of a rejecting one, else the first. `judge_draws` also gives,
+  per sample, the fraction of draws that decide the true label (the mean accuracy over draws,
+  the number the reference's rand protocol estimates), which the attack base reports as
+  ``extras["draw_accuracy"]``.
 
 Every attack takes ``eot=N`` (N > 1 wraps the model it is given in `EOT(model, N)`), so the
 gradient attacks and the AutoAttack-style ensemble evaluate randomized models the same way;
@@ -58,8 +63,13 @@ class EOT(RobustModel):
         out = fn(x.repeat(self.samples, *([1] * (x.dim() - 1))))
         return out.view(self.samples, n, *out.shape[1:]).mean(dim=0)
 
+    def draw_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The scores of each of ``samples`` draws, (samples, N, C), from one forward pass."""
+        out = self.model(x.repeat(self.samples, *([1] * (x.dim() - 1))))
+        return out.view(self.samples, len(x), *out.shape[1:])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._mean(self.model, x)
+        return self.draw_scores(x).mean(dim=0)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self._mean(self.model.embed, x)
@@ -72,10 +82,18 @@ class EOT(RobustModel):
     @torch.no_grad()
     def judge(self, x, y, targets, criterion) -> tuple[torch.Tensor, torch.Tensor]:
         """(success, decision) over `draws` draws: success when any draw is a success."""
+        success, decision, _ = self.judge_draws(x, y, targets, criterion)
+        return success, decision
+
+    @torch.no_grad()
+    def judge_draws(self, x, y, targets, criterion) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`judge`, plus the fraction of the `draws` draws whose decision is the true label, (N,)."""
         success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        correct = torch.zeros(len(x), device=x.device)
         decision: torch.Tensor | None = None
         for _ in range(self.draws):
             d = self.model.predict(x)
+            correct += (d == y).float()
             scores = self.model(x) if criterion.needs_scores else None
             ok = criterion(d, y, targets, scores)
             if decision is None:
@@ -84,7 +102,7 @@ class EOT(RobustModel):
             decision = torch.where((ok & ~success) | rejected, d, decision)
             success |= ok
         assert decision is not None
-        return success, decision
+        return success, decision, correct / self.draws
 
 
 def with_eot(model: RobustModel, samples: int) -> RobustModel:

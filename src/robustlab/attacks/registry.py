@@ -11,6 +11,7 @@ from robustlab.attacks.base import Attack
 from robustlab.attacks.bim import BIM
 from robustlab.attacks.cw import CarliniWagnerL2
 from robustlab.attacks.deepfool import DeepFool
+from robustlab.attacks.fab import FAB, FABT
 from robustlab.attacks.fgsm import FGSM
 from robustlab.attacks.hopskipjump import HopSkipJump
 from robustlab.attacks.jsma import JSMA
@@ -26,7 +27,7 @@ ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls
     for cls in (
         FGSM, RFGSM, BIM, MIM, PGD, APGD, APGDT, CarliniWagnerL2, DeepFool, LBFGS, JSMA,
-        Square, HopSkipJump, Transfer, AutoAttack,
+        FAB, FABT, Square, HopSkipJump, Transfer, AutoAttack,
     )
 }
 

@@ -10,6 +10,7 @@ import typer
 from robustlab.cli.console import err, out, print_json, print_results, print_training_warnings, progress_bar
 from robustlab.core.environment import command_line
 from robustlab.experiment import ExperimentSpec, run_grid
+from robustlab.experiment.limits import Limits
 from robustlab.experiment.spec import ExecutorSpec
 from robustlab.report import write_report
 from robustlab.report.paper_render import write_paper_tables
@@ -24,6 +25,14 @@ def run(
     address: str = typer.Option(None, "--address", help="Ray cluster to join (auto, HOST:PORT, ray://...)."),
     num_cpus: float = typer.Option(None, "--num-cpus", min=0, help="CPUs per Ray task."),
     num_gpus: float = typer.Option(None, "--num-gpus", min=0, help="GPUs per Ray task (fractions allowed)."),
+    connect_timeout: float = typer.Option(None, "--connect-timeout", min=0.001,
+                                          help="Seconds to wait for the Ray cluster at --address (default 30)."),
+    max_trainings: int = typer.Option(Limits.trainings, "--max-trainings", min=1,
+                                      help="Most models and defended models to train (sweep points count each)."),
+    max_cells: int = typer.Option(Limits.cells, "--max-cells", min=1,
+                                  help="Most evaluation and transfer cells (model x defense x attack x eps)."),
+    max_values: int = typer.Option(Limits.values, "--max-values", min=1,
+                                   help="Most values the file may hold once its YAML aliases are expanded."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
     threads: int = typer.Option(None, "--threads", min=1, help="torch threads of local tasks (default 1: the same "
                                 "numbers on any machine; recorded with the results)."),
@@ -32,12 +41,14 @@ def run(
     """Train, attack and report a whole experiment; cells already stored are skipped.
 
     Options given here override the file's `executor:` section. A failing task does not stop
-    the grid: the others complete, each failure is listed, and the exit code is 1.
+    the grid: the others complete, each failure is listed, and the exit code is 1. A file that
+    asks for more than the --max-* limits is refused before anything runs.
     """
     from robustlab.cli.app import STATE, on_interrupt
 
-    spec = ExperimentSpec.from_file(experiment)
-    spec = dataclasses.replace(spec, executor=_executor(spec.executor, executor, address, num_cpus, num_gpus))
+    spec = ExperimentSpec.from_file(experiment, Limits(max_values, max_trainings, max_cells))
+    spec = dataclasses.replace(spec, executor=_executor(spec.executor, executor, address, num_cpus, num_gpus,
+                                                        connect_timeout))
     run_dir = run_dir or Path("runs") / spec.name
     on_interrupt(f"finished trainings, defenses and cells are kept in {run_dir}; run the same command again "
                  "to resume (what is stored is not recomputed)")
@@ -69,8 +80,9 @@ def run(
 
 
 def _executor(base: ExecutorSpec, name: str | None, address: str | None, num_cpus: float | None,
-              num_gpus: float | None) -> ExecutorSpec:
-    given = {"name": name, "address": address, "num_cpus": num_cpus, "num_gpus": num_gpus}
+              num_gpus: float | None, connect_timeout: float | None = None) -> ExecutorSpec:
+    given = {"name": name, "address": address, "num_cpus": num_cpus, "num_gpus": num_gpus,
+             "connect_timeout": connect_timeout}
     changes = {k: v for k, v in given.items() if v is not None}
     if address is not None and "name" not in changes:
         changes["name"] = "ray"

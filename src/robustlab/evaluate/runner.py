@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from robustlab.attacks.autoattack import AutoAttack
 from robustlab.attacks.base import Attack
 from robustlab.attacks.eot import DEFAULT_EOT, is_randomized
 from robustlab.attacks.progress import reporting
@@ -255,6 +256,10 @@ def evaluate_cell(
     metrics.update(extra_metrics)
     metrics["seconds"] = seconds
     metrics.update(cell.info)
+    draws = result.extras.get("draw_accuracy")
+    if isinstance(draws, torch.Tensor):  # a randomized model: mean accuracy over draws beside the any-draw verdict
+        metrics["robust_accuracy_mean_over_draws"] = float(draws.mean())
+        metrics["eot_draws"] = cell.attack.eot  # robust_accuracy: right on every one of these draws
     members = member_success(cell.attack, result)
     if members:
         metrics["member_success"] = members
@@ -285,9 +290,20 @@ def eot_specs(model: RobustModel, x: torch.Tensor, attacks: Sequence[AttackSpec]
 
 
 def eot_specs_for_randomized(attacks: Sequence[AttackSpec]) -> list[AttackSpec]:
-    """`attacks` for a model known to be randomized: each given ``eot=DEFAULT_EOT`` unless it
-    sets ``eot`` itself (then it is returned as it is)."""
-    return [s if "eot" in s.params else AttackSpec(s.name, {**s.params, "eot": DEFAULT_EOT}) for s in attacks]
+    """`attacks` for a model known to be randomized: the ensemble without a ``version`` runs
+    AutoAttack's ``rand`` protocol (APGD-CE and APGD-DLR, EOT over 20 draws), every other attack
+    (another version of the ensemble included) is given ``eot=DEFAULT_EOT``; a spec that sets
+    ``eot`` itself, or asks for ``rand``, is returned as it is."""
+    out = []
+    for s in attacks:
+        is_ensemble = get_attack_class(s.name) is AutoAttack
+        if "eot" in s.params or (is_ensemble and s.params.get("version") == "rand"):
+            out.append(s)
+        elif is_ensemble and "version" not in s.params:
+            out.append(AttackSpec(s.name, {**s.params, "version": "rand"}))
+        else:
+            out.append(AttackSpec(s.name, {**s.params, "eot": DEFAULT_EOT}))
+    return out
 
 
 def evaluate_grid(

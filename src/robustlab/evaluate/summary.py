@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from robustlab.attacks.autoattack import protocol_of
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.digest import canonical, model_digest
 from robustlab.core.errors import InputError
@@ -92,6 +93,9 @@ def _row(r: ResultRow, recipes: dict[str, Any] | None = None) -> dict[str, Any]:
     reduced = reduced_settings(r.key.attack)
     if reduced:
         row["reduced"] = reduced
+    protocol = protocol_of(label)
+    if protocol:
+        row["protocol"] = protocol  # which ensemble: robustlab's, or AutoAttack's standard / plus / rand
     return with_intervals(row)
 
 

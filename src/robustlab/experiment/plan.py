@@ -18,6 +18,7 @@ The plan depends on the spec only, so it can be printed, counted and tested with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from robustlab.experiment.spec import ExperimentSpec, ModelSpec
@@ -87,32 +88,53 @@ class Plan:
 def plan_experiment(spec: ExperimentSpec) -> Plan:
     """Every task and cell `spec` asks for, in the order the runner does them."""
     trains = tuple(TrainTask(m) for m in spec.models)
-    defenses: list[DefenseTask] = []
-    cells: list[EvalCell] = []
-    for m in spec.models:
-        chain = [NONE] + [d.id for d in spec.defenses_for(m)]
-        defenses += [DefenseTask(m.id, d) for d in chain[1:]]
-        for defense in chain:
-            for a in spec.attacks:
-                if not a.applies_to(m, defense):
-                    continue
-                grid: tuple[float | None, ...] = (None,) if a.minimum_norm else a.eps
-                cells += [EvalCell(m.id, defense, a.id, e) for e in grid]
-    transfers: list[TransferCell] = []
-    t = spec.transfer
-    if t is not None:
-        for attack in t.attacks:
-            for eps in spec.transfer_eps(attack):
-                for s in t.sources:
-                    for g in t.targets:
-                        a = spec.attack(attack)
-                        source, target = spec.model(s), spec.model(g)
-                        if source.data == target.data and source.seed == target.seed \
-                                and a.applies_to(source) and a.applies_to(target):
-                            transfers.append(TransferCell(s, g, attack, eps))
+    defenses = tuple(DefenseTask(m.id, d.id) for m in spec.models for d in spec.defenses_for(m))
+    cells = tuple(EvalCell(m, d, a, e) for m, d, a, grid in _cell_groups(spec) for e in grid)
+    transfers = [TransferCell(s, g, a, e) for a, grid, pairs in _transfer_groups(spec) for e in grid
+                 for s, g in pairs]
     for m in spec.models:
         for d in spec.defenses_for(m):
             if d.non_adaptive:
-                transfers += [TransferCell(m.id, m.id, a.id, e, d.id) for a in spec.attacks
-                              if a.applies_to(m, d.id) and not a.minimum_norm for e in a.eps if e > 0]
-    return Plan(trains, tuple(defenses), tuple(cells), tuple(transfers))
+                transfers += [TransferCell(m.id, m.id, a, e, d.id) for a, grid in _non_adaptive(spec, m, d.id)
+                              for e in grid]
+    return Plan(trains, defenses, cells, tuple(transfers))
+
+
+def plan_size(spec: ExperimentSpec) -> dict[str, int]:
+    """`plan_experiment(spec).counts()` (and the defended models to build) without building
+    the plan: work proportional to models x defenses x attacks, whatever the eps grids."""
+    cells = sum(len(grid) for *_, grid in _cell_groups(spec))
+    transfer = sum(len(grid) * sum(s != g for s, g in pairs) for _, grid, pairs in _transfer_groups(spec))
+    transfer += sum(len(grid) for m in spec.models for d in spec.defenses_for(m) if d.non_adaptive
+                    for _, grid in _non_adaptive(spec, m, d.id))
+    return {"models": len(spec.models), "defenses": sum(len(spec.defenses_for(m)) for m in spec.models),
+            "cells": cells, "transfer": transfer}
+
+
+def _cell_groups(spec: ExperimentSpec) -> Iterator[tuple[str, str, str, tuple[float | None, ...]]]:
+    """(model, defense, attack, eps grid) of every white-box cell group; the undefended model first."""
+    for m in spec.models:
+        for defense in [NONE] + [d.id for d in spec.defenses_for(m)]:
+            for a in spec.attacks:
+                if a.applies_to(m, defense):
+                    yield m.id, defense, a.id, (None,) if a.minimum_norm else a.eps
+
+
+def _transfer_groups(spec: ExperimentSpec) -> Iterator[tuple[str, tuple[float, ...], list[tuple[str, str]]]]:
+    """(attack, eps grid, (source, target) pairs) of the transfer matrix, diagonal included."""
+    t = spec.transfer
+    if t is None:
+        return
+    for attack in t.attacks:
+        a = spec.attack(attack)
+        pairs = [(s, g) for s in t.sources for g in t.targets
+                 if (source := spec.model(s)).data == (target := spec.model(g)).data
+                 and source.seed == target.seed and a.applies_to(source) and a.applies_to(target)]
+        yield attack, spec.transfer_eps(attack), pairs
+
+
+def _non_adaptive(spec: ExperimentSpec, m: ModelSpec, defense: str) -> Iterator[tuple[str, tuple[float, ...]]]:
+    """(attack, positive eps) of the non-adaptive cells of `m` behind `defense`."""
+    for a in spec.attacks:
+        if a.applies_to(m, defense) and not a.minimum_norm:
+            yield a.id, tuple(e for e in a.eps if e > 0)

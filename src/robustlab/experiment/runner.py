@@ -188,7 +188,7 @@ def run_grid(
         data = dataset_for(spec.dataset(mspec.data))
         try:
             build_model(mspec.model_config(data.num_classes, data.input_shape))
-        except (ConfigError, TypeError, ValueError) as exc:
+        except (ConfigError, TypeError, ValueError, ArithmeticError, RuntimeError, MemoryError) as exc:
             raise ConfigError(f"models[{i}] ({mspec.id}): {' '.join(str(exc).split())}") from None
     state = check_run_dir(run_dir, overwrite=overwrite, allow=("checkpoints", "defenses"))
     own = executor is None

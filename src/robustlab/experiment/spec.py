@@ -38,18 +38,20 @@ import hashlib
 import inspect
 import itertools
 import json
+import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from robustlab.attacks.registry import get_attack_class
 from robustlab.core.errors import ConfigError
 from robustlab.core.threat import parse_eps
+from robustlab.core.validation import check_int, check_number
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import DEFAULT_ATTACKS, AttackSpec
+from robustlab.experiment.limits import Limits, module_name, plain_data, plain_name, read_document, short_repr
 from robustlab.models.config import ModelConfig
 from robustlab.train.trainer import TrainConfig
 
@@ -106,7 +108,11 @@ class ExecutorSpec:
     `num_cpus` / `num_gpus`: resources of each evaluation task (and of each training task
     unless `train_cpus` / `train_gpus` are given). `storage`: a directory that the driver and
     every worker see; checkpoints are written there instead of travelling as bytes.
-    `max_retries`: how often Ray reruns a task whose worker died."""
+    `max_retries`: how often Ray reruns a task whose worker died. `connect_timeout`: seconds
+    to wait for the cluster at `address` to answer before giving up (> 0).
+
+    `storage` is the one path a file may name outside the run directory (a mount every worker
+    sees): it must be absolute, and only ``<storage>/<name>/<model id>-<digest>/`` is written."""
 
     name: str = "local"
     address: str | None = None
@@ -117,18 +123,26 @@ class ExecutorSpec:
     storage: str | None = None
     local_cpus: int | None = None
     max_retries: int = 3
+    connect_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.name not in EXECUTORS:
-            raise ConfigError(f"unknown executor {self.name!r}; choose one of {', '.join(EXECUTORS)}")
+            raise ConfigError(f"unknown executor {short_repr(self.name)}; choose one of {', '.join(EXECUTORS)}")
         for label in ("num_cpus", "num_gpus", "train_cpus", "train_gpus"):
             value = getattr(self, label)
-            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
-                raise ConfigError(f"executor.{label} must be a number >= 0, got {value!r}")
-        if self.local_cpus is not None and self.local_cpus < 1:
-            raise ConfigError(f"executor.local_cpus must be >= 1, got {self.local_cpus}")
-        if self.max_retries < 0:
-            raise ConfigError(f"executor.max_retries must be >= 0, got {self.max_retries}")
+            if value is not None:
+                check_number(value, f"executor.{label}", 0.0)
+        if self.local_cpus is not None:
+            check_int(self.local_cpus, "executor.local_cpus", 1)
+        check_int(self.max_retries, "executor.max_retries", 0)
+        check_number(self.connect_timeout, "executor.connect_timeout", 0.0, strict=True)
+        for label in ("address", "storage"):
+            value = getattr(self, label)
+            if value is not None and (not isinstance(value, str) or not value.strip() or "\0" in value):
+                raise ConfigError(f"executor.{label} must be a non-empty string, got {short_repr(value)}")
+        if self.storage is not None and not Path(self.storage).is_absolute():
+            raise ConfigError(f"executor.storage must be an absolute path (every worker sees it), "
+                              f"got {short_repr(self.storage)}")
 
     @classmethod
     def from_dict(cls, doc: Any) -> ExecutorSpec:
@@ -268,6 +282,9 @@ def _parse_data(doc: Any) -> tuple[DataSpec, ...]:
     for i, d in enumerate(items):
         out.append(DataSpec.from_dict(d, f"data[{i}]" if isinstance(doc, list) else "data"))
     keys = [d.key for d in out]
+    if len(out) > 1:  # each key names a directory: checkpoints/<data id>/<model id>
+        for i, key in enumerate(keys):
+            plain_name(key, f"data[{i}] id (give each data set an id)")
     if len(set(keys)) != len(keys):
         _fail("data", f"data sets need distinct ids, got {keys}")
     return tuple(out)
@@ -374,6 +391,8 @@ def _train_config(where: str, args: dict[str, Any]) -> TrainConfig:
     if isinstance(args.get("adv"), dict):  # adv: {eps: 8/255, eps_min: 2/255}
         args["adv"] = {k: _budget(f"{where}.train.adv", k, v) for k, v in args["adv"].items()}
     if "milestones" in args:
+        if not isinstance(args["milestones"], list):
+            _fail(f"{where}.train", f"milestones must be a list of epochs, got {short_repr(args['milestones'])}")
         args["milestones"] = tuple(args["milestones"])
     try:
         return TrainConfig(**args)
@@ -386,34 +405,44 @@ def _seeds(where: str, value: Any) -> tuple[int, ...]:
     """A `seeds:` list: distinct integers >= 0."""
     if (not isinstance(value, list) or not value
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
-        _fail(where, f"seeds must be a non-empty list of integers >= 0, got {value!r}")
+        _fail(where, f"seeds must be a non-empty list of integers >= 0, got {short_repr(value)}")
     if len(set(value)) != len(value):
-        _fail(where, f"seeds must be distinct, got {value!r}")
+        _fail(where, f"seeds must be distinct, got {short_repr(value)}")
     return tuple(value)
 
 
-def _parse_models(doc: Any, datasets: tuple[DataSpec, ...], seeds: tuple[int, ...] | None = None
-                  ) -> tuple[ModelSpec, ...]:
+def _parse_models(doc: Any, datasets: tuple[DataSpec, ...], limits: Limits,
+                  seeds: tuple[int, ...] | None = None) -> tuple[ModelSpec, ...]:
     if not isinstance(doc, list) or not doc:
         raise ConfigError("an experiment needs at least one model (models: a list)")
     data_ids = [d.key for d in datasets]
-    out = []
+    out: list[ModelSpec] = []
     for i, m in enumerate(doc):
         where = f"models[{i}]"
         if not isinstance(m, dict) or not isinstance(m.get("model"), dict):
             _fail(where, "needs a 'model' mapping (backbone, head, ...)")
         _known_keys(where, m, {"id", "model", "train", "sweep", "data", "seeds"})
+        if not isinstance(m.get("train") or {}, dict):
+            _fail(where, f"train must be a mapping of training options, got {short_repr(m['train'])}")
         seed_list = _seeds(f"{where}.seeds", m["seeds"]) if "seeds" in m else seeds
-        base_id = str(m.get("id") or f"{m['model'].get('backbone')}-{m['model'].get('head', 'softmax')}")
-        if not base_id or "/" in base_id or base_id.startswith("."):
-            _fail(where, f"id must be a plain name (no '/', not starting with '.'), got {base_id!r}")
+        base_id = plain_name(m.get("id") or f"{m['model'].get('backbone')}-{m['model'].get('head', 'softmax')}",
+                             f"{where}: id")
         only = m.get("data")
         only = [only] if isinstance(only, str) else only
-        if only is not None and (not isinstance(only, list) or set(only) - set(data_ids)):
-            _fail(where, f"data must name data sets of the file ({data_ids}), got {only!r}")
+        if only is not None and (not isinstance(only, list) or not all(isinstance(k, str) for k in only)
+                                 or set(only) - set(data_ids)):
+            _fail(where, f"data must name data sets of the file ({data_ids}), got {short_repr(only)}")
+        sweep = m.get("sweep")
+        points = math.prod(len(v) for v in sweep.values()) if isinstance(sweep, dict) and all(
+            isinstance(v, list) for v in sweep.values()) else 1
+        limits.check(f"{where}: models to train (sweep points x seeds x data sets, counting the entries before)",
+                     len(out) + points * max(1, len(seed_list or ()))
+                     * (len(datasets) if only is None else len(set(only))),
+                     "trainings", "--max-trainings")
         for model, train, swept in _expand_sweep(where, m):
             tag = ",".join(f"{k.split('.')[-1]}={v}" for k, v in swept)
             mid = f"{base_id}({tag})" if swept else base_id  # no brackets: rich reads them as markup
+            plain_name(mid, f"{where}: the id of sweep point {short_repr(mid)}")
             if seed_list is not None and "seed" in train:
                 _fail(where, "give the training seed either as train.seed or as seeds:, not both")
             for seed in seed_list or (None,):
@@ -427,7 +456,8 @@ def _parse_models(doc: Any, datasets: tuple[DataSpec, ...], seeds: tuple[int, ..
                                          base_id, seed if several else None))
     ids = [m.id for m in out]
     if len(set(ids)) != len(ids):
-        _fail("models", f"model ids must be unique, got {ids}")
+        twice = sorted(k for k, n in Counter(ids).items() if n > 1)[:5]
+        _fail("models", f"model ids must be unique, got {twice} more than once")
     return tuple(out)
 
 
@@ -435,8 +465,8 @@ def _parse_models(doc: Any, datasets: tuple[DataSpec, ...], seeds: tuple[int, ..
 def _parse_attacks(doc: Any, default_eps: tuple[float, ...], models: tuple[ModelSpec, ...]) -> tuple[GridAttack, ...]:
     if not isinstance(doc, list) or not doc:
         raise ConfigError("an experiment needs at least one attack (attacks: a list)")
-    unnamed = [a if isinstance(a, str) else a.get("name") for a in doc
-               if isinstance(a, str) or (isinstance(a, dict) and "id" not in a)]
+    unnamed = Counter(a if isinstance(a, str) else str(a.get("name")) for a in doc
+                      if isinstance(a, str) or (isinstance(a, dict) and "id" not in a))
     out = []
     for i, item in enumerate(doc):
         where = f"attacks[{i}]"
@@ -447,7 +477,8 @@ def _parse_attacks(doc: Any, default_eps: tuple[float, ...], models: tuple[Model
         if on is not None and (not isinstance(on, list) or not on):
             _fail(where, "defenses must be a non-empty list of defense ids ('none' = undefended)")
         spec = AttackSpec(str(a["name"]), params)
-        aid = str(a.get("id") or (a["name"] if unnamed.count(a["name"]) == 1 else f"{a['name']}-{i + 1}"))
+        aid = plain_name(a.get("id") or (a["name"] if unnamed[a["name"]] == 1 else f"{a['name']}-{i + 1}"),
+                         f"{where}: id")
         eps = () if get_attack_class(spec.name).minimum_norm else (
             _eps_list(where, a["eps"]) if "eps" in a else default_eps)
         if "eps" in a and get_attack_class(spec.name).minimum_norm:
@@ -480,8 +511,10 @@ def _parse_defenses(doc: Any, models: tuple[ModelSpec, ...]) -> tuple[DefenseSpe
         only = _model_ids(where, d.get("models"), models)
         args = {k: v for k, v in d.items() if k not in ("name", "id", "models", "non_adaptive")}
         name = check_defense(where, str(d["name"]), args)
-        out.append(DefenseSpec(str(d.get("id") or d["name"]), name, args, only,
-                               bool(d.get("non_adaptive", False))))
+        non_adaptive = d.get("non_adaptive", False)
+        if not isinstance(non_adaptive, bool):
+            _fail(where, f"non_adaptive must be true or false, got {short_repr(non_adaptive)}")
+        out.append(DefenseSpec(plain_name(d.get("id") or d["name"], f"{where}: id"), name, args, only, non_adaptive))
     ids = [d.id for d in out]
     if len(set(ids)) != len(ids) or "none" in ids:
         _fail("defenses", f"defense ids must be unique and not 'none', got {ids}")
@@ -491,8 +524,9 @@ def _parse_defenses(doc: Any, models: tuple[ModelSpec, ...]) -> tuple[DefenseSpe
 def _named_entry(where: str, item: Any) -> dict[str, Any]:
     """An attacks / defenses entry as a mapping with a name (a bare string is the name)."""
     entry = {"name": item} if isinstance(item, str) else item
-    if not isinstance(entry, dict) or "name" not in entry:
-        _fail(where, "needs a name")
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        name = entry.get("name") if isinstance(entry, dict) else entry
+        _fail(where, f"needs a name (a string), got {short_repr(name)}")
     return entry
 
 
@@ -514,7 +548,8 @@ def _resolve(where: str, name: str, models: tuple[ModelSpec, ...], data: str | N
             or [m for m in models if m.family == name])
     hits = [m for m in hits if data is None or m.data == data]
     if not hits:
-        _fail(where, f"{name!r} is not a model of this file (models: {', '.join(m.id for m in models)})")
+        known = ", ".join(m.id for m in models)[:300]
+        _fail(where, f"{short_repr(name)} is not a model of this file (models: {known})")
     return hits
 
 
@@ -536,8 +571,8 @@ def _parse_transfer(doc: Any, models, attacks) -> TransferSpec | None:
     if not isinstance(names, list) or not names:
         _fail("transfer", "attacks must be a non-empty list of attack ids")
     for n in names:
-        if n not in by_id or by_id[n].minimum_norm:
-            _fail("transfer", f"attack {n!r} is not a fixed-budget attack of the grid (choose from {fixed})")
+        if not isinstance(n, str) or n not in by_id or by_id[n].minimum_norm:
+            _fail("transfer", f"attack {short_repr(n)} is not a fixed-budget attack of the grid (choose from {fixed})")
     eps = None
     if "eps" in doc:
         eps = _eps_list("transfer", doc["eps"])
@@ -712,20 +747,26 @@ class ExperimentSpec:
         return c.eps is None if a.minimum_norm else c.eps in a.eps
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> ExperimentSpec:
+    def from_dict(cls, doc: dict[str, Any], limits: Limits | None = None) -> ExperimentSpec:
+        """The spec of an experiment document; any bad value, or a plan larger than `limits`
+        (default `Limits()`), is one `ConfigError`."""
+        limits = limits or Limits()
         if not isinstance(doc, dict):
             raise ConfigError("an experiment must be a mapping")
+        plain_data("experiment", doc)
         _known_keys("experiment", doc, {"name", "data", "models", "attacks", "eps", "batch_size", "defenses",
                                         "transfer", "claims", "executor", "plugins", "seeds", "deviations"})
+        name = plain_name(doc.get("name", "experiment"), "name")
         plugins = doc.get("plugins") or []
-        if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
+        if not isinstance(plugins, list):
             raise ConfigError("plugins must be a list of module names")
+        plugins = [module_name(p, f"plugins[{i}]") for i, p in enumerate(plugins)]
         import_plugins(plugins)  # before the attacks and models are checked: they may register some
         executor = ExecutorSpec.from_dict(doc.get("executor") or "local")
         datasets = _parse_data(doc.get("data"))
         eps = _eps_list("eps", doc.get("eps", [0.0]))
         seeds = _seeds("seeds", doc["seeds"]) if doc.get("seeds") is not None else None
-        models = _parse_models(doc.get("models"), datasets, seeds)
+        models = _parse_models(doc.get("models"), datasets, limits, seeds)
         attacks = _parse_attacks(doc.get("attacks", list(DEFAULT_ATTACKS)), eps, models)
         defenses = _parse_defenses(doc.get("defenses"), models)
         for a in attacks:
@@ -734,9 +775,9 @@ class ExperimentSpec:
                 _fail(f"attack {a.id}", f"defenses {sorted(unknown)} are not defenses of this file")
         batch_size = doc.get("batch_size", 256)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+            raise ConfigError(f"batch_size must be an integer >= 1, got {short_repr(batch_size)}")
         spec = cls(
-            name=str(doc.get("name", "experiment")),
+            name=name,
             datasets=datasets,
             models=models,
             attacks=attacks,
@@ -748,20 +789,17 @@ class ExperimentSpec:
             plugins=tuple(plugins),
             deviations=_deviations("deviations", doc.get("deviations")),
         )
+        _check_size(spec, limits)
         return dataclasses.replace(spec, claims=_parse_claims(doc.get("claims"), spec))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ExperimentSpec:
+    def from_file(cls, path: str | Path, limits: Limits | None = None) -> ExperimentSpec:
+        """The spec of the YAML or JSON file at `path`, read within `limits` (see `from_dict`)."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"no experiment file at {path}")
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from None
-        return cls.from_dict(doc)
+        limits = limits or Limits()
+        return cls.from_dict(read_document(path, limits), limits)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -788,12 +826,28 @@ class ExperimentSpec:
         }
 
 
+def _check_size(spec: ExperimentSpec, limits: Limits) -> None:
+    """ConfigError when the plan trains or evaluates more than `limits` allow (counted, not built)."""
+    from robustlab.experiment.plan import plan_size
+
+    n = plan_size(spec)
+    limits.check(f"the experiment trains {n['models']:,} models and builds {n['defenses']:,} defended models; "
+                 "together", n["models"] + n["defenses"], "trainings", "--max-trainings")
+    limits.check(f"the experiment has {n['cells']:,} evaluation cells and {n['transfer']:,} transfer cells; "
+                 "together", n["cells"] + n["transfer"], "cells", "--max-cells")
+
+
 def import_plugins(modules: Sequence[str]) -> None:
-    """Import each module: user attacks, heads or defenses register themselves on import."""
+    """Import each module: user attacks, heads or defenses register themselves on import.
+
+    A plugin is code the user chose to run (see DESIGN.md, "Security model"); any failure to
+    import it, its own exceptions and a `sys.exit` in it included, is one `ConfigError`."""
     import importlib
 
     for name in modules:
+        module_name(name, "plugin")
         try:
             importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"plugin {name!r} cannot be imported: {exc}") from None
+        except (Exception, SystemExit) as exc:
+            raise ConfigError(f"plugin {name!r} cannot be imported: {type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:300] or '(no message)'}") from None

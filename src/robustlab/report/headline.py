@@ -124,11 +124,14 @@ def threat_model(rows: Sequence[dict[str, Any]], head: Sequence[dict[str, Any]])
     else:
         protocol = "full ensemble" if cells else "none"
     attacks = sorted({_attack_name(r["attack"]) for r in fixed if r["attack"] != WORST})
+    ensembles = sorted({r["protocol"] for r in fixed if r.get("protocol")})  # which ensemble, by name
     text = (f"Threat model: {', '.join(n.upper() if n == 'l2' else n.capitalize() for n in norms) or '-'} "
             f"perturbations, eps {', '.join(format_eps(e) for e in grid) or '-'} on the [0, 1] pixel scale; "
             f"attacks {', '.join(attacks) or '-'}; protocol: {protocol}"
-            + (f" ({'; '.join(reduced)})" if reduced else "") + ", worst case per sample.")
+            + (f" ({'; '.join(reduced)})" if reduced else "") + (f" [{'; '.join(ensembles)}]" if ensembles else "")
+            + ", worst case per sample.")
     out = {"norms": norms, "eps": grid, "pixel_range": [0.0, 1.0], "attacks": attacks, "protocol": protocol,
+           "ensembles": ensembles,
            "reduced": reduced, "single_attack": [{"model": h["model"], "defense": h["defense"]} for h in single],
            "text": text}
     if single:

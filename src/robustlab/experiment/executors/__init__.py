@@ -15,7 +15,7 @@ def make_executor(spec: ExecutorSpec, debug: bool = False) -> Executor:
     if spec.name == "ray":
         from robustlab.experiment.executors.ray_executor import RayExecutor
 
-        return RayExecutor(spec.address, spec.local_cpus, spec.max_retries)
+        return RayExecutor(spec.address, spec.local_cpus, spec.max_retries, spec.connect_timeout)
     return LocalExecutor(debug=debug)
 
 

@@ -6,11 +6,17 @@ with an address (``auto``, ``HOST:PORT`` or ``ray://HOST:10001``) it joins that 
 A task whose worker dies is rerun by Ray up to `max_retries` times; an exception raised by
 the task itself is not retried (it would fail the same way) and comes back as `Done.error`.
 Workers need robustlab (and any plugin modules) installed, and the data sets reachable.
+
+Ray retries an address that does not answer for minutes, so a ``HOST:PORT`` or
+``ray://HOST:PORT`` address is probed first: a TCP connection and a gRPC (HTTP/2) handshake,
+each within `connect_timeout` seconds; an address that fails either is one `ConfigError`.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,12 +35,15 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, local_cpus: int | None = None, max_retries: int = 3) -> None:
+    def __init__(self, address: str | None = None, local_cpus: int | None = None, max_retries: int = 3,
+                 connect_timeout: float = 30.0) -> None:
         if ray is None:
             raise ConfigError("executor 'ray' needs Ray: pip install 'robustlab[ray]'")
         self.max_retries = max_retries
         self._owns = False
         if not ray.is_initialized():
+            if address is not None:
+                probe(address, connect_timeout)
             try:
                 ray.init(
                     address=address,
@@ -100,3 +109,33 @@ class RayExecutor:
         if self._owns:
             ray.shutdown()
             self._owns = False
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+
+
+def probe(address: str, timeout: float) -> None:
+    """ConfigError unless the Ray address answers within `timeout` seconds: a TCP connection,
+    then a gRPC server's reply (an HTTP/2 SETTINGS frame) to the HTTP/2 preface. Addresses
+    without a port (``auto``, ``local``) are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    where = f"the Ray cluster at {address}"
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            sock.settimeout(max(deadline - time.monotonic(), 0.1))
+            sock.sendall(_HTTP2_PREFACE)
+            header = b""
+            while len(header) < 9:
+                chunk = sock.recv(9 - len(header))
+                if not chunk:
+                    break
+                header += chunk
+    except TimeoutError:
+        raise ConfigError(f"cannot join {where}: no answer within {timeout:g} s (see --connect-timeout)") from None
+    except (OSError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"cannot join {where}: {describe(exc)}") from None
+    if len(header) < 9 or header[3] != 0x4:
+        raise ConfigError(f"cannot join {where}: it does not answer like a Ray cluster (no gRPC server there)")
