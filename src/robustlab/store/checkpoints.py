@@ -268,6 +268,27 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+LEGACY_KEYED: dict[str, dict[str, Any]] = {"pcl": {"decision": "prototype"}}
+"""Heads whose keyed defaults older checkpoints did not write, with what those checkpoints
+meant: a PCL head decided by nearest prototype before its decision was keyed (issue 18)."""
+
+
+def _legacy_config(doc: dict[str, Any], directory: Path) -> ModelConfig:
+    """The config of a checkpoint written before its head's keyed defaults were written into
+    configs: its digest is the hash of the model section as stored, and it gets the decision rule
+    it was saved with (`LEGACY_KEYED`). Anything else whose digest differs is refused."""
+    raw = doc["model"]
+    legacy = LEGACY_KEYED.get(raw.get("head"))
+    head_args = raw.get("head_args") or {}
+    if legacy is not None and isinstance(head_args, dict) and not set(legacy) & set(head_args):
+        defense = doc.get("defense")
+        blob = raw if defense is None else {"model": raw, "defense": defense}
+        stored = hashlib.sha256(json.dumps(blob, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+        if stored == doc.get("digest"):
+            return ModelConfig.from_dict({**raw, "head_args": {**legacy, **head_args}})
+    raise CheckpointError(f"{directory / CONFIG}: the digest does not match the model config")
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> RobustModel:
     """Load a checkpoint directory (or its config.json / model.safetensors) as a model in eval mode.
 
@@ -279,7 +300,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rob
     config = ModelConfig.from_dict(doc["model"])
     defense = doc.get("defense")
     if doc.get("digest") != checkpoint_digest(config, defense):
-        raise CheckpointError(f"{directory / CONFIG}: the digest does not match the model config")
+        config = _legacy_config(doc, directory)
     weights_path, sha = _weights_of(directory, doc)
     if not weights_path.is_file():
         raise CheckpointError(f"{directory} has no {weights_path.name} (named by its {CONFIG})")
