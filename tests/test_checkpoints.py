@@ -148,3 +148,44 @@ def test_a_kill_between_the_two_files_never_pairs_new_weights_with_an_old_config
     save_checkpoint(new, path, metadata={"version": 3})
     assert [p.name for p in path.glob("*.safetensors")] == [weights_file(path).name]
     assert torch.equal(load_checkpoint(path)(x), new(x))
+
+
+def _forge_legacy(path, mutate_head_args) -> None:
+    """Rewrite a checkpoint as an older robustlab wrote it: the model section without the
+    head's keyed defaults, its digest the hash of that section, the weights header likewise."""
+    import hashlib
+
+    from safetensors.torch import load_file, save
+
+    doc = json.loads((path / "config.json").read_text())
+    mutate_head_args(doc["model"]["head_args"])
+    digest = hashlib.sha256(json.dumps(doc["model"], sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+    old = weights_file(path)
+    blob = save(load_file(str(old)), metadata={"format": "robustlab-checkpoint", "digest": digest})
+    sha = hashlib.sha256(blob).hexdigest()
+    (path / f"weights-{sha[:16]}.safetensors").write_bytes(blob)
+    old.unlink()
+    doc.update(digest=digest, weights={"file": f"weights-{sha[:16]}.safetensors", "sha256": sha})
+    (path / "config.json").write_text(json.dumps(doc))
+
+
+def test_pcl_checkpoint_from_before_keyed_decisions_loads_with_its_prototype_rule(tmp_path):
+    """A PCL checkpoint saved before the decision was written into configs decided by nearest
+    prototype: it loads, and decides so (not by the softmax default of new configs)."""
+    torch.manual_seed(0)
+    pcl = {**CFG, "head": "pcl", "head_args": {"decision": "prototype"}}
+    model = build_model(pcl).eval()
+    path = save_checkpoint(model, tmp_path / "old-pcl")
+    fmt = json.loads((path / "config.json").read_text())["format"]
+    assert fmt == "robustlab-checkpoint"
+    _forge_legacy(path, lambda args: args.pop("decision"))
+    loaded = load_checkpoint(path)
+    assert loaded.config.head_args["decision"] == "prototype"
+    x = torch.rand(64, 1, 8, 8)
+    assert torch.equal(loaded.predict(x), model.predict(x))
+    # a config edited after saving (not a legacy one) is still refused
+    doc = json.loads((path / "config.json").read_text())
+    doc["model"]["head_args"]["decision"] = "softmax"
+    (path / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="digest does not match"):
+        load_checkpoint(path)

@@ -322,6 +322,21 @@ def test_a_too_small_step_raises_the_incomplete_optimization_verdict(digits_mlp,
     assert flag["raised"] and "incomplete optimization" in flag["message"] and "more steps" in flag["message"]
 
 
+def test_an_attack_beaten_at_its_budget_does_not_raise_the_indicator_verdict(digits_mlp, digits, tmp_path):
+    """The tiny-step PGD's incomplete optimization raises the verdict alone; beside a full PGD
+    that goes lower at the same eps, the worst case no longer rests on it, so it does not."""
+    from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+
+    samples = eval_set(digits, 40, seed=0)
+    tiny = AttackSpec("pgd", {"steps": 20, "step_size": 1e-4})
+    result = Evaluation(tmp_path / "t", samples, [tiny, AttackSpec("pgd")], [0.1], self_test=0).run(digits_mlp, "m")
+    cells = {r["attack"]: r for r in result.rows if r["attack"] != "worst-case"}
+    assert len(cells) == 2 and min(c["robust_accuracy"] for c in cells.values()) < max(
+        c["robust_accuracy"] for c in cells.values())
+    (flag,) = [f for f in result.masking if f["check"] == "indicators of attack failure"]
+    assert not flag["raised"], flag
+
+
 def test_metric_heads_wrapped_modules_and_rejecting_models_are_binarized(digits_mlp, digits, batch):
     """The readout goes on each model's `embed`: a nearest-class-mean decision (not a function of
     its scores), a user module wrapped with a named feature layer, and a model with a reject

@@ -1,7 +1,5 @@
 """`python -m robustlab` runs the command line."""
 
-import sys
+from robustlab.cli.app import run
 
-from robustlab.cli.app import main
-
-sys.exit(main())
+run()

@@ -4,56 +4,83 @@ from __future__ import annotations
 
 import errno
 import importlib
+import signal
 import sys
 import traceback
 from typing import Any
 
-import typer
-
-try:  # typer >= 0.23 carries its own copy of click
-    from typer._click import exceptions as _click
-except ImportError:  # pragma: no cover - older typer on the real click
-    from click import exceptions as _click  # type: ignore[no-redef]
-
-from robustlab.core.errors import RobustlabError
-
-app = typer.Typer(
-    name="robustlab",
-    help="Train, attack, defend and honestly measure image classifiers.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-STATE: dict[str, Any] = {"debug": False}
+# Light on purpose: typer, torch and the commands load inside `main`, so a Ctrl-C while they
+# load is handled like any other (one line, exit code 130), not a traceback.
+STATE: dict[str, Any] = {"debug": False, "interrupt": None}
 
 # Each module defines `register(app)`; add new command modules here.
 COMMAND_MODULES = ("demo", "train", "evaluate", "report", "datasets", "run", "defend", "anonymize", "convert")
 
-
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-) -> None:
-    STATE["debug"] = debug
+_APP: list[Any] = []
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"robustlab.cli.cmd_{_name}").register(app)
+def on_interrupt(note: str | None) -> None:
+    """What a Ctrl-C from now on leaves behind and how to resume (printed after "interrupted: ")."""
+    STATE["interrupt"] = note
+
+
+def _app() -> Any:
+    """The typer app with every command registered (built once)."""
+    if not _APP:
+        import typer
+
+        app = typer.Typer(
+            name="robustlab",
+            help="Train, attack, defend and honestly measure image classifiers.",
+            no_args_is_help=True,
+            add_completion=False,
+            pretty_exceptions_enable=False,
+        )
+
+        @app.callback()
+        def _root(
+            debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+        ) -> None:
+            STATE["debug"] = debug
+
+        for name in COMMAND_MODULES:
+            importlib.import_module(f"robustlab.cli.cmd_{name}").register(app)
+        _APP.append(app)
+    return _APP[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning robustlab errors into one clear line and exit code 2.
 
     Usage errors (a bad option or value) are one line too, exit code 2; --help prints as usual.
+    Ctrl-C (SIGINT) prints one line saying what was kept and how to resume, exit code 130.
     """
+    STATE["interrupt"] = None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        note = STATE["interrupt"]
+        sys.stderr.write(f"interrupted: {note}\n" if note else "interrupted\n")
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    try:  # typer >= 0.23 carries its own copy of click
+        from typer._click import exceptions as _click
+    except ImportError:  # pragma: no cover - older typer on the real click
+        from click import exceptions as _click  # type: ignore[no-redef]
+
+    import typer
+
+    from robustlab.core.errors import RobustlabError
+
     args = list(sys.argv[1:] if argv is None else argv)
     STATE["debug"] = "--debug" in args
     STATE["argv"] = [a for a in args if a != "--debug"]  # the command a run records to be reproduced
     if STATE["debug"]:  # accepted anywhere: `robustlab evaluate ... --debug` as well as `robustlab --debug ...`
         args = ["--debug", *(a for a in args if a != "--debug")]
     try:
-        code = app(args=args, prog_name="robustlab", standalone_mode=False)  # an int from typer.Exit
+        code = _app()(args=args, prog_name="robustlab", standalone_mode=False)  # an int from typer.Exit
     except _click.NoArgsIsHelpError as exc:  # `robustlab` alone: the help, as usual
         sys.stdout.write(exc.format_message() + "\n")
         return 0
@@ -61,14 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         where = exc.ctx.command_path if exc.ctx is not None else "robustlab"
         sys.stderr.write(f"error: {where}: {_one_line(exc.format_message())} (see {where} --help)\n")
         return 2
+    except typer.Abort:  # typer's own Ctrl-C (in a prompt)
+        raise KeyboardInterrupt from None
     except _click.ClickException as exc:
         sys.stderr.write(f"error: {_one_line(exc.format_message())}\n")
         return exc.exit_code
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    except (KeyboardInterrupt, typer.Abort):
-        sys.stderr.write("interrupted\n")
-        return 130
     except RobustlabError as exc:
         if STATE["debug"]:
             traceback.print_exc()
@@ -86,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             f"internal error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)\n"
         )
         return 1
+    if code == 130:  # typer turns a Ctrl-C inside a command into exit code 130, silently
+        raise KeyboardInterrupt
     return code if isinstance(code, int) else 0
 
 
@@ -105,5 +133,7 @@ def _os_message(exc: OSError) -> str:
 
 
 def run() -> None:
-    """Console-script entry point (`robustlab`)."""
-    sys.exit(main())
+    """Console-script entry point (`robustlab`, `python -m robustlab`)."""
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is over: a late Ctrl-C changes nothing
+    sys.exit(code)

@@ -7,9 +7,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
 import typer
 
 from robustlab.attacks.registry import attack_parameters, get_attack_class
+from robustlab.cli.app import on_interrupt
 from robustlab.cli.console import (
     err,
     out,
@@ -20,10 +22,10 @@ from robustlab.cli.console import (
     progress_bar,
 )
 from robustlab.cli.options import eps_value, parse_pairs
-from robustlab.core.contract import batched_predict
+from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.digest import model_digest
 from robustlab.core.environment import command_line
-from robustlab.core.errors import ConfigError
+from robustlab.core.errors import ConfigError, InputError, RobustlabError
 from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
 from robustlab.defenses.base import defense_label
@@ -123,7 +125,8 @@ def evaluate_cmd(
         model, key = load(weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
                           mean=mean or None, std=std or None, device=dev)
         name = key.split(":")[0]
-        clean = float((batched_predict(model, dataset.x_test) == dataset.y_test).float().mean())
+        clean = _module_accuracy(model, f"--module {module}" if module else f"--zoo-arch {zoo_arch}",
+                                 dataset.x_test, dataset.y_test)
         config = getattr(model, "config", None)
         info: dict[str, Any] = {"id": name, "config": config.to_dict() if config is not None else {"module": module},
                                 "module": module, "weights": str(weights), "clean_accuracy": clean}
@@ -156,6 +159,8 @@ def evaluate_cmd(
     evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
                             overwrite=overwrite, threads=threads, command=command_line(STATE.get("argv")),
                             self_test=0 if no_self_test else SELFTEST_SAMPLES)
+    on_interrupt(f"every finished cell is kept in {run_dir}; run the same command again to resume "
+                 "(stored cells are not recomputed)")
     if model is None:
         model = load_checkpoint(ckpt, dev)
         key = f"{name}:{model_digest(model)[:10]}"
@@ -188,6 +193,19 @@ def evaluate_cmd(
     for test in result.selftests:
         out.print(f"Self-test (binarization): {test['sentence']}")
     out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
+
+
+def _module_accuracy(model: RobustModel, source: str, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Clean accuracy of the user's module (`source`: the option that named it) on (x, y); a
+    module that fails on these images is one line."""
+    try:
+        return float((batched_predict(model, x) == y).float().mean())
+    except RobustlabError:
+        raise
+    except Exception as exc:  # the user's forward: a shape mismatch, a dtype, a bug of theirs
+        text = " ".join(str(exc).split())[:300]
+        raise InputError(f"{source}: the model fails on images of shape {tuple(x.shape[1:])} "
+                         f"({type(exc).__name__}: {text})") from None
 
 
 def register(app: typer.Typer) -> None:

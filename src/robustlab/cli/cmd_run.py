@@ -46,7 +46,7 @@ def run(
     the grid: the others complete, each failure is listed, and the exit code is 1. A file that
     asks for more than the --max-* limits is refused before anything runs.
     """
-    from robustlab.cli.app import STATE
+    from robustlab.cli.app import STATE, on_interrupt
 
     spec = ExperimentSpec.from_file(experiment, Limits(max_values, max_trainings, max_cells))
     spec = dataclasses.replace(spec, executor=_executor(spec.executor, executor, address, num_cpus, num_gpus,
@@ -54,6 +54,8 @@ def run(
     if no_self_test:
         spec = dataclasses.replace(spec, self_test=0)
     run_dir = run_dir or Path("runs") / spec.name
+    on_interrupt(f"finished trainings, defenses and cells are kept in {run_dir}; run the same command again "
+                 "to resume (what is stored is not recomputed)")
     with progress_bar(not json_out) as progress:
         outcome = run_grid(spec, run_dir, device=device, progress=progress, debug=STATE["debug"],
                            overwrite=overwrite, threads=threads, command=command_line(STATE.get("argv")))

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from robustlab.cli.app import on_interrupt
 from robustlab.cli.console import err, out, print_json, progress_bar
 from robustlab.cli.options import eps_value, parse_pairs
 from robustlab.core.contract import batched_predict
@@ -85,6 +86,7 @@ def train_cmd(
     cfg = cfg.resolved(len(dataset.y_train), head)
     target = out_dir or Path("checkpoints") / checkpoint_name(config)
     check_checkpoint_target(target, overwrite=overwrite)  # before any training
+    on_interrupt(f"no checkpoint was written to {target} (training does not resume: run the command again)")
     seed_everything(seed)
     model = build_model(config).to(dev)
     start = time.perf_counter()
@@ -108,6 +110,7 @@ def train_cmd(
         "overfitting_epochs": [h.epoch for h in history if h.extra.get("overfitting")],
     }
     save_checkpoint(model, target, metadata=meta, overwrite=overwrite)
+    on_interrupt(f"the checkpoint was saved in {target}")
     distributed.finish()
     if json_out:
         print_json({"checkpoint": str(target), "clean_accuracy": clean, "seconds": seconds,

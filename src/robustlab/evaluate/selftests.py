@@ -142,19 +142,37 @@ _ADVICE = {
 }
 
 
+def _worst_by_budget(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], float]:
+    """The lowest robust accuracy of any one attack per (model, defense, samples, norm, eps)
+    (the per-sample worst-case rows, which combine attacks, left out)."""
+    worst: dict[tuple[Any, ...], float] = {}
+    for r in rows:
+        if r.get("eps") is None or r.get("robust_accuracy") is None or r.get("attack") == "worst-case":
+            continue
+        budget = (r["model"], r.get("defense", "none"), r.get("samples"), r.get("norm"), r.get("eps"))
+        worst[budget] = min(worst.get(budget, 1.0), float(r["robust_accuracy"]))
+    return worst
+
+
 def indicator_flags(rows: list[dict[str, Any]]) -> list[MaskingFlag]:
     """One verdict per model from its cells' indicators (`evaluate_cell`, metrics "indicators"):
     raised when an indicator fires on more than its `INDICATOR_SHARE` of a cell's failed samples;
     incomplete optimization only counts for iterative attacks and ensembles (a single step is
-    incomplete by design), non-converging restarts never raise (a hint, not a failure)."""
+    incomplete by design), non-converging restarts never raise (a hint, not a failure), and only
+    cells the worst case rests on count: an attack that another one beat at the same budget
+    (same model, defense, samples, norm and eps) did not set the number a user reads."""
     by_model: dict[str, list[str]] = defaultdict(list)
     seen: set[str] = set()
+    worst = _worst_by_budget(rows)
     for r in rows:
         ind = r.get("indicators")
         if not ind:
             continue
         model = r["model"] if r.get("defense", "none") == "none" else f"{r['model']} [{r['defense']}]"
         seen.add(model)
+        budget = (r["model"], r.get("defense", "none"), r.get("samples"), r.get("norm"), r.get("eps"))
+        if r.get("robust_accuracy") is not None and r["robust_accuracy"] > worst.get(budget, 1.0):
+            continue  # another attack went lower at this budget: the worst case does not rest on this one
         for name, advice in _ADVICE.items():
             v = ind.get(name)
             share = INDICATOR_SHARE.get(name, 0.1)

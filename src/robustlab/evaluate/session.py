@@ -43,6 +43,7 @@ from robustlab.evaluate.summary import (
     summarize,
 )
 from robustlab.store.results import ResultStore, StoreError, check_writable, inspect_store
+from robustlab.store.temporaries import temporary_pid
 
 _STORE_FILES = (ResultStore.FILENAME, ResultStore.FILENAME + "-wal", ResultStore.FILENAME + "-shm")
 
@@ -71,7 +72,8 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False, allow: Sequen
 
     Refused (`StoreError` / `ConfigError`): a path naming a file; a results file that is not a
     robustlab database or comes from an older robustlab (unless ``overwrite``); a non-empty
-    directory without results (unless ``overwrite``; names in `allow` do not count); a
+    directory without results (unless ``overwrite``; names in `allow` and robustlab's own
+    temporary files, such as another process's database being created, do not count); a
     read-only location.
     """
     run_dir = Path(run_dir)
@@ -84,7 +86,8 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False, allow: Sequen
             raise
         state = "replace"
     if state == "absent" and run_dir.is_dir():
-        others = sorted(p.name for p in run_dir.iterdir() if p.name not in allow)
+        # another process's database being created (or one a kill left) is ours, not foreign
+        others = sorted(p.name for p in run_dir.iterdir() if p.name not in allow and temporary_pid(p.name) is None)
         if others and not overwrite:
             raise ConfigError(
                 f"{run_dir} is not empty and holds no robustlab results ({', '.join(others[:3])}"

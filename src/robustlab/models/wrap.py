@@ -20,7 +20,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,27 +121,50 @@ def wrap(
     return model.to(device).eval()
 
 
-def _import_factory(spec: str):
+def _user_code(spec: str, what: str, call: Callable[[], Any]) -> Any:
+    """Run the user's code `call` (importing or calling `spec`'s factory); its failures become one
+    `ConfigError` line naming `spec`: an exception, a syntax error, ``exit()`` (SystemExit).
+    A Ctrl-C (KeyboardInterrupt) is left to the CLI's interrupt handling."""
+    try:
+        return call()
+    except SystemExit as exc:
+        raise ConfigError(f"--module {spec}: {what} called exit({exc.code!r}) instead of returning") from None
+    except SyntaxError as exc:
+        where = f" ({Path(exc.filename).name}, line {exc.lineno})" if exc.filename else ""
+        raise ConfigError(f"--module {spec}: syntax error{where}: {exc.msg}") from None
+    except ImportError as exc:
+        raise ConfigError(f"--module {spec}: cannot import it: {_one_line(exc)}") from None
+    except Exception as exc:
+        raise ConfigError(f"--module {spec}: {what} raised {type(exc).__name__}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def _import_factory(spec: str) -> Callable[[], Any]:
     """`pkg.mod:name` or `path/to/file.py:name` -> the attribute `name` (a callable)."""
     target, sep, attr = spec.partition(":")
     if not sep or not target or not attr:
         raise ConfigError(f"--module must look like pkg.mod:factory or file.py:factory, got {spec!r}")
-    try:
-        if target.endswith(".py"):
-            path = Path(target)
-            if not path.is_file():
-                raise ConfigError(f"no Python file at {path}")
-            loaded = importlib.util.spec_from_file_location(path.stem, path)
-            if loaded is None or loaded.loader is None:
-                raise ConfigError(f"cannot import {path}")
-            mod = importlib.util.module_from_spec(loaded)
-            loaded.loader.exec_module(mod)
-        else:
-            if "" not in sys.path and str(Path.cwd()) not in sys.path:
-                sys.path.insert(0, str(Path.cwd()))  # like `python -m`: modules of the working directory
-            mod = importlib.import_module(target)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import {target}: {exc}") from None
+    if not attr.isidentifier():
+        raise ConfigError(f"--module {spec}: {attr!r} is not a Python name (pkg.mod:factory)")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise ConfigError(f"no Python file at {path}")
+        loaded = importlib.util.spec_from_file_location(path.stem, path)
+        if loaded is None or loaded.loader is None:
+            raise ConfigError(f"cannot import {path}")
+        mod = importlib.util.module_from_spec(loaded)
+        _user_code(spec, "importing it", lambda: loaded.loader.exec_module(mod))  # type: ignore[union-attr]
+    else:
+        if not all(part.isidentifier() for part in target.split(".")):
+            raise ConfigError(f"--module {spec}: {target!r} is not an absolute module name (pkg.mod:factory "
+                              "or file.py:factory; relative names such as ..pkg are not accepted)")
+        if "" not in sys.path and str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))  # like `python -m`: modules of the working directory
+        mod = _user_code(spec, "importing it", lambda: importlib.import_module(target))
     factory = getattr(mod, attr, None)
     if not callable(factory):
         raise ConfigError(f"{target} has no callable {attr!r}")
@@ -201,9 +224,10 @@ def load_factory(
     it returns and wrap that (a factory may also return a RobustModel, used as it is).
     Returns (model in eval mode, key "<factory>:<weights digest>")."""
     factory = _import_factory(spec)
-    module = factory()
+    module = _user_code(spec, "the factory", factory)
     if not isinstance(module, nn.Module):
-        raise ConfigError(f"{spec} returned a {type(module).__name__}, not an nn.Module")
+        raise ConfigError(f"{spec} returned a {type(module).__name__}, not an nn.Module (a factory takes no "
+                          "arguments and returns the network)")
     digest = load_weights(module, weights) if weights is not None else "untrained"
     if isinstance(module, RobustModel):
         model: RobustModel = module.to(device or "cpu").eval()

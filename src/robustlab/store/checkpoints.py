@@ -25,6 +25,7 @@ tensor names happen to match (a squeeze transform over the same base, say).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,12 +36,13 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.core.files import publish
 from robustlab.models import Classifier, ModelConfig, build_model
+from robustlab.store.temporaries import remove_stale, temporary_pid
 
 FORMAT = "robustlab-checkpoint"
 VERSION = 1
@@ -92,7 +94,9 @@ def save_checkpoint(
     A reader therefore sees the old checkpoint or the new one, never new weights under an
     old config, whenever the writer is killed. ``overwrite=False`` refuses to replace an
     existing checkpoint (`CheckpointError`); a non-checkpoint, non-empty directory or a
-    file at `directory` is always refused.
+    file at `directory` is always refused. A failed save (a full disk: `OSError`, ENOSPC)
+    leaves the folder as it was: no new weights, no folder it created; temporaries that a
+    killed save left (``.weights-<pid>.tmp`` of a process that no longer runs) are removed.
     """
     base, defense = _base_and_defense(model)
     directory = Path(directory)
@@ -112,22 +116,51 @@ def save_checkpoint(
         json.dumps(doc, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint metadata is not JSON-able: {exc}") from None
+    created = _missing_parents(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale(directory)  # temporaries of saves a kill interrupted
     tmp = directory / f".weights-{os.getpid()}.tmp"
+    weights: Path | None = None
+    kept = published = False
     try:
-        save_file(state, str(tmp), metadata={"format": FORMAT, "digest": digest})
-        sha = _file_sha256(tmp)
+        blob = save(state, metadata={"format": FORMAT, "digest": digest})
+        sha = hashlib.sha256(blob).hexdigest()
+        with tmp.open("wb") as fh:  # a full disk raises OSError (ENOSPC) here, named by the CLI
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        del blob
         weights = directory / f"weights-{sha[:16]}.safetensors"
-        _fsync(tmp)
+        kept = weights.exists()  # the same weights saved before: the old config may name this file
         tmp.replace(weights)
         doc["weights"] = {"file": weights.name, "sha256": sha}
         publish({directory / CONFIG: json.dumps(doc, indent=2, sort_keys=True, allow_nan=False).encode()})
+        published = True
+    except OSError as exc:  # name the checkpoint (a write error carries no file name)
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(directory)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+        if not published:  # nothing half-written: the folder is left as it was
+            if weights is not None and not kept:
+                weights.unlink(missing_ok=True)
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
     for old in directory.iterdir():  # weights no config names any more
         if old.name != weights.name and (old.name == WEIGHTS or _WEIGHTS_FILE.fullmatch(old.name)):
             old.unlink(missing_ok=True)
     return directory
+
+
+def _missing_parents(directory: Path) -> list[Path]:
+    """The folders `directory.mkdir(parents=True)` would create, deepest first."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    return missing
 
 
 def check_checkpoint_target(directory: str | Path, *, overwrite: bool = False) -> None:
@@ -147,7 +180,7 @@ def check_checkpoint_target(directory: str | Path, *, overwrite: bool = False) -
         if not os.access(parent, os.W_OK):
             raise CheckpointError(f"{parent} is read-only: cannot write the checkpoint there")
         return
-    entries = [p.name for p in directory.iterdir()]
+    entries = [p.name for p in directory.iterdir() if temporary_pid(p.name) is None]  # a killed save's temporary
     if not entries:
         return
     if CONFIG not in entries:
@@ -166,11 +199,6 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as fh:
-        os.fsync(fh.fileno())
 
 
 def _resolve(path: Path) -> Path:
@@ -223,6 +251,8 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
         doc = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{config_path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CheckpointError(f"{config_path} is not a checkpoint config (JSON nested too deep)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{config_path} is not a robustlab checkpoint config (no format marker)")
     if doc.get("version") != VERSION:
@@ -238,6 +268,27 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+LEGACY_KEYED: dict[str, dict[str, Any]] = {"pcl": {"decision": "prototype"}}
+"""Heads whose keyed defaults older checkpoints did not write, with what those checkpoints
+meant: a PCL head decided by nearest prototype before its decision was keyed (issue 18)."""
+
+
+def _legacy_config(doc: dict[str, Any], directory: Path) -> ModelConfig:
+    """The config of a checkpoint written before its head's keyed defaults were written into
+    configs: its digest is the hash of the model section as stored, and it gets the decision rule
+    it was saved with (`LEGACY_KEYED`). Anything else whose digest differs is refused."""
+    raw = doc["model"]
+    legacy = LEGACY_KEYED.get(raw.get("head"))
+    head_args = raw.get("head_args") or {}
+    if legacy is not None and isinstance(head_args, dict) and not set(legacy) & set(head_args):
+        defense = doc.get("defense")
+        blob = raw if defense is None else {"model": raw, "defense": defense}
+        stored = hashlib.sha256(json.dumps(blob, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+        if stored == doc.get("digest"):
+            return ModelConfig.from_dict({**raw, "head_args": {**legacy, **head_args}})
+    raise CheckpointError(f"{directory / CONFIG}: the digest does not match the model config")
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> RobustModel:
     """Load a checkpoint directory (or its config.json / model.safetensors) as a model in eval mode.
 
@@ -249,7 +300,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rob
     config = ModelConfig.from_dict(doc["model"])
     defense = doc.get("defense")
     if doc.get("digest") != checkpoint_digest(config, defense):
-        raise CheckpointError(f"{directory / CONFIG}: the digest does not match the model config")
+        config = _legacy_config(doc, directory)
     weights_path, sha = _weights_of(directory, doc)
     if not weights_path.is_file():
         raise CheckpointError(f"{directory} has no {weights_path.name} (named by its {CONFIG})")
@@ -271,7 +322,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rob
             f"{weights_path} was saved with config {saved_digest}, but {directory / CONFIG} describes "
             f"{_describe(config, defense)} ({doc.get('digest')}): the config does not match the weights"
         )
-    model: RobustModel = build_model(config)
+    try:
+        model: RobustModel = build_model(config)
+    except (RuntimeError, MemoryError, ValueError) as exc:
+        raise CheckpointError(f"{directory / CONFIG}: cannot build its model: {' '.join(str(exc).split())[:200]}") \
+            from None
     if defense is not None:
         from robustlab.defenses import defense_structure  # the defenses import models, not the store
 

@@ -12,8 +12,14 @@ Each row is written in its own transaction: a run killed mid-way loses at most t
 was computing, and a rerun skips every cell already stored (no lost, no duplicated rows).
 
 The file carries a schema marker; a database from an older robustlab (whose keys lack the
-data, samples and batch size), a foreign SQLite file, an empty file or any other file is
-refused with a message saying which, and so are a read-only location and a full disk.
+data, samples and batch size), a foreign SQLite file, an empty, truncated or damaged file or
+any other file is refused with a message saying which, and so are a read-only location and a
+full disk. A refused file is only ever read through a connection that takes no lock and makes
+no side file (`inspect_store`), so it and its folder stay exactly as they were.
+
+Several processes may write one run directory at once: the database is created whole under a
+temporary name and linked into place (the first creator wins, the others use its file), and
+the run-directory check takes such temporaries for robustlab's own, not for foreign content.
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from robustlab.core.digest import canonical
 from robustlab.core.errors import RobustlabError
+from robustlab.store.temporaries import remove_stale
 
 SCHEMA_VERSION = 2
 _MARKER = "robustlab_schema"
@@ -163,41 +171,78 @@ def _sqlite_error(exc: sqlite3.Error, path: Path) -> StoreError:
     if "full" in text or _disk_nearly_full(path):
         return StoreError(f"disk full: cannot write results to {path}")
     if "readonly" in text or "read-only" in text or not os.access(path.parent, os.W_OK):
+        if os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK)):
+            return StoreError(f"{path}: SQLite refuses to write it ({exc}): a damaged file or a newer SQLite "
+                              "format; evaluate into a new run directory")
         return StoreError(f"{path} is read-only: cannot write results there")
-    if "not a database" in text or "malformed" in text or "file is encrypted" in text:
+    if "malformed" in text or "corrupt" in text:
+        return StoreError(f"{path} is a damaged SQLite file, not a usable robustlab results database ({exc})")
+    if "not a database" in text or "file is encrypted" in text:
         return StoreError(f"{path} is not a robustlab results database ({exc})")
     return StoreError(f"{path}: database error: {exc}")
 
 
 def inspect_store(path: str | Path) -> str:
     """What `path` (a run directory or its database file) holds, without writing anything:
-    "absent" or "robustlab". Anything else raises `StoreError` saying what it is."""
+    "absent" or "robustlab". Anything else raises `StoreError` saying what it is.
+
+    Nothing is created or changed: the file is read through a connection that takes no lock
+    and makes no ``-wal`` / ``-shm`` file (`_inspection_uri`), so a refused file and its folder
+    stay byte for byte as they were. A robustlab database must hold the whole schema, a
+    marker of this schema version, strict JSON in every JSON column and typed key columns.
+    """
     db = store_path(path)
     if not db.exists():
         return "absent"
     if db.is_dir():
         raise StoreError(f"{db} is a directory, not a results database")
+    for side in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):  # a FIFO would block the read forever
+        if (side.exists() or side == db) and not side.is_file():
+            raise StoreError(f"{side} is not a regular file: not part of a robustlab results database")
     try:
+        size = db.stat().st_size
         with db.open("rb") as fh:
-            head = fh.read(16)
+            head = fh.read(100)
     except OSError as exc:
         raise _os_error(exc, db) from None
     if not head:
         raise StoreError(f"{db} is an empty file, not a robustlab results database")
-    if head != _SQLITE_MAGIC:
+    if head[:16] != _SQLITE_MAGIC:
         raise StoreError(f"{db} is not a robustlab results database (not an SQLite file)")
+    if _truncated(head, size):
+        raise StoreError(f"{db} is truncated or damaged (shorter than its SQLite header says): "
+                         "not a usable robustlab results database")
     try:
-        conn = sqlite3.connect(_readonly_uri(db), uri=True, timeout=30.0)
+        conn = sqlite3.connect(_inspection_uri(db), uri=True, timeout=30.0)
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            version = None
-            if "meta" in tables:
-                row = conn.execute("SELECT value FROM meta WHERE key=?", (_MARKER,)).fetchone()
-                version = row[0] if row else None
+            _check_schema(conn, db)
         finally:
             conn.close()
     except sqlite3.Error as exc:
         raise _sqlite_error(exc, db) from None
+    except UnicodeDecodeError:  # a damaged schema or value read as text
+        raise StoreError(f"{db} is a damaged robustlab results database (text that is not UTF-8)") from None
+    return "robustlab"
+
+
+def _truncated(head: bytes, size: int) -> bool:
+    """True when the SQLite header (first 100 bytes) names more pages than the file holds."""
+    if len(head) < 100:
+        return True
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    valid = head[92:96] == head[24:28]  # the page count is only valid when these agree
+    return valid and pages * page_size > size
+
+
+def _check_schema(conn: sqlite3.Connection, db: Path) -> None:
+    """Raise `StoreError` unless `conn` holds robustlab's schema (this version) with sound rows."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    version = None
+    if "meta" in tables and _columns(conn, "meta") >= {"key", "value"}:
+        row = conn.execute("SELECT value FROM meta WHERE key=?", (_MARKER,)).fetchone()
+        version = row[0] if row else None
     if version is None:
         if {"results", "meta"} <= tables:
             raise StoreError(
@@ -207,13 +252,80 @@ def inspect_store(path: str | Path) -> str:
         raise StoreError(f"{db} is an SQLite database, but not a robustlab results database")
     if str(version) != str(SCHEMA_VERSION):
         raise StoreError(f"{db} has robustlab results schema {version}; this robustlab reads schema {SCHEMA_VERSION}")
-    return "robustlab"
+    missing = sorted({"results", "meta"} - tables)
+    if missing or _columns(conn, "results") != _RESULT_COLUMNS or _columns(conn, "meta") != {"key", "value"}:
+        what = f"table {missing[0]} is missing" if missing else "its tables do not have robustlab's columns"
+        raise StoreError(f"{db} is a damaged robustlab results database ({what}): "
+                         "evaluate into a new run directory")
+    try:
+        bad = conn.execute(_BAD_ROW).fetchone() or conn.execute(_BAD_META).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such function" not in str(exc):
+            raise
+        bad = None  # an SQLite without JSON functions: each value is checked as it is read
+    if bad is not None:
+        raise StoreError(f"{db} is a damaged robustlab results database ({bad[0]} {bad[1]!r} holds values "
+                         "robustlab did not write: not strict JSON, or wrongly typed keys)")
+    _check_utf8(conn, db)
+    checked = conn.execute("PRAGMA quick_check(1)").fetchone()
+    if checked is None or checked[0] != "ok":
+        raise StoreError(f"{db} is a damaged SQLite file ({checked[0] if checked else 'no answer'})")
+
+
+def _check_utf8(conn: sqlite3.Connection, db: Path) -> None:
+    """Every text value must be UTF-8 (SQLite does not check; Python's reader fails on it)."""
+    conn.text_factory = bytes
+    try:
+        for table in ("results", "meta"):
+            for row in conn.execute(f"SELECT * FROM {table}"):
+                for value in row:
+                    if isinstance(value, bytes):
+                        try:
+                            value.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise StoreError(f"{db} is a damaged robustlab results database ({table} holds "
+                                             "text that is not UTF-8)") from None
+    finally:
+        conn.text_factory = str
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+_RESULT_COLUMNS = {"id", *_COLUMNS, "metrics", "per_sample", "created"}
+_JSON_OBJECT = "(CASE WHEN json_valid({0}) THEN json_type({0}) END) IS NOT 'object'"
+_BAD_ROW = (
+    "SELECT 'row', id FROM results WHERE typeof(id) != 'text' OR "
+    + " OR ".join(f"typeof({c}) != 'text'" for c in _COLUMNS if c != "eps")
+    + " OR typeof(eps) NOT IN ('real', 'integer', 'null') OR typeof(created) NOT IN ('real', 'integer') OR "
+    + _JSON_OBJECT.format("metrics") + " OR " + _JSON_OBJECT.format("per_sample") + " LIMIT 1"
+)
+_BAD_META = "SELECT 'meta entry', key FROM meta WHERE typeof(value) != 'text' OR NOT json_valid(value) LIMIT 1"
+
+
+def _inspection_uri(db: Path) -> str:
+    """A read-only URI for `db` that creates no side file. With its ``-wal`` and ``-shm`` both
+    present (a writer is running, or was killed) SQLite reads them as usual ("mode=ro": it
+    creates nothing, both exist); otherwise the main file holds every committed change and is
+    read as immutable (no lock, no side file). robustlab's schema and marker are in the main
+    file from the moment it exists (`ResultStore._create`), so the verdict is the same."""
+    live = Path(f"{db}-wal").is_file() and Path(f"{db}-shm").is_file() and os.access(db.parent, os.W_OK)
+    return f"file:{quote(db.resolve().as_posix())}?mode=ro" + ("" if live else "&immutable=1")
 
 
 def _readonly_uri(db: Path) -> str:
     # a WAL database in a directory we cannot write can only be read as immutable
     immutable = "&immutable=1" if not os.access(db.parent, os.W_OK) else ""
-    return f"file:{db.resolve().as_posix()}?mode=ro{immutable}"
+    return f"file:{quote(db.resolve().as_posix())}?mode=ro{immutable}"
+
+
+def _json(text: Any, db: Path, what: str) -> Any:
+    """`text` parsed as JSON; `StoreError` naming the damaged value otherwise."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        raise StoreError(f"{db} is a damaged robustlab results database ({what} is not JSON)") from None
 
 
 def check_writable(path: str | Path) -> None:
@@ -269,6 +381,7 @@ class ResultStore:
         """Create the database whole (schema, WAL mode) under a temporary name, then link it into
         place: another process never sees a half-made file, and the first creator wins."""
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        remove_stale(self.path.parent)  # creations that a kill interrupted
         try:
             conn = sqlite3.connect(str(tmp), isolation_level=None)
             try:
@@ -329,7 +442,7 @@ class ResultStore:
 
     def get(self, key: ResultKey) -> ResultRow | None:
         row = self._conn.execute("SELECT metrics, per_sample FROM results WHERE id=?", (key.id,)).fetchone()
-        return ResultRow(key, json.loads(row[0]), json.loads(row[1])) if row else None
+        return ResultRow(key, *self._loads(row, key.id)) if row else None
 
     def rows(self, model: str | None = None, kind: str = "attack") -> list[ResultRow]:
         """Every row of `kind` (of `model` when given), in insertion order."""
@@ -342,8 +455,15 @@ class ResultStore:
         out = []
         for values in self._conn.execute(query, args):
             fields = dict(zip(_COLUMNS, values[: len(_COLUMNS)], strict=True))
-            out.append(ResultRow(ResultKey(**fields), json.loads(values[-2]), json.loads(values[-1])))
+            key = ResultKey(**fields)
+            out.append(ResultRow(key, *self._loads(values[-2:], key.id)))
         return out
+
+    def _loads(self, values: Any, row: str) -> tuple[dict[str, Any], dict[str, list]]:
+        metrics, per_sample = (_json(v, self.path, f"row {row}") for v in values)
+        if not isinstance(metrics, dict) or not isinstance(per_sample, dict):
+            raise StoreError(f"{self.path} is a damaged robustlab results database (row {row} is not a mapping)")
+        return metrics, per_sample
 
     def count(self, kind: str = "attack") -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM results WHERE kind=?", (kind,)).fetchone()[0])
@@ -354,14 +474,18 @@ class ResultStore:
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        return _json(row[0], self.path, f"meta entry {key!r}") if row else default
 
     def update_meta(self, key: str, entries: dict[str, Any]) -> dict[str, Any]:
         """Merge `entries` into the mapping stored under `key`, in one transaction (safe when
         several processes write one run directory); returns the merged mapping."""
         with self._transaction() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-            merged = {**(json.loads(row[0]) if row else {}), **entries}
+            stored = _json(row[0], self.path, f"meta entry {key!r}") if row else {}
+            if not isinstance(stored, dict):
+                raise StoreError(f"{self.path} is a damaged robustlab results database (meta entry {key!r} "
+                                 "is not a mapping)")
+            merged = {**stored, **entries}
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(merged, allow_nan=False)))
         return merged
 

@@ -4,9 +4,10 @@
 `init_from_env` (which joins the process group torchrun describes in the environment:
 NCCL on CUDA, gloo on the CPU), and the trainer asks `data_parallel` for a `DataParallel`
 when a group is up. Every rank draws the same seeded batch order; rank r trains on
-entries r, r+N, r+2N, ... of each batch, and DDP averages the gradients, so N processes
-take the same steps over the same global batches as one process (up to float summation
-order; batch-norm statistics stay per rank). Epoch metrics are summed over the ranks, test
+entries r, r+N, r+2N, ... of each batch, and DDP averages the gradients, each rank's
+weighted by its share of the batch (`shard_weight`: an odd last batch is not split evenly),
+so N processes take the same steps over the same global batches as one process (up to float
+summation order; batch-norm statistics stay per rank). Epoch metrics are summed over the ranks, test
 accuracy is computed on a 1/N share of the test set per rank and summed; the caller saves
 the checkpoint on rank 0 only (`is_main`).
 """
@@ -61,6 +62,31 @@ def finish() -> None:
         dist.destroy_process_group()
 
 
+def shard_weight(batch: int, rank: int, size: int) -> float:
+    """The factor on rank `rank`'s gradient that makes DDP's average over `size` ranks the mean
+    over the `batch` entries: (entries it owns) x size / batch. 1.0 when the batch divides evenly;
+    an odd last batch (15 and 14 entries of 29) would otherwise weight the ranks' means equally,
+    and a wrapped duplicate (batch < size) gets 0."""
+    own = len(range(rank, batch, size))
+    return 1.0 if own * size == batch else own * size / batch
+
+
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, loss: torch.Tensor, weight: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.weight = weight
+        return loss.view_as(loss)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return grad * ctx.weight, None
+
+
+def scale_gradient(loss: torch.Tensor, weight: float) -> torch.Tensor:
+    """`loss` unchanged in value, its gradient times `weight` (the identity when weight is 1)."""
+    return loss if weight == 1.0 else _ScaleGradient.apply(loss, weight)
+
+
 class _Step(nn.Module):
     """The objective applied to the model, as one module: DDP then sees every parameter the
     loss uses (the model's and the objective's own) whichever model methods it calls."""
@@ -90,12 +116,13 @@ class DataParallel:
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's entries of a global batch (never empty: tiny batches wrap around)."""
+        self._weight = shard_weight(len(batch), self.rank, self.size)
         idx = torch.arange(self.rank, max(len(batch), self.size), self.size) % len(batch)
         return batch[idx]
 
     def objective(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> ObjectiveOutput:
         loss, scores = self._ddp(x, y, epoch)
-        return ObjectiveOutput(loss, scores)
+        return ObjectiveOutput(scale_gradient(loss, self._weight), scores)
 
     def sum(self, *values: torch.Tensor | float) -> list[float]:
         """Each value summed over the ranks."""
