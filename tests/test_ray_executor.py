@@ -106,7 +106,8 @@ def test_killed_driver_resumes_without_redoing_cells(cluster, tmp_path):
     computes only the missing cells and leaves the stored ones untouched."""
     eps = [0.02 * i for i in range(1, 7)]
     exp = tmp_path / "exp.json"
-    doc = spec([{"name": "slow", "sleep": 1.0}], eps=eps).to_dict()
+    # self_test off: the binarization test would call the sleeping attack once per sample
+    doc = spec([{"name": "slow", "sleep": 1.0}], eps=eps, self_test=False).to_dict()
     exp.write_text(json.dumps(doc))
     run_dir = tmp_path / "run"
     db = run_dir / "results.sqlite"
@@ -149,3 +150,17 @@ def test_checkpoints_through_shared_storage(cluster, tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
     again = run_grid(s, tmp_path / "run", executor=RayExecutor())
     assert again.reused == 1 and again.stored_before == 1 and again.computed == 0
+
+
+def test_ray_selftest_rows_equal_local_rows(cluster, tmp_path):
+    """The binarization self-test runs as Ray tasks and stores the in-process executor's rows."""
+    s = spec(["fgsm", {"name": "pgd", "steps": 4}], eps=(0.0, 0.1), self_test={"samples": 10})
+    local = run_grid(dataclasses.replace(s, executor=ExecutorSpec()), tmp_path / "local")
+    remote = run_grid(s, tmp_path / "ray", executor=RayExecutor())
+    assert local.selftests == remote.selftests == 1 and not remote.failures
+
+    def tests(run_dir):
+        with ResultStore(run_dir) as store:
+            return [(r.key, r.metrics, r.per_sample) for r in store.rows(kind="selftest")]
+
+    assert tests(tmp_path / "ray") == tests(tmp_path / "local")

@@ -36,6 +36,8 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
     threads: int = typer.Option(None, "--threads", min=1, help="torch threads of local tasks (default 1: the same "
                                 "numbers on any machine; recorded with the results)."),
+    no_self_test: bool = typer.Option(False, "--no-self-test", help="Skip the binarization self-test of the "
+                                      "attacks (the file's `self_test:`)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train, attack and report a whole experiment; cells already stored are skipped.
@@ -49,6 +51,8 @@ def run(
     spec = ExperimentSpec.from_file(experiment, Limits(max_values, max_trainings, max_cells))
     spec = dataclasses.replace(spec, executor=_executor(spec.executor, executor, address, num_cpus, num_gpus,
                                                         connect_timeout))
+    if no_self_test:
+        spec = dataclasses.replace(spec, self_test=0)
     run_dir = run_dir or Path("runs") / spec.name
     on_interrupt(f"finished trainings, defenses and cells are kept in {run_dir}; run the same command again "
                  "to resume (what is stored is not recomputed)")
@@ -69,7 +73,8 @@ def run(
         print_results(outcome.rows, {r["model"]: r["model"].split(":")[0] for r in outcome.rows}, title=spec.name)
         c = outcome.counts()
         out.print(f"{c['cells']} cells: {c['stored_before']} already stored, {c['computed']} computed, "
-                  f"{c['failed']} failed ({c['executor']} executor)")
+                  f"{c['failed']} failed ({c['executor']} executor)"
+                  + (f"; {c['selftests']} self-tests computed" if c["selftests"] else ""))
         out.print(f"Report: [bold]{paths['html'].resolve()}[/bold]")
         if tables:
             out.print(f"Tables: [bold]{tables['markdown'].resolve()}[/bold]")

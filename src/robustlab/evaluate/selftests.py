@@ -6,7 +6,8 @@ classes, not the readout's two) are run on the binarized model of each of the fi
 (`robustlab.selftest.binarization_test`); a sample passes when any of them finds the planted
 adversarial, as the evaluation's worst case would. One row per (model, samples, attacks, norm,
 eps), kind "selftest", keyed like every result; a pass rate below `PASS_LEVEL` raises a masking
-verdict with advice.
+verdict with advice. `evaluate` runs it through `record_selftests`; experiment files through
+`selftest_groups`, `selftest_key` and `selftest_row` (one executor task per row).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+import torch
+
+from robustlab.attacks.base import Attack
 from robustlab.core.contract import RobustModel, eval_mode
 from robustlab.core.digest import canonical, model_digest
 from robustlab.core.threat import AttackKind
@@ -44,6 +48,28 @@ def selftest_key(cells: Sequence[Cell], eps: float, model_id: str, digest: str, 
                      samples=data.digest, batch="independent", kind="selftest")
 
 
+def selftest_groups(cells: Sequence[Cell]) -> list[tuple[float, list[Cell]]]:
+    """The cells the binarization test runs at each eps > 0, as (eps, cells) by (norm, eps): the
+    fixed-budget cells that are not transfer attacks, each resolved attack once."""
+    groups: dict[tuple[str, float], dict[str, Cell]] = defaultdict(dict)
+    for c in cells:
+        if c.eps is not None and c.eps > 0 and c.attack.kind != AttackKind.TRANSFER:
+            groups[(str(c.attack.norm), c.eps)].setdefault(c.attack_key, c)
+    return [(eps, list(group.values())) for (_, eps), group in sorted(groups.items())]
+
+
+def selftest_row(model: RobustModel, x: torch.Tensor, attacks: Sequence[Attack],
+                 config: BinarizationConfig) -> tuple[dict[str, Any], dict[str, list]]:
+    """The binarization test of `attacks` (one eps and norm) on the images `x`: the row's metrics
+    (the summary and its sentence) and per-sample outcomes (feasible, found). Needs no store: the
+    experiment executors run it on workers and the driver writes the row."""
+    with eval_mode(model):
+        result = binarization_test(model, x, list(attacks), config)
+    metrics = {**result.summary.as_dict(), "sentence": result.summary.sentence()}
+    per_sample = {"feasible": [o.feasible for o in result.samples], "found": [o.found for o in result.samples]}
+    return metrics, per_sample
+
+
 def record_selftests(
     store: ResultStore, model_id: str, model: RobustModel, data: EvalSet, cells: Sequence[Cell], *,
     defense: str = "none", n: int = SELFTEST_SAMPLES, config: BinarizationConfig | None = None,
@@ -51,28 +77,21 @@ def record_selftests(
     """Run (or read back) the binarization test at every eps > 0 of `cells` (the grid's planned
     cells, EOT included); store each summary with its per-sample outcomes; return the summaries."""
     config = config or BinarizationConfig()
-    groups: dict[tuple[str, float], list[Cell]] = defaultdict(list)
-    for c in cells:
-        if c.eps is not None and c.eps > 0 and c.attack.kind != AttackKind.TRANSFER:
-            groups[(str(c.attack.norm), c.eps)].append(c)
+    groups = selftest_groups(cells)
     if not groups or n < 1:
         return []
     digest = model_digest(model)
     x = data.x[:n].to(next(model.parameters()).device)
     out = []
-    with eval_mode(model):
-        for (_, eps), group in sorted(groups.items()):
-            key = selftest_key(group, eps, model_id, digest, data, defense, len(x), config)
-            row = store.get(key)
-            if row is None:
-                result = binarization_test(model, x, [c.attack for c in group], config)
-                metrics = {**result.summary.as_dict(), "sentence": result.summary.sentence()}
-                per_sample = {"feasible": [o.feasible for o in result.samples],
-                              "found": [o.found for o in result.samples]}
-                store.put(key, metrics, per_sample)
-            else:
-                metrics = row.metrics
-            out.append(metrics)
+    for eps, group in groups:
+        key = selftest_key(group, eps, model_id, digest, data, defense, len(x), config)
+        row = store.get(key)
+        if row is None:
+            metrics, per_sample = selftest_row(model, x, [c.attack for c in group], config)
+            store.put(key, metrics, per_sample)
+        else:
+            metrics = row.metrics
+        out.append(metrics)
     return out
 
 

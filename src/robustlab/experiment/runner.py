@@ -3,10 +3,13 @@
 Everything lands in one run directory: ``checkpoints/<model id>/`` (safetensors + config),
 ``defenses/<model id>/<defense id>/`` (each defended model, built once), ``results.sqlite``
 (one row per cell, keyed completely: see `ResultKey`), so a rerun skips what is done and an
-interrupted run resumes where it stopped. The tasks (`robustlab.experiment.tasks`) run wherever the
-executor puts them (this process, or Ray workers); the driver here is the only writer of
-the run directory, one transaction per cell as it arrives. A failing task does not stop
-the grid: the others complete and the failures are listed in the outcome.
+interrupted run resumes where it stopped. Once every cell of a (model, defense) is back, the
+binarization self-test of the attacks whose cells succeeded runs at each eps > 0 (spec
+``self_test``), a row of kind "selftest" keyed as `robustlab evaluate` keys it. The tasks
+(`robustlab.experiment.tasks`) run wherever the executor puts them (this process, or Ray
+workers); the driver here is the only writer of the run directory, one transaction per cell
+as it arrives. A failing task does not stop the grid: the others complete and the failures
+are listed in the outcome.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from robustlab.evaluate.defended import defense_fit_warning
 from robustlab.evaluate.runner import Cell, cell_key, cell_progress, eot_specs_for_randomized
 from robustlab.evaluate.runner import plan_cells as plan_attack_cells
 from robustlab.evaluate.samples import EvalSet, eval_set
+from robustlab.evaluate.selftests import selftest_groups, selftest_key
 from robustlab.evaluate.session import check_run_dir, clear_store
 from robustlab.evaluate.summary import identification_key, probe_key, summarize
 from robustlab.experiment.defenses import (
@@ -49,16 +53,19 @@ from robustlab.experiment.tasks import (
     ProbeOutput,
     ProbeTask,
     Runtime,
+    SelfTestTask,
     TrainOutput,
     TrainTask,
     dataset_for,
     eval_split,
     run_eval_task,
     run_probe_task,
+    run_selftest_task,
     run_train_task,
 )
 from robustlab.experiment.transfer import TransferTask, plan_index, run_transfer_task, transfer_key
 from robustlab.models import build_model
+from robustlab.selftest import BinarizationConfig
 from robustlab.store.checkpoints import load_checkpoint, read_checkpoint_config
 from robustlab.store.results import ResultKey, ResultStore
 from robustlab.train.adversarial import recipe_label
@@ -91,7 +98,7 @@ class TaskFailure:
 class GridOutcome:
     """What a run did. `rows`: the summary table (`robustlab.evaluate.summarize`) of every
     model that is ready; `cells`: cells in the grid; `stored_before`: already in the store;
-    `computed`: written by this run."""
+    `computed`: written by this run; `selftests`: binarization self-test rows written by this run."""
 
     rows: list[dict[str, Any]]
     failures: list[TaskFailure] = field(default_factory=list)
@@ -101,11 +108,12 @@ class GridOutcome:
     trained: int = 0
     reused: int = 0
     executor: str = "local"
+    selftests: int = 0
 
     def counts(self) -> dict[str, Any]:
         return {"cells": self.cells, "stored_before": self.stored_before, "computed": self.computed,
                 "failed": sum(f.cells for f in self.failures), "trained": self.trained, "reused": self.reused,
-                "executor": self.executor}
+                "executor": self.executor, "selftests": self.selftests}
 
 
 class GridFailed(RobustlabError):
@@ -253,7 +261,10 @@ class _Driver:
         self.ready: dict[tuple[str, str], tuple[ModelSource, Any]] = {}  # (model, defense) -> (source, blob)
         self.transfers_sent: set[tuple[str, str, float]] = set()
         self.submitted: set[ResultKey] = set()  # two attack ids with one resolved spec and eps fill one row
+        self.waiting: dict[tuple[str, str], set[ResultKey]] = {}  # (model, defense) -> its cells not back yet
+        self.failed_rows: set[ResultKey] = set()  # cells whose task failed (their attack is not self-tested)
         self._train_totals: dict[str, int] = {}  # optimizer steps of each model (heard in-process)
+        self.config = BinarizationConfig()
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -384,6 +395,7 @@ class _Driver:
             probe = ProbeTask(source, self.spec.dataset(mspec.data), self.spec.eps_grid, self.eval_runtime)
             self.executor.submit(run_probe_task, probe, shared, tag=("probe", probe, mspec.id, defense_id),
                                  resources=self.eval_resources)
+        waiting = self.waiting.setdefault((mspec.id, defense_id), set())
         for c in self.plan.cells_of(mspec.id, defense_id):
             row = self.row_key(mspec.id, defense_id, c.attack, c.eps)
             assert row is not None  # the model (behind the defense) is ready
@@ -392,11 +404,37 @@ class _Driver:
                 self.done_cells += 1
                 continue
             self.submitted.add(row)
+            waiting.add(row)
             cell = self.cell(mspec.id, defense_id, c.attack, c.eps)
             task = EvalTask(row, source, self.spec.dataset(mspec.data), cell.spec, cell.eps, self.spec.batch_size,
                             self.eval_runtime)
-            self.executor.submit(run_eval_task, task, shared, tag=("cell", task), resources=self.eval_resources,
-                                 progress=self._cell_progress(task))
+            self.executor.submit(run_eval_task, task, shared, tag=("cell", task, (mspec.id, defense_id)),
+                                 resources=self.eval_resources, progress=self._cell_progress(task))
+        if not waiting:
+            self._submit_selftests(mspec.id, defense_id)
+
+    def _submit_selftests(self, model_id: str, defense_id: str) -> None:
+        """The binarization self-test of (model, defense) at each eps > 0 not yet stored: the
+        attacks of its cells that succeeded (EOT included), on the first `spec.self_test` images."""
+        samples = self._samples(model_id)
+        n = min(self.spec.self_test, len(samples))
+        if n < 1:
+            return
+        cells = []
+        for c in self.plan.cells_of(model_id, defense_id):
+            if self.row_key(model_id, defense_id, c.attack, c.eps) not in self.failed_rows:
+                cells.append(self.cell(model_id, defense_id, c.attack, c.eps))
+        source, shared = self.ready[(model_id, defense_id)]
+        for eps, group in selftest_groups(cells):
+            key = selftest_key(group, eps, self.keys[model_id], self.digests[(model_id, defense_id)], samples,
+                               self._defense_label(defense_id), n, self.config)
+            if self.store.has(key):
+                continue
+            task = SelfTestTask(key, source, self.spec.dataset(self.spec.model(model_id).data),
+                                tuple(c.spec for c in group), eps, n, self.eval_runtime, self.config)
+            self._report(task.label, self.done_cells, self.outcome.cells)
+            self.executor.submit(run_selftest_task, task, shared, tag=("selftest", task),
+                                 resources=self.eval_resources)
 
     def _defense_dir(self, mspec: ModelSpec, d: DefenseSpec) -> Path:
         return self.run_dir / "defenses" / mspec.id / d.id
@@ -499,16 +537,26 @@ class _Driver:
                 self.outcome.failures.append(TaskFailure("probe", probe.model.key.split(":")[0], done.error))
             else:
                 self._probed(done.value, model_id, defense_id)
+        elif kind == "selftest":
+            test: SelfTestTask = done.tag[1]
+            if done.error is not None:
+                self.outcome.failures.append(TaskFailure("selftest", test.label, done.error))
+            elif self.store.put(done.value.key, done.value.metrics, done.value.per_sample):
+                self.outcome.selftests += 1
         else:
-            cell: EvalTask = done.tag[1]
+            _, cell, owner = done.tag  # cell: EvalTask; owner: (model, defense)
             self.done_cells += 1
             if done.error is not None:
                 self.outcome.failures.append(TaskFailure("cell", cell.label, done.error, 1))
+                self.failed_rows.add(cell.key)
             else:
                 evaluated: EvalOutput = done.value
                 if self.store.put(evaluated.key, evaluated.metrics, evaluated.per_sample):
                     self.outcome.computed += 1
             self._report(cell.label, self.done_cells, self.outcome.cells)
+            self.waiting[owner].discard(cell.key)
+            if not self.waiting[owner]:
+                self._submit_selftests(*owner)
 
     def _trained(self, mspec: ModelSpec, key: str, out: TrainOutput) -> None:
         self.outcome.trained += 1

@@ -23,12 +23,17 @@ claims:
   - {model: softmax, attack: pgd, eps: 0.3, published: 0.0, tolerance: 0.05, ref: "Table 2"}
   - {model: mct, than: softmax, attack: worst-case, eps: 0.1, ref: "MCT more robust"}
 deviations: ["LeNet instead of the paper's CNN-6"]         # printed beside every verdict
+self_test: {samples: 50}                                   # binarization test size (false: off)
 ```
 
 `seeds:` (for the file, or per model) trains each model once per seed: with more than one,
 its ids become `<id>@seed<N>` (the seed is `train.seed`, so it enters the spec digest and the
 model key); one seed, or none, leaves ids and keys as they were. Claims, attack and defense
 filters and transfer entries name the model without the seed suffix (every seed).
+
+`self_test:` runs the binarization test (`robustlab.evaluate.selftests`) of each (model,
+defense)'s attacks at every eps > 0 on the first `samples` evaluated images (default
+`SELFTEST_SAMPLES`, capped at ``n_eval``); ``false`` turns it off.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from robustlab.core.threat import parse_eps
 from robustlab.core.validation import check_int, check_number
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import DEFAULT_ATTACKS, AttackSpec
+from robustlab.evaluate.selftests import SELFTEST_SAMPLES
 from robustlab.experiment.limits import Limits, module_name, plain_data, plain_name, read_document, short_repr
 from robustlab.models.config import ModelConfig
 from robustlab.train.trainer import TrainConfig
@@ -655,6 +661,19 @@ def _claim_model(where: str, name: Any, spec: ExperimentSpec, data: str | None) 
     return hits[0].group, hits[0].data
 
 
+def _self_test(value: Any) -> int:
+    """Samples of the binarization test: ``true`` / absent the default, ``false`` 0 (off),
+    ``{samples: N}`` N >= 1."""
+    if value is None or value is True:
+        return SELFTEST_SAMPLES
+    if value is False:
+        return 0
+    if not isinstance(value, dict):
+        _fail("self_test", f"must be true, false or a mapping {{samples: N}}, got {short_repr(value)}")
+    _known_keys("self_test", value, {"samples"})
+    return check_int(value.get("samples", SELFTEST_SAMPLES), "self_test.samples", 1)
+
+
 def _deviations(where: str, value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -677,6 +696,8 @@ class ExperimentSpec:
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     plugins: tuple[str, ...] = ()
     deviations: tuple[str, ...] = ()
+    self_test: int = SELFTEST_SAMPLES
+    """Samples of the binarization self-test per (model, defense, eps > 0); 0: not run."""
 
     @property
     def data(self) -> DataSpec:
@@ -755,7 +776,8 @@ class ExperimentSpec:
             raise ConfigError("an experiment must be a mapping")
         plain_data("experiment", doc)
         _known_keys("experiment", doc, {"name", "data", "models", "attacks", "eps", "batch_size", "defenses",
-                                        "transfer", "claims", "executor", "plugins", "seeds", "deviations"})
+                                        "transfer", "claims", "executor", "plugins", "seeds", "deviations",
+                                        "self_test"})
         name = plain_name(doc.get("name", "experiment"), "name")
         plugins = doc.get("plugins") or []
         if not isinstance(plugins, list):
@@ -788,6 +810,7 @@ class ExperimentSpec:
             executor=executor,
             plugins=tuple(plugins),
             deviations=_deviations("deviations", doc.get("deviations")),
+            self_test=_self_test(doc.get("self_test")),
         )
         _check_size(spec, limits)
         return dataclasses.replace(spec, claims=_parse_claims(doc.get("claims"), spec))
@@ -823,6 +846,7 @@ class ExperimentSpec:
             "executor": self.executor.to_dict(),
             "plugins": list(self.plugins),
             "deviations": list(self.deviations),
+            "self_test": {"samples": self.self_test} if self.self_test else False,
         }
 
 

@@ -2,7 +2,8 @@
 
 A grid is a set of tasks: one `TrainTask` per model to train, one `ProbeTask` per model
 (gradient probe + identification metrics), one `EvalTask` per (model, defense, attack,
-eps) cell. The `run_*_task` functions need no results store and no driver state: an
+eps) cell, one `SelfTestTask` per (model, defense, eps > 0) (the binarization test of the
+cells' attacks). The `run_*_task` functions need no results store and no driver state: an
 executor (in-process, or a Ray worker on another machine) runs them and hands the
 outputs back to the driver, which alone writes the run directory.
 
@@ -36,9 +37,11 @@ from robustlab.core.runtime import pick_device, seeded
 from robustlab.data import Dataset, load_dataset
 from robustlab.evaluate.runner import AttackSpec, evaluate_cell
 from robustlab.evaluate.samples import eval_set
+from robustlab.evaluate.selftests import selftest_row
 from robustlab.evaluate.summary import identification_for, probe_for
 from robustlab.experiment.spec import DataSpec, ModelSpec, import_plugins
 from robustlab.models import build_model
+from robustlab.selftest import BinarizationConfig
 from robustlab.store.checkpoints import CONFIG, WEIGHTS, load_checkpoint, save_checkpoint, weights_file
 from robustlab.store.results import ResultKey
 from robustlab.train.trainer import train
@@ -178,6 +181,26 @@ class EvalOutput:
 
 
 @dataclass(frozen=True)
+class SelfTestTask:
+    """The binarization test of `attacks` (the cells' resolved specs, EOT included) at `eps` on
+    the first `n` images of the data's evaluation split. `key` is the row it fills."""
+
+    key: ResultKey
+    model: ModelSource
+    data: DataSpec
+    attacks: tuple[AttackSpec, ...]
+    eps: float
+    n: int
+    runtime: Runtime = field(default_factory=Runtime)
+    config: BinarizationConfig = field(default_factory=BinarizationConfig)
+
+    @property
+    def label(self) -> str:
+        defense = "" if self.key.defense == "none" else f" [{self.key.defense}]"
+        return f"{self.model.key.split(':')[0]}{defense} binarization self-test eps={self.eps:g}"
+
+
+@dataclass(frozen=True)
 class ProbeTask:
     """Per-model checks on the evaluation split: the gradient probe and identification metrics
     (which attack at the reference eps of `eps_grid`)."""
@@ -244,6 +267,16 @@ def run_eval_task(task: EvalTask, blob: CheckpointBlob | None = None,
         x, y = eval_data(task.data)
         metrics, per_sample = evaluate_cell(model, x, y, task.attack, task.eps, task.batch_size,
                                             attack_progress=progress)
+        return EvalOutput(task.key, metrics, per_sample)
+
+
+def run_selftest_task(task: SelfTestTask, blob: CheckpointBlob | None = None) -> EvalOutput:
+    """Run one binarization self-test (`robustlab.evaluate.selftests.selftest_row`)."""
+    with _runtime(task.runtime) as device:
+        model = _model_for(task.model, blob, device)
+        x, _ = eval_data(task.data)
+        metrics, per_sample = selftest_row(model, x[: task.n].to(device), [a.build(task.eps) for a in task.attacks],
+                                           task.config)
         return EvalOutput(task.key, metrics, per_sample)
 
 
