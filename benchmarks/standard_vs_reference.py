@@ -12,8 +12,8 @@ metric heads the reference attacks the model's `forward` scores (the head's surr
 scores for triplet, prototype scores for pcl) and succeeds only where `predict` on its x_adv
 is wrong.
 
-    python benchmarks/standard_vs_reference.py [--n 50] [--per-class 300] [--epochs 5]
-        [--adv-epochs 3] [--eps 0.1] [--adv-eps 0.1] [--threads 1] [--out FILE.json] [--only HEAD ...]
+    python benchmarks/standard_vs_reference.py [--n 100] [--per-class 300] [--epochs 15]
+        [--adv-epochs 10] [--eps 0.1] [--adv-eps 0.1] [--threads 1] [--out FILE.json] [--only HEAD ...]
 
 Writes the JSON (after every model, so a partial run keeps its rows) and prints a Markdown table.
 """
@@ -94,10 +94,10 @@ def table(rows: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=50, help="test images per model")
+    parser.add_argument("--n", type=int, default=100, help="test images per model")
     parser.add_argument("--per-class", type=int, default=300, help="training images per class")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--adv-epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--adv-epochs", type=int, default=10)
     parser.add_argument("--eps", type=float, default=0.1, help="Linf budget of the attacks")
     parser.add_argument("--adv-eps", type=float, default=0.1, help="Linf budget of adversarial training")
     parser.add_argument("--threads", type=int, default=None)
