@@ -76,7 +76,8 @@ def compare(model, x, y, eps: float) -> dict:
         ours_ok, ref_ok = model.predict(ours.x_adv) == y, model.predict(ref) == y
     return {"n": len(y), "clean": float(clean_ok.float().mean()), "robust_robustlab": float(ours_ok.float().mean()),
             "robust_reference": float(ref_ok.float().mean()), "agreement": float((ours_ok == ref_ok).float().mean()),
-            "only_robustlab_fooled": int((~ours_ok & ref_ok).sum()), "only_reference_fooled": int((ours_ok & ~ref_ok).sum()),
+            "only_robustlab_fooled": int((~ours_ok & ref_ok).sum()),
+            "only_reference_fooled": int((ours_ok & ~ref_ok).sum()),
             "seconds_robustlab": t_ours, "seconds_reference": t_ref, "time_ratio": t_ours / t_ref}
 
 
