@@ -13,7 +13,7 @@ scores for triplet, prototype scores for pcl) and succeeds only where `predict` 
 is wrong.
 
     python benchmarks/standard_vs_reference.py [--n 100] [--per-class 300] [--epochs 15]
-        [--adv-epochs 10] [--eps 0.1] [--adv-eps 0.1] [--threads 1] [--out FILE.json] [--only HEAD ...]
+        [--adv-epochs 10] [--eps 0.1] [--adv-eps 0.1] [--threads 1] [--out FILE.json] [--only HEAD ...] [--print]
 
 Writes the JSON (after every model, so a partial run keeps its rows) and prints a Markdown table.
 """
@@ -34,6 +34,7 @@ from robustlab.attacks import AutoAttack
 from robustlab.core import seed_everything
 from robustlab.core.files import publish
 from robustlab.data import load_dataset
+from robustlab.evaluate.stats import wilson
 from robustlab.models import build_model
 from robustlab.train import TrainConfig, train
 
@@ -81,15 +82,23 @@ def compare(model, x, y, eps: float) -> dict:
             "seconds_robustlab": t_ours, "seconds_reference": t_ref, "time_ratio": t_ours / t_ref}
 
 
+def _rate(rate: float, n: int) -> str:
+    """`rate` of `n` samples with its Wilson 95% interval."""
+    low, high = wilson(round(rate * n), n)
+    return f"{rate:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def table(rows: dict) -> str:
+    """The Markdown table of `rows` (label -> `compare`'s dict plus train_seconds)."""
     lines = ["| model | train s | clean | robust: robustlab | robust: reference | agreement | "
              "only ours / only ref fooled | robustlab s | reference s | ratio |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for label, r in rows.items():
-        lines.append(f"| {label} | {r['train_seconds']:.0f} | {r['clean']:.3f} | {r['robust_robustlab']:.3f} | "
-                     f"{r['robust_reference']:.3f} | {r['agreement']:.3f} | {r['only_robustlab_fooled']} / "
-                     f"{r['only_reference_fooled']} | {r['seconds_robustlab']:.1f} | {r['seconds_reference']:.1f} | "
-                     f"{r['time_ratio']:.2f} |")
+        cells = [label, f"{r['train_seconds']:.0f}", _rate(r["clean"], r["n"]), _rate(r["robust_robustlab"], r["n"]),
+                 _rate(r["robust_reference"], r["n"]), f"{r['agreement']:.3f}",
+                 f"{r['only_robustlab_fooled']} / {r['only_reference_fooled']}", f"{r['seconds_robustlab']:.1f}",
+                 f"{r['seconds_reference']:.1f}", f"{r['time_ratio']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -104,7 +113,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--only", nargs="*", choices=[m[0] for m in MODELS], default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "standard_vs_reference.json")
+    parser.add_argument("--print", dest="print_only", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
+    if args.print_only:
+        print(table(json.loads(args.out.read_text())["rows"]))
+        return
     if args.n < 1 or args.per_class < 1 or args.epochs < 1 or args.adv_epochs < 1:
         parser.error("--n, --per-class, --epochs and --adv-epochs must be positive")
     if args.threads:
