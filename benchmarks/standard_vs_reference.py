@@ -7,10 +7,10 @@ triplet (k-NN), pcl, mct, and softmax adversarially trained with pgd and with tr
 (torchattacks 3.5.1's port run at the reference's settings, `tests/attack_models.reference_autoattack`,
 the same stand-in as `attack_speed.py --suite standard`) on the same ``--n`` test images (a seeded
 permutation of the test split), one after the other: clean accuracy, robust accuracy of each,
-per-sample agreement, time of each and their ratio. Every decision is the model's `predict`; on
-metric heads the reference attacks the model's `forward` scores (the head's surrogate: k-NN
-scores for triplet, prototype scores for pcl) and succeeds only where `predict` on its x_adv
-is wrong.
+per-sample agreement, time of each and their ratio. Every decision is the model's `predict`; the
+reference attacks the model's `forward` scores (on the triplet head, k-NN decision, its soft k-NN
+surrogate; arcface, mct and pcl decide by their linear logits by default) and succeeds only where
+`predict` on its x_adv is wrong.
 
     python benchmarks/standard_vs_reference.py [--n 100] [--per-class 300] [--epochs 15]
         [--adv-epochs 10] [--eps 0.1] [--adv-eps 0.1] [--threads 1] [--out FILE.json] [--only HEAD ...] [--print]
