@@ -2,8 +2,9 @@
 and two adversarially trained models (issue 22).
 
 For each model (LeNet-5 trained on a stratified Fashion-MNIST subset: heads softmax, arcface,
-triplet (k-NN), pcl, mct, and softmax adversarially trained with pgd and with trades at Linf
-``--adv-eps``): robustlab's ``AutoAttack(version="standard")`` and the reference's members
+triplet (k-NN), pcl, mct, softmax adversarially trained with pgd and with trades at Linf
+``--adv-eps``, and mct and pcl with their other decisions: k-NN, nearest prototype):
+robustlab's ``AutoAttack(version="standard")`` and the reference's members
 (torchattacks 3.5.1's port run at the reference's settings, `tests/attack_models.reference_autoattack`,
 the same stand-in as `attack_speed.py --suite standard`) on the same ``--n`` test images (a seeded
 permutation of the test split), one after the other: clean accuracy, robust accuracy of each,
@@ -41,18 +42,19 @@ from robustlab.train import TrainConfig, train
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attack_speed import _first, _reference  # noqa: E402 - the one copy of each helper
 
-#: (label, head, adversarial training method or None)
-MODELS = [("softmax", "softmax", None), ("arcface", "arcface", None), ("triplet", "triplet", None),
-          ("pcl", "pcl", None), ("mct", "mct", None), ("softmax+pgd", "softmax", "pgd"),
-          ("softmax+trades", "softmax", "trades")]
+#: (label, head, head_args, adversarial training method or None)
+MODELS = [("softmax", "softmax", {}, None), ("arcface", "arcface", {}, None), ("triplet", "triplet", {}, None),
+          ("pcl", "pcl", {}, None), ("mct", "mct", {}, None), ("softmax+pgd", "softmax", {}, "pgd"),
+          ("softmax+trades", "softmax", {}, "trades"), ("mct-knn", "mct", {"decision": "knn"}, None),
+          ("pcl-prototype", "pcl", {"decision": "prototype"}, None)]
 
 
-def trained(head: str, adv: str | None, data, args) -> tuple[torch.nn.Module, float]:
-    """LeNet-5 with `head`, trained (adversarially with `adv` at Linf args.adv_eps) on `data`;
-    returns the model in eval mode and the training seconds."""
+def trained(head: str, head_args: dict, adv: str | None, data, args) -> tuple[torch.nn.Module, float]:
+    """LeNet-5 with `head` (and its `head_args`), trained (adversarially with `adv` at Linf
+    args.adv_eps) on `data`; returns the model in eval mode and the training seconds."""
     seed_everything(0)
     model = build_model({"backbone": "lenet", "head": head, "num_classes": data.num_classes,
-                         "input_shape": list(data.input_shape)})
+                         "input_shape": list(data.input_shape), "head_args": head_args})
     cfg = TrainConfig(epochs=args.adv_epochs if adv else args.epochs, optimizer="adam", lr=1e-3, weight_decay=0.0,
                       batch_size=128, objective_args={"warmup_epochs": 1} if head == "pcl" else {},
                       adv={"method": adv, "eps": args.adv_eps, "guard": 0} if adv else None)
@@ -132,10 +134,10 @@ def main() -> None:
                               "adv_epochs": args.adv_epochs, "eps": args.eps, "adv_eps": args.adv_eps},
                     "rows": {}}
     print(f"load {result['load_before']}; commit {commit}; {json.dumps(result['scale'])}", flush=True)
-    for label, head, adv in MODELS:
+    for label, head, head_args, adv in MODELS:
         if args.only and label not in args.only:
             continue
-        model, train_s = trained(head, adv, data, args)
+        model, train_s = trained(head, head_args, adv, data, args)
         result["rows"][label] = {"train_seconds": train_s, **compare(model, x, y, args.eps)}
         result["load_after"] = os.getloadavg()
         publish({args.out: json.dumps(result, indent=1).encode()})
