@@ -155,7 +155,9 @@ def test_on_a_randomized_model_the_ensemble_with_eot_finds_the_adversarial_plant
     over draws and every decision is the one from the scores averaged over 128 draws. Most
     samples are then feasible (measured 18/30, 21/30 before a failing rule gave 2/20); the
     reduced ensemble with EOT finds the planted adversarial (measured 17/18), PGD on single draws
-    does not (6/21: its steps follow one draw's gradient) and the two intervals are disjoint."""
+    does not (6/21: its steps follow one draw's gradient) and the two intervals are disjoint.
+    PGD with eot=10 lies between (11/20): it stops at the first point its 10-draw mean calls
+    adversarial, which fresh draws often put back on the clean side (eot=30: 12/13)."""
     x = batch[0]
     trap = Trap(digits_mlp, "noise").eval()
     torch.manual_seed(0)
