@@ -32,8 +32,9 @@ class Trap(RobustModel):
     """`base` behind a masking trap in its feature path (where a defense's preprocessing sits):
     ``quantized`` (round to 4 levels, true gradient zero), ``straight-through`` (the same with
     the identity backward: BPDA), ``detached`` (the input's graph is cut), ``saturated``
-    (logits x 1000, a float32 softmax saturated to one-hot), ``noise`` (x + N(0, 0.15^2), fresh
-    at every forward)."""
+    (logits x 1000, a float32 softmax saturated to one-hot), ``softmax`` (its scores are the
+    probabilities, so CE sees the log of a softmax of probabilities in [0, 1]; the decision is
+    still the argmax), ``noise`` (x + N(0, 0.15^2), fresh at every forward)."""
 
     def __init__(self, base: RobustModel, kind: str) -> None:
         super().__init__(base.num_classes, base.input_shape)
@@ -59,6 +60,8 @@ class Trap(RobustModel):
 
     def forward(self, x):
         z = self.base(self._pre(x))
+        if self.kind == "softmax":
+            return z.softmax(dim=1)
         return 1000 * z if self.kind == "saturated" else z
 
 
@@ -145,6 +148,49 @@ def test_masking_traps_make_pgd_and_fgsm_fail_and_the_ensemble_or_bpda_pass(digi
         assert ensemble.rate >= 0.9 and pgd.high < ensemble.low, (kind, ensemble)
     bpda = _test(Trap(digits_mlp, "straight-through").eval(), x, "pgd", steps=20)
     assert bpda.rate >= 0.9, bpda
+
+
+def test_on_a_randomized_model_the_ensemble_with_eot_finds_the_adversarial_planted_in_expectation(digits_mlp, batch):
+    """Noise (sigma 0.15 > eps 0.1) flips single draws: the readout is fitted on features averaged
+    over draws and every decision is the one from the scores averaged over 128 draws. Most
+    samples are then feasible (measured 18/30, 21/30 before a failing rule gave 2/20); the
+    reduced ensemble with EOT finds the planted adversarial (measured 17/18), PGD on single draws
+    does not (6/21: its steps follow one draw's gradient) and the two intervals are disjoint.
+    PGD with eot=10 lies between (11/20): it stops at the first point its 10-draw mean calls
+    adversarial, which fresh draws often put back on the clean side (eot=30: 12/13)."""
+    x = batch[0]
+    trap = Trap(digits_mlp, "noise").eval()
+    torch.manual_seed(0)
+    one_draw = _test(trap, x, "pgd", steps=20)
+    torch.manual_seed(0)
+    ensemble = _test(trap, x, "autoattack", eot=10, **ENSEMBLE)
+    assert one_draw.feasible >= 15 and ensemble.feasible >= 15, (one_draw, ensemble)
+    assert ensemble.rate >= 0.8 and one_draw.rate <= 0.5 and one_draw.high < ensemble.low, (one_draw, ensemble)
+
+
+def test_a_softmax_output_is_no_trap_for_sign_steps(digits_mlp, batch, attack_batch):
+    """Scores that are probabilities: CE on them has gradients shrunk but not zero, and PGD's
+    sign steps ignore their scale. On this model PGD finds what it finds on the logits (the same
+    robust count), raises no unavailable gradients and passes the binarization test, as does the
+    ensemble (measured 30/30 each): the binarized model keeps only the scores' range (<= 1
+    here), not the softmax, so the test could not see a softmax that did mask."""
+    trap = Trap(digits_mlp, "softmax").eval()
+    xs, ys = attack_batch
+    scores = trap(xs).detach()
+    assert torch.allclose(scores.sum(dim=1), torch.ones(len(xs)))
+    assert torch.equal(trap.predict(xs), digits_mlp.predict(xs))
+    pgd = make_attack("pgd", eps=EPS, steps=20)
+    torch.manual_seed(0)
+    on_trap = pgd(trap, xs, ys)
+    torch.manual_seed(0)
+    on_logits = pgd(digits_mlp, xs, ys)
+    fooled, fooled_logits = int(on_trap.success.sum()), int(on_logits.success.sum())  # measured 62 and 62
+    assert abs(fooled - fooled_logits) <= 2, (fooled, fooled_logits)
+    flags = attack_indicators(trap, pgd, xs, ys, on_trap)
+    assert not bool(flags["unavailable_gradients"].any())
+    x = batch[0][:20]
+    for s in (_test(trap, x, "pgd", steps=20), _test(trap, x, "autoattack", **ENSEMBLE)):
+        assert s.feasible >= 18 and s.rate >= 0.9, s
 
 
 def test_the_matching_indicators_are_raised(digits_mlp, batch, attack_batch):

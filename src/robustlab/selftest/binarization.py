@@ -10,9 +10,14 @@ one is too weak for this model: the pass rate over samples measures the attack, 
 - The readout is an unpenalised, class-balanced logistic regression (scikit-learn) on the
   features; a sample whose readout does not separate its training points (inner points and x
   as 0, the boundary point as 1), or whose binarized model does not decide x as 0 and the
-  boundary point as 1 through the real `predict` (on most of ``draws`` draws when the model is
-  randomized, whose features are then averaged over ``draws`` passes), is *infeasible*:
-  skipped and counted.
+  boundary point as 1 (`expected_decision`), is *infeasible*: skipped and counted.
+- A randomized model (declared, or two passes differ) is binarized *in expectation*: the
+  readout is fitted on features averaged over ``draws`` passes, and every decision of the test
+  (feasibility, the attack's point, the random baseline) is taken from the binarized scores
+  averaged over ``draws`` fresh passes (by linearity, the readout of the mean features), the
+  rule by which the attacks settle a randomized model (`EOT`), never from one (lucky) draw and
+  not by the attack's own any-draw verdict. The attack itself sees the model as it is (one
+  draw per pass unless it runs with EOT). A deterministic model has one draw: its `predict`.
 - Its scores (N, 2) are ``(-z, z)``, z the readout's logit, rescaled so that their range on
   the training points matches that of the model's own scores there (the paper's "adaptive"
   rescaling): a model whose scores saturate gives a binarized model whose scores saturate.
@@ -21,7 +26,7 @@ one is too weak for this model: the pass rate over samples measures the attack, 
   column (a detection stays a refusal); wrapped user modules through their `embed`.
 - The attack is the evaluation's own (an `Attack` built from the registry, at its eps and
   norm), run on each binarized model with true label 0; a sample *passes* when the attack's
-  `x_adv` lies inside the ball and the binarized model's `predict` says 1 there.
+  `x_adv` lies inside the ball and the binarized model's (expected) decision there is 1.
 
 A linear readout over D features with ``n_inner + 2`` points is almost always separable when
 D > n_inner + 2; ``n_inner`` is therefore capped at D - 3 (at least 1).
@@ -38,7 +43,7 @@ import torch
 
 from robustlab.attacks.base import Attack
 from robustlab.attacks.eot import is_randomized
-from robustlab.core.contract import REJECT, RobustModel, eval_mode
+from robustlab.core.contract import RobustModel, eval_mode
 from robustlab.core.errors import ConfigError, InputError
 from robustlab.core.norms import distance, flat_norm
 
@@ -49,7 +54,8 @@ class BinarizationConfig:
 
     ``n_inner``: random inner points besides x (capped at feature dim - 3); ``gap``: inner
     points lie within ``(1 - gap) * eps`` (0 < gap < 1); ``draws``: forward passes averaged per
-    feature and decisions checked for feasibility when the model is randomized; ``random``:
+    feature and per decision when the model is randomized (128: on a noise of sigma 0.15 > eps
+    0.1, 8 left 1-2 of 20 samples feasible, 128 about 2 in 3); ``random``:
     fresh random points on the eps sphere whose hit rate shows how hard the planted adversarial is
     to find without an attack (the paper's random baseline); ``seed``: the CPU generator of the
     point sampling.
@@ -57,7 +63,7 @@ class BinarizationConfig:
 
     n_inner: int = 49
     gap: float = 0.05
-    draws: int = 8
+    draws: int = 128
     random: int = 64
     seed: int = 0
 
@@ -75,9 +81,12 @@ class BinarizedModel(RobustModel):
     reject, a third column wins exactly when the model's own reject column wins.
     """
 
-    def __init__(self, model: RobustModel, weight: torch.Tensor, bias: float, scale: float = 1.0) -> None:
+    def __init__(
+        self, model: RobustModel, weight: torch.Tensor, bias: float, scale: float = 1.0, draws: int = 1
+    ) -> None:
         super().__init__(2, model.input_shape)
         self.model = model
+        self.draws = int(draws)  # forward passes of the test's decision (`expected_decision`)
         self.register_buffer("weight", weight.detach().float().flatten().clone())
         self.register_buffer("bias", torch.tensor(float(bias)))
         self.scale = float(scale)
@@ -175,6 +184,20 @@ def _features(model: RobustModel, x: torch.Tensor, draws: int) -> torch.Tensor:
         return torch.stack([model.embed(x).flatten(1).float() for _ in range(draws)]).mean(0)
 
 
+def expected_decision(binarized: BinarizedModel, x: torch.Tensor) -> torch.Tensor:
+    """The binarized model's decision (N,) of x (N, C, H, W) from its scores averaged over
+    ``binarized.draws`` forward passes (all in one batch): its real `predict` when it is
+    deterministic (one draw), its decision in expectation when randomized (as `EOT` and the
+    attacks' settling judge a randomized model; by linearity the mean logit is the readout of
+    the mean features it was fitted on)."""
+    n, draws = len(x), binarized.draws
+    with torch.no_grad():
+        if draws == 1:
+            return binarized.predict(x)
+        scores = binarized(x.repeat(draws, *([1] * (x.dim() - 1))))
+        return binarized.decide(scores.view(draws, n, -1).mean(dim=0))
+
+
 def inner_points(x: torch.Tensor, norm: str, radius: float, n: int, generator: torch.Generator) -> torch.Tensor:
     """`n` points uniform in the `norm` ball of `radius` around one image x (C, H, W), in [0, 1]."""
     shape = (n, *x.shape)
@@ -262,12 +285,8 @@ def binarize(
     own_range = float(own.max() - own.min()) if bool(torch.isfinite(own).all()) else 0.0
     span = 2 * float(z.abs().max())
     scale = own_range / span if own_range > 0 and span > 0 else 1.0 / max(span, 1e-12)
-    binarized = BinarizedModel(model, weight.to(x.device), bias, scale)
-    probe = torch.stack([x, outer])
-    with torch.no_grad():
-        decisions = torch.stack([binarized.predict(probe) for _ in range(draws)])
-    agree = (decisions == torch.tensor([0, 1], device=decisions.device)).float().mean(dim=0)
-    if not bool((agree > 0.5).all()):  # every draw of a deterministic model, most draws of a random one
+    binarized = BinarizedModel(model, weight.to(x.device), bias, scale, draws)
+    if expected_decision(binarized, torch.stack([x, outer])).tolist() != [0, 1]:
         return None, "binarized model does not decide x as 0 and the boundary point as 1"
     return binarized, ""
 
@@ -340,7 +359,8 @@ def _found(binarized: BinarizedModel, attack: Attack, x: torch.Tensor, norm: str
     result = attack(binarized, x, label)
     dist = float(distance(result.x_adv, x, norm)[0])
     inside = dist <= eps * (1 + 1e-5) + 1e-6
-    return bool(result.success[0]) and inside and int(result.prediction[0]) not in (0, REJECT), dist
+    # the decision in expectation over fresh draws, not the attack's own (any-draw) verdict
+    return inside and int(expected_decision(binarized, result.x_adv)[0]) == 1, dist
 
 
 def summarize(outcomes: list[SampleOutcome], attack: Any, norm: str, eps: float) -> BinarizationSummary:
@@ -370,5 +390,4 @@ def _random_hits(
     if n == 0:
         return float("nan")
     points = boundary_points(x, norm, eps, n, generator)
-    with torch.no_grad():
-        return float((binarized.predict(points) == 1).float().mean())
+    return float((expected_decision(binarized, points) == 1).float().mean())
