@@ -51,6 +51,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch.nn import functional as F
@@ -75,6 +76,8 @@ from robustlab.data import load_dataset
 from robustlab.models import build_model
 from robustlab.train import TrainConfig, train
 
+T = TypeVar("T")
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -92,6 +95,16 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float
         sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def run_once(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:
+    """`fn()` once after `torch.manual_seed(0)`, with its wall time in seconds (device synced)."""
+    torch.manual_seed(0)
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - start
 
 
 def paired(fn: Callable[[], object], ref: Callable[[], object], device: torch.device, repeats: int):
@@ -411,16 +424,8 @@ def standard_suite(model, data, args, device) -> None:
     eps = args.aa_eps
     print(f"load before: {os.getloadavg()[0]:.2f}; {data.name}, LeNet-5, {len(x)} test images, Linf eps {eps}, "
           f"AutoAttack standard; torch threads {torch.get_num_threads()}")
-    sync(device)
-    start = time.perf_counter()
-    ours = AutoAttack(eps, version="standard")(model, x, y)
-    sync(device)
-    t_ours = time.perf_counter() - start
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    ref = reference_autoattack(model, "standard", "linf", eps)(x, y)
-    sync(device)
-    t_ref = time.perf_counter() - start
+    ours, t_ours = run_once(lambda: AutoAttack(eps, version="standard")(model, x, y), device)
+    ref, t_ref = run_once(lambda: reference_autoattack(model, "standard", "linf", eps)(x, y), device)
     ours_ok, ref_ok = model.predict(ours.x_adv) == y, model.predict(ref) == y
     print(f"clean accuracy {float((model.predict(x) == y).float().mean()):.3f}")
     print(f"{'':28s} {'robust acc':>10s} {'time s':>8s}")
@@ -446,16 +451,8 @@ def rand_suite(model, data, args, device) -> None:
         return float(torch.stack([(noisy.predict(x_adv) == y).float() for _ in range(draws)]).mean())
 
     print(f"clean: mean accuracy over 40 draws {mean_over_draws(x):.3f}")
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    ours = spec.build(eps)(noisy, x, y)
-    sync(device)
-    t_ours = time.perf_counter() - start
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    ref = reference_autoattack(noisy, "rand", "linf", eps)(x, y)
-    sync(device)
-    t_ref = time.perf_counter() - start
+    ours, t_ours = run_once(lambda: spec.build(eps)(noisy, x, y), device)
+    ref, t_ref = run_once(lambda: reference_autoattack(noisy, "rand", "linf", eps)(x, y), device)
     print(f"{'':30s} {'mean acc, 40 draws':>18s} {'any-draw robust':>15s} {'time s':>8s}")
     print(f"{'robustlab default (rand)':30s} {mean_over_draws(ours.x_adv):18.3f} "
           f"{float((ours.prediction == y).float().mean()):15.3f} {t_ours:8.1f}")

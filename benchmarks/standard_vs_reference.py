@@ -40,7 +40,7 @@ from robustlab.models import build_model
 from robustlab.train import TrainConfig, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attack_speed import _first, _reference  # noqa: E402 - the one copy of each helper
+from attack_speed import _first, _reference, run_once  # noqa: E402 - the one copy of each helper
 
 #: (label, head, head_args, adversarial training method or None)
 MODELS = [("softmax", "softmax", {}, None), ("arcface", "arcface", {}, None), ("triplet", "triplet", {}, None),
@@ -66,14 +66,8 @@ def trained(head: str, head_args: dict, adv: str | None, data, args) -> tuple[to
 def compare(model, x, y, eps: float) -> dict:
     """robustlab's standard and the reference's members on (x, y): accuracies, agreement, times."""
     reference_autoattack, _ = _reference()
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    ours = AutoAttack(eps, version="standard")(model, x, y)
-    t_ours = time.perf_counter() - start
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    ref = reference_autoattack(model, "standard", "linf", eps)(x, y)
-    t_ref = time.perf_counter() - start
+    ours, t_ours = run_once(lambda: AutoAttack(eps, version="standard")(model, x, y), x.device)
+    ref, t_ref = run_once(lambda: reference_autoattack(model, "standard", "linf", eps)(x, y), x.device)
     with torch.no_grad():
         clean_ok = model.predict(x) == y
         ours_ok, ref_ok = model.predict(ours.x_adv) == y, model.predict(ref) == y

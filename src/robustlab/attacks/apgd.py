@@ -27,7 +27,7 @@ from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.attacks.trace import Trace, TraceView
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
-from robustlab.core.scores import others_by_score
+from robustlab.core.scores import runner_up_targets
 
 MAX_ROWS = 512
 """Runs (restarts, targets) of one sample batch share a forward pass while their rows fit in this:
@@ -277,12 +277,7 @@ class APGDT(APGD):
     def _runs(self, model, x, y, targets):
         if targets is not None:
             return super()._runs(model, x, y, targets)
-        k = model.num_classes
-        with torch.no_grad():
-            z = model(x)[:, :k]
-        ranked = others_by_score(z, y)
-        n_t = min(self.n_targets, k - 1)
-        return [ranked[:, i] for i in range(n_t) for _ in range(self.restarts)], 1
+        return [t for t in runner_up_targets(model, x, y, self.n_targets) for _ in range(self.restarts)], 1
 
 
 __all__ = ["APGD", "APGDT", "checkpoint_intervals"]

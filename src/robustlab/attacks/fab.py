@@ -30,7 +30,7 @@ from robustlab.attacks.apgd import run_groups
 from robustlab.attacks.base import MinimumNormAttack, RunOutput, forward_decide, judge
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
-from robustlab.core.scores import best_other, others_by_score
+from robustlab.core.scores import best_other, runner_up_targets
 from robustlab.core.threat import check_eps
 
 _DUAL = {"linf": "l1", "l2": "l2", "l1": "linf"}
@@ -240,11 +240,7 @@ class FABT(FAB):
     def _runs(self, model, x, y, targets):
         if targets is not None:
             return super()._runs(model, x, y, targets)
-        k = model.num_classes
-        with torch.no_grad():
-            ranked = others_by_score(model(x)[:, :k], y)
-        per_target = [ranked[:, i] for i in range(min(self.n_targets, k - 1))]
-        return [(t, r) for t in per_target for r in range(self.restarts)], 1
+        return [(t, r) for t in runner_up_targets(model, x, y, self.n_targets) for r in range(self.restarts)], 1
 
 
 __all__ = ["FAB", "FABT", "hyperplane_step"]

@@ -7,6 +7,7 @@ Runs without an experiment index (a plain `evaluate`) get none of them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from robustlab.evaluate.summary import paired_comparisons
@@ -57,17 +58,22 @@ def claims(ctx: ReportContext) -> Section | None:
                    data={"claims": t["claims"], "scale": t["scale"], "deviations": t["deviations"]})
 
 
+def _per_data_and_defense(blocks: list[dict[str, Any]], render: Callable[[dict[str, Any]], Any]) -> tuple[str, str]:
+    """HTML and Markdown of one rendered table per block, each under a "<data>, defense <d>" heading."""
+    parts = []
+    for b in blocks:
+        table = render(b)
+        title = f"{b['data']}, defense {b['defense']}"
+        parts.append((f"<h3>{title}</h3>{table.html()}", f"### {title}\n\n{table.markdown()}"))
+    return _join(parts)
+
+
 @register_section("paper-seeds", order=27)
 def seeds(ctx: ReportContext) -> Section | None:
     t = _tables(ctx)
     if not t or not t.get("seeds"):
         return None
-    parts = []
-    for b in t["seeds"]:
-        table = seeds_table(b)
-        title = f"{b['data']}, defense {b['defense']}"
-        parts.append((f"<h3>{title}</h3>{table.html()}", f"### {title}\n\n{table.markdown()}"))
-    html, md = _join(parts)
+    html, md = _per_data_and_defense(t["seeds"], seeds_table)
     return Section("paper-seeds", "Over training seeds: mean ±sd (min-max; mean per-seed 95% CI half-width)",
                    html, md, data=t["seeds"])
 
@@ -98,12 +104,7 @@ def grid(ctx: ReportContext) -> Section | None:
     t = _tables(ctx)
     if not t or not t["grid"]:
         return None
-    parts = []
-    for g in t["grid"]:
-        table = grid_table(g)
-        title = f"{g['data']}, defense {g['defense']}"
-        parts.append((f"<h3>{title}</h3>{table.html()}", f"### {title}\n\n{table.markdown()}"))
-    html, md = _join(parts)
+    html, md = _per_data_and_defense(t["grid"], grid_table)
     return Section("paper-grid", "Robust accuracy (%, 95% CI) per attack and eps, worst case per sample in bold",
                    html, md, data=t["grid"])
 
