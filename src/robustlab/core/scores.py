@@ -34,7 +34,7 @@ def others_by_score(scores: torch.Tensor, label: torch.Tensor, num_classes: int 
 def runner_up_targets(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_targets: int) -> list[torch.Tensor]:
     """The `n_targets` highest-scoring classes other than `y` under `model(x)` (at most C - 1),
     one (N,) int64 tensor per rank, highest first: the targets of APGD-T and FAB-T."""
-    k = model.num_classes
+    k = int(model.num_classes)
     with torch.no_grad():
         ranked = others_by_score(model(x)[:, :k], y)
     return [ranked[:, i] for i in range(min(n_targets, k - 1))]
