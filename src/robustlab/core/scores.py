@@ -3,7 +3,12 @@ the label scores highest, and where the label ranks. Answered here once."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from robustlab.core.contract import RobustModel
 
 
 def _real(scores: torch.Tensor, num_classes: int | None) -> torch.Tensor:
@@ -31,10 +36,10 @@ def others_by_score(scores: torch.Tensor, label: torch.Tensor, num_classes: int 
     return z.argsort(dim=1, descending=True)[:, : z.shape[1] - 1]
 
 
-def runner_up_targets(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_targets: int) -> list[torch.Tensor]:
+def runner_up_targets(model: RobustModel, x: torch.Tensor, y: torch.Tensor, n_targets: int) -> list[torch.Tensor]:
     """The `n_targets` highest-scoring classes other than `y` under `model(x)` (at most C - 1),
     one (N,) int64 tensor per rank, highest first: the targets of APGD-T and FAB-T."""
-    k = int(model.num_classes)
+    k = model.num_classes
     with torch.no_grad():
         ranked = others_by_score(model(x)[:, :k], y)
     return [ranked[:, i] for i in range(min(n_targets, k - 1))]
