@@ -34,8 +34,8 @@ import torch
 from robustlab.attacks import AutoAttack
 from robustlab.core import seed_everything
 from robustlab.core.files import publish
+from robustlab.core.stats import wilson
 from robustlab.data import load_dataset
-from robustlab.evaluate.stats import wilson
 from robustlab.models import build_model
 from robustlab.train import TrainConfig, train
 

@@ -69,7 +69,7 @@ def test_evaluate_json_matches_report(capsys, trained, tmp_path):
     rows = doc["rows"]
     assert {r["attack"] for r in rows} == {"fgsm", "pgd(steps=5)", "worst-case"}
     assert all(r["n"] == 60 for r in rows)
-    from robustlab.evaluate.stats import clopper_pearson
+    from robustlab.core.stats import clopper_pearson
 
     for r in rows:  # every rate carries its exact 95% interval over its n samples
         assert (r["ci_low"], r["ci_high"]) == pytest.approx(clopper_pearson(round(r["robust_accuracy"] * 60), 60))

@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy.stats import binomtest
 
-from robustlab.evaluate.stats import clopper_pearson, mcnemar, paired_interval, rate, spread, wilson
+from robustlab.core.stats import clopper_pearson, mcnemar, paired_interval, rate, spread, wilson
 
 
 def _binom_cdf(k: int, n: int, p: float) -> float:

@@ -9,8 +9,8 @@ import statistics
 import pytest
 
 from robustlab.core.errors import ConfigError
+from robustlab.core.stats import clopper_pearson, mcnemar
 from robustlab.data import load_dataset
-from robustlab.evaluate.stats import clopper_pearson, mcnemar
 from robustlab.evaluate.summary import compare, summarize, worst_outcomes
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.experiment.plan import plan_experiment

@@ -5,6 +5,7 @@
 evaluation every entry point runs when none is named.
 """
 
+from robustlab.core.stats import clopper_pearson, mcnemar, wilson
 from robustlab.evaluate.identification import (
     IdentificationMetrics,
     identification_metrics,
@@ -25,7 +26,6 @@ from robustlab.evaluate.runner import (
 )
 from robustlab.evaluate.samples import EvalSet, eval_set
 from robustlab.evaluate.session import Evaluation, EvaluationResult, check_run_dir, evaluate_model
-from robustlab.evaluate.stats import clopper_pearson, mcnemar, wilson
 from robustlab.evaluate.summary import (
     WORST,
     compare,

@@ -19,10 +19,10 @@ from robustlab.attacks.autoattack import protocol_of
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.digest import canonical, model_digest
 from robustlab.core.errors import InputError
+from robustlab.core.stats import mcnemar, rate
 from robustlab.evaluate.metrics import worst_case
 from robustlab.evaluate.runner import AttackSpec, eval_mode, plan_cells, run_attack, spec_label
 from robustlab.evaluate.samples import EvalSet
-from robustlab.evaluate.stats import mcnemar, rate
 from robustlab.store.results import ResultKey, ResultRow, ResultStore
 
 WORST = "worst-case"
@@ -47,7 +47,7 @@ def reduced_settings(attack_key: str) -> list[str]:
 
 
 def intervals(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The Clopper-Pearson 95% interval (`robustlab.evaluate.stats.rate`) of each rate of a cell
+    """The Clopper-Pearson 95% interval (`robustlab.core.stats.rate`) of each rate of a cell
     or worst-case row: robust and clean accuracy over its ``n`` samples, the detection rate over
     the initially correct ones (empty when the row has no ``n``)."""
     n = metrics.get("n")
@@ -162,7 +162,7 @@ def compare(
 ) -> dict[str, Any]:
     """Paired comparison of the worst-case robust accuracy of two models (keys as stored) at
     `eps` on the same samples: exact McNemar p-value and the difference (first - second) with
-    its exact conditional interval (`robustlab.evaluate.stats.mcnemar`). Raises `InputError`
+    its exact conditional interval (`robustlab.core.stats.mcnemar`). Raises `InputError`
     when the two were not evaluated on one common sample set at `eps`."""
     outcomes = worst_outcomes(store, [first, second])
     other = defense if second_defense is None else second_defense

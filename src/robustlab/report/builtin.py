@@ -11,10 +11,10 @@ import html
 from collections import defaultdict
 from typing import Any
 
+from robustlab.core.stats import rate_of
 from robustlab.core.threat import format_eps
 from robustlab.evaluate.defended import less_robust_text
 from robustlab.evaluate.masking import masking_verdicts
-from robustlab.evaluate.stats import rate_of
 from robustlab.report.headline import shows_identification
 from robustlab.report.page import html_table, md_table
 from robustlab.report.plots import comparison_plot, robust_accuracy_plot, style_context

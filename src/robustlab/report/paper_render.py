@@ -10,8 +10,8 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from robustlab.core.stats import rate_of, spread
 from robustlab.core.threat import format_eps
-from robustlab.evaluate.stats import rate_of, spread
 
 
 def _pct(v: float | None) -> str:

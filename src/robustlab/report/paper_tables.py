@@ -34,8 +34,8 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from robustlab.core.stats import mcnemar, rate_of, spread
 from robustlab.core.threat import format_eps
-from robustlab.evaluate.stats import mcnemar, rate_of, spread
 from robustlab.evaluate.summary import WORST, reduced_settings, summarize, with_intervals, worst_outcomes
 from robustlab.report import verdicts
 from robustlab.store.results import ResultKey, ResultStore

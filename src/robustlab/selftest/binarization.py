@@ -365,7 +365,7 @@ def _found(binarized: BinarizedModel, attack: Attack, x: torch.Tensor, norm: str
 
 def summarize(outcomes: list[SampleOutcome], attack: Any, norm: str, eps: float) -> BinarizationSummary:
     """Pass rate over the feasible samples with its 95% Clopper-Pearson interval."""
-    from robustlab.evaluate.stats import clopper_pearson  # lazy: evaluate sits above this layer
+    from robustlab.core.stats import clopper_pearson  # lazy: evaluate sits above this layer
 
     feasible = [o for o in outcomes if o.feasible]
     passed = sum(o.found for o in feasible)

@@ -97,7 +97,7 @@ def attack_indicators(
 def indicator_summary(indicators: dict[str, torch.Tensor | None], result: AttackResult) -> dict[str, Any]:
     """Per indicator: raised (count over the failed samples), failed, rate and 95% interval; or
     None where it does not apply. Also ``failed``: how many samples the attack left standing."""
-    from robustlab.evaluate.stats import clopper_pearson  # lazy: evaluate sits above this layer
+    from robustlab.core.stats import clopper_pearson  # lazy: evaluate sits above this layer
 
     failed = int((~result.success).sum())
     summary: dict[str, Any] = {"failed": failed}
