@@ -16,7 +16,6 @@ and wraps it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import sys
@@ -29,6 +28,7 @@ from torch import nn
 
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import CheckpointError, ConfigError, InputError
+from robustlab.core.weights import read_safetensors
 from robustlab.models.classifier import Normalize
 
 
@@ -169,28 +169,6 @@ def _import_factory(spec: str) -> Callable[[], Any]:
     if not callable(factory):
         raise ConfigError(f"{target} has no callable {attr!r}")
     return factory
-
-
-def read_safetensors(weights: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The tensors of a safetensors file and a short digest of the file. Pickles (.pt/.pth/...)
-    are refused without being read, naming the conversion command."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from robustlab.store.checkpoints import _PICKLE_SUFFIXES, _sniff
-
-    path = Path(weights)
-    if not path.is_file():
-        raise CheckpointError(f"no weights file at {path}")
-    if path.suffix.lower() in _PICKLE_SUFFIXES or _sniff(path) != "safetensors":
-        raise CheckpointError(f"{path} is not a safetensors file; robustlab never loads pickles: convert it with "
-                              f"`robustlab convert {path} --out {path.with_suffix('.safetensors').name}` "
-                              "(tensors only, no code run)")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a valid safetensors file: {exc}") from None
-    return state, hashlib.sha256(path.read_bytes()).hexdigest()[:10]
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
