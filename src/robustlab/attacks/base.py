@@ -282,9 +282,9 @@ class Attack(ABC):
 class FixedBudgetAttack(Attack):
     """An attack bounded by ``eps`` in ``norm`` (pixel units on the [0, 1] scale, finite, >= 0)."""
 
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    norms: ClassVar[tuple[Norm, ...]] = (Norm.LINF, Norm.L2)
 
-    def __init__(self, eps: float, norm: str = "linf", **kwargs: Any) -> None:
+    def __init__(self, eps: float, norm: Norm | str = Norm.LINF, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.norm = check_norm(norm, self.norms)
         self.eps = check_eps(eps, f"{self.name}: eps")

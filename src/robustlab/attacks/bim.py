@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from robustlab.attacks.pgd import PGD
+from robustlab.core.threat import Norm
 
 
 class BIM(PGD):
@@ -14,7 +15,7 @@ class BIM(PGD):
     def __init__(
         self,
         eps: float,
-        norm: str = "linf",
+        norm: Norm | str = Norm.LINF,
         steps: int = 10,
         step_size: float | None = None,
         loss: str = "ce",

@@ -14,7 +14,7 @@ from robustlab.attacks.base import Attack, FixedBudgetAttack, RunOutput
 from robustlab.core.contract import RobustModel
 from robustlab.core.digest import model_digest
 from robustlab.core.errors import ConfigError
-from robustlab.core.threat import AttackKind
+from robustlab.core.threat import AttackKind, Norm
 
 
 class Transfer(FixedBudgetAttack):
@@ -28,7 +28,7 @@ class Transfer(FixedBudgetAttack):
         self,
         eps: float,
         source: RobustModel,
-        norm: str = "linf",
+        norm: Norm | str = Norm.LINF,
         attack: str = "pgd",
         attack_params: dict[str, Any] | None = None,
         **kwargs,

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from robustlab.core.threat import format_eps
+from robustlab.core.threat import Norm, format_eps
 from robustlab.report.tables import IDENTIFICATION_COLUMNS
 
 
@@ -105,7 +105,8 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
         table.add_column("median L2", justify="right")
     groups: dict[tuple, dict[float, dict[str, Any]]] = {}
     for r in rows:
-        attack = r["attack"] if r.get("norm", "linf") == "linf" or r["eps"] is None else f"{r['attack']} [{r['norm']}]"
+        linf = r.get("norm", Norm.LINF) == Norm.LINF
+        attack = r["attack"] if linf or r["eps"] is None else f"{r['attack']} [{r['norm']}]"
         groups.setdefault((r["model"], r.get("defense", "none"), attack), {})[r["eps"]] = r
     weakened = {(r["model"], r.get("defense", "none")) for r in rows if r.get("reduced")}
     for (model, defense, attack), cells in groups.items():

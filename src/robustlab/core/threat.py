@@ -64,6 +64,18 @@ class AttackKind(str, Enum):
         """True for attacks that follow the attacked model's own gradients."""
         return self in (AttackKind.SINGLE_STEP, AttackKind.ITERATIVE)
 
+    @property
+    def black_box(self) -> bool:
+        """True for attacks that never read the attacked model's gradients (queries, or a
+        surrogate's gradients): their beating white-box attacks is a sign of gradient masking."""
+        return self in (AttackKind.BLACK_BOX, AttackKind.TRANSFER)
+
+    @property
+    def optimizes(self) -> bool:
+        """True for attacks that run an optimisation that could stop short (iterative, or an
+        ensemble of attacks): an indicator of incomplete optimisation applies to them."""
+        return self in (AttackKind.ITERATIVE, AttackKind.ENSEMBLE)
+
 
 def check_eps(eps: object, name: str = "eps") -> float:
     """`eps` as a finite float >= 0 (bools, NaN, infinity and negatives raise `ConfigError`)."""
