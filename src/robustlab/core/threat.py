@@ -33,6 +33,11 @@ class Norm(str, Enum):
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
 
+    @property
+    def label(self) -> str:
+        """As the field writes it in prose: "Linf", "L2", "L1", "L0"."""
+        return "Linf" if self is Norm.LINF else self.value.upper()
+
     @classmethod
     def parse(cls, value: object, allowed: tuple[Norm | str, ...] | None = None) -> Norm:
         """`value` ("linf", "Linf", "inf", "l2", "2", a `Norm`, ...) as a `Norm`; `ConfigError`
