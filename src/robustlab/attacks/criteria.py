@@ -100,18 +100,25 @@ class Detected(Criterion):
         return decision == REJECT
 
 
+CRITERIA = ("misclassified", "targeted", "topk:K")
+"""The success criteria settable by name (``criterion=``); K an integer >= 1. ``topk_excluded:K``
+(`TopKExcluded`'s own name) is read as ``topk:K``."""
+
+
 def make_criterion(spec: str | Criterion | None, targeted: bool = False) -> Criterion:
-    """A criterion from its name ("misclassified", "targeted", "topk:K") or itself."""
+    """A criterion from its name ("misclassified", "targeted", "topk:K") or itself; any other
+    name (``topk`` without K included) raises `ConfigError` listing the valid ones."""
     if isinstance(spec, Criterion):
         return spec
     if spec is None:
         return TargetedMisclassified() if targeted else Misclassified()
-    name = str(spec).lower()
+    name = str(spec).strip().lower()
     if name == "misclassified":
         return Misclassified()
     if name == "targeted":
         return TargetedMisclassified()
-    if name.startswith("topk"):
-        _, _, k = name.partition(":")
-        return TopKExcluded(int(k or 1))
-    raise ConfigError(f"unknown success criterion {spec!r}; choose misclassified, targeted or topk:K")
+    head, colon, k = name.partition(":")
+    if head in ("topk", TopKExcluded.name) and colon and k.strip().isdigit() and int(k) >= 1:
+        return TopKExcluded(int(k))
+    raise ConfigError(f"unknown success criterion {spec!r}; choose one of {', '.join(CRITERIA)} "
+                      "(K an integer >= 1, e.g. topk:5)")

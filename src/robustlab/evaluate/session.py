@@ -22,6 +22,7 @@ import torch
 from robustlab.core.contract import RobustModel
 from robustlab.core.environment import check_threads, environment, pinned_threads
 from robustlab.core.errors import ConfigError
+from robustlab.core.progress import resolve_progress
 from robustlab.core.validation import check_int
 from robustlab.evaluate.defended import compare_with_base, defended_models, defense_fit_warning
 from robustlab.evaluate.plan import GridPlan
@@ -238,16 +239,19 @@ def evaluate_model(
     defense: str = "none",
     overwrite: bool = False,
     info: dict[str, Any] | None = None,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | bool | None = True,
     threads: int | None = None,
     self_test: int = SELFTEST_SAMPLES,
 ) -> EvaluationResult:
     """Evaluate `model` on `data` into `run_dir` at `threads` torch threads (default
-    `DEFAULT_THREADS`): validate everything, then write (see `Evaluation`)."""
+    `DEFAULT_THREADS`): validate everything, then write (see `Evaluation`). ``progress``: True
+    draws the CLI's bar when stderr is a terminal (silent otherwise), False silences it, a
+    callback ``progress(message, done, total)`` hears it (`robustlab.core.progress`)."""
     evaluation = Evaluation(run_dir, data, attacks, eps_grid, batch_size=batch_size, defense=defense,
                             overwrite=overwrite, threads=threads, self_test=self_test)
     evaluation.check_model(model)
-    return evaluation.run(model, model_id, info=info, progress=progress)
+    with resolve_progress(progress) as report:
+        return evaluation.run(model, model_id, info=info, progress=report)
 
 
 __all__ = ["Evaluation", "EvaluationResult", "check_run_dir", "clear_store", "evaluate_model"]
