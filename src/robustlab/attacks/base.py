@@ -135,7 +135,7 @@ class Attack(ABC):
         bar on a terminal (`robustlab.core.progress`; ``reporting(None)`` or
         `show_progress(False)` keeps it silent).
         """
-        with self._progress(len(x)):
+        with self._progress(len(x) if isinstance(x, torch.Tensor) and x.dim() else 0):
             return self._attack(model, x, y, targets, criterion)
 
     @contextmanager
