@@ -101,6 +101,7 @@ def test_result_keys_store_the_canonical_string_and_keep_their_ids() -> None:
     assert typed.norm is Norm.LINF and ResultKey(**fields).norm is Norm.LINF
     assert typed.id == ResultKey(**fields).id == reference
     assert typed.values()[5] == "linf" and type(typed.values()[5]) is str
+    assert typed.budget == Budget(Norm.LINF, 0.1) and ResultKey(**{**fields, "eps": None}).budget.minimum_norm
 
 
 class _Queries(FixedBudgetAttack):

@@ -125,8 +125,8 @@ class Cell:
         """The threat model of the cell, stored with its metrics (kind, norm, members' kinds)."""
         return {
             "label": self.label,
-            "kind": str(self.attack.kind),
-            "norm": str(self.attack.norm),
+            "kind": self.attack.kind.value,
+            "norm": self.attack.budget.norm.value,
             "member_kinds": sorted({str(m.kind) for m in self.attack.members()}),
         }
 

@@ -213,7 +213,7 @@ def distance_curves(
     rows: list[dict[str, Any]] = []
     for r in cells:
         norm = r.key.norm
-        if r.key.eps is not None or norm not in (Norm.L2, Norm.LINF):
+        if not r.key.budget.minimum_norm or norm not in (Norm.L2, Norm.LINF):
             continue
         p = r.per_sample
         n = len(p["y"])

@@ -40,7 +40,7 @@ from urllib.parse import quote
 
 from robustlab.core.digest import canonical
 from robustlab.core.errors import RobustlabError
-from robustlab.core.threat import Norm
+from robustlab.core.threat import Budget, Norm
 from robustlab.store.temporaries import remove_stale
 
 SCHEMA_VERSION = 2
@@ -103,6 +103,11 @@ class ResultKey:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "norm", Norm.parse(self.norm))  # a stored row's column holds the string
+
+    @property
+    def budget(self) -> Budget:
+        """The cell's threat model: eps in its norm, or eps None (a minimum-norm attack's cell)."""
+        return Budget(self.norm, self.eps)
 
     @property
     def id(self) -> str:
