@@ -188,6 +188,21 @@ def test_evaluate_model_shows_progress_by_default_and_not_when_told(digits_mlp, 
     assert calls == []
 
 
+def test_run_experiment_shows_progress_by_default_and_not_when_told(tmp_path, monkeypatch):
+    from robustlab.experiment import ExperimentSpec, run_experiment
+
+    calls: list = []
+    monkeypatch.setattr(core_progress, "on_terminal", lambda: True)
+    monkeypatch.setattr(core_progress, "terminal_bar", lambda console=None: _recording(calls))
+    doc = {"name": "p", "data": {"name": "digits", "n_eval": 20}, "attacks": ["fgsm"], "eps": [0.1],
+           "models": [{"id": "m", "model": {"backbone": "mlp", "head": "softmax"}, "train": {"epochs": 1}}]}
+    run_experiment(ExperimentSpec.from_dict(doc), tmp_path / "a")
+    assert any(m.startswith("train m") for m, _, _ in calls) and any("fgsm" in m for m, _, _ in calls)
+    calls.clear()
+    run_experiment(ExperimentSpec.from_dict(doc), tmp_path / "b", progress=False)
+    assert calls == []
+
+
 def test_an_attack_on_a_large_batch_shows_its_members_progress(digits_mlp, attack_batch, monkeypatch):
     calls: list = []
     monkeypatch.setattr(attack_base, "on_terminal", lambda: True)
