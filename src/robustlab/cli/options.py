@@ -15,15 +15,16 @@ from robustlab.core.errors import ConfigError
 from robustlab.core.threat import parse_eps
 
 BATCH_SIZE = 256
-"""Images per forward/backward pass of commands that only run a model (evaluate, anonymize): the
-numbers do not depend on it; 256 LeNet / ResNet-20 images take well under 1 GB on a CPU and keep
-its vector units busy, and `--batch-size` trades memory for speed beyond that."""
+"""Images per forward/backward pass of the commands that attack a trained model (evaluate,
+anonymize): memory against speed (an attack whose random draws depend on the batch has it in its
+result key). 256 images of a LeNet or a CIFAR ResNet take well under 1 GB on a CPU, enough to keep
+its vector units busy; the attacks' default (`evaluate.runner`) is the same."""
 
-OUT_HELP = "Where to write (a folder; the command's default otherwise)."
 DATA_ROOT_HELP = "Where the data set's files are (looked at first; see `robustlab datasets`)."
 OVERWRITE_HELP = "Replace (or delete first) what an earlier run wrote at --out."
 SEED_HELP = "Random seed: the same seed gives the same numbers."
-BATCH_HELP = "Images per forward/backward pass (memory against speed; the numbers do not depend on it)."
+BATCH_HELP = ("Images per forward/backward pass: memory against speed (an attack whose random draws depend "
+              "on it keeps it in its result key).")
 TRAIN_BATCH_HELP = "Training batch: images per optimizer step (part of the recipe, recorded in the checkpoint)."
 DEVICE_HELP = "cpu, cuda or cuda:N (default: CUDA when present)."
 THREADS_HELP = "torch threads (default 1: the same numbers on any machine; recorded with the results)."
