@@ -299,3 +299,25 @@ def test_anonymize_takes_its_output_folder_once(capsys, tmp_path):
         code = main(["anonymize", str(tmp_path / "in"), "--model", str(tmp_path), *extra])
         err = capsys.readouterr().err
         assert code == 2 and says in err and not Path("O").exists(), err
+
+
+def test_seed_reaches_evaluate_and_demo(tmp_path, monkeypatch):
+    """--seed draws evaluate's --n-eval subset and the attacks' random starts (0, their default, stays out
+    of their keys), and trains demo's models."""
+    seen: dict = {}
+    cli = _evaluate(tmp_path, monkeypatch, seen)
+    _capture(monkeypatch, "robustlab.cli.cmd_evaluate.Evaluation", seen,
+             lambda a, k: {"digest": a[1].digest, "params": [spec.params for spec in a[2]]})
+    drawn = {}
+    for seed in ("0", "3"):
+        done = CliRunner().invoke(_app(), [*cli, "--attack", "pgd", "--attack", "fgsm", "--n-eval", "30",
+                                           "--seed", seed])
+        assert isinstance(done.exception, Stop), done.stderr
+        drawn[seed] = dict(seen)
+    assert drawn["0"]["digest"] != drawn["3"]["digest"]
+    assert drawn["0"]["params"] == [{}, {}] and drawn["3"]["params"] == [{"seed": 3}, {"seed": 3}]
+    trained: dict = {}
+    _capture(monkeypatch, "robustlab.cli.cmd_demo.run_experiment", trained,
+             lambda a, k: {"seeds": {m.train.seed for m in a[0].models}, "ids": [m.id for m in a[0].models]})
+    done = CliRunner().invoke(_app(), ["demo", "--out", str(tmp_path / "d"), "--seed", "3"])
+    assert isinstance(done.exception, Stop) and trained["seeds"] == {3} and "@" not in "".join(trained["ids"])
