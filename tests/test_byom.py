@@ -33,7 +33,7 @@ def test_module_without_weights_is_refused_unless_untrained(tmp_path, capsys, mo
     (tmp_path / "net.py").write_text(NET)
     run = tmp_path / "run"
     args = ["evaluate", "--module", f"{tmp_path / 'net.py'}:make", "--data", "digits", "--attack", "fgsm",
-            "--eps", "0.1", "--n-eval", "20", "--run-dir", str(run)]
+            "--eps", "0.1", "--n-eval", "20", "--out", str(run)]
     code = main(args)
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--weights" in err and "--untrained" in err, err
@@ -53,7 +53,7 @@ def test_module_without_weights_is_refused_unless_untrained(tmp_path, capsys, mo
 def test_untrained_goes_with_module_and_no_weights(tmp_path, capsys):
     (tmp_path / "w.safetensors").write_bytes(b"")
     code = main(["evaluate", "--module", "x:make", "--weights", str(tmp_path / "w.safetensors"), "--untrained",
-                 "--data", "digits", "--run-dir", str(tmp_path / "run")])
+                 "--data", "digits", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--untrained" in err, err
     assert not (tmp_path / "run").exists()
@@ -241,7 +241,7 @@ def test_the_cli_refuses_an_unknown_criterion(tmp_path, capsys):
     (tmp_path / "net.py").write_text(NET)
     code = main(["evaluate", "--module", f"{tmp_path / 'net.py'}:make", "--untrained", "--data", "digits",
                  "--n-eval", "20", "--attack", "pgd",
-                 "-p", "criterion=topk_excluded", "--run-dir", str(tmp_path / "run")])
+                 "-p", "criterion=topk_excluded", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "topk:K" in err, err
     assert not (tmp_path / "run").exists()
