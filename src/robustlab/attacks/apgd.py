@@ -14,6 +14,9 @@ the samples still standing; success stays "misclassified".
 Restarts and targets run side by side: the runs of a batch go through the model as one batch of
 copies (up to `MAX_ROWS` rows), each sample keeping its best copy, so the 9 targets of APGD-T
 cost one step loop, not nine; a sample fooled by an earlier group is not attacked by later ones.
+Every ``compact_every`` steps (and at each checkpoint) the rows of samples already fooled, by
+that row or by a sibling run (another target or restart of the same sample), leave the batch:
+the verdicts are those of running every row to the end, for fewer passes.
 """
 
 from __future__ import annotations
@@ -151,9 +154,11 @@ class APGD(FixedBudgetAttack):
         """One APGD run on rows `idx` from `x_cur`; writes each row's answer into `out`.
 
         ``ct`` are the call's targets (for the criterion), ``lt`` the loss's targets. A row is
-        frozen at its first adversarial iterate; rows are written back to `out` (their
-        adversarial point, else their highest-loss point if it beats earlier runs') only when
-        dropped from the batch or at the end, so the step loop makes no scattered writes.
+        frozen at its first adversarial iterate and leaves the batch at the next compaction (every
+        ``compact_every`` steps), with every other row of its sample (row i is sample
+        i % `_samples`); rows are written back to `out` (their adversarial point, else their
+        highest-loss point if it beats earlier runs') only when dropped from the batch or at the
+        end, so the step loop makes no scattered writes.
         On a randomized model (`EOT`) a row is never frozen: one iterate that fools the mean of
         the draws may still be right on most of them, so every row keeps raising the expected
         loss for all ``steps`` and answers with its highest-loss point (as the reference's rand

@@ -19,7 +19,9 @@ classes only); success is always the model's real decision.
 
 With ``eps`` set (AutoAttack's use), a point farther than eps does not count: the sample keeps
 its clean image, and later runs attack only the samples not yet fooled within eps. Runs
-(restarts, FAB-T's targets) of a batch go through the model side by side, as in APGD.
+(restarts, FAB-T's targets) of a batch go through the model side by side, as in APGD; with eps,
+the rows of a sample that one of its runs fooled within eps leave the batch every
+``compact_every`` steps (the verdict within eps is settled; only a closer point is given up).
 """
 
 from __future__ import annotations
