@@ -46,7 +46,8 @@ def hyperplane_step(w: torch.Tensor, c: torch.Tensor, lo: torch.Tensor, hi: torc
     `c` is (B,); rows with c <= 0 get d = 0. A row whose hyperplane lies outside the box gets
     the box corner that goes furthest along w. Linf and L2 share one search: d_i =
     sign(w_i) min(t s_i, u_i) (u_i the room in the direction of w_i; s_i = 1 for Linf, |w_i| for
-    L2), with <w, d> piecewise linear in t; L1 fills the coordinates of largest |w_i| first.
+    L2), with <w, d> piecewise linear in t, solved for t by Newton's method (exact: it ends on the
+    linear piece that holds the root); L1 fills the coordinates of largest |w_i| first.
     """
     a = w.abs()
     u = torch.where(w > 0, hi, -lo).clamp_min(0.0)
@@ -61,15 +62,20 @@ def hyperplane_step(w: torch.Tensor, c: torch.Tensor, lo: torch.Tensor, hi: torc
         return w.sign() * torch.zeros_like(w).scatter(1, order, amount)
     scale = torch.ones_like(a) if norm == "linf" else a
     key = u if norm == "linf" else torch.where(a > 0, u / a.clamp_min(1e-30), torch.full_like(a, float("inf")))
-    order = key.argsort(dim=1)
-    key_s, full_s, slope_s = key.gather(1, order), full.gather(1, order), (a * scale).gather(1, order)
-    before = full_s.cumsum(1) - full_s  # sum of the full contributions of smaller keys
-    after = slope_s.flip(1).cumsum(1).flip(1)  # slope from this key on
-    value = before + torch.nan_to_num(key_s * after, nan=float("inf"), posinf=float("inf"))
-    reached = value >= need
-    first = reached.to(torch.int8).argmax(dim=1, keepdim=True)
-    t = (need - before.gather(1, first)) / after.gather(1, first).clamp_min(1e-30)
-    t = torch.where(reached.any(dim=1, keepdim=True), t, torch.full_like(t, float("inf")))
+    slope = a * scale
+    # <w, d>(t) = sum_{key_i <= t} full_i + t sum_{key_i > t} slope_i is concave and increasing: Newton's
+    # steps from t = 0 rise to its root without passing it and stop when the saturated set
+    # {key_i <= t} stops growing (a few steps where few coordinates saturate; no sort of D values)
+    t = torch.zeros_like(need)
+    saturated = key <= t
+    while True:
+        rest = (slope * ~saturated).sum(1, keepdim=True)
+        t_next = (need - (full * saturated).sum(1, keepdim=True)) / rest.clamp_min(1e-30)
+        t = torch.maximum(t, torch.where(rest > 0, t_next, torch.full_like(t, float("inf"))))
+        grown = key <= t
+        if torch.equal(grown, saturated):
+            break
+        saturated = grown
     step = torch.where(a > 0, torch.minimum(t * scale, u), torch.zeros_like(u))
     return w.sign() * step
 
