@@ -8,8 +8,8 @@ one draw counts a sample as robust whenever that one draw happened to be right.
 - ``forward`` is the mean of the scores over ``samples`` draws; `draw_scores` gives each
   draw's scores, from which the attack losses take the mean of the per-draw losses (the EOT
   gradient, as in the reference AutoAttack's eot_iter); the batch is repeated so the draws share
-  forward passes of up to `DRAW_ROWS` rows (all draws in one pass for batches of up to
-  DRAW_ROWS / samples images), never one pass per draw; `loss_gradient` backpropagates each such
+  forward passes (on a CPU of up to `DRAW_ROWS` rows, elsewhere all draws in one pass), never
+  one pass per draw; `loss_gradient` backpropagates each such
   pass as soon as it is made, so its activations are used while they are still in cache;
 - `judge` (used by the attack base for its clean check and final verdict) calls the
   model's real decision ``draws`` times and counts the attack a **success when any draw is
@@ -34,10 +34,10 @@ from robustlab.core.errors import ConfigError
 DEFAULT_EOT = 10
 """Draws per gradient and per verdict when the evaluation finds a randomized model."""
 
-DRAW_ROWS = 512
-"""Most rows (images times draws) in one pass of the draws: larger passes buy nothing on a GPU
-and cost time on a CPU, whose caches they overflow (LeNet-5, one thread: 20 draws of 47 images
-as one pass of 940 rows 1.2-1.6x slower than in passes of 470)."""
+DRAW_ROWS = 256
+"""On a CPU, most rows (images times draws) in one pass of the draws: larger passes overflow its
+caches (LeNet-5, one thread, rand protocol on 60 images: 15-25% slower in passes of 512 or 1,200
+rows than of 256). Other devices make all draws in one pass."""
 
 
 class EOT(RobustModel):
@@ -65,9 +65,10 @@ class EOT(RobustModel):
     def decide(self, scores: torch.Tensor) -> torch.Tensor:
         return self.model.decide(scores)
 
-    def passes(self, n: int) -> list[int]:
-        """How many draws of a batch of `n` images each pass holds (at most `DRAW_ROWS` rows)."""
-        per = max(1, DRAW_ROWS // max(n, 1))
+    def passes(self, n: int, device: torch.device) -> list[int]:
+        """How many draws of a batch of `n` images on `device` each pass holds (on a CPU at most
+        `DRAW_ROWS` rows)."""
+        per = max(1, DRAW_ROWS // max(n, 1)) if device.type == "cpu" else self.samples
         return [min(per, self.samples - i) for i in range(0, self.samples, per)]
 
     def _draws(self, fn, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -76,17 +77,17 @@ class EOT(RobustModel):
         return out.view(k, len(x), *out.shape[1:])
 
     def _mean(self, fn, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self._draws(fn, x, k) for k in self.passes(len(x))]).mean(dim=0)
+        return torch.cat([self._draws(fn, x, k) for k in self.passes(len(x), x.device)]).mean(dim=0)
 
     def draw_scores(self, x: torch.Tensor) -> torch.Tensor:
         """The scores of each of ``samples`` draws, (samples, N, C)."""
-        return torch.cat([self._draws(self.model, x, k) for k in self.passes(len(x))])
+        return torch.cat([self._draws(self.model, x, k) for k in self.passes(len(x), x.device)])
 
     def loss_gradient(self, x: torch.Tensor, loss_fn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(gradient of the mean over draws of ``loss_fn(scores)``, summed over the batch, w.r.t. `x`;
         mean scores; mean per-sample loss): each pass of draws backpropagated before the next."""
         grad, scores, loss = torch.zeros_like(x), None, None
-        for k in self.passes(len(x)):
+        for k in self.passes(len(x), x.device):
             xr = x.detach().requires_grad_(True)
             with torch.enable_grad():
                 draws = self._draws(self.model, xr, k)
