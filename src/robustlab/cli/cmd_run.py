@@ -9,9 +9,8 @@ import typer
 
 from robustlab.cli.console import err, out, print_json, print_results, print_training_warnings, progress_bar
 from robustlab.core.environment import command_line
-from robustlab.experiment import ExperimentSpec, run_grid
+from robustlab.experiment import ExecutorSpec, ExperimentSpec, run_grid
 from robustlab.experiment.limits import Limits
-from robustlab.experiment.spec import ExecutorSpec
 from robustlab.report import write_report
 from robustlab.report.paper_render import write_paper_tables
 from robustlab.store.results import ResultStore

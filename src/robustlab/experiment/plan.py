@@ -20,8 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from robustlab.experiment.spec import ExperimentSpec, ModelSpec
+from robustlab.experiment.spec_parts import ModelSpec
+
+if TYPE_CHECKING:
+    from robustlab.experiment.spec import ExperimentSpec
 
 NONE = "none"
 
