@@ -19,12 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from robustlab.attacks.eot import is_randomized
 from robustlab.core.contract import RobustModel, eval_mode
-from robustlab.core.digest import model_digest
+from robustlab.core.digest import model_digest, model_label
 from robustlab.core.environment import DEFAULT_THREADS
+from robustlab.data.spec import DataSpec
 from robustlab.evaluate.defended import defense_fit_warning
 from robustlab.evaluate.runner import Cell, cell_key, cell_progress, eot_specs_for_randomized
 from robustlab.evaluate.runner import plan_cells as plan_attack_cells
@@ -41,7 +40,7 @@ from robustlab.experiment.defenses import (
 from robustlab.experiment.executors import Executor, Resources
 from robustlab.experiment.outcome import GridOutcome, TaskFailure
 from robustlab.experiment.plan import NONE, Plan, TransferCell
-from robustlab.experiment.reuse import reusable_checkpoint
+from robustlab.experiment.reuse import checkpoint_entry, reusable_checkpoint
 from robustlab.experiment.spec import ExperimentSpec
 from robustlab.experiment.spec_parts import DefenseSpec, ModelSpec
 from robustlab.experiment.tasks import (
@@ -82,8 +81,13 @@ class Driver:
 
     def __init__(self, spec: ExperimentSpec, run_dir: Path, store: ResultStore, executor: Executor,
                  plan: Plan, cells: dict[tuple[str, float | None], Cell], samples: dict[str, EvalSet],
-                 device: str | None, progress: Progress | None, threads: int = DEFAULT_THREADS) -> None:
+                 device: str | None, progress: Progress | None, threads: int = DEFAULT_THREADS,
+                 given: dict[str, RobustModel] | None = None, chosen_samples: bool = False,
+                 index: bool = True) -> None:
         self.spec, self.run_dir, self.store, self.executor = spec, run_dir, store, executor
+        self.given = dict(given or {})  # model id -> the given model, loaded once by `run_grid`
+        self.chosen_samples = chosen_samples  # tasks get the samples themselves, not a data spec
+        self.index = index  # publish the plan's index (experiments; not a one-model evaluation)
         self.plan, self.cells, self.samples, self.progress = plan, cells, samples, progress
         ex = spec.executor
         remote = executor.name != "local"
@@ -103,7 +107,8 @@ class Driver:
         counts = plan.counts()
         self.outcome = GridOutcome(rows=[], cells=counts["cells"] + counts["transfer"], executor=executor.name)
         self.done_cells = 0
-        self.keys: dict[str, str] = {}  # model id -> model key (id:spec digest)
+        self.keys: dict[str, str] = {}  # model id -> model key (`model_label`: id and weights digest)
+        self.own_defense: dict[str, str] = {}  # model id -> the defense label of a given defended model
         self.digests: dict[tuple[str, str], str] = {}  # (model id, defense id) -> weights digest
         self.randomized: set[tuple[str, str]] = set()  # (model id, defense id) attacked with EOT
         self.eot_cells: dict[tuple[str, float | None], Cell] = {}
@@ -120,8 +125,17 @@ class Driver:
     def _samples(self, model_id: str) -> EvalSet:
         return self.samples[self.spec.dataset(self.spec.model(model_id).data).key]
 
-    def _defense_label(self, defense_id: str) -> str:
-        return NONE if defense_id == NONE else self.spec.defense(defense_id).result_key
+    def _task_data(self, model_id: str) -> DataSpec | EvalSet:
+        """What a task of `model_id` evaluates on: its data spec, or the samples the caller chose."""
+        if self.chosen_samples:
+            return self._samples(model_id)
+        return self.spec.dataset(self.spec.model(model_id).data)
+
+    def _defense_label(self, model_id: str, defense_id: str) -> str:
+        """The defense part of a row key: the axis' defense, or a given defended checkpoint's own."""
+        if defense_id == NONE:
+            return self.own_defense.get(model_id, NONE)
+        return self.spec.defense(defense_id).result_key
 
     def cell(self, model_id: str, defense_id: str, attack_id: str, eps: float | None) -> Cell:
         """The planned cell, with ``eot=DEFAULT_EOT`` when (model, defense) is randomized and the
@@ -136,9 +150,9 @@ class Driver:
             self.eot_cells[(spec.key(), eps)] = plan_attack_cells([spec], [] if eps is None else [eps])[0]
         return self.eot_cells[(spec.key(), eps)]
 
-    def _ready_model(self, model_id: str, defense_id: str, model: RobustModel) -> None:
+    def _ready_model(self, model_id: str, defense_id: str, model: RobustModel, digest: str) -> None:
         """Record the weights digest of (model, defense) and whether it is randomized."""
-        self.digests[(model_id, defense_id)] = model_digest(model)
+        self.digests[(model_id, defense_id)] = digest
         x = self._samples(model_id).x[:8]
         with eval_mode(model):
             if is_randomized(model, x.to(next(model.parameters()).device)):
@@ -151,7 +165,7 @@ class Driver:
             return None
         return cell_key(self.cell(model_id, defense_id, attack_id, eps), self.keys[model_id], digest,
                         self._samples(model_id),
-                        self._defense_label(defense_id), self.spec.batch_size)
+                        self._defense_label(model_id, defense_id), self.spec.batch_size)
 
     def transfer_row_key(self, t: TransferCell) -> ResultKey | None:
         """The row of a transfer cell: the white-box row on the diagonal, else the target's
@@ -165,6 +179,8 @@ class Driver:
         return transfer_key(target, self.cell(t.source, NONE, t.attack, t.eps), self.keys[t.source], source)
 
     def _publish_index(self) -> None:
+        if not self.index:
+            return
         self.store.set_meta("index", plan_index(self.spec, self.plan, self.keys, self.row_key,
                                                 self.transfer_row_key, self.samples))
 
@@ -172,23 +188,25 @@ class Driver:
 
     def run(self) -> GridOutcome:
         for mspec in self.spec.models:
+            if mspec.given is not None:
+                self._given_ready(mspec)
+                continue
             dspec = self.spec.dataset(mspec.data)
             data = dataset_for(dspec)
             # the training defaults left open (None) are filled for this data set's size and head
             mspec = replace(mspec, train=mspec.train.resolved(len(data.y_train), mspec.model.get("head", "softmax")))
             digest = mspec.digest(dspec, data.num_classes, data.input_shape)
-            key = f"{mspec.id}:{digest}"
             directory = self._checkpoint_dir(mspec, digest)
             if reusable_checkpoint(directory, digest):
                 self.outcome.reused += 1
                 blob = None if self.storage else CheckpointBlob.from_directory(directory)
-                self._model_ready(mspec, key, directory, blob)
+                self._model_ready(mspec, directory, blob)
             else:
                 task = TrainTask(mspec, dspec, digest, self.train_runtime,
                                  str(self.storage) if self.storage else None)
                 self._report(f"train {mspec.id}", 0, 1)
                 self.executor.submit(
-                    run_train_task, task, tag=("train", mspec, key), resources=self.train_resources, priority=1,
+                    run_train_task, task, tag=("train", mspec, digest), resources=self.train_resources, priority=1,
                     progress=lambda step, total, name=mspec.id: self._train_step(name, step, total),
                 )
         while self.executor.pending():
@@ -206,12 +224,12 @@ class Driver:
             return self.storage / f"{mspec.id}-{digest}"
         return self.run_dir / "checkpoints" / mspec.id
 
-    def _model_ready(self, mspec: ModelSpec, key: str, directory: Path, blob: CheckpointBlob | None) -> None:
-        """Record the model, then submit its probe, every cell not yet stored and its defenses."""
+    def _model_ready(self, mspec: ModelSpec, directory: Path, blob: CheckpointBlob | None) -> None:
+        """Record a model this run trained (or reused), then submit its work (`_ready`)."""
         doc = read_checkpoint_config(directory)
         meta = doc["metadata"]
         data = dataset_for(self.spec.dataset(mspec.data))
-        self.models_meta[key] = {
+        entry = {
             "id": mspec.id,
             "data": mspec.data,
             "config": doc["model"],
@@ -225,12 +243,48 @@ class Driver:
             "warning": training_warning(meta["clean_accuracy"], data.num_classes, data.name),
             "history": meta["history"],
         }
-        self.store.update_meta("models", {key: self.models_meta[key]})
-        self.keys[mspec.id] = key
-        self._ready_model(mspec.id, NONE, blob.load() if blob is not None else load_checkpoint(directory))
+        model = blob.load() if blob is not None else load_checkpoint(directory)
+        self._ready(mspec, entry, model, None if blob is not None else str(directory), blob)
+
+    def _given_ready(self, mspec: ModelSpec) -> None:
+        """Record a given model (a checkpoint, zoo or factory weights, an object: evaluated as it
+        is), then submit its work (`_ready`)."""
+        given = mspec.given
+        assert given is not None
+        model = self.given[mspec.id]
+        entry: dict[str, Any] = {"id": mspec.id, "data": mspec.data, "given": given.to_dict(), **given.info}
+        shareable: CheckpointBlob | RobustModel = model
+        if given.kind == "checkpoint":
+            directory = Path(str(given.path))
+            doc = read_checkpoint_config(directory)
+            meta = doc.get("metadata") or {}
+            entry.update(checkpoint_entry(doc, directory))
+            if doc.get("defense"):
+                self.own_defense[mspec.id] = entry["defense_label"]
+                if entry.get("warning") is None:  # the defense-fit warning, on every path
+                    entry["warning"] = defense_fit_warning(meta.get("clean_accuracy"),
+                                                           meta.get("base_clean_accuracy"), model.num_classes)
+            shareable = CheckpointBlob.from_directory(directory)
+        elif given.defense != NONE:
+            self.own_defense[mspec.id] = given.defense
+        self._ready(mspec, entry, model, None, shareable, given.key)
+
+    def _ready(self, mspec: ModelSpec, entry: dict[str, Any], model: RobustModel, path: str | None,
+               shareable: CheckpointBlob | RobustModel | None, key: str | None = None) -> None:
+        """Label the model by its weights digest (computed here, once), record it, then submit its
+        probe, every cell not yet stored, its defenses and the transfers it completes."""
+        digest = model_digest(model)
+        key = key or model_label(mspec.id, digest)
+        if mspec.given is not None:  # the same weights recorded before (by `run` or `evaluate`): one entry
+            entry = {**(self.store.get_meta("models", {}) or {}).get(key, {}), **entry}
+        self.models_meta[key] = entry
+        self.store.update_meta("models", {key: entry})
+        self.keys[mspec.id] = self.outcome.keys[mspec.id] = key
+        self.outcome.samples[mspec.id] = self._samples(mspec.id).digest
+        self._ready_model(mspec.id, NONE, model, digest)
         self._publish_index()
-        source = ModelSource(key, None if blob is not None else str(directory))
-        shared = self.executor.share(blob) if blob is not None else None
+        source = ModelSource(key, path)
+        shared = self.executor.share(shareable) if shareable is not None else None
         self.ready[(mspec.id, NONE)] = (source, shared)
         self._submit_cells(mspec, NONE, source, shared)
         for d in self.spec.defenses_for(mspec):
@@ -241,7 +295,7 @@ class Driver:
         """The probe of (model, defense) and every planned cell of it not yet stored."""
         if not (self.store.has(self._probe_key(mspec.id, defense_id))
                 and self.store.has(self._identification_key(mspec.id, defense_id))):
-            probe = ProbeTask(source, self.spec.dataset(mspec.data), self.spec.eps_grid, self.eval_runtime)
+            probe = ProbeTask(source, self._task_data(mspec.id), self.spec.eps_grid, self.eval_runtime)
             self.executor.submit(run_probe_task, probe, shared, tag=("probe", probe, mspec.id, defense_id),
                                  resources=self.eval_resources)
         waiting = self.waiting.setdefault((mspec.id, defense_id), set())
@@ -255,7 +309,7 @@ class Driver:
             self.submitted.add(row)
             waiting.add(row)
             cell = self.cell(mspec.id, defense_id, c.attack, c.eps)
-            task = EvalTask(row, source, self.spec.dataset(mspec.data), cell.spec, cell.eps, self.spec.batch_size,
+            task = EvalTask(row, source, self._task_data(mspec.id), cell.spec, cell.eps, self.spec.batch_size,
                             self.eval_runtime)
             self.executor.submit(run_eval_task, task, shared, tag=("cell", task, (mspec.id, defense_id)),
                                  resources=self.eval_resources, progress=self._cell_progress(task))
@@ -276,10 +330,10 @@ class Driver:
         source, shared = self.ready[(model_id, defense_id)]
         for eps, group in selftest_groups(cells):
             key = selftest_key(group, eps, self.keys[model_id], self.digests[(model_id, defense_id)], samples,
-                               self._defense_label(defense_id), n, self.config)
+                               self._defense_label(model_id, defense_id), n, self.config)
             if self.store.has(key):
                 continue
-            task = SelfTestTask(key, source, self.spec.dataset(self.spec.model(model_id).data),
+            task = SelfTestTask(key, source, self._task_data(model_id),
                                 tuple(c.spec for c in group), eps, n, self.eval_runtime, self.config)
             self._report(task.label, self.done_cells, self.outcome.cells)
             self.executor.submit(run_selftest_task, task, shared, tag=("selftest", task),
@@ -312,7 +366,8 @@ class Driver:
             "seconds": meta.get("seconds"),
             "warning": defense_fit_warning(meta.get("clean_accuracy"), base_accuracy, num_classes),
         }})
-        self._ready_model(mspec.id, d.id, blob.load())
+        defended = blob.load()
+        self._ready_model(mspec.id, d.id, defended, model_digest(defended))
         source, shared = ModelSource(key), self.executor.share(blob)
         self.ready[(mspec.id, d.id)] = (source, shared)
         self._publish_index()
@@ -352,13 +407,13 @@ class Driver:
     def _take(self, done) -> None:
         kind = done.tag[0]
         if kind == "train":
-            _, mspec, key = done.tag
+            _, mspec, digest = done.tag
             if done.error is not None:
                 lost = sum(c.model == mspec.id for c in self.plan.cells)
                 self.outcome.failures.append(TaskFailure("train", mspec.id, done.error, lost))
                 self.done_cells += lost
             else:
-                self._trained(mspec, key, done.value)
+                self._trained(mspec, digest, done.value)
             total = self._train_totals.get(mspec.id, 1)
             self._report(f"train {mspec.id}", total, total)
         elif kind == "defense":
@@ -407,21 +462,21 @@ class Driver:
             if not self.waiting[owner]:
                 self._submit_selftests(*owner)
 
-    def _trained(self, mspec: ModelSpec, key: str, out: TrainOutput) -> None:
+    def _trained(self, mspec: ModelSpec, digest: str, out: TrainOutput) -> None:
+        """`digest`: the model's spec digest (`ModelSpec.digest`), which names its checkpoint."""
         self.outcome.trained += 1
-        if out.blob is not None:
-            directory = out.blob.write(self._checkpoint_dir(mspec, key.split(":")[1]))
-        else:
-            directory = Path(out.path)  # type: ignore[arg-type]
-        self._model_ready(mspec, key, directory, out.blob)
+        written = out.blob.write(self._checkpoint_dir(mspec, digest)) if out.blob is not None else None
+        directory = written or Path(str(out.path))
+        self._model_ready(mspec, directory, out.blob)
 
     def _probe_key(self, model_id: str, defense_id: str) -> ResultKey:
         return probe_key(self.keys[model_id], self.digests[(model_id, defense_id)], self._samples(model_id),
-                         self._defense_label(defense_id))
+                         self._defense_label(model_id, defense_id))
 
     def _identification_key(self, model_id: str, defense_id: str) -> ResultKey:
         return identification_key(self.keys[model_id], self.digests[(model_id, defense_id)],
-                                  self._samples(model_id), list(self.spec.eps_grid), self._defense_label(defense_id),
+                                  self._samples(model_id), list(self.spec.eps_grid),
+                                  self._defense_label(model_id, defense_id),
                                   self.spec.batch_size)
 
     def _probed(self, out: ProbeOutput, model_id: str, defense_id: str) -> None:
@@ -436,7 +491,7 @@ class Driver:
         def live(message: str, _cell: int, total: int) -> None:
             self._report(message, self.done_cells, total)
 
-        n_eval = len(self.samples[task.data.key])
+        n_eval = len(task.data) if isinstance(task.data, EvalSet) else len(self.samples[task.data.key])
         return cell_progress(live, task.label, 0, self.outcome.cells, n_eval, task.batch_size)
 
     def _train_step(self, name: str, step: int, total: int) -> None:

@@ -29,7 +29,8 @@ class TaskFailure:
 class GridOutcome:
     """What a run did. `rows`: the summary table (`robustlab.evaluate.summarize`) of every
     model that is ready; `cells`: cells in the grid; `stored_before`: already in the store;
-    `computed`: written by this run; `selftests`: binarization self-test rows written by this run."""
+    `computed`: written by this run; `selftests`: binarization self-test rows written by this run;
+    `keys`: each ready model's store label (by model id); `samples`: its samples digest."""
 
     rows: list[dict[str, Any]]
     failures: list[TaskFailure] = field(default_factory=list)
@@ -40,6 +41,8 @@ class GridOutcome:
     reused: int = 0
     executor: str = "local"
     selftests: int = 0
+    keys: dict[str, str] = field(default_factory=dict)
+    samples: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, Any]:
         return {"cells": self.cells, "stored_before": self.stored_before, "computed": self.computed,

@@ -225,8 +225,7 @@ class ExperimentSpec:
         return {
             "name": self.name,
             "data": [{"id": d.key, **d.to_dict()} for d in self.datasets],
-            "models": [{"id": m.id.split("/", 1)[1] if len(self.datasets) > 1 else m.id, "model": m.model,
-                        "train": m.train.to_dict(), "data": m.data} for m in self.models],  # from_dict reads it
+            "models": [_model_entry(m, len(self.datasets) > 1) for m in self.models],  # from_dict reads it
             "attacks": [{k: v for k, v in {"id": a.id, "name": a.spec.name, **a.spec.params,
                                           "eps": list(a.eps) or None, "models": list(a.models) if a.models else None,
                                           "defenses": list(a.defenses) if a.defenses else None}.items()
@@ -245,6 +244,16 @@ class ExperimentSpec:
             "deviations": list(self.deviations),
             "self_test": {"samples": self.self_test} if self.self_test else False,
         }
+
+
+def _model_entry(m: ModelSpec, several: bool) -> dict[str, Any]:
+    """A model as an entry of `to_dict` (a checkpoint to evaluate as ``checkpoint:``)."""
+    mid = m.id.split("/", 1)[1] if several else m.id
+    if m.given is None:
+        return {"id": mid, "model": m.model, "train": m.train.to_dict(), "data": m.data}
+    if m.given.kind == "checkpoint":
+        return {"id": mid, "checkpoint": m.given.path, "data": m.data}
+    return {"id": mid, "given": m.given.to_dict(), "data": m.data}
 
 
 def _check_size(spec: ExperimentSpec, limits: Limits) -> None:

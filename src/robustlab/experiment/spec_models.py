@@ -12,12 +12,13 @@ import math
 from collections import Counter
 from typing import Any
 
-from robustlab.core.errors import ConfigError
+from robustlab.core.errors import ConfigError, RobustlabError
 from robustlab.data.spec import DataSpec
 from robustlab.experiment.limits import Limits, plain_name, short_repr
 from robustlab.experiment.spec_parsing import budget_value, fail, known_keys
-from robustlab.experiment.spec_parts import SEED_TAG, ModelSpec
+from robustlab.experiment.spec_parts import SEED_TAG, GivenModel, ModelSpec
 from robustlab.models.config import ModelConfig
+from robustlab.store.checkpoints import checkpoint_dir, read_checkpoint_config
 from robustlab.train.trainer import TrainConfig
 
 
@@ -163,8 +164,11 @@ def parse_models(doc: Any, datasets: tuple[DataSpec, ...], limits: Limits,
     out: list[ModelSpec] = []
     for i, m in enumerate(doc):
         where = f"models[{i}]"
+        if isinstance(m, dict) and "checkpoint" in m:
+            out += given_checkpoint(where, m, datasets)
+            continue
         if not isinstance(m, dict) or not isinstance(m.get("model"), dict):
-            fail(where, "needs a 'model' mapping (backbone, head, ...)")
+            fail(where, "needs a 'model' mapping (backbone, head, ...) or a 'checkpoint' to evaluate")
         known_keys(where, m, {"id", "model", "train", "sweep", "data", "seeds"})
         if not isinstance(m.get("train") or {}, dict):
             fail(where, f"train must be a mapping of training options, got {short_repr(m['train'])}")
@@ -203,3 +207,28 @@ def parse_models(doc: Any, datasets: tuple[DataSpec, ...], limits: Limits,
         twice = sorted(k for k, n in Counter(ids).items() if n > 1)[:5]
         fail("models", f"model ids must be unique, got {twice} more than once")
     return tuple(out)
+
+
+def given_checkpoint(where: str, entry: dict[str, Any], datasets: tuple[DataSpec, ...]) -> list[ModelSpec]:
+    """A ``{checkpoint: DIR, id: ..., data: ...}`` entry: the checkpoint evaluated as it is (never
+    trained), on each data set it names (default: every one). Its id defaults to the checkpoint's
+    folder name, the name `robustlab evaluate` gives it, so both label it alike."""
+    known_keys(where, entry, {"id", "checkpoint", "data"})
+    path = entry["checkpoint"]
+    if not isinstance(path, str) or not path.strip() or "\0" in path:
+        fail(where, f"checkpoint must be a path to a checkpoint directory, got {short_repr(path)}")
+    try:
+        directory = checkpoint_dir(path)
+        doc = read_checkpoint_config(directory)
+    except RobustlabError as exc:
+        fail(where, str(exc))
+    base_id = plain_name(entry.get("id") or directory.resolve().name, f"{where}: id")
+    data_ids = [d.key for d in datasets]
+    only = entry.get("data")
+    only = [only] if isinstance(only, str) else only
+    if only is not None and (not isinstance(only, list) or set(only) - set(data_ids)):
+        fail(where, f"data must name data sets of the file ({data_ids}), got {short_repr(only)}")
+    given = GivenModel("checkpoint", path=str(directory))
+    return [ModelSpec(base_id if len(datasets) == 1 else f"{d.key}/{base_id}", dict(doc["model"]), data=d.key,
+                      family=base_id, given=given)
+            for d in datasets if only is None or d.key in only]

@@ -37,6 +37,9 @@ class ModelSpec:
     swept: tuple[tuple[str, Any], ...] = ()
     family: str | None = None
     seed: int | None = None
+    given: GivenModel | None = None
+    """A model that exists (a checkpoint, zoo weights, a factory with weights, an object):
+    evaluated as it is, never trained; `model` and `train` are then unused."""
 
     @property
     def group(self) -> str:
@@ -57,6 +60,44 @@ class ModelSpec:
             sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+GIVEN_KINDS = ("checkpoint", "zoo", "module", "object")
+
+
+@dataclass(frozen=True)
+class GivenModel:
+    """A model that exists, evaluated as it is (the source of `robustlab evaluate`, or a
+    ``checkpoint:`` entry of an experiment file). Its store label is `model_label` of its id
+    and its weights digest (`robustlab.core.digest`), computed once when the driver loads it.
+
+    `kind`: "checkpoint" (`path`: a robustlab checkpoint directory), "zoo" (`name`: a zoo
+    architecture, `path`: its safetensors weights), "module" (`name`: a ``pkg.mod:factory`` or
+    ``file.py:factory``, `path`: safetensors weights, or None for an untrained network) or
+    "object" (`model`: a `RobustModel` in memory; the local executor only). `mean` / `std`:
+    per-channel normalization for zoo / module (on [0, 1] pixels). `key`: a store label given by
+    the caller of the Python API (None: `model_label`). `info`: what the report shows about it.
+    `defense`: the defense label of its rows (an object's; a checkpoint's comes from its config)."""
+
+    kind: str
+    path: str | None = None
+    name: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    model: Any = field(default=None, compare=False, repr=False)
+    key: str | None = None
+    info: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    defense: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.kind not in GIVEN_KINDS:
+            raise ConfigError(f"unknown model source {short_repr(self.kind)}; choose one of {', '.join(GIVEN_KINDS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a file or the store records of it (an in-memory object is named, not stored)."""
+        out = {"kind": self.kind, "path": self.path, "name": self.name,
+               "mean": list(self.mean) if self.mean else None, "std": list(self.std) if self.std else None}
+        return {k: v for k, v in out.items() if v is not None}
 
 
 SEED_TAG = "@seed"

@@ -37,7 +37,7 @@ from robustlab.core.runtime import pick_device, seeded
 from robustlab.data import Dataset, load_dataset
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import AttackSpec, evaluate_cell
-from robustlab.evaluate.samples import eval_set
+from robustlab.evaluate.samples import EvalSet, eval_set
 from robustlab.evaluate.selftests import selftest_row
 from robustlab.evaluate.summary import identification_for, probe_for
 from robustlab.experiment.spec import import_plugins
@@ -163,7 +163,7 @@ class EvalTask:
 
     key: ResultKey
     model: ModelSource
-    data: DataSpec
+    data: DataSpec | EvalSet
     attack: AttackSpec
     eps: float | None
     batch_size: int = 256
@@ -189,7 +189,7 @@ class SelfTestTask:
 
     key: ResultKey
     model: ModelSource
-    data: DataSpec
+    data: DataSpec | EvalSet
     attacks: tuple[AttackSpec, ...]
     eps: float
     n: int
@@ -208,7 +208,7 @@ class ProbeTask:
     (which attack at the reference eps of `eps_grid`)."""
 
     model: ModelSource
-    data: DataSpec
+    data: DataSpec | EvalSet
     eps_grid: tuple[float, ...]
     runtime: Runtime = field(default_factory=Runtime)
 
@@ -318,14 +318,20 @@ def eval_split(data: Dataset, n_eval: int | None, seed: int) -> tuple[torch.Tens
     return samples.x, samples.y
 
 
-def eval_data(spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """The evaluation split of the data set `spec` names (`spec.n_eval` samples, or all)."""
+def eval_data(spec: DataSpec | EvalSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evaluation split of the data set `spec` names (`spec.n_eval` samples, or all), or the
+    samples themselves when the caller chose them (an `EvalSet`: the Python API's evaluation)."""
+    if isinstance(spec, EvalSet):
+        return spec.x, spec.y
     return eval_split(dataset_for(spec), spec.n_eval, spec.seed)
 
 
-def model_for(source: ModelSource, blob: CheckpointBlob | None, device: torch.device) -> RobustModel:
-    """The model a task runs against, in eval mode on `device`: from `blob` (its bytes) or the
-    checkpoint directory `source.path` names; the last few are kept per process."""
+def model_for(source: ModelSource, blob: CheckpointBlob | RobustModel | None, device: torch.device) -> RobustModel:
+    """The model a task runs against, on `device`: from `blob` (a checkpoint's bytes, or a given
+    model itself: `robustlab evaluate` on a zoo / factory model, or the Python API's object)
+    or the checkpoint directory `source.path` names; checkpoints loaded are kept per process."""
+    if isinstance(blob, torch.nn.Module):
+        return blob.to(device)
     if blob is None and source.path is None:
         raise ValueError(f"{source.key}: neither checkpoint bytes nor a checkpoint path was given")
     if blob is not None:
