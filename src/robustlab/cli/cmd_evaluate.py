@@ -35,7 +35,8 @@ from robustlab.evaluate.defended import less_robust_text
 from robustlab.evaluate.masking import masking_verdicts
 from robustlab.evaluate.selftests import SELFTEST_SAMPLES
 from robustlab.experiment.estimate import describe_plan, estimate
-from robustlab.experiment.evaluation import evaluation_result, one_model_spec, outcome_model
+from robustlab.experiment.evaluation import EvaluationResult, evaluation_result, one_model_spec, outcome_model
+from robustlab.experiment.outcome import GridOutcome
 from robustlab.experiment.runner import execute_grid, prepare_grid
 from robustlab.experiment.spec_parts import ExecutorSpec, GivenModel
 from robustlab.experiment.tasks import dataset_for
@@ -163,19 +164,26 @@ def evaluate_cmd(
     on_interrupt(f"every finished cell is kept in {run_dir}; run the same command again to resume "
                  "(stored cells are not recomputed)")
     prepared = prepare_grid(spec, run_dir, overwrite=overwrite)  # every check, before anything is written
-    err.print(describe_plan(estimate(prepared)), markup=False)
+    plan = describe_plan(estimate(prepared))
+    done: dict[str, Any] = {}
+
+    def finish(outcome: GridOutcome) -> None:  # the report, and what is printed, from the store just written
+        done["paths"] = write_report(run_dir)
+        if outcome.keys:
+            done["result"] = evaluation_result(run_dir, *outcome_model(outcome))
+
     with progress_bar(not json_out) as progress:
         outcome = execute_grid(prepared, device=device, progress=progress, debug=STATE["debug"], threads=threads,
-                               command=command_line(STATE.get("argv")), index=False)
-    paths = write_report(run_dir)
+                               command=command_line(STATE.get("argv")), index=False,
+                               on_start=lambda: err.print(plan, markup=False), finish=finish)
+    paths = done["paths"]
     failures = [f.line() for f in outcome.failures]
-    if not outcome.keys:  # the model itself failed (its probe or every cell): nothing to show
+    if "result" not in done:  # the model was never ready: nothing to show
         for line in failures:
             err.print(f"failed: {line}", markup=False)
         raise typer.Exit(1)
-    key, samples = outcome_model(outcome)
-    result = evaluation_result(run_dir, key, samples)
-    info = result.info
+    result: EvaluationResult = done["result"]
+    key, info = result.model, result.info
     print_training_warnings({key: info})
     for c in result.base:
         if c["less_robust"]:

@@ -275,8 +275,11 @@ class Driver:
         probe, every cell not yet stored, its defenses and the transfers it completes."""
         digest = model_digest(model)
         key = key or model_label(mspec.id, digest)
+        env = self.store.get_meta("environment") or {}  # where and by which command it was evaluated
+        entry = {**entry, "environment": env, "command": env.get("command")}
         if mspec.given is not None:  # the same weights recorded before (by `run` or `evaluate`): one entry
-            entry = {**(self.store.get_meta("models", {}) or {}).get(key, {}), **entry}
+            known = (self.store.get_meta("models", {}) or {}).get(key, {})
+            entry = {**known, **{k: v for k, v in entry.items() if v is not None or k not in known}}
         self.models_meta[key] = entry
         self.store.update_meta("models", {key: entry})
         self.keys[mspec.id] = self.outcome.keys[mspec.id] = key

@@ -4,7 +4,7 @@ a task failed, `run_grid` returns the outcome with the failures listed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,7 @@ def run_grid(
     command: str | None = None,
     samples: Mapping[str, EvalSet] | None = None,
     index: bool = True,
+    finish: Callable[[GridOutcome], None] | None = None,
 ) -> GridOutcome:
     """Run `spec` into `run_dir` on `executor` (default: the one `spec.executor` names, closed
     at the end); cells already stored are skipped. Failed tasks are listed, never raised.
@@ -134,7 +135,7 @@ def run_grid(
     threads = check_threads(threads)
     prepared = prepare_grid(spec, run_dir, overwrite=overwrite, samples=samples)
     return execute_grid(prepared, device=device, progress=progress, executor=executor, debug=debug,
-                        threads=threads, command=command, index=index)
+                        threads=threads, command=command, index=index, finish=finish)
 
 
 def execute_grid(
@@ -147,6 +148,8 @@ def execute_grid(
     threads: int | None = None,
     command: str | None = None,
     index: bool = True,
+    on_start: Callable[[], None] | None = None,
+    finish: Callable[[GridOutcome], None] | None = None,
 ) -> GridOutcome:
     """Run a prepared grid: start the executor (before anything is written), open the store and
     hand the grid to the driver, the one writer.
@@ -157,7 +160,10 @@ def execute_grid(
     records it, with versions, commit, device, data digests and ``command`` (the line that
     reproduces the run). A given model (`ModelSpec.given`) is evaluated, never trained.
     ``index=False`` (a one-model evaluation) leaves the store's experiment meta and plan index
-    alone, so evaluating into an experiment's run directory does not replace its paper tables."""
+    alone, so evaluating into an experiment's run directory does not replace its paper tables.
+    `on_start()` is called once the store is made (the plan line of `evaluate`); `finish(outcome)`
+    once the grid is done, while the store is still open for writing (the report and what the
+    command prints are read then, so the writer, closing last, leaves no WAL side files)."""
     spec, run_dir, samples = prepared.spec, prepared.run_dir, prepared.samples
     threads = check_threads(threads)
     own = executor is None
@@ -180,7 +186,12 @@ def execute_grid(
                 train_threads=driver.train_runtime.threads or threads, executor=executor.name,
                 datasets={k: {"name": d["name"], "version": d["version"], "samples": d["samples"]}
                           for k, d in ((k, s.describe()) for k, s in samples.items())}, command=command))
-            return driver.run()
+            if on_start is not None:  # the store is made and its meta written: the run starts now
+                on_start()
+            outcome = driver.run()
+            if finish is not None:
+                finish(outcome)
+            return outcome
     finally:
         if own:
             executor.close()
