@@ -39,7 +39,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 def _dry(capsys, tmp_path, doc, *extra: str) -> tuple[int, str, str]:
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(doc))
     before = _snapshot(tmp_path)
-    code = main(["run", str(tmp_path / "exp.yaml"), "--run-dir", str(tmp_path / "run"), "--dry-run", *extra])
+    code = main(["run", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "run"), "--dry-run", *extra])
     captured = capsys.readouterr()
     assert _snapshot(tmp_path) == before  # nothing written: no run directory, no checkpoint, no store
     return code, captured.out, captured.err

@@ -47,14 +47,14 @@ def ckpt(tmp_path_factory) -> Path:
 
 def test_evaluate_and_run_give_one_model_with_identical_rows(capsys, ckpt, tmp_path):
     label = model_label("mlp", model_digest(load_checkpoint(ckpt)))
-    assert main(["evaluate", "--model", str(ckpt), *ATTACKS, "--run-dir", str(tmp_path / "ev"), "--json"]) == 0
+    assert main(["evaluate", "--model", str(ckpt), *ATTACKS, "--out", str(tmp_path / "ev"), "--json"]) == 0
     evaluated = _last_json(capsys.readouterr().out)
     assert evaluated["model"] == label  # the folder name and the weights digest
     (tmp_path / "exp.yaml").write_text(
         "name: same\ndata: {name: digits, n_eval: 40}\n"
         f"models: [{{checkpoint: {json.dumps(str(ckpt))}}}]\n"
         "attacks: [fgsm, {name: pgd, steps: 3}]\neps: [0, 0.1]\n")
-    assert main(["run", str(tmp_path / "exp.yaml"), "--run-dir", str(tmp_path / "run"), "--json"]) == 0
+    assert main(["run", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "run"), "--json"]) == 0
     ran = _last_json(capsys.readouterr().out)
     assert ran["counts"]["trained"] == 0 and ran["counts"]["computed"] == 4  # evaluated as it is, never trained
     by_evaluate, by_run = _rows(tmp_path / "ev"), _rows(tmp_path / "run")
@@ -63,7 +63,7 @@ def test_evaluate_and_run_give_one_model_with_identical_rows(capsys, ckpt, tmp_p
     assert _models(tmp_path / "ev") == _models(tmp_path / "run") == [label]
     assert {r["model"] for r in ran["rows"]} == {label}
     # evaluate into the run's directory: the same model, nothing recomputed, one model in the report
-    assert main(["evaluate", "--model", str(ckpt), *ATTACKS, "--run-dir", str(tmp_path / "run"), "--json"]) == 0
+    assert main(["evaluate", "--model", str(ckpt), *ATTACKS, "--out", str(tmp_path / "run"), "--json"]) == 0
     again = _last_json(capsys.readouterr().out)
     assert again["counts"]["computed"] == 0 and again["counts"]["stored_before"] == 4
     assert _rows(tmp_path / "run").keys() == by_run.keys() and _models(tmp_path / "run") == [label]
@@ -80,12 +80,12 @@ def test_a_model_run_trained_is_the_model_evaluate_sees(capsys, tmp_path):
         "models: [{id: m, model: {backbone: mlp}, train: {epochs: 1}}]\n"
         "attacks: [fgsm, {name: pgd, steps: 3}]\neps: [0, 0.1]\n")
     run = tmp_path / "run"
-    assert main(["run", str(tmp_path / "exp.yaml"), "--run-dir", str(run), "--json"]) == 0
+    assert main(["run", str(tmp_path / "exp.yaml"), "--out", str(run), "--json"]) == 0
     capsys.readouterr()
     label = model_label("m", model_digest(load_checkpoint(run / "checkpoints" / "m")))
     assert _models(run) == [label]
     before = _rows(run)
-    assert main(["evaluate", "--model", str(run / "checkpoints" / "m"), *ATTACKS, "--run-dir", str(run),
+    assert main(["evaluate", "--model", str(run / "checkpoints" / "m"), *ATTACKS, "--out", str(run),
                  "--json"]) == 0
     doc = _last_json(capsys.readouterr().out)
     assert doc["model"] == label and doc["counts"]["computed"] == 0 and _rows(run) == before
@@ -96,7 +96,7 @@ def test_a_model_run_trained_is_the_model_evaluate_sees(capsys, tmp_path):
 
 def test_evaluate_writes_the_report_and_says_where(capsys, ckpt, tmp_path):
     run = tmp_path / "ev"
-    assert main(["evaluate", "--model", str(ckpt), *ATTACKS, "--run-dir", str(run)]) == 0
+    assert main(["evaluate", "--model", str(ckpt), *ATTACKS, "--out", str(run)]) == 0
     out = capsys.readouterr().out
     for name in ("report.html", "report.md", "report.json"):
         assert (run / name).is_file()

@@ -29,8 +29,11 @@ def _app() -> Any:
     if not _APP:
         import typer
 
+        from robustlab.cli.vocabulary import Group
+
         app = typer.Typer(
             name="robustlab",
+            cls=Group,
             help="Train, attack, defend and honestly measure image classifiers.",
             no_args_is_help=True,
             add_completion=False,
@@ -40,6 +43,8 @@ def _app() -> Any:
         @app.callback()
         def _root(
             debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+            version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
+                                         help="Print robustlab's version (and torch's) and exit."),
         ) -> None:
             STATE["debug"] = debug
 
@@ -47,6 +52,20 @@ def _app() -> Any:
             importlib.import_module(f"robustlab.cli.cmd_{name}").register(app)
         _APP.append(app)
     return _APP[0]
+
+
+def _print_version(value: bool) -> None:
+    """`robustlab --version`: "robustlab 0.1.0 (torch 2.x, Python 3.y)", exit code 0."""
+    if value:
+        import platform
+
+        import torch
+        import typer
+
+        from robustlab import __version__
+
+        sys.stdout.write(f"robustlab {__version__} (torch {torch.__version__}, Python {platform.python_version()})\n")
+        raise typer.Exit()
 
 
 def main(argv: list[str] | None = None) -> int:

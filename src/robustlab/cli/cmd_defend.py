@@ -21,6 +21,8 @@ from typing import Any
 import typer
 
 from robustlab.cli.console import err, out, print_json
+from robustlab.cli.options import DATA_ROOT_HELP, DEVICE_HELP, JSON_HELP, OVERWRITE_HELP, SEED_HELP, TRAIN_BATCH_HELP
+from robustlab.cli.vocabulary import Group
 from robustlab.core.contract import REJECT, batched_predict
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.core.runtime import pick_device, seed_everything
@@ -40,16 +42,17 @@ from robustlab.store.checkpoints import (
 )
 from robustlab.train import TrainConfig
 
-defend_app = typer.Typer(help="Build a defended model from a trained one.", no_args_is_help=True)
+defend_app = typer.Typer(help="Build a defended model from a trained one.", no_args_is_help=True, cls=Group)
 
 MODEL_OPT = typer.Option(..., "--model", help="Checkpoint of a trained classifier.")
 DATA_OPT = typer.Option(None, "--data", help="Data set (default: the one the checkpoint was trained on).")
-ROOT_OPT = typer.Option(None, "--data-root", help="Where the data set's files are.")
+ROOT_OPT = typer.Option(None, "--data-root", help=DATA_ROOT_HELP)
 RESIZE_OPT = typer.Option(None, "--resize", help="Resize images to SIZE x SIZE (default: as trained).")
 OUT_OPT = typer.Option(..., "--out", help="Directory for the defended checkpoint.")
-OVERWRITE_OPT = typer.Option(False, "--overwrite", help="Replace a checkpoint already at --out.")
-DEVICE_OPT = typer.Option(None, "--device", help="cpu, cuda or cuda:N.")
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last line.")
+OVERWRITE_OPT = typer.Option(False, "--overwrite", help=OVERWRITE_HELP)
+DEVICE_OPT = typer.Option(None, "--device", help=DEVICE_HELP)
+JSON_OPT = typer.Option(False, "--json", help=JSON_HELP)
+SEED_OPT = typer.Option(0, "--seed", help=SEED_HELP)
 
 
 def _accuracy(model, x, y) -> float:
@@ -146,8 +149,8 @@ def distill_cmd(
     epochs: int = typer.Option(10, "--epochs", help="Epochs of the teacher and of the student."),
     lr: float = typer.Option(1e-3, "--lr"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam or sgd."),
-    batch_size: int = typer.Option(128, "--batch-size"),
-    seed: int = typer.Option(0, "--seed"),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help=TRAIN_BATCH_HELP),
+    seed: int = SEED_OPT,
     overwrite: bool = OVERWRITE_OPT,
     device: str = DEVICE_OPT,
     json_out: bool = JSON_OPT,
@@ -173,7 +176,7 @@ def squeeze_cmd(
     detect: bool = typer.Option(False, "--detect", help="Xu et al.'s detector instead of an input transform."),
     fpr: float = typer.Option(0.05, "--fpr", help="Detector false-positive rate on clean validation data."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Training share held out for the threshold."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = SEED_OPT,
     overwrite: bool = OVERWRITE_OPT,
     device: str = DEVICE_OPT,
     json_out: bool = JSON_OPT,
@@ -204,11 +207,11 @@ def magnet_cmd(
     noise: float = typer.Option(0.1, "--noise", help="Std of the training noise (pixel units)."),
     alpha: float = typer.Option(0.2, "--alpha", help="Pack diversity weight (Appendix A)."),
     epochs: int = typer.Option(250, "--epochs", help="Autoencoder epochs (Table 4.7: 250)."),
-    batch_size: int = typer.Option(256, "--batch-size"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help=TRAIN_BATCH_HELP),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     fpr: float = typer.Option(0.05, "--fpr", help="Total false-positive rate of the detectors."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction"),
-    seed: int = typer.Option(0, "--seed"),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Training share held out for the threshold."),
+    seed: int = SEED_OPT,
     overwrite: bool = OVERWRITE_OPT,
     device: str = DEVICE_OPT,
     json_out: bool = JSON_OPT,
@@ -229,7 +232,7 @@ def svdd_cmd(
     data: str = typer.Option(
         None, "--data", help="Data set (default: the one the checkpoint was trained on)."
     ),
-    data_root: Path = typer.Option(None, "--data-root", help="Where the data set's files are."),
+    data_root: Path = ROOT_OPT,
     resize: int = typer.Option(None, "--resize", help="Resize images to SIZE x SIZE (default: as trained)."),
     out_dir: Path = typer.Option(..., "--out", help="Directory for the defended checkpoint."),
     projections: int = typer.Option(128, "--projections", min=1, help="M, projection vectors per class."),
@@ -246,7 +249,7 @@ def svdd_cmd(
     beta: str = typer.Option("O_c", "--beta", help="Active beta: O_c, O_d, one, or a number."),
     v_a: float = typer.Option(0.001, "--v-a", help="Constant response of the adversarial class."),
     v_p: float = typer.Option(1.0, "--v-p", help="Clamp ceiling of the SVDD responses."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = SEED_OPT,
     overwrite: bool = OVERWRITE_OPT,
     device: str = DEVICE_OPT,
     json_out: bool = JSON_OPT,

@@ -24,13 +24,25 @@ from robustlab.cli.console import (
     print_training_warnings,
     progress_bar,
 )
-from robustlab.cli.options import eps_value, parse_pairs
+from robustlab.cli.options import (
+    BATCH_HELP,
+    BATCH_SIZE,
+    DATA_ROOT_HELP,
+    DEVICE_HELP,
+    JSON_HELP,
+    OVERWRITE_HELP,
+    PARAM_HELP,
+    SEED_HELP,
+    THREADS_HELP,
+    eps_value,
+    parse_pairs,
+)
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.environment import command_line
 from robustlab.core.errors import ConfigError, InputError, RobustlabError
 from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
-from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec
+from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, eval_set
 from robustlab.evaluate.defended import less_robust_text
 from robustlab.evaluate.masking import masking_verdicts
 from robustlab.evaluate.selftests import SELFTEST_SAMPLES
@@ -51,14 +63,17 @@ DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2, 0.5)
 _EPS_TEXT = " ".join(f"{e:g}" for e in DEFAULT_EPS)
 
 
-def attack_specs(names: list[str], shared: dict[str, Any]) -> list[AttackSpec]:
-    """One spec per attack name; each shared parameter goes to the attacks that accept it."""
+def attack_specs(names: list[str], shared: dict[str, Any], seed: int = 0) -> list[AttackSpec]:
+    """One spec per attack name; each shared parameter goes to the attacks that accept it, and
+    `seed` (--seed; 0, the attacks' default, is left out of their keys) to those that take one."""
     used: set[str] = set()
     specs = []
     for name in names:
         get_attack_class(name)
         accepted = attack_parameters(name)
         params = {k: v for k, v in shared.items() if k in accepted}
+        if seed and "seed" in accepted:
+            params.setdefault("seed", seed)
         used |= set(params)
         specs.append(AttackSpec(name, params))
     unused = set(shared) - used
@@ -82,7 +97,7 @@ def evaluate_cmd(
     std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's (or --zoo-arch's) "
                                     "input (repeatable)."),
     data: str = typer.Option(None, "--data", help="Data set (default: the one the model was trained on)."),
-    data_root: Path = typer.Option(None, "--data-root"),
+    data_root: Path = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     attack: list[str] = typer.Option(
         None, "--attack", help=f"Attack name (repeatable). Default: {' + '.join(DEFAULT_ATTACKS)}."
     ),
@@ -91,19 +106,19 @@ def evaluate_cmd(
     steps: int = typer.Option(None, "--steps", help="Iterations, for attacks that take them."),
     norm: str = typer.Option(None, "--norm", help="linf or l2, for attacks that take it."),
     restarts: int = typer.Option(None, "--restarts"),
-    param: list[str] = typer.Option(None, "--param", "-p", help="key=value for the attacks (repeatable)."),
+    param: list[str] = typer.Option(None, "--param", "-p", help="For the attacks that take KEY. " + PARAM_HELP),
     n_eval: int = typer.Option(
         None, "--n-eval", min=1, help="Attack a stratified subset of this many test images."
     ),
-    run_dir: Path = typer.Option(None, "--run-dir", help="Results directory (default runs/<checkpoint>)."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
-    device: str = typer.Option(None, "--device"),
+    run_dir: Path = typer.Option(None, "--out", help="Run directory (default runs/<checkpoint>)."),
+    batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", min=1, help=BATCH_HELP),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     executor: str = typer.Option(None, "--executor", help="local (in-process, the default) or ray: where the "
                                  "cells run (the same executors as `run`)."),
-    threads: int = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default 1: the same "
-                                "numbers on any machine; recorded with the results)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    threads: int = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     no_self_test: bool = typer.Option(False, "--no-self-test", help="Skip the binarization self-test of the "
                                       f"attacks (default: on the first {SELFTEST_SAMPLES} samples at each eps > 0)."),
 ) -> None:
@@ -123,7 +138,7 @@ def evaluate_cmd(
     data = data or ("cifar10" if zoo_arch is not None else None)
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
-    specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared)
+    specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared, seed)
     grid = list(eps) if eps else list(DEFAULT_EPS)
     root = str(data_root) if data_root else None
     if module is not None or zoo_arch is not None:
@@ -156,6 +171,7 @@ def evaluate_cmd(
         data_spec = replace((trained or DataSpec(name=data)).override(data, root), n_eval=n_eval)
         name = ckpt.resolve().name
         given = GivenModel("checkpoint", path=str(ckpt))
+    samples = eval_set(dataset_for(data_spec), n_eval, seed=seed)  # --seed picks the --n-eval subset
     spec = one_model_spec(name, given, data_spec, specs, grid, batch_size=batch_size,
                           self_test=0 if no_self_test else SELFTEST_SAMPLES, executor=ExecutorSpec(executor or "local"))
     run_dir = run_dir or Path("runs") / name
@@ -163,7 +179,8 @@ def evaluate_cmd(
 
     on_interrupt(f"every finished cell is kept in {run_dir}; run the same command again to resume "
                  "(stored cells are not recomputed)")
-    prepared = prepare_grid(spec, run_dir, overwrite=overwrite)  # every check, before anything is written
+    # every check, before anything is written
+    prepared = prepare_grid(spec, run_dir, overwrite=overwrite, samples={data_spec.key: samples})
     plan = describe_plan(estimate(prepared))
     done: dict[str, Any] = {}
 
