@@ -264,7 +264,8 @@ class Driver:
                 if entry.get("warning") is None:  # the defense-fit warning, on every path
                     entry["warning"] = defense_fit_warning(meta.get("clean_accuracy"),
                                                            meta.get("base_clean_accuracy"), model.num_classes)
-            shareable = CheckpointBlob.from_directory(directory)
+            if self.executor.name != "local":  # workers elsewhere load the checkpoint's bytes themselves
+                shareable = CheckpointBlob.from_directory(directory)
         elif given.defense != NONE:
             self.own_defense[mspec.id] = given.defense
         self._ready(mspec, entry, model, None, shareable, given.key)
