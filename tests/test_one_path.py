@@ -104,3 +104,15 @@ def test_evaluate_writes_the_report_and_says_where(capsys, ckpt, tmp_path):
     assert f"report:{(run / 'report.html').resolve()}" in flat
     report = json.loads((run / "report.json").read_text())
     assert report["rows"] and {r["model"] for r in report["rows"]} == set(report["models"])
+
+
+@pytest.mark.ray
+def test_evaluate_on_ray_gives_the_local_rows(capsys, ckpt, tmp_path):
+    """`evaluate --executor ray` is the same one-model run on Ray tasks: the same rows as local."""
+    pytest.importorskip("ray", reason="the Ray executor needs the [ray] extra")
+    args = ["--attack", "fgsm", "--eps", "0", "--eps", "0.1", "--n-eval", "30", "--no-self-test", "--json"]
+    assert main(["evaluate", "--model", str(ckpt), *args, "--out", str(tmp_path / "local")]) == 0
+    assert main(["evaluate", "--model", str(ckpt), *args, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    doc = _last_json(capsys.readouterr().out)
+    assert doc["counts"]["executor"] == "ray" and doc["counts"]["computed"] == 2
+    assert _rows(tmp_path / "ray") == _rows(tmp_path / "local")
