@@ -116,3 +116,18 @@ def test_evaluate_on_ray_gives_the_local_rows(capsys, ckpt, tmp_path):
     doc = _last_json(capsys.readouterr().out)
     assert doc["counts"]["executor"] == "ray" and doc["counts"]["computed"] == 2
     assert _rows(tmp_path / "ray") == _rows(tmp_path / "local")
+
+
+def test_evaluate_gives_the_training_warning_run_gives(capsys, tmp_path):
+    """A checkpoint that did not train: `evaluate` warns as `run` does for its own models (stderr,
+    --json, the store's meta and so the report)."""
+    ckpt = tmp_path / "untrained"
+    assert main(["train", "--data", "digits", "--backbone", "mlp", "--epochs", "0", "--out", str(ckpt)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(ckpt), "--attack", "fgsm", "--eps", "0.1", "--n-eval", "20",
+                 "--no-self-test", "--out", str(tmp_path / "ev"), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = _last_json(captured.out)
+    assert doc["warning"] and "did not train" in doc["warning"] and "didnottrain" in "".join(captured.err.split())
+    with ResultStore(tmp_path / "ev", readonly=True) as store:
+        assert store.get_meta("models")[doc["model"]]["warning"] == doc["warning"]

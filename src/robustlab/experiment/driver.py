@@ -264,6 +264,9 @@ class Driver:
                 if entry.get("warning") is None:  # the defense-fit warning, on every path
                     entry["warning"] = defense_fit_warning(meta.get("clean_accuracy"),
                                                            meta.get("base_clean_accuracy"), model.num_classes)
+            elif meta.get("clean_accuracy") is not None:  # the training warning `run` gives its own models
+                entry["warning"] = training_warning(meta["clean_accuracy"], model.num_classes,
+                                                    self._samples(mspec.id).name)
             if self.executor.name != "local":  # workers elsewhere load the checkpoint's bytes themselves
                 shareable = CheckpointBlob.from_directory(directory)
         elif given.defense != NONE:
