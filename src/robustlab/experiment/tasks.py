@@ -150,7 +150,8 @@ class TrainOutput:
 @dataclass(frozen=True)
 class ModelSource:
     """The model an evaluation task runs against: its store key, and the checkpoint
-    directory on shared storage (None: the `CheckpointBlob` is passed beside the task)."""
+    directory on shared storage (None: a `CheckpointBlob`, or a given model itself, is passed
+    beside the task)."""
 
     key: str
     path: str | None = None
