@@ -159,8 +159,6 @@ def private_across_layers(edges: dict[str, set[tuple[str, str]]]) -> list[str]:
 KNOWN_CYCLES = [
     ["robustlab.attacks.registry", "robustlab.attacks.transfer"],
     ["robustlab.models", "robustlab.models.wrap", "robustlab.store.checkpoints"],
-    ["robustlab.experiment.defenses", "robustlab.experiment.plan", "robustlab.experiment.spec",
-     "robustlab.experiment.tasks"],
 ]
 KNOWN_UPWARD = [
     "robustlab.models.wrap -> robustlab.store.checkpoints",
