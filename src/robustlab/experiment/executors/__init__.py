@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from robustlab.experiment.executors.base import Done, Executor, Resources, describe
 from robustlab.experiment.executors.local import LocalExecutor
-from robustlab.experiment.spec import ExecutorSpec
+from robustlab.experiment.spec_parts import ExecutorSpec
 
 
 def make_executor(spec: ExecutorSpec, debug: bool = False) -> Executor:

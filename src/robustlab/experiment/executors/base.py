@@ -43,7 +43,7 @@ class Executor(Protocol):
         tag: Any,
         resources: Resources = Resources(),
         priority: int = 0,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[..., None] | None = None,
     ) -> None:
         """Queue `fn(*args)`. `priority`: lower runs first where tasks wait for one worker.
         `progress`: passed as `fn(..., progress=...)` by executors that run in this process."""
