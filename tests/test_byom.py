@@ -22,7 +22,7 @@ from robustlab.core import progress as core_progress
 from robustlab.core.errors import ConfigError, InputError
 from robustlab.evaluate import AttackSpec
 from robustlab.evaluate.samples import EvalSet
-from robustlab.evaluate.session import evaluate_model
+from robustlab.experiment import evaluate_model
 
 NET = "import torch\ndef make():\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))\n"
 
@@ -41,11 +41,11 @@ def test_module_without_weights_is_refused_unless_untrained(tmp_path, capsys, mo
 
     seen = {}
 
-    def fake(run_dir, samples, specs, grid, **kwargs):  # stop before anything is written
+    def fake(*args, **kwargs):  # stop before anything is written
         seen["called"] = True
         raise ConfigError("stop here")
 
-    monkeypatch.setattr("robustlab.cli.cmd_evaluate.Evaluation", fake)
+    monkeypatch.setattr("robustlab.cli.cmd_evaluate.one_model_spec", fake)
     assert main([*args, "--untrained"]) == 2 and "stop here" in capsys.readouterr().err
     assert seen == {"called": True} and not run.exists()
 
