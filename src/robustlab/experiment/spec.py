@@ -45,19 +45,20 @@ import itertools
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from robustlab.attacks.registry import get_attack_class
 from robustlab.core.errors import ConfigError
+from robustlab.core.plugins import check_module_name, import_plugins
 from robustlab.core.threat import parse_eps
 from robustlab.core.validation import check_int, check_number
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import DEFAULT_ATTACKS, AttackSpec
 from robustlab.evaluate.selftests import SELFTEST_SAMPLES
-from robustlab.experiment.limits import Limits, module_name, plain_data, plain_name, read_document, short_repr
+from robustlab.experiment.executors.base import EXECUTORS
+from robustlab.experiment.limits import Limits, plain_data, plain_name, read_document, short_repr
 from robustlab.models.config import ModelConfig
 from robustlab.train.trainer import TrainConfig
 
@@ -103,9 +104,6 @@ class ModelSpec:
 SEED_TAG = "@seed"
 """Model ids of an experiment with several seeds end in ``@seed<N>``."""
 
-EXECUTORS = ("local", "ray")
-
-
 @dataclass(frozen=True)
 class ExecutorSpec:
     """Where the grid's tasks run. "local": in this process, one after another (no Ray import).
@@ -132,8 +130,7 @@ class ExecutorSpec:
     connect_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.name not in EXECUTORS:
-            raise ConfigError(f"unknown executor {short_repr(self.name)}; choose one of {', '.join(EXECUTORS)}")
+        EXECUTORS.canonical(self.name)
         for label in ("num_cpus", "num_gpus", "train_cpus", "train_gpus"):
             value = getattr(self, label)
             if value is not None:
@@ -306,9 +303,9 @@ def _objective_params(model: dict[str, Any], train: dict[str, Any]) -> set[str] 
     if name is None:
         head = HEADS.get(model.get("head", "softmax"))
         name = getattr(head, "objective", "cross_entropy")
-    factory = OBJECTIVES.get(str(name))
-    if factory is None:
+    if str(name) not in OBJECTIVES:
         return None
+    factory = OBJECTIVES.get(str(name))
     params = inspect.signature(factory).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return None
@@ -782,7 +779,7 @@ class ExperimentSpec:
         plugins = doc.get("plugins") or []
         if not isinstance(plugins, list):
             raise ConfigError("plugins must be a list of module names")
-        plugins = [module_name(p, f"plugins[{i}]") for i, p in enumerate(plugins)]
+        plugins = [check_module_name(p, f"plugins[{i}]") for i, p in enumerate(plugins)]
         import_plugins(plugins)  # before the attacks and models are checked: they may register some
         executor = ExecutorSpec.from_dict(doc.get("executor") or "local")
         datasets = _parse_data(doc.get("data"))
@@ -860,18 +857,3 @@ def _check_size(spec: ExperimentSpec, limits: Limits) -> None:
     limits.check(f"the experiment has {n['cells']:,} evaluation cells and {n['transfer']:,} transfer cells; "
                  "together", n["cells"] + n["transfer"], "cells", "--max-cells")
 
-
-def import_plugins(modules: Sequence[str]) -> None:
-    """Import each module: user attacks, heads or defenses register themselves on import.
-
-    A plugin is code the user chose to run (see DESIGN.md, "Security model"); any failure to
-    import it, its own exceptions and a `sys.exit` in it included, is one `ConfigError`."""
-    import importlib
-
-    for name in modules:
-        module_name(name, "plugin")
-        try:
-            importlib.import_module(name)
-        except (Exception, SystemExit) as exc:
-            raise ConfigError(f"plugin {name!r} cannot be imported: {type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:300] or '(no message)'}") from None

@@ -33,13 +33,14 @@ from typing import Any
 import torch
 
 from robustlab.core.contract import RobustModel, batched_predict
+from robustlab.core.plugins import import_plugins, load_entry_points
 from robustlab.core.runtime import pick_device, seeded
 from robustlab.data import Dataset, load_dataset
 from robustlab.evaluate.runner import AttackSpec, evaluate_cell
 from robustlab.evaluate.samples import eval_set
 from robustlab.evaluate.selftests import selftest_row
 from robustlab.evaluate.summary import identification_for, probe_for
-from robustlab.experiment.spec import DataSpec, ModelSpec, import_plugins
+from robustlab.experiment.spec import DataSpec, ModelSpec
 from robustlab.models import build_model
 from robustlab.selftest import BinarizationConfig
 from robustlab.store.checkpoints import CONFIG, WEIGHTS, load_checkpoint, save_checkpoint, weights_file
@@ -341,6 +342,7 @@ def _model_for(source: ModelSource, blob: CheckpointBlob | None, device: torch.d
 
 @contextmanager
 def _runtime(runtime: Runtime) -> Iterator[torch.device]:
+    load_entry_points()
     import_plugins(runtime.plugins)
     before = torch.get_num_threads()
     if runtime.threads is not None:
