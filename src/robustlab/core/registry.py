@@ -4,7 +4,7 @@ success criteria).
 
 Names are case-insensitive (stored lower-case); an alias resolves to its name. Every registry
 answers an unknown name with the same `UnknownNameError` line: the kind, the name, the closest
-known name (`difflib`) and every known one. Registering a taken name (or alias) is refused unless
+known name (`difflib`, else one that starts the name or that the name starts) and every known one. Registering a taken name (or alias) is refused unless
 ``replace=True``; registering the same object again under its own name is a no-op (a module
 imported twice). Plugins add entries by importing (`robustlab.core.plugins`)::
 
@@ -93,7 +93,9 @@ class Registry(Generic[T]):
 
     def _unknown(self, name: object) -> str:
         known = self.names()
-        close = difflib.get_close_matches(_key(name, self.kind), [*known, *self._aliases], n=1)
+        key, candidates = _key(name, self.kind), [*known, *self._aliases]
+        close = difflib.get_close_matches(key, candidates, n=1) or [
+            c for c in candidates if key.startswith(c) or c.startswith(key)][:1]
         hint = f" (did you mean {self._aliases.get(close[0], close[0])!r}?)" if close else ""
         shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
         return f"unknown {self.kind} {shown}{hint}; known: {', '.join(known) or '(none)'}"
@@ -110,7 +112,10 @@ class Registry(Generic[T]):
         return sorted(self._items.items())
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and (_key(name, self.kind) in self._items or _key(name, self.kind) in self._aliases)
+        if not isinstance(name, str):
+            return False
+        key = _key(name, self.kind)
+        return key in self._items or key in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

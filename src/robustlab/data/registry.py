@@ -25,7 +25,8 @@ Root = str | os.PathLike | None
 @dataclass(frozen=True)
 class DatasetSource:
     """A named data set: `load(root, size, download)` gives either a `Dataset` with its official
-    train / test split or a `LabelledImages` pool that `load_dataset` splits by seed; `locate(root, check_network)` says, without loading, whether its files are here
+    train / test split or a `LabelledImages` pool that `load_dataset` splits by seed;
+    `locate(root, check_network)` says, without loading, whether its files are here
     (``(found, where or why not)``). `train_per_class`: the customary per-class protocol, if any.
     A plugin adds one with ``DATASETS.register(name, DatasetSource(...), aliases=...)``."""
 

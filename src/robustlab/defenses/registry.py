@@ -77,14 +77,17 @@ class Defense:
         ]
 
     def resolve(self, params: Mapping[str, Any]) -> Any:
-        """`check` on `params`: unknown names and bad values are one `ConfigError`."""
+        """`check` on `params`: unknown names and bad values (a `TypeError` or `ValueError` from
+        `check`) are one `ConfigError`."""
         known = [p.name for p in self.params()]
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise ConfigError(f"defense {self.name}: unknown parameters {unknown}; valid: {known}")
         try:
             return self.check(**params)
-        except TypeError as exc:
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"defense {self.name}: {exc}") from None
 
 

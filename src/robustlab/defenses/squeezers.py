@@ -33,7 +33,7 @@ from robustlab.core.errors import ConfigError
 from robustlab.core.registry import Registry
 from robustlab.defenses.base import straight_through
 
-S = TypeVar("S", bound="type[Squeezer]")
+S = TypeVar("S", bound="Squeezer")
 
 
 class Squeezer(nn.Module):
