@@ -200,7 +200,10 @@ def test_detector_threshold_fpr_on_validation_data(digits_mlp, digits):
     ],
 )
 def test_bad_parameters_fail_before_training(name, params, match, digits, monkeypatch):
-    from robustlab.defenses import distill, magnet, squeeze
+    import importlib
+
+    distill, magnet, squeeze = (importlib.import_module(f"robustlab.defenses.{m}")
+                                for m in ("distill", "magnet", "squeeze"))
 
     def boom(*a, **k):  # nothing may be trained or fitted
         raise AssertionError("trained despite bad parameters")

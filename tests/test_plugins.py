@@ -226,7 +226,7 @@ def _registries() -> dict[str, Registry]:
 
 
 def _expected(kind: str, bad: str, close: str, registry: Registry) -> str:
-    return f"unknown {kind} {bad!r} (did you mean {close!r}?); known: {', '.join(registry.names())}"
+    return f"unknown {kind} {bad!r} (did you mean {close!r}?); known: {', '.join([*registry.names(), *registry.also])}"
 
 
 @pytest.mark.parametrize("kind", sorted(_registries()))

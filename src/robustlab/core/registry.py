@@ -4,9 +4,10 @@ success criteria).
 
 Names are case-insensitive (stored lower-case); an alias resolves to its name. Every registry
 answers an unknown name with the same `UnknownNameError` line: the kind, the name, the closest
-known name (`difflib`, else one that starts the name or that the name starts) and every known one. Registering a taken name (or alias) is refused unless
-``replace=True``; registering the same object again under its own name is a no-op (a module
-imported twice). Plugins add entries by importing (`robustlab.core.plugins`)::
+known name (`difflib`, else one that starts the name or that the name starts) and every known
+one. Registering a taken name (or alias) is refused unless ``replace=True``; registering the same
+object again under its own name is a no-op (a module imported twice). Plugins add entries by
+importing (`robustlab.core.plugins`)::
 
     ATTACKS.register("my-attack", MyAttack, aliases=("mine",))
     @HEADS.register("my-head")
@@ -38,10 +39,13 @@ def _key(name: object, kind: str) -> str:
 
 
 class Registry(Generic[T]):
-    """Named entries of one `kind` (the word used in error messages: "attack", "defense", ...)."""
+    """Named entries of one `kind` (the word used in error messages: "attack", "defense", ...);
+    `also`: names a caller resolves before the registry (such as ``folder:<path>``), listed in
+    the error after the registered ones."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, also: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.also = also
         self._items: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
 
@@ -98,7 +102,7 @@ class Registry(Generic[T]):
             c for c in candidates if key.startswith(c) or c.startswith(key)][:1]
         hint = f" (did you mean {self._aliases.get(close[0], close[0])!r}?)" if close else ""
         shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
-        return f"unknown {self.kind} {shown}{hint}; known: {', '.join(known) or '(none)'}"
+        return f"unknown {self.kind} {shown}{hint}; known: {', '.join([*known, *self.also]) or '(none)'}"
 
     def names(self) -> list[str]:
         """The registered names (aliases left out), sorted."""

@@ -36,7 +36,7 @@ class DatasetSource:
     train_per_class: int | None = None
 
 
-DATASETS: Registry[DatasetSource] = Registry("dataset")
+DATASETS: Registry[DatasetSource] = Registry("dataset", also=("folder:<path>",))
 """Every named data set ("folder:<path>" is the one name outside it: the path is part of it)."""
 
 
