@@ -71,8 +71,11 @@ def plugin(tmp_path, monkeypatch, request):
     """A plugin module written in tmp_path (outside the package) and put on sys.path; its name and
     what it registers are unique to the test, and removed again afterwards."""
     from robustlab.attacks.registry import ATTACKS
+    from robustlab.core import plugins
     from robustlab.defenses import DEFENSES
     from robustlab.report.sections import SECTIONS
+
+    monkeypatch.setattr(plugins, "_IMPORTED", {})  # this test's imports are forgotten with it
 
     prefix = "lab" + request.node.name.split("[")[0][-12:].replace("_", "")
     name = f"{prefix}_plugin"
@@ -186,6 +189,29 @@ def test_experiment_file_plugins(capsys, plugin, tmp_path):
     rows = [r for r in report["rows"] if r["attack"] == f"{prefix}-brighten"]
     assert {r["defense"].split(":")[0] for r in rows} == {"none", "post"}
     assert report["sections"][f"{prefix}-notes"]["data"] == {"rows": len(report["rows"])}
+
+
+def test_cli_plugins_reach_the_experiment_workers(capsys, plugin, tmp_path, monkeypatch):
+    """`robustlab --plugin M run FILE` (M not in the file): every task's worker imports M too."""
+    from robustlab.experiment import tasks
+
+    name, prefix = plugin
+    imported: list[tuple[str, ...]] = []
+    real = tasks.import_plugins
+    monkeypatch.setattr(tasks, "import_plugins", lambda modules: (imported.append(tuple(modules)), real(modules)))
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(textwrap.dedent(f"""
+        name: plug
+        data: {{name: digits, n_eval: 40}}
+        models: [{{id: mlp, model: {{backbone: mlp, head: softmax}}, train: {{epochs: 1}}}}]
+        attacks: [{prefix}-brighten]
+        eps: [0.2]
+        self_test: false
+    """))
+    assert main(["run", str(exp), "--run-dir", str(tmp_path / "never")]) == 2
+    assert f"unknown attack '{prefix}-brighten'" in capsys.readouterr().err
+    assert main(["--plugin", name, "run", str(exp), "--run-dir", str(tmp_path / "run")]) == 0
+    assert imported and all(modules == (name,) for modules in imported)
 
 
 def test_entry_point_plugins_load_at_cli_start(capsys, plugin, base_ckpt, tmp_path, monkeypatch):

@@ -27,6 +27,8 @@ ENTRY_POINT_GROUP = "robustlab.plugins"
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _LOADED: set[str] = set()
 """Entry points already loaded in this process ("<name>=<value>")."""
+_IMPORTED: dict[str, None] = {}
+"""Modules `import_plugins` imported in this process, in order."""
 
 
 def check_module_name(value: object, where: str = "plugin") -> str:
@@ -50,6 +52,13 @@ def import_plugins(modules: Sequence[str]) -> None:
             importlib.import_module(name)
         except (Exception, SystemExit) as exc:
             raise _failure(f"plugin {name!r}", exc) from None
+        _IMPORTED[name] = None
+
+
+def worker_plugins(declared: Sequence[str] = ()) -> tuple[str, ...]:
+    """The modules a worker must import to see what this process sees: `declared` (an experiment's
+    ``plugins:``) and every plugin imported here (``--plugin``), each once, in order."""
+    return tuple(dict.fromkeys([*declared, *_IMPORTED]))
 
 
 def load_entry_points() -> list[str]:

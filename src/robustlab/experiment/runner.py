@@ -26,6 +26,7 @@ from robustlab.core.contract import eval_mode
 from robustlab.core.digest import model_digest
 from robustlab.core.environment import DEFAULT_THREADS, check_threads, environment
 from robustlab.core.errors import CheckpointError, ConfigError, RobustlabError
+from robustlab.core.plugins import worker_plugins
 from robustlab.core.runtime import pick_device
 from robustlab.data import Dataset
 from robustlab.evaluate.defended import defense_fit_warning
@@ -247,8 +248,9 @@ class _Driver:
         def pinned(cpus: float) -> int:  # a Ray task gets as many torch threads as CPUs it asked for
             return max(1, int(cpus)) if remote else threads
 
-        self.eval_runtime = Runtime(device, pinned(self.eval_resources.num_cpus), spec.plugins)
-        self.train_runtime = Runtime(device, pinned(self.train_resources.num_cpus), spec.plugins)
+        plugins = worker_plugins(spec.plugins)  # the file's and the command line's (--plugin)
+        self.eval_runtime = Runtime(device, pinned(self.eval_resources.num_cpus), plugins)
+        self.train_runtime = Runtime(device, pinned(self.train_resources.num_cpus), plugins)
         self.storage = Path(ex.storage) / spec.name if ex.storage else None
         self.models_meta: dict[str, Any] = {}
         counts = plan.counts()

@@ -51,7 +51,7 @@ from typing import Any
 
 from robustlab.attacks.registry import get_attack_class
 from robustlab.core.errors import ConfigError
-from robustlab.core.plugins import check_module_name, import_plugins
+from robustlab.core.plugins import check_module_name, import_plugins, load_entry_points
 from robustlab.core.threat import parse_eps
 from robustlab.core.validation import check_int, check_number
 from robustlab.data.spec import DataSpec
@@ -780,7 +780,8 @@ class ExperimentSpec:
         if not isinstance(plugins, list):
             raise ConfigError("plugins must be a list of module names")
         plugins = [check_module_name(p, f"plugins[{i}]") for i, p in enumerate(plugins)]
-        import_plugins(plugins)  # before the attacks and models are checked: they may register some
+        load_entry_points()  # the installed plugins, then the file's: before any name is checked
+        import_plugins(plugins)
         executor = ExecutorSpec.from_dict(doc.get("executor") or "local")
         datasets = _parse_data(doc.get("data"))
         eps = _eps_list("eps", doc.get("eps", [0.0]))

@@ -57,7 +57,8 @@ AttackProgress = Callable[[str, int, int, int], None]
 class Runtime:
     """Where and how a task runs. `device`: None picks CUDA when the worker has it. `threads`:
     torch intra-op threads for the task (None leaves the process setting). `plugins`: modules
-    imported first (they register user attacks, heads or defenses on the worker)."""
+    imported first, after the installed entry points (they register user attacks, heads or
+    defenses on the worker)."""
 
     device: str | None = None
     threads: int | None = None

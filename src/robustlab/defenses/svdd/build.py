@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.nn import functional as F
@@ -172,7 +172,7 @@ def _build(model: Classifier, data: Any, settings: tuple[MSVDDConfig, float]) ->
 def _measure(model: RobustModel, base: RobustModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """Table 1 of paper 001 on (x, y): the base (W-LC), the fine-tuned linear head (W~-LC), and the
     defense at either beta."""
-    assert isinstance(model, MSVDDModel)
+    model = cast(MSVDDModel, model)
     table = {"W-LC": accuracy(base, x, y), "W~-LC": accuracy(model.linear_classifier(), x, y)}
     mode = model.svdd.beta_mode
     for beta in ("O_c", "O_d"):
@@ -183,8 +183,7 @@ def _measure(model: RobustModel, base: RobustModel, x: torch.Tensor, y: torch.Te
 
 
 def _companions(model: RobustModel) -> dict[str, RobustModel]:
-    assert isinstance(model, MSVDDModel)
-    return {"linear": model.linear_classifier()}
+    return {"linear": cast(MSVDDModel, model).linear_classifier()}
 
 
 register_defense(Defense(
