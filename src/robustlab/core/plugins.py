@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from collections.abc import Sequence
 from importlib import metadata
 
@@ -27,6 +28,8 @@ ENTRY_POINT_GROUP = "robustlab.plugins"
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _LOADED: set[str] = set()
 """Entry points already loaded in this process ("<name>=<value>")."""
+_SCANNED: list[tuple[str, ...]] = []
+"""The `sys.path` the entry points were last looked up on (installed distributions live there)."""
 _IMPORTED: dict[str, None] = {}
 """Modules `import_plugins` imported in this process, in order."""
 
@@ -63,7 +66,10 @@ def worker_plugins(declared: Sequence[str] = ()) -> tuple[str, ...]:
 
 def load_entry_points() -> list[str]:
     """Load every entry point of the ``robustlab.plugins`` group not loaded yet in this process;
-    return their names. Any failure is one `ConfigError` naming the entry point."""
+    return their names. Any failure is one `ConfigError` naming the entry point. The look-up
+    (about 10 ms) runs again only when `sys.path` has changed since the last one."""
+    if _SCANNED == [tuple(sys.path)]:
+        return []
     loaded = []
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         key = f"{ep.name}={ep.value}"
@@ -75,4 +81,5 @@ def load_entry_points() -> list[str]:
             raise _failure(f"plugin entry point {ep.name!r} ({ep.value})", exc) from None
         _LOADED.add(key)
         loaded.append(ep.name)
+    _SCANNED[:] = [tuple(sys.path)]
     return loaded
