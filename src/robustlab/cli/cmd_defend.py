@@ -149,11 +149,11 @@ def _common_options() -> list[inspect.Parameter]:
 
 
 def _option(p: Param) -> inspect.Parameter:
-    """The typer option of a defense parameter: list -> repeatable text (unset: the default),
-    parsed -> text, bool -> --name/--no-name, else the default's type."""
+    """The typer option of a defense parameter: list -> repeatable text, parsed or of another type
+    -> text (unset: the defense's default), bool -> --name/--no-name, else the default's type."""
     flag = "--" + p.name.replace("_", "-")
     flags = p.flags or (flag,)
-    if p.parse is not None or p.repeatable:
+    if p.parse is not None or p.repeatable or not isinstance(p.default, bool | int | float | str):
         kind: Any = list[str] if p.repeatable and p.parse is None else str
         option = typer.Option(None, *flags, help=p.help, show_default=False)
     elif isinstance(p.default, bool):
@@ -205,6 +205,7 @@ def defend_app() -> typer.Typer:
     for _, defense in DEFENSES.items():
         app.command(defense.command or defense.name)(_command(defense))
     return app
+
 
 def register(app: typer.Typer) -> None:
     app.add_typer(defend_app(), name="defend")

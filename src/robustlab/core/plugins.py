@@ -68,7 +68,7 @@ def load_entry_points() -> list[str]:
     """Load every entry point of the ``robustlab.plugins`` group not loaded yet in this process;
     return their names. Any failure is one `ConfigError` naming the entry point. The look-up
     (about 10 ms) runs again only when `sys.path` has changed since the last one."""
-    if _SCANNED == [tuple(sys.path)]:
+    if [tuple(sys.path)] == _SCANNED:
         return []
     loaded = []
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):

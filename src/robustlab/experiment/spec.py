@@ -104,6 +104,7 @@ class ModelSpec:
 SEED_TAG = "@seed"
 """Model ids of an experiment with several seeds end in ``@seed<N>``."""
 
+
 @dataclass(frozen=True)
 class ExecutorSpec:
     """Where the grid's tasks run. "local": in this process, one after another (no Ray import).
@@ -130,7 +131,7 @@ class ExecutorSpec:
     connect_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        EXECUTORS.canonical(self.name)
+        object.__setattr__(self, "name", EXECUTORS.canonical(self.name))
         for label in ("num_cpus", "num_gpus", "train_cpus", "train_gpus"):
             value = getattr(self, label)
             if value is not None:
