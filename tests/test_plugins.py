@@ -231,6 +231,18 @@ def test_entry_point_plugins_load_at_cli_start(capsys, plugin, base_ckpt, tmp_pa
     assert "--bits" in capsys.readouterr().out
 
 
+def test_a_broken_entry_point_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    info = site / "brokenlab-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenlab\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[robustlab.plugins]\nbroken = brokenlab_module_that_is_missing\n")
+    monkeypatch.syspath_prepend(str(site))
+    assert main(["datasets"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "plugin entry point 'broken'" in err and "ModuleNotFoundError" in err
+
+
 # ---------------------------------------------------------------- one error for an unknown name
 def _registries() -> dict[str, Registry]:
     from robustlab.attacks.criteria import CRITERIA
