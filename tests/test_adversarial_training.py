@@ -265,7 +265,7 @@ def test_methods_that_do_not_apply_fail_before_training(digits):
         (["--adv", "pgd", "--adv-eps", "nan"], "eps must be"),
         (["--adv", "madry"], "unknown adversarial-training method"),
         (["--adv", "pgd", "--adv-steps", "0"], "steps must be"),
-        (["--adv", "tla", "--head", "triplet", "--adv-arg", "margin=-1"], "margin must be"),
+        (["--adv", "tla", "--head", "triplet", "-p", "adv.margin=-1"], "margin must be"),
         (["--adv", "trades", "--head", "triplet"], "does not apply"),
         (["--adv-eps", "0.1"], "need --adv"),
     ],
@@ -281,13 +281,13 @@ def test_cli_bad_values_one_line_nothing_written(capsys, tmp_path, extra, match)
 def test_cli_train_and_evaluate_show_the_recipe(capsys, tmp_path):
     ckpt = tmp_path / "ckpt"
     code = main(["train", "--data", "digits", "--backbone", "mlp", "--epochs", "1", "--adv", "pgd",
-                 "--adv-eps", "0.1", "--adv-steps", "3", "--adv-arg", "eps_min=0.05", "--adv-arg", "guard=64",
+                 "--adv-eps", "0.1", "--adv-steps", "3", "-p", "adv.eps_min=0.05", "-p", "adv.guard=64",
                  "--out", str(ckpt), "--json"])
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and doc["train"]["adv"]["steps"] == 3 and doc["train"]["adv"]["eps_min"] == 0.05
     assert "guard_pgd_accuracy" in doc["history"][0]["extra"] and doc["overfitting_epochs"] == []
     code = main(["evaluate", "--model", str(ckpt), "--attack", "fgsm", "--eps", "0.1", "--n-eval", "50",
-                 "--run-dir", str(tmp_path / "run"), "--json"])
+                 "--out", str(tmp_path / "run"), "--json"])
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and doc["training"] == "pgd-3 linf eps=0.05-0.1/batch"
     assert doc["masking"], "the gradient-masking checks run on adversarially trained models too"

@@ -104,6 +104,7 @@ def test_cli_anonymize_writes_images_and_report(tmp_path):
             "--similarity",
             "ssim",
             str(src),
+            "--out",
             str(dst),
         ]
     )
@@ -114,5 +115,5 @@ def test_cli_anonymize_writes_images_and_report(tmp_path):
     assert doc["kanonymity"]["K"] == 3 and len(doc["images"]) == 12
     assert (report / "rank_pmf.png").read_bytes()[:4] == b"\x89PNG"
     assert "K-anonymity" in (report / "report.md").read_text()
-    assert main(["anonymize", "--model", str(ckpt), str(src), str(src / "x")]) == 2
+    assert main(["anonymize", "--model", str(ckpt), str(src), "--out", str(src / "x")]) == 2
     assert torch.equal(read_image(src / "1500.png"), read_image(src / "1500.png"))

@@ -63,7 +63,7 @@ def test_evaluate_json_matches_report(capsys, trained, tmp_path):
     run_dir = tmp_path / "run"
     code, out, _ = run_cli(capsys, "evaluate", "--model", str(trained), "--attack", "fgsm", "--attack", "pgd",
                            "--steps", "5", "--eps", "0", "--eps", "0.1", "--n-eval", "60",
-                           "--run-dir", str(run_dir), "--json")
+                           "--out", str(run_dir), "--json")
     assert code == 0
     doc = last_json(out)
     rows = doc["rows"]
@@ -121,10 +121,10 @@ def test_errors_are_one_line(capsys, args, match):
 
 
 def test_unknown_attack_and_pickle_are_refused(capsys, trained, tmp_path):
-    code, _, err = run_cli(capsys, "evaluate", "--model", str(trained), "--attack", "nope", "--run-dir",
+    code, _, err = run_cli(capsys, "evaluate", "--model", str(trained), "--attack", "nope", "--out",
                            str(tmp_path / "r"))
     assert code == 2 and "unknown attack 'nope'" in err
-    code, _, err = run_cli(capsys, "evaluate", "--model", str(trained), "--param", "stepz=3", "--run-dir",
+    code, _, err = run_cli(capsys, "evaluate", "--model", str(trained), "--param", "stepz=3", "--out",
                            str(tmp_path / "r"))
     assert code == 2 and "stepz" in err
     bad = tmp_path / "model.pt"
@@ -147,12 +147,12 @@ def test_run_experiment_file(capsys, tmp_path):
         "attacks: [fgsm]\n"
         "eps: [0, 0.1]\n"
     )
-    code, out, _ = run_cli(capsys, "run", str(spec), "--run-dir", str(tmp_path / "run"), "--json")
+    code, out, _ = run_cli(capsys, "run", str(spec), "--out", str(tmp_path / "run"), "--json")
     assert code == 0
     rows = last_json(out)["rows"]
     assert len(rows) == 2 and all(r["n"] == 40 for r in rows)
     # rerun: checkpoint and results are reused
-    code, out2, _ = run_cli(capsys, "run", str(spec), "--run-dir", str(tmp_path / "run"), "--json")
+    code, out2, _ = run_cli(capsys, "run", str(spec), "--out", str(tmp_path / "run"), "--json")
     assert code == 0 and last_json(out2)["rows"] == rows
     spec.write_text("name: bad\nmodels: []\n")
     code, _, err = run_cli(capsys, "run", str(spec))
@@ -168,11 +168,11 @@ def test_train_and_evaluate_metric_heads(capsys, tmp_path, head):
     trained = last_json(out)
     assert trained["model"]["head"] == head
     code, out, _ = run_cli(capsys, "evaluate", "--model", str(ckpt), "--attack", "pgd", "--steps", "3", "--eps", "0",
-                           "--eps", "0.1", "--n-eval", "50", "--run-dir", str(tmp_path / "run"), "--json")
+                           "--eps", "0.1", "--n-eval", "50", "--out", str(tmp_path / "run"), "--json")
     assert code == 0
     doc = last_json(out)
     clean = [r for r in doc["rows"] if r["eps"] == 0][0]
     assert clean["robust_accuracy"] == clean["clean_accuracy"]
     assert clean["clean_accuracy"] == pytest.approx(doc["identification"]["accuracy"])
-    code, _, err = run_cli(capsys, "train", "--head", head, "--head-arg", "nonsense=1", "--epochs", "1")
+    code, _, err = run_cli(capsys, "train", "--head", head, "-p", "head.nonsense=1", "--epochs", "1")
     assert code == 2 and "nonsense" in err

@@ -26,7 +26,7 @@ def test_autoattack_is_the_default(capsys, ckpt, tmp_path):
     """`evaluate` without --attack and --eps runs the ensemble (plus FGSM for the single-step check)
     over the default grid, which reaches the huge budget the chance check needs."""
     code, out, err = run_cli(capsys, "evaluate", "--model", str(ckpt), "-p", "steps=3", "-p", "queries=20",
-                             "-p", "n_targets=2", "--n-eval", "20", "--run-dir", str(tmp_path / "run"), "--json")
+                             "-p", "n_targets=2", "--n-eval", "20", "--out", str(tmp_path / "run"), "--json")
     assert code == 0, err
     doc = json.loads(out.strip().splitlines()[-1])
     attacks = {r["attack"] for r in doc["rows"]}
@@ -53,7 +53,7 @@ def test_autoattack_is_the_default(capsys, ckpt, tmp_path):
 )
 def test_attacks_by_name_with_parameters(capsys, ckpt, tmp_path, args):
     code, out, err = run_cli(capsys, "evaluate", "--model", str(ckpt), *args, "--eps", "0.1", "--n-eval", "20",
-                             "--run-dir", str(tmp_path / "run"), "--json")
+                             "--out", str(tmp_path / "run"), "--json")
     assert code == 0, err
     rows = json.loads(out.strip().splitlines()[-1])["rows"]
     chosen = [args[i + 1] for i, a in enumerate(args) if a == "--attack"]
@@ -80,7 +80,7 @@ def test_a_single_attack_evaluation_says_its_numbers_are_upper_bounds(capsys, ck
     a single attack, not the ensemble; the default attacks do not; FMR / FNMR are not printed for a
     softmax classifier on digits."""
     args = ["evaluate", "--model", str(ckpt), "--attack", "pgd", "--steps", "3", "--eps", "0.1", "--n-eval", "20",
-            "--run-dir", str(tmp_path / "run")]
+            "--out", str(tmp_path / "run")]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "Upper bounds from single attacks (pgd(steps=3)), not the ensemble" in out
@@ -90,6 +90,6 @@ def test_a_single_attack_evaluation_says_its_numbers_are_upper_bounds(capsys, ck
     assert doc["threat_model"]["protocol"] == "single attacks" and doc["threat_model"]["single_attack_text"]
     assert doc["identification_applies"] is False
     code, out, err = run_cli(capsys, "evaluate", "--model", str(ckpt), "-p", "steps=3", "-p", "queries=20",
-                             "-p", "n_targets=2", "--eps", "0.1", "--n-eval", "20", "--run-dir", str(tmp_path / "r2"))
+                             "-p", "n_targets=2", "--eps", "0.1", "--n-eval", "20", "--out", str(tmp_path / "r2"))
     assert code == 0, err
     assert "Upper bounds from single attacks" not in out and "protocol: reduced ensemble" in out

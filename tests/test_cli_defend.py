@@ -45,7 +45,7 @@ def test_defend_then_evaluate(capsys, base_ckpt, tmp_path, kind):
     if kind != "svdd":
         assert 0 <= doc["test"]["accuracy"] <= 1
     code = main(["evaluate", "--model", str(out), "--attack", "fgsm", "--eps", "0", "--eps", "0.1",
-                 "--n-eval", "40", "--run-dir", str(tmp_path / "run"), "--json"])
+                 "--n-eval", "40", "--out", str(tmp_path / "run"), "--json"])
     assert code == 0
     rows = _last_json(capsys.readouterr().out)["rows"]
     assert rows and all(r["defense"].startswith(EXPECTED[kind]) for r in rows)
@@ -88,10 +88,10 @@ def test_a_defense_that_did_not_fit_is_flagged_by_defend_evaluate_and_the_report
     assert len(lines) == 1 and "distillation" in lines[0]
     run = tmp_path / "run"
     assert main(["evaluate", "--model", str(base_ckpt), "--attack", "pgd", "--attack", "fgsm", "--eps", "0.1",
-                 "--steps", "3", "--n-eval", "40", "--run-dir", str(run), "--json"]) == 0
+                 "--steps", "3", "--n-eval", "40", "--out", str(run), "--json"]) == 0
     capsys.readouterr()
     assert main(["evaluate", "--model", str(bad), "--attack", "pgd", "--attack", "fgsm", "--eps", "0.1",
-                 "--steps", "3", "--n-eval", "40", "--run-dir", str(run), "--json"]) == 0
+                 "--steps", "3", "--n-eval", "40", "--out", str(run), "--json"]) == 0
     captured = capsys.readouterr()
     ev = _last_json(captured.out)
     assert ev["warning"] == doc["warning"] and "did not fit" in captured.err

@@ -92,7 +92,7 @@ def test_an_experiment_run_near_chance_says_so(tmp_path, capsys):
     yaml_file = tmp_path / "e.yaml"
     yaml_file.write_text("name: e\nmodels:\n  - id: untrained\n    model: {backbone: mlp, head: softmax}\n"
                          "    train: {epochs: 0}\nattacks: [fgsm]\neps: [0]\n")
-    assert main(["run", str(yaml_file), "--run-dir", str(tmp_path / "run"), "--json"]) == 0
+    assert main(["run", str(yaml_file), "--out", str(tmp_path / "run"), "--json"]) == 0
     captured = capsys.readouterr()
     doc = _last_json(captured.out)
     assert "far below" in doc["warnings"]["untrained"] and "warning" in captured.err

@@ -101,6 +101,6 @@ def test_cli_eps_fraction_reaches_the_evaluation(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr("robustlab.cli.cmd_evaluate.Evaluation", fake)
     code = main(["evaluate", "--module", f"{tmp_path / 'net.py'}:make", "--data", "digits", "--eps", "8/255",
-                 "--eps", "0.1", "--run-dir", str(tmp_path / "run")])
+                 "--eps", "0.1", "--out", str(tmp_path / "run")])
     assert code == 2 and "stop here" in capsys.readouterr().err
     assert seen["grid"] == [8 / 255, 0.1] and math.isclose(seen["grid"][0], 0.0313725490196)

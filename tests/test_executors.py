@@ -111,14 +111,14 @@ def test_cli_names_the_failed_cell_and_exits_1(capsys, tmp_path):
         attacks: [fgsm, {{name: fail-once, marker: {tmp_path / 'marker'}}}]
         eps: [0.1]
     """))
-    code = main(["run", str(exp), "--run-dir", str(tmp_path / "run")])
+    code = main(["run", str(exp), "--out", str(tmp_path / "run")])
     captured = capsys.readouterr()
     assert code == 1
     failed = [line for line in captured.err.splitlines() if line.startswith("failed:")]
     assert len(failed) == 1 and "fail-once" in failed[0] and "made to fail once" in failed[0]
     assert "1 computed, 1 failed" in captured.out
     # the rerun computes only the cell that failed; every row is there once
-    code = main(["run", str(exp), "--run-dir", str(tmp_path / "run"), "--json"])
+    code = main(["run", str(exp), "--out", str(tmp_path / "run"), "--json"])
     counts = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])["counts"]
     assert code == 0 and counts["stored_before"] == 1 and counts["computed"] == 1 and counts["reused"] == 1
     with ResultStore(tmp_path / "run") as store:
@@ -135,7 +135,7 @@ def test_bad_executor_is_one_clear_error(capsys, tmp_path):
         ExperimentSpec.from_dict(spec_doc(plugins=["no_such_module_here"]))
     exp = tmp_path / "exp.yaml"
     exp.write_text("name: g\nmodels: [{model: {backbone: mlp}}]\nattacks: [fgsm]\n")
-    code = main(["run", str(exp), "--executor", "nope", "--run-dir", str(tmp_path / "r")])
+    code = main(["run", str(exp), "--executor", "nope", "--out", str(tmp_path / "r")])
     assert code == 2 and "unknown executor" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 

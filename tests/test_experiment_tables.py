@@ -107,7 +107,7 @@ def test_bad_experiment_is_one_clear_error_before_any_training(capsys, tmp_path,
     path = tmp_path / "bad.yaml"
     path.write_text(json.dumps(_doc(**change)))  # JSON is YAML
     run_dir = tmp_path / "run"
-    code = main(["run", str(path), "--run-dir", str(run_dir)])
+    code = main(["run", str(path), "--out", str(run_dir)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not run_dir.exists()  # nothing trained, nothing written

@@ -73,7 +73,7 @@ def run_dir(ckpt, tmp_path_factory):
     """A run directory holding an FGSM evaluation of `ckpt` on 40 digits."""
     path = tmp_path_factory.mktemp("fuzz-run") / "run"
     assert main(["evaluate", "--model", str(ckpt), "--attack", "fgsm", "--eps", "0", "--eps", "0.1",
-                 "--n-eval", "40", "--run-dir", str(path), "--json"]) == 0
+                 "--n-eval", "40", "--out", str(path), "--json"]) == 0
     return path
 
 
@@ -100,7 +100,7 @@ EVAL = ["evaluate", "--attack", "pgd", "--steps", "2", "--n-eval", "20"]
 )
 def test_evaluate_bad_values_write_nothing(capsys, ckpt, tmp_path, extra, match):
     target = tmp_path / "run"
-    check_refused(capsys, [*EVAL, "--model", ckpt, "--run-dir", target, *extra], match, target, ckpt)
+    check_refused(capsys, [*EVAL, "--model", ckpt, "--out", target, *extra], match, target, ckpt)
     assert not target.exists()
 
 
@@ -115,10 +115,10 @@ def _folder(root: Path, classes: int, size: int) -> Path:
 def test_model_and_data_that_do_not_fit(capsys, ckpt, tmp_path):
     target = tmp_path / "run"
     shape = _folder(tmp_path / "big", 3, 16)
-    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--data", f"folder:{shape}", "--run-dir", target],
+    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--data", f"folder:{shape}", "--out", target],
                   "shape", target, ckpt)
     many = _folder(tmp_path / "many", 12, 8)
-    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--data", f"folder:{many}", "--run-dir", target],
+    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--data", f"folder:{many}", "--out", target],
                   "classes", target, ckpt)
 
 
@@ -145,30 +145,30 @@ def _edit_config(ckpt: Path, dest: Path, change) -> Path:
 def test_broken_checkpoint_configs(capsys, ckpt, tmp_path, change, match):
     bad = _edit_config(ckpt, tmp_path / "bad", change)
     target = tmp_path / "run"
-    check_refused(capsys, [*EVAL, "--model", bad, "--eps", "0.1", "--run-dir", target], match, target, bad)
+    check_refused(capsys, [*EVAL, "--model", bad, "--eps", "0.1", "--out", target], match, target, bad)
 
 
 def test_run_dir_that_is_not_a_run_dir(capsys, ckpt, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
-    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--run-dir", notes], "is a file", notes)
+    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--out", notes], "is a file", notes)
     other = tmp_path / "photos"
     other.mkdir()
     (other / "a.jpg").write_bytes(b"jpeg")
-    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--run-dir", other], "not empty", other)
+    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--out", other], "not empty", other)
     empty_db = tmp_path / "empty"
     empty_db.mkdir()
     (empty_db / "results.sqlite").write_bytes(b"")
-    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--run-dir", empty_db], "empty file", empty_db)
+    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--out", empty_db], "empty file", empty_db)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     conn = sqlite3.connect(foreign / "results.sqlite")
     conn.execute("CREATE TABLE songs (title TEXT)")
     conn.commit()
     conn.close()
-    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--run-dir", foreign], "not a robustlab", foreign)
+    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--out", foreign], "not a robustlab", foreign)
     long = tmp_path / ("x" * 300)
-    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--run-dir", long], "too long", tmp_path / "x")
+    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--out", long], "too long", tmp_path / "x")
 
 
 def test_old_schema_is_refused(capsys, ckpt, tmp_path):
@@ -181,7 +181,7 @@ def test_old_schema_is_refused(capsys, ckpt, tmp_path):
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     )
     conn.close()
-    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--run-dir", old], "older robustlab", old)
+    check_refused(capsys, [*EVAL, "--model", ckpt, "--eps", "0.1", "--out", old], "older robustlab", old)
     check_refused(capsys, ["report", old], "older robustlab", old)
 
 
@@ -233,7 +233,7 @@ def test_experiment_files_are_checked_before_training(capsys, tmp_path, body, ma
     spec = tmp_path / "exp.yaml"
     spec.write_text("".join(f"{k}: {v}\n" for k, v in base.items()))
     target = tmp_path / "run"
-    check_refused(capsys, ["run", spec, "--run-dir", target], match, target)
+    check_refused(capsys, ["run", spec, "--out", target], match, target)
     assert not target.exists()  # nothing trained, nothing saved
 
 
@@ -242,23 +242,24 @@ def test_run_with_a_bad_attack_parameter_trains_nothing(capsys, tmp_path):
     spec.write_text("name: x\ndata: {name: digits, n_eval: 20}\nmodels: [{id: m, model: {backbone: mlp}, "
                     "train: {epochs: 1}}]\nattacks: [{name: pgd, steps: 0}]\neps: [0.1]\n")
     target = tmp_path / "run"
-    check_refused(capsys, ["run", spec, "--run-dir", target], "steps", target)
+    check_refused(capsys, ["run", spec, "--out", target], "steps", target)
 
 
 def test_anonymize_refuses_k_and_bad_parameters(capsys, ckpt, tmp_path):
     photos = _folder(tmp_path / "photos", 2, 8)
     out = tmp_path / "anon"
-    check_refused(capsys, ["anonymize", "--model", ckpt, "--k", "10", photos, out], "choose K", out, photos)
-    check_refused(capsys, ["anonymize", "--model", ckpt, "--k", "3", "--attack-arg", "growth=0.5", photos, out],
+    check_refused(capsys, ["anonymize", "--model", ckpt, "--k", "10", photos, "--out", out], "choose K", out, photos)
+    check_refused(capsys, ["anonymize", "--model", ckpt, "--k", "3", "-p", "growth=0.5", photos, "--out", out],
                   "growth", out, photos)
-    check_refused(capsys, ["anonymize", "--model", ckpt, "--k", "3", "--tolerance", "2", photos, out],
+    check_refused(capsys, ["anonymize", "--model", ckpt, "--k", "3", "--tolerance", "2", photos, "--out", out],
                   "tolerance", out, photos)
 
 
 def test_anonymize_fails_loudly_when_its_check_fails(capsys, ckpt, tmp_path):
     photos = _folder(tmp_path / "photos", 3, 8)
     out = tmp_path / "anon"
-    rc = main(["anonymize", "--model", str(ckpt), "--k", "9", "--steps", "1", "--retries", "0", str(photos), str(out)])
+    rc = main(["anonymize", "--model", str(ckpt), "--k", "9", "--steps", "1", "--retries", "0", str(photos),
+               "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and err[-1].startswith("error: the K-anonymity check failed") and "Traceback" not in "".join(err)
 
@@ -266,7 +267,7 @@ def test_anonymize_fails_loudly_when_its_check_fails(capsys, ckpt, tmp_path):
 def test_weights_file_and_debug_anywhere(capsys, ckpt, run_dir):
     """`--model ck/<weights file>` is accepted (as documented), `--debug` works after the command."""
     rc = main(["evaluate", "--model", str(weights_file(ckpt)), "--attack", "fgsm", "--eps", "0.1", "--n-eval", "40",
-               "--run-dir", str(run_dir), "--json"])
+               "--out", str(run_dir), "--json"])
     assert rc == 0
     capsys.readouterr()
     rc = main(["report", "/nonexistent/run", "--debug"])
@@ -295,12 +296,12 @@ def test_full_disk_and_read_only_are_named(tiny_fs, ckpt, run_dir):
     mnt = tiny_fs
     full = _in_namespace(f"mount -t tmpfs -o size=64k tmpfs {mnt}",
                          ["evaluate", "--model", str(ckpt), "--attack", "fgsm", "--eps", "0", "--eps", "0.1",
-                          "--n-eval", "360", "--run-dir", f"{mnt}/run"])
+                          "--n-eval", "360", "--out", f"{mnt}/run"])
     assert full.returncode == 2 and "disk full" in full.stderr and "Traceback" not in full.stderr, full.stderr
     assert len(full.stderr.strip().splitlines()) == 1
     ro = _in_namespace(f"mount -t tmpfs -o size=1m,ro tmpfs {mnt}",
                        ["evaluate", "--model", str(ckpt), "--attack", "fgsm", "--eps", "0.1", "--n-eval", "20",
-                        "--run-dir", f"{mnt}/run"])
+                        "--out", f"{mnt}/run"])
     assert ro.returncode == 2 and "read-only" in ro.stderr and "Traceback" not in ro.stderr, ro.stderr
     # the report: a good one first, then the disk fills; the good one must stay whole
     setup = (f"mount -t tmpfs -o size=4m tmpfs {mnt} && cp -r {run_dir} {mnt}/run && "
@@ -318,9 +319,9 @@ def test_real_subprocess_exit_codes(ckpt, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     target = tmp_path / "run"
     for args, match in [
-        (["evaluate", "--model", str(ckpt), "--eps", "inf", "--run-dir", str(target)], "finite"),
+        (["evaluate", "--model", str(ckpt), "--eps", "inf", "--out", str(target)], "finite"),
         (["evaluate", "--model", str(ckpt), "--eps", "0.1", "--attack", "pgd", "-p", "steps=0",
-          "--run-dir", str(target), "--debug"], "Traceback"),
+          "--out", str(target), "--debug"], "Traceback"),
         (["train", "--epochs", "1", "--out", str(ckpt)], "--overwrite"),
     ]:
         done = subprocess.run([sys.executable, "-m", "robustlab", *args], capture_output=True, text=True, env=env,

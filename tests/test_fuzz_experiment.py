@@ -6,7 +6,7 @@ type or a hostile one (lists for mappings, mappings for strings, booleans for in
 infinities, negatives, huge integers, unicode, NUL, traversal, null, deep nesting), a key
 dropped or an unknown one added, a subtree moved elsewhere, or the text cut or spliced.
 
-The oracle: `robustlab run FILE` (no --run-dir: ``runs/<name>`` in a fresh folder) either
+The oracle: `robustlab run FILE` (no --out: ``runs/<name>`` in a fresh folder) either
 succeeds, or exits 2 with exactly one ``error:`` line; never a traceback or an internal
 error; nothing is created or changed outside ``runs/`` (the file tree is compared before and
 after); and every directory the run would write a checkpoint or a defended model to lies

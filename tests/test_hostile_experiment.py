@@ -76,7 +76,7 @@ def refuse(capsys, root: Path, text: str | dict, match: str, *extra: str, budget
 @pytest.mark.parametrize("name", ["../../../escape", "ABSOLUTE", "..", ".", "", "a/b", "a\\b", "C:evil",
                                   "x\0y", "x" * 201, " x", 12.5, ["a"], {"a": 1}, None, True])
 def test_run_name_must_be_a_plain_name(capsys, work, name):
-    """`name` picks ``runs/<name>`` when no --run-dir is given: traversal, absolute paths,
+    """`name` picks ``runs/<name>`` when no --out is given: traversal, absolute paths,
     separators, NUL, overlong and non-string names are refused before anything is written."""
     name = str(work.parents[2] / "abs-escape") if name == "ABSOLUTE" else name
     refuse(capsys, work, doc(name=name), "name")

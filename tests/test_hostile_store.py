@@ -91,7 +91,7 @@ def ckpts(tmp_path_factory):
 def good_run(ckpts, tmp_path_factory):
     """A run directory holding an FGSM evaluation of the first checkpoint (WAL side files gone)."""
     path = tmp_path_factory.mktemp("hostile-run") / "run"
-    assert main([*EVAL, "--model", str(ckpts[0]), "--run-dir", str(path), "--json"]) == 0
+    assert main([*EVAL, "--model", str(ckpts[0]), "--out", str(path), "--json"]) == 0
     assert sorted(p.name for p in path.iterdir()) == ["results.sqlite"]
     return path
 
@@ -165,7 +165,7 @@ def test_refused_databases_stay_byte_identical_with_no_side_files(capsys, ckpts,
     run = tmp_path / "run"
     make(good_run, run)
     assert sorted(p.name for p in run.iterdir()) == ["results.sqlite"]
-    refused(capsys, [*EVAL, "--model", ckpts[0], "--run-dir", run], match, run)
+    refused(capsys, [*EVAL, "--model", ckpts[0], "--out", run], match, run)
     refused(capsys, ["report", run], match, run)
     assert sorted(p.name for p in run.iterdir()) == ["results.sqlite"]
 
@@ -193,7 +193,7 @@ def test_random_corruptions_are_refused_cleanly_or_harmless(capsys, ckpts, good_
         run = tmp_path / str(trial)
         run.mkdir()
         (run / "results.sqlite").write_bytes(bytes(data))
-        for args in (["report", run], [*EVAL, "--model", ckpts[0], "--run-dir", run]):
+        for args in (["report", run], [*EVAL, "--model", ckpts[0], "--out", run]):
             before = tree(run)
             rc = main([str(a) for a in args])
             err = capsys.readouterr().err.strip()
@@ -211,7 +211,7 @@ def test_a_fifo_or_a_directory_beside_the_database_is_refused_without_blocking(c
     waldir = _copy(good_run, tmp_path / "waldir")
     (waldir / "results.sqlite-wal").mkdir()
     for run, name in ((fifo, "results.sqlite"), (waldir, "results.sqlite-wal")):
-        for args in ([*EVAL, "--model", ckpts[0], "--run-dir", run], ["report", run]):
+        for args in ([*EVAL, "--model", ckpts[0], "--out", run], ["report", run]):
             done = cli(*args, timeout=120)
             assert done.returncode == 2, done.stderr
             assert done.stderr.strip() == f"error: {run / name} is not a regular file: not part of a robustlab " \
@@ -220,7 +220,7 @@ def test_a_fifo_or_a_directory_beside_the_database_is_refused_without_blocking(c
 
 def test_a_sound_database_is_still_extended(capsys, ckpts, good_run, tmp_path):
     run = _copy(good_run, tmp_path / "run")
-    assert main([*EVAL, "--model", str(ckpts[1]), "--run-dir", str(run), "--json"]) == 0
+    assert main([*EVAL, "--model", str(ckpts[1]), "--out", str(run), "--json"]) == 0
     assert sorted(rows_by_model(run).values()) == [2, 2]
 
 
@@ -283,12 +283,12 @@ def test_module_failures_are_one_line(capsys, monkeypatch, tmp_path, spec, match
         if name.startswith("hostile_"):
             monkeypatch.delitem(sys.modules, name)
     run = tmp_path / "run"
-    refused(capsys, [*EVAL, "--data", "digits", "--module", spec, "--run-dir", run], match, tmp_path)
+    refused(capsys, [*EVAL, "--data", "digits", "--module", spec, "--out", run], match, tmp_path)
     assert not run.exists()
 
 
 def test_builtins_exit_is_refused_through_the_real_entry_point(tmp_path):
-    done = cli(*EVAL, "--data", "digits", "--module", "builtins:exit", "--run-dir", tmp_path / "run")
+    done = cli(*EVAL, "--data", "digits", "--module", "builtins:exit", "--out", tmp_path / "run")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().startswith("error: --module builtins:exit") and len(done.stderr.splitlines()) == 1
     assert not (tmp_path / "run").exists()
@@ -319,7 +319,7 @@ def test_second_writer_during_the_first_ones_create_waits_and_both_rows_land(ckp
     run = tmp_path / "run"
     ready, go = tmp_path / "ready", tmp_path / "go"
     first = subprocess.Popen([sys.executable, str(script), str(ready), str(go), *EVAL, "--model", str(ckpts[0]),
-                              "--run-dir", str(run), "--json"], env=ENV, stdout=subprocess.PIPE,
+                              "--out", str(run), "--json"], env=ENV, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 240
@@ -327,7 +327,7 @@ def test_second_writer_during_the_first_ones_create_waits_and_both_rows_land(ckp
             time.sleep(0.05)
         assert ready.exists(), first.communicate()[1]
         assert any(p.name.startswith(".results.sqlite.") for p in run.iterdir())  # A's database in the making
-        second = cli(*EVAL, "--model", ckpts[1], "--run-dir", run, "--json")
+        second = cli(*EVAL, "--model", ckpts[1], "--out", run, "--json")
         assert second.returncode == 0, second.stderr
     finally:
         go.touch()
@@ -356,7 +356,7 @@ def test_two_writers_started_together_both_land(ckpts, tmp_path):
     for trial in range(3):
         run = tmp_path / f"run{trial}"
         at = str(time.time() + 8)
-        procs = [subprocess.Popen([sys.executable, str(script), at, *EVAL, "--model", str(ck), "--run-dir", str(run),
+        procs = [subprocess.Popen([sys.executable, str(script), at, *EVAL, "--model", str(ck), "--out", str(run),
                                    "--json"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for ck in ckpts]
         for p in procs:
@@ -412,7 +412,7 @@ def _interrupted(tmp_path: Path, where: str, count: int, *args: object) -> subpr
 @pytest.mark.parametrize("where,count", [("put", 3), ("close", 1)])
 def test_ctrl_c_during_evaluate_says_what_was_kept_and_resumes(ckpts, tmp_path, where, count):
     run = tmp_path / "run"
-    args = [*EVAL, "--eps", "0.2", "--model", ckpts[0], "--run-dir", run, "--json"]
+    args = [*EVAL, "--eps", "0.2", "--model", ckpts[0], "--out", run, "--json"]
     done = _interrupted(tmp_path, where, count, *args)
     assert done.returncode == 130, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -430,7 +430,7 @@ def test_ctrl_c_during_run_says_what_was_kept(tmp_path):
     spec.write_text("name: x\ndata: {name: digits, n_eval: 20}\nmodels: [{id: m, model: {backbone: mlp}, "
                     "train: {epochs: 1}}]\nattacks: [fgsm]\neps: [0, 0.1]\n")
     run = tmp_path / "run"
-    done = _interrupted(tmp_path, "put", 1, "run", spec, "--run-dir", run, "--json")
+    done = _interrupted(tmp_path, "put", 1, "run", spec, "--out", run, "--json")
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         f"interrupted: finished trainings, defenses and cells are kept in {run}; run the same command again to "
@@ -439,7 +439,7 @@ def test_ctrl_c_during_run_says_what_was_kept(tmp_path):
 
 def test_ctrl_c_while_python_loads_is_one_line(tmp_path):
     """SIGINT while torch and the commands are still being imported: one line, exit code 130."""
-    proc = subprocess.Popen([sys.executable, "-m", "robustlab", *EVAL, "--data", "digits", "--run-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "robustlab", *EVAL, "--data", "digits", "--out",
                              str(tmp_path / "run")], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     time.sleep(0.4)
@@ -486,7 +486,7 @@ def test_a_killed_creates_temporary_database_is_not_foreign_content(capsys, ckpt
     run = tmp_path / "run"
     run.mkdir()
     (run / f".results.sqlite.{_dead_pid()}.tmp").write_bytes(b"SQLite format 3\x00 half made")
-    assert main([*EVAL, "--model", str(ckpts[0]), "--run-dir", str(run), "--json"]) == 0, capsys.readouterr().err
+    assert main([*EVAL, "--model", str(ckpts[0]), "--out", str(run), "--json"]) == 0, capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == ["results.sqlite"]
 
 
@@ -554,5 +554,5 @@ def test_hostile_checkpoint_folders(capsys, ckpts, tmp_path):
         for f in src.iterdir():
             (bad / f.name).write_bytes(f.read_bytes())
         damage(bad)
-        refused(capsys, [*EVAL, "--model", bad, "--run-dir", run], match, bad, tmp_path)
+        refused(capsys, [*EVAL, "--model", bad, "--out", run], match, bad, tmp_path)
         assert not run.exists()

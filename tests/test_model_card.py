@@ -35,7 +35,7 @@ def run(tmp_path_factory):
     run_dir = root / "run"
     args = ["evaluate", "--module", f"{root / 'net.py'}:make", "--data", "digits", "--n-eval", "40", "--attack",
             "autoattack", "--attack", "fgsm", "-p", "steps=5", "-p", "queries=20", "-p", "n_targets=2", "--eps", "0",
-            "--eps", "8/255", "--eps", "0.1", "--run-dir", str(run_dir), "--json"]
+            "--eps", "8/255", "--eps", "0.1", "--out", str(run_dir), "--json"]
     import contextlib
     import io
 
@@ -117,7 +117,7 @@ def test_zoo_model_card_names_its_architecture(tmp_path, capsys):
     save_file(zoo_arch("dm-wrn-10-1").build(10).state_dict(), str(tmp_path / "w.safetensors"))
     run_dir = tmp_path / "run"
     assert main(["evaluate", "--zoo-arch", "dm-wrn-10-1", "--weights", str(tmp_path / "w.safetensors"), "--data",
-                 f"folder:{tmp_path / 'data'}", "--attack", "fgsm", "--eps", "8/255", "--run-dir", str(run_dir)]) == 0
+                 f"folder:{tmp_path / 'data'}", "--attack", "fgsm", "--eps", "8/255", "--out", str(run_dir)]) == 0
     assert main(["report", str(run_dir), "--format", "robustbench"]) == 0
     (card_path,) = (run_dir / "robustbench").rglob("*.json")
     card = json.loads(card_path.read_text())

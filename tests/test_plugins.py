@@ -119,14 +119,14 @@ def test_cli_plugin_adds_an_attack_a_defense_and_a_report_section(capsys, plugin
     # without the plugin the names are unknown: one line, exit 2
     run = tmp_path / "run"
     assert main(["evaluate", "--model", str(base_ckpt), "--attack", f"{prefix}-brighten", "--eps", "0.2",
-                 "--n-eval", "40", "--run-dir", str(run)]) == 2
+                 "--n-eval", "40", "--out", str(run)]) == 2
     assert f"unknown attack '{prefix}-brighten'" in capsys.readouterr().err
     assert main(["defend", f"{prefix}-posterize", "--model", str(base_ckpt), "--out", str(tmp_path / "d")]) == 2
     capsys.readouterr()
 
     # the attack, through `evaluate --attack NAME`
     assert main(["--plugin", name, "evaluate", "--model", str(base_ckpt), "--attack", f"{prefix}-brighten",
-                 "--eps", "0", "--eps", "0.5", "--n-eval", "40", "--no-self-test", "--run-dir", str(run),
+                 "--eps", "0", "--eps", "0.5", "--n-eval", "40", "--no-self-test", "--out", str(run),
                  "--json"]) == 0
     rows = [r for r in _last_json(capsys.readouterr().out)["rows"] if r["attack"] == f"{prefix}-brighten"]
     clean, robust = _brightened_accuracy(base_ckpt, 0.5)
@@ -183,7 +183,7 @@ def test_experiment_file_plugins(capsys, plugin, tmp_path):
         self_test: false
     """))
     run = tmp_path / "run"
-    assert main(["run", str(exp), "--run-dir", str(run), "--json"]) == 0
+    assert main(["run", str(exp), "--out", str(run), "--json"]) == 0
     capsys.readouterr()
     report = json.loads((run / "report.json").read_text())
     rows = [r for r in report["rows"] if r["attack"] == f"{prefix}-brighten"]
@@ -208,9 +208,9 @@ def test_cli_plugins_reach_the_experiment_workers(capsys, plugin, tmp_path, monk
         eps: [0.2]
         self_test: false
     """))
-    assert main(["run", str(exp), "--run-dir", str(tmp_path / "never")]) == 2
+    assert main(["run", str(exp), "--out", str(tmp_path / "never")]) == 2
     assert f"unknown attack '{prefix}-brighten'" in capsys.readouterr().err
-    assert main(["--plugin", name, "run", str(exp), "--run-dir", str(tmp_path / "run")]) == 0
+    assert main(["--plugin", name, "run", str(exp), "--out", str(tmp_path / "run")]) == 0
     assert imported and all(modules == (name,) for modules in imported)
 
 
@@ -224,7 +224,7 @@ def test_entry_point_plugins_load_at_cli_start(capsys, plugin, base_ckpt, tmp_pa
     (info / "entry_points.txt").write_text(f"[robustlab.plugins]\nlab = {name}\n")
     monkeypatch.syspath_prepend(str(site))
     assert main(["evaluate", "--model", str(base_ckpt), "--attack", f"{prefix}-brighten", "--eps", "0.5",
-                 "--n-eval", "40", "--no-self-test", "--run-dir", str(tmp_path / "run"), "--json"]) == 0
+                 "--n-eval", "40", "--no-self-test", "--out", str(tmp_path / "run"), "--json"]) == 0
     (row,) = [r for r in _last_json(capsys.readouterr().out)["rows"] if r["attack"] == f"{prefix}-brighten"]
     assert row["robust_accuracy"] == pytest.approx(_brightened_accuracy(base_ckpt, 0.5)[1])
     assert main(["defend", f"{prefix}-posterize", "--help"]) == 0

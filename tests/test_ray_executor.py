@@ -111,7 +111,7 @@ def test_killed_driver_resumes_without_redoing_cells(cluster, tmp_path):
     exp.write_text(json.dumps(doc))
     run_dir = tmp_path / "run"
     db = run_dir / "results.sqlite"
-    cmd = [sys.executable, "-m", "robustlab", "run", str(exp), "--run-dir", str(run_dir), "--address", cluster]
+    cmd = [sys.executable, "-m", "robustlab", "run", str(exp), "--out", str(run_dir), "--address", cluster]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     rows = 0
     deadline = time.monotonic() + 300  # Ray is slow to place tasks on a loaded machine

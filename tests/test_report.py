@@ -35,7 +35,7 @@ def run(ckpt, tmp_path_factory):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = main(["evaluate", "--model", str(ckpt), "--attack", "fgsm", "--attack", "pgd", "--steps", "5",
-                     "--eps", "0", "--eps", "0.05", "--eps", "0.1", "--n-eval", "50", "--run-dir", str(run_dir),
+                     "--eps", "0", "--eps", "0.05", "--eps", "0.1", "--n-eval", "50", "--out", str(run_dir),
                      "--json"])
     assert code == 0
     return run_dir, json.loads(buf.getvalue().strip().splitlines()[-1])
@@ -86,7 +86,7 @@ def test_layout_order_self_contained_light_and_dark(run):
 def test_reduced_ensemble_is_said(ckpt, tmp_path, capsys):
     run_dir = tmp_path / "aa"
     doc = _json(capsys, "evaluate", "--model", str(ckpt), "--attack", "autoattack", "-p", "steps=3",
-                "-p", "n_targets=1", "-p", "queries=20", "--eps", "0.1", "--n-eval", "30", "--run-dir",
+                "-p", "n_targets=1", "-p", "queries=20", "--eps", "0.1", "--n-eval", "30", "--out",
                 str(run_dir), "--json")
     assert sorted(doc["rows"][0]["reduced"]) == ["n_targets=1 < 9", "queries=20 < 5000", "steps=3 < 100"]
     paths = write_report(run_dir)

@@ -31,7 +31,7 @@ eps: [0.1]
 def _run(spec: Path, run_dir: Path, threads: int, *extra: str) -> dict:
     """`robustlab run` in a fresh process whose OpenMP / MKL pools have `threads` threads."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    done = subprocess.run([sys.executable, "-m", "robustlab", "run", str(spec), "--run-dir", str(run_dir), "--json",
+    done = subprocess.run([sys.executable, "-m", "robustlab", "run", str(spec), "--out", str(run_dir), "--json",
                            *extra], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -76,7 +76,7 @@ def test_evaluate_records_its_environment_and_threads(tmp_path, capsys):
     assert main(["train", "--data", "digits", "--backbone", "mlp", "--epochs", "1", "--out", str(ckpt), "--json"]) == 0
     run = tmp_path / "run"
     assert main(["evaluate", "--model", str(ckpt), "--attack", "fgsm", "--eps", "0.1", "--n-eval", "20",
-                 "--threads", "2", "--run-dir", str(run), "--json"]) == 0
+                 "--threads", "2", "--out", str(run), "--json"]) == 0
     capsys.readouterr()
     with ResultStore(run, readonly=True) as store:
         env = store.get_meta("environment")

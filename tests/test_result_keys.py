@@ -38,7 +38,7 @@ def _evaluate(capsys, *args) -> dict:
 def test_n_eval_and_data_set_are_in_the_key(capsys, ckpt, tmp_path):
     run = tmp_path / "run"
     common = ["--model", ckpt, "--attack", "fgsm", "--attack", "pgd", "--steps", "3", "--eps", "0.1",
-              "--run-dir", run]
+              "--out", run]
     first = _evaluate(capsys, *common, "--n-eval", "100")
     second = _evaluate(capsys, *common, "--n-eval", "40")
     assert {r["n"] for r in first["rows"]} == {100} and {r["n"] for r in second["rows"]} == {40}
@@ -68,8 +68,8 @@ def test_n_eval_and_data_set_are_in_the_key(capsys, ckpt, tmp_path):
 
 def test_identification_is_keyed_by_the_samples(capsys, ckpt, tmp_path):
     run = tmp_path / "run"
-    a = _evaluate(capsys, "--model", ckpt, "--attack", "fgsm", "--eps", "0.1", "--n-eval", "200", "--run-dir", run)
-    b = _evaluate(capsys, "--model", ckpt, "--attack", "fgsm", "--eps", "0.1", "--n-eval", "60", "--run-dir", run)
+    a = _evaluate(capsys, "--model", ckpt, "--attack", "fgsm", "--eps", "0.1", "--n-eval", "200", "--out", run)
+    b = _evaluate(capsys, "--model", ckpt, "--attack", "fgsm", "--eps", "0.1", "--n-eval", "60", "--out", run)
     clean_a = next(r for r in a["rows"] if r["eps"] == 0.1)["clean_accuracy"]
     clean_b = next(r for r in b["rows"] if r["eps"] == 0.1)["clean_accuracy"]
     assert a["identification"]["accuracy"] == pytest.approx(clean_a)

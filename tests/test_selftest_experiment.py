@@ -97,11 +97,11 @@ def test_the_file_and_the_cli_turn_it_off(tmp_path, capsys):
         attacks: [fgsm]
         eps: [0.1]
     """))
-    assert main(["run", str(exp), "--run-dir", str(tmp_path / "b"), "--no-self-test", "--json"]) == 0
+    assert main(["run", str(exp), "--out", str(tmp_path / "b"), "--no-self-test", "--json"]) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["counts"]
     assert counts["selftests"] == 0 and _selftests(tmp_path / "b")[0] == []
     # without the flag the default runs (on every one of the 30 samples: fewer than the default 100)
-    assert main(["run", str(exp), "--run-dir", str(tmp_path / "b"), "--json"]) == 0
+    assert main(["run", str(exp), "--out", str(tmp_path / "b"), "--json"]) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["counts"]
     (row,) = _selftests(tmp_path / "b")[0]
     assert counts["selftests"] == 1 and counts["computed"] == 0 and row.metrics["n"] == 30

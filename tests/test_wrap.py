@@ -109,7 +109,7 @@ def test_cli_module_path_safetensors_only(native, tmp_path, capsys):
     save_file(net.state_dict(), str(tmp_path / "w.safetensors"))
     args = ["evaluate", "--module", f"{factory}:make", "--weights", str(tmp_path / "w.safetensors"), "--data", "digits",
             "--mean", str(MEAN), "--std", str(STD), "--attack", "fgsm", "--eps", "0.1", "--n-eval", "60",
-            "--run-dir", str(tmp_path / "run"), "--json"]
+            "--out", str(tmp_path / "run"), "--json"]
     assert main(args) == 0
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     (row,) = doc["rows"]
@@ -118,7 +118,7 @@ def test_cli_module_path_safetensors_only(native, tmp_path, capsys):
     torch.save(net.state_dict(), tmp_path / "w.pt")  # a pickle: refused before anything is read or written
     bad = args.copy()
     bad[bad.index("--weights") + 1] = str(tmp_path / "w.pt")
-    bad[bad.index("--run-dir") + 1] = str(tmp_path / "run2")
+    bad[bad.index("--out") + 1] = str(tmp_path / "run2")
     assert main(bad) == 2
     assert "never loads pickles" in capsys.readouterr().err and not (tmp_path / "run2").exists()
 

@@ -220,7 +220,7 @@ def test_cli_evaluate_zoo_arch(tmp_path, capsys):
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, pt)
     run = tmp_path / "run"
     base = ["evaluate", "--zoo-arch", "wrn-10-1", "--data", f"folder:{data}", "--attack", "fgsm", "--eps", "8/255",
-            "--run-dir", str(run), "--json"]
+            "--out", str(run), "--json"]
     assert main([*base[:3], "--weights", str(pt), *base[3:]]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"robustlab convert {pt}" in err and not run.exists()

@@ -33,8 +33,11 @@ def _app() -> Any:
     if key not in _APP:
         import typer
 
+        from robustlab.cli.vocabulary import Group
+
         app = typer.Typer(
             name="robustlab",
+            cls=Group,
             help="Train, attack, defend and honestly measure image classifiers.",
             no_args_is_help=True,
             add_completion=False,
@@ -44,6 +47,8 @@ def _app() -> Any:
         @app.callback()
         def _root(
             debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+            version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
+                                         help="Print robustlab's version (and torch's) and exit."),
             plugin: list[str] = typer.Option(
                 None, "--plugin", metavar="MODULE",
                 help="Import MODULE first (repeatable): a plugin that registers attacks, defenses, heads, "
@@ -61,12 +66,13 @@ def _app() -> Any:
 def _plugins(args: list[str]) -> None:
     """Load the installed plugins (entry points, once) and import every ``--plugin MODULE`` given
     before the command, so that what they register (a `defend` subcommand too) exists when the
-    command line is parsed."""
+    command line is parsed. `--version` loads none."""
     from robustlab.core.plugins import import_plugins, load_entry_points
 
-    load_entry_points()
     modules, i = [], 0
     while i < len(args) and args[i].startswith("-"):
+        if args[i] in ("--version", "-V"):
+            return
         if args[i] == "--plugin" and i + 1 < len(args):
             modules.append(args[i + 1])
             i += 2
@@ -74,7 +80,22 @@ def _plugins(args: list[str]) -> None:
         if args[i].startswith("--plugin="):
             modules.append(args[i].partition("=")[2])
         i += 1
+    load_entry_points()
     import_plugins(modules)
+
+
+def _print_version(value: bool) -> None:
+    """`robustlab --version`: "robustlab 0.1.0 (torch 2.x, Python 3.y)", exit code 0."""
+    if value:
+        import platform
+
+        import torch
+        import typer
+
+        from robustlab import __version__
+
+        sys.stdout.write(f"robustlab {__version__} (torch {torch.__version__}, Python {platform.python_version()})\n")
+        raise typer.Exit()
 
 
 def main(argv: list[str] | None = None) -> int:

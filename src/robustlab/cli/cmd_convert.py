@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from robustlab.cli.console import out, print_json
+from robustlab.cli.options import JSON_HELP
 from robustlab.models.zoo import convert_checkpoint
 
 
@@ -19,7 +20,7 @@ def convert_cmd(
     strip: list[str] = typer.Option(None, "--strip", help="A key prefix to remove (repeatable; "
                                     "default: module.)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Convert SRC to safetensors, the only weights robustlab loads.
 

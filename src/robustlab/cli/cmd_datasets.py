@@ -8,12 +8,13 @@ import typer
 from rich.table import Table
 
 from robustlab.cli.console import out, print_json
+from robustlab.cli.options import DATA_ROOT_HELP, JSON_HELP
 from robustlab.data import list_datasets
 
 
 def datasets(
-    root: Path = typer.Option(None, "--root", help="Also look here first."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    root: Path = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List the data sets robustlab can load, and where each was found (or why not)."""
     found = list_datasets(root)

@@ -20,6 +20,8 @@ from typing import Any
 import typer
 
 from robustlab.cli.console import err, out, print_json
+from robustlab.cli.options import DATA_ROOT_HELP, DEVICE_HELP, JSON_HELP, OVERWRITE_HELP, SEED_HELP, TRAIN_BATCH_HELP
+from robustlab.cli.vocabulary import Group
 from robustlab.core.contract import REJECT, batched_predict
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.core.runtime import pick_device, seed_everything
@@ -38,12 +40,15 @@ from robustlab.store.checkpoints import (
 
 MODEL_OPT = typer.Option(..., "--model", help="Checkpoint of a trained classifier.")
 DATA_OPT = typer.Option(None, "--data", help="Data set (default: the one the checkpoint was trained on).")
-ROOT_OPT = typer.Option(None, "--data-root", help="Where the data set's files are.")
+ROOT_OPT = typer.Option(None, "--data-root", help=DATA_ROOT_HELP)
 RESIZE_OPT = typer.Option(None, "--resize", help="Resize images to SIZE x SIZE (default: as trained).")
 OUT_OPT = typer.Option(..., "--out", help="Directory for the defended checkpoint.")
-OVERWRITE_OPT = typer.Option(False, "--overwrite", help="Replace a checkpoint already at --out.")
-DEVICE_OPT = typer.Option(None, "--device", help="cpu, cuda or cuda:N.")
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON object as the last line.")
+OVERWRITE_OPT = typer.Option(False, "--overwrite", help=OVERWRITE_HELP)
+DEVICE_OPT = typer.Option(None, "--device", help=DEVICE_HELP)
+JSON_OPT = typer.Option(False, "--json", help=JSON_HELP)
+SEED_OPT = typer.Option(0, "--seed", help=SEED_HELP)
+SHARED_HELP = {"batch_size": TRAIN_BATCH_HELP}
+"""The help of a parameter that means the same on every command, when a defense gives none."""
 
 
 def _accuracy(model, x, y) -> float:
@@ -141,7 +146,7 @@ COMMON = ("model_path", "data", "data_root", "resize", "out_dir", "seed", "overw
 def _common_options() -> list[inspect.Parameter]:
     options = {
         "model_path": (Path, MODEL_OPT), "data": (str, DATA_OPT), "data_root": (Path, ROOT_OPT),
-        "resize": (int, RESIZE_OPT), "out_dir": (Path, OUT_OPT), "seed": (int, typer.Option(0, "--seed")),
+        "resize": (int, RESIZE_OPT), "out_dir": (Path, OUT_OPT), "seed": (int, SEED_OPT),
         "overwrite": (bool, OVERWRITE_OPT), "device": (str, DEVICE_OPT), "json_out": (bool, JSON_OPT),
     }
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
@@ -153,13 +158,14 @@ def _option(p: Param) -> inspect.Parameter:
     -> text (unset: the defense's default), bool -> --name/--no-name, else the default's type."""
     flag = "--" + p.name.replace("_", "-")
     flags = p.flags or (flag,)
+    help_text = p.help or SHARED_HELP.get(p.name, "")
     if p.parse is not None or p.repeatable or not isinstance(p.default, bool | int | float | str):
         kind: Any = list[str] if p.repeatable and p.parse is None else str
-        option = typer.Option(None, *flags, help=p.help, show_default=False)
+        option = typer.Option(None, *flags, help=help_text, show_default=False)
     elif isinstance(p.default, bool):
-        kind, option = bool, typer.Option(p.default, f"{flags[0]}/--no-{flags[0][2:]}", *flags[1:], help=p.help)
+        kind, option = bool, typer.Option(p.default, f"{flags[0]}/--no-{flags[0][2:]}", *flags[1:], help=help_text)
     else:
-        kind, option = type(p.default), typer.Option(p.default, *flags, help=p.help)
+        kind, option = type(p.default), typer.Option(p.default, *flags, help=help_text)
     return inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
 
 
@@ -201,7 +207,7 @@ def _command(defense: Defense) -> Callable[..., None]:
 
 def defend_app() -> typer.Typer:
     """`robustlab defend`: one subcommand per registered defense (its `command` or its name)."""
-    app = typer.Typer(help="Build a defended model from a trained one.", no_args_is_help=True)
+    app = typer.Typer(help="Build a defended model from a trained one.", no_args_is_help=True, cls=Group)
     for _, defense in DEFENSES.items():
         app.command(defense.command or defense.name)(_command(defense))
     return app

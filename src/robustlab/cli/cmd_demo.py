@@ -17,6 +17,7 @@ from robustlab.cli.console import (
     print_training_warnings,
     progress_bar,
 )
+from robustlab.cli.options import DEVICE_HELP, JSON_HELP, OVERWRITE_HELP, SEED_HELP
 from robustlab.evaluate import identification_results, masking_flags
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.experiment.presets import DEMO
@@ -26,15 +27,16 @@ from robustlab.store.results import ResultStore
 
 def demo(
     out_dir: Path = typer.Option(Path("robustlab-demo"), "--out", help="Run directory (reused on rerun)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: CUDA when present)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Delete earlier results in --out first."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train softmax, triplet (k-NN) and PCL heads on digits, attack them, print the table, write the report."""
-    spec = ExperimentSpec.from_dict(DEMO)
+    spec = ExperimentSpec.from_dict({**DEMO, "seeds": [seed]})  # one seed: the model ids stay as they are
     start = time.perf_counter()
     with progress_bar() as progress:
-        rows = run_experiment(spec, out_dir, device=device, progress=progress, overwrite=fresh)
+        rows = run_experiment(spec, out_dir, device=device, progress=progress, overwrite=overwrite)
     paths = write_report(out_dir)
     seconds = time.perf_counter() - start
     names = {r["model"]: r["model"].split(":")[0] for r in rows}

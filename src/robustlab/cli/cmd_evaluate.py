@@ -21,7 +21,19 @@ from robustlab.cli.console import (
     print_results,
     progress_bar,
 )
-from robustlab.cli.options import eps_value, parse_pairs
+from robustlab.cli.options import (
+    BATCH_HELP,
+    BATCH_SIZE,
+    DATA_ROOT_HELP,
+    DEVICE_HELP,
+    JSON_HELP,
+    OVERWRITE_HELP,
+    PARAM_HELP,
+    SEED_HELP,
+    THREADS_HELP,
+    eps_value,
+    parse_pairs,
+)
 from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.digest import model_digest
 from robustlab.core.environment import command_line
@@ -44,14 +56,17 @@ DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2, 0.5)
 _EPS_TEXT = " ".join(f"{e:g}" for e in DEFAULT_EPS)
 
 
-def attack_specs(names: list[str], shared: dict[str, Any]) -> list[AttackSpec]:
-    """One spec per attack name; each shared parameter goes to the attacks that accept it."""
+def attack_specs(names: list[str], shared: dict[str, Any], seed: int = 0) -> list[AttackSpec]:
+    """One spec per attack name; each shared parameter goes to the attacks that accept it, and
+    `seed` (--seed; 0, the attacks' default, is left out of their keys) to those that take one."""
     used: set[str] = set()
     specs = []
     for name in names:
         get_attack_class(name)
         accepted = attack_parameters(name)
         params = {k: v for k, v in shared.items() if k in accepted}
+        if seed and "seed" in accepted:
+            params.setdefault("seed", seed)
         used |= set(params)
         specs.append(AttackSpec(name, params))
     unused = set(shared) - used
@@ -75,7 +90,7 @@ def evaluate_cmd(
     std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's (or --zoo-arch's) "
                                     "input (repeatable)."),
     data: str = typer.Option(None, "--data", help="Data set (default: the one the model was trained on)."),
-    data_root: Path = typer.Option(None, "--data-root"),
+    data_root: Path = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     attack: list[str] = typer.Option(
         None, "--attack", help=f"Attack name (repeatable). Default: {' + '.join(DEFAULT_ATTACKS)}."
     ),
@@ -84,17 +99,17 @@ def evaluate_cmd(
     steps: int = typer.Option(None, "--steps", help="Iterations, for attacks that take them."),
     norm: str = typer.Option(None, "--norm", help="linf or l2, for attacks that take it."),
     restarts: int = typer.Option(None, "--restarts"),
-    param: list[str] = typer.Option(None, "--param", "-p", help="key=value for the attacks (repeatable)."),
+    param: list[str] = typer.Option(None, "--param", "-p", help="For the attacks that take KEY. " + PARAM_HELP),
     n_eval: int = typer.Option(
         None, "--n-eval", min=1, help="Attack a stratified subset of this many test images."
     ),
-    run_dir: Path = typer.Option(None, "--run-dir", help="Results directory (default runs/<checkpoint>)."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
-    device: str = typer.Option(None, "--device"),
-    threads: int = typer.Option(None, "--threads", min=1, help="torch intra-op threads (default 1: the same "
-                                "numbers on any machine; recorded with the results)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    run_dir: Path = typer.Option(None, "--out", help="Run directory (default runs/<checkpoint>)."),
+    batch_size: int = typer.Option(BATCH_SIZE, "--batch-size", min=1, help=BATCH_HELP),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    threads: int = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     no_self_test: bool = typer.Option(False, "--no-self-test", help="Skip the binarization self-test of the "
                                       f"attacks (default: on the first {SELFTEST_SAMPLES} samples at each eps > 0)."),
 ) -> None:
@@ -114,13 +129,13 @@ def evaluate_cmd(
     data = data or ("cifar10" if zoo_arch is not None else None)
     shared = {k: v for k, v in {"steps": steps, "norm": norm, "restarts": restarts}.items() if v is not None}
     shared.update(parse_pairs(param, "--param"))
-    specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared)
+    specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared, seed)
     grid = list(eps) if eps else list(DEFAULT_EPS)
     if module is not None or zoo_arch is not None:
         if data is None:
             raise ConfigError("--module needs --data (the data set to evaluate on)")
         dataset = DataSpec(name=data, root=str(data_root) if data_root else None).load()
-        samples = eval_set(dataset, n_eval, seed=0)
+        samples = eval_set(dataset, n_eval, seed=seed)
         load = partial(zoo.load_zoo_model, zoo_arch) if zoo_arch is not None else partial(load_factory, module)
         model, key = load(weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
                           mean=mean or None, std=std or None, device=dev)
@@ -142,7 +157,7 @@ def evaluate_cmd(
         if trained is None and not data:
             raise ConfigError("the checkpoint does not say what data it was trained on: pass --data")
         data_spec = (trained or DataSpec(name=data)).override(data, str(data_root) if data_root else None)
-        samples = eval_set(data_spec.load(), n_eval, seed=0)
+        samples = eval_set(data_spec.load(), n_eval, seed=seed)
         defense = defense_label(doc.get("defense"))
         name = ckpt.resolve().name
         meta = doc.get("metadata") or {}

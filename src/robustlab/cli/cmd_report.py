@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from robustlab.cli.console import out, print_json
+from robustlab.cli.options import JSON_HELP
 from robustlab.core.errors import ConfigError
 from robustlab.report import write_report
 from robustlab.report.robustbench import write_model_cards
@@ -22,7 +23,7 @@ def report(
     fmt: str = typer.Option("html", "--format", help="html: report.html, report.md and report.json; "
                             "robustbench: the zoo's model_info JSON per model and threat model."),
     overwrite: bool = typer.Option(False, "--overwrite", help="robustbench: replace existing model cards."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Write report.html, report.md and report.json for RUN_DIR (or, with --format robustbench,
     RobustBench model cards: <dataset>/<Linf|L2>/<model>.json)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from robustlab.cli.console import err, out, print_json, print_results, print_training_warnings, progress_bar
+from robustlab.cli.options import DEVICE_HELP, JSON_HELP, OVERWRITE_HELP, THREADS_HELP
 from robustlab.core.environment import command_line
 from robustlab.experiment import ExperimentSpec, run_grid
 from robustlab.experiment.limits import Limits
@@ -19,8 +20,8 @@ from robustlab.store.results import ResultStore
 
 def run(
     experiment: Path = typer.Argument(..., help="Experiment file (YAML or JSON)."),
-    run_dir: Path = typer.Option(None, "--run-dir", help="Run directory (default: runs/<name>)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
+    run_dir: Path = typer.Option(None, "--out", help="Run directory (default: runs/<name>)."),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
     executor: str = typer.Option(None, "--executor", help="local (in-process, the default) or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster to join (auto, HOST:PORT, ray://...)."),
     num_cpus: float = typer.Option(None, "--num-cpus", min=0, help="CPUs per Ray task."),
@@ -33,14 +34,15 @@ def run(
                                   help="Most evaluation and transfer cells (model x defense x attack x eps)."),
     max_values: int = typer.Option(Limits.values, "--max-values", min=1,
                                    help="Most values the file may hold once its YAML aliases are expanded."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run directory's earlier results first."),
-    threads: int = typer.Option(None, "--threads", min=1, help="torch threads of local tasks (default 1: the same "
-                                "numbers on any machine; recorded with the results)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    threads: int = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     no_self_test: bool = typer.Option(False, "--no-self-test", help="Skip the binarization self-test of the "
                                       "attacks (the file's `self_test:`)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train, attack and report a whole experiment; cells already stored are skipped.
+
+    The seeds are the file's (`seeds:`, `train: {seed: N}`), so the file alone reproduces the run.
 
     Options given here override the file's `executor:` section. A failing task does not stop
     the grid: the others complete, each failure is listed, and the exit code is 1. A file that

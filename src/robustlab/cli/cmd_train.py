@@ -12,7 +12,17 @@ import typer
 
 from robustlab.cli.app import on_interrupt
 from robustlab.cli.console import err, out, print_json, progress_bar
-from robustlab.cli.options import eps_value, parse_pairs
+from robustlab.cli.options import (
+    DATA_ROOT_HELP,
+    DEVICE_HELP,
+    JSON_HELP,
+    OVERWRITE_HELP,
+    PARAM_HELP,
+    SEED_HELP,
+    TRAIN_BATCH_HELP,
+    eps_value,
+    parse_scoped,
+)
 from robustlab.core.contract import batched_predict
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import pick_device, seed_everything
@@ -27,10 +37,10 @@ from robustlab.train.defaults import training_warning
 
 
 def adv_config(method: str | None, eps: float | None, steps: int | None, pairs: dict[str, Any]) -> AdvConfig | None:
-    """The recipe from the --adv options: recipe fields by name, the rest are the method's args."""
+    """The recipe from the --adv options and `-p adv.*`: recipe fields by name, the rest are the method's args."""
     if method is None:
         if eps is not None or steps is not None or pairs:
-            raise ConfigError("--adv-eps, --adv-steps and --adv-arg need --adv METHOD")
+            raise ConfigError("--adv-eps, --adv-steps and -p adv.KEY=VALUE need --adv METHOD")
         return None
     fields = {f.name for f in dataclasses.fields(AdvConfig)} - {"method", "args"}
     doc: dict[str, Any] = {k: v for k, v in pairs.items() if k in fields}
@@ -40,48 +50,47 @@ def adv_config(method: str | None, eps: float | None, steps: int | None, pairs: 
 
 def train_cmd(
     data: str = typer.Option("digits", "--data", help="Data set name (see `robustlab datasets`)."),
-    data_root: Path = typer.Option(None, "--data-root", help="Where the data set's files are."),
+    data_root: Path = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     backbone: str = typer.Option("lenet", "--backbone", help="mlp, lenet, cnn6, resnet, mobilenetv2, vgg."),
     head: str = typer.Option("softmax", "--head", help="Classification or metric head (e.g. softmax)."),
-    backbone_arg: list[str] = typer.Option(None, "--backbone-arg", help="key=value for the backbone."),
-    head_arg: list[str] = typer.Option(None, "--head-arg", help="key=value for the head."),
     resize: int = typer.Option(None, "--resize", help="Resize images to SIZE x SIZE."),
     train_per_class: int = typer.Option(None, "--train-per-class", help="Training images per class."),
     epochs: int = typer.Option(None, "--epochs", min=0, help="Default: adapts to the data size (defaults.py)."),
-    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Default 64."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help=TRAIN_BATCH_HELP + " Default 64."),
     optimizer: str = typer.Option(None, "--optimizer", help="adam (default) or sgd."),
     lr: float = typer.Option(None, "--lr", help="Peak learning rate (default 2e-3 for adam, 0.05 for sgd)."),
     weight_decay: float = typer.Option(None, "--weight-decay", help="Default 0 for adam, 5e-4 for sgd."),
     schedule: str = typer.Option("cosine", "--schedule", help="cosine, step or constant."),
-    objective_arg: list[str] = typer.Option(None, "--objective-arg", help="key=value for the training loss."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     adv: str = typer.Option(None, "--adv", help="Adversarial training: " + ", ".join(METHODS) + "."),
     adv_eps: float = typer.Option(None, "--adv-eps", parser=eps_value, metavar="<eps>",
                                   help="Training budget, e.g. 0.1 or 8/255 (default 0.1; pixel units)."),
     adv_steps: int = typer.Option(None, "--adv-steps", help="Training attack steps (default: the method's)."),
-    adv_arg: list[str] = typer.Option(
-        None, "--adv-arg", help="key=value for the recipe: norm, eps_min, sampling, step_size, "
-        "warmup_epochs, guard, or the method's own (beta, alpha, weight, margin, noise)."),
+    param: list[str] = typer.Option(
+        None, "--param", "-p", help="PREFIX.KEY=VALUE, as in an experiment file: backbone.* and head.* (the "
+        "model's args), objective.* (the training loss), adv.* (the recipe: norm, eps_min, sampling, step_size, "
+        "warmup_epochs, guard, or the method's own: beta, alpha, weight, margin, noise). " + PARAM_HELP),
     out_dir: Path = typer.Option(None, "--out", help="Checkpoint directory (default checkpoints/<name>)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint at --out."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train BACKBONE + HEAD on DATA; save safetensors weights + JSON config.
 
     Under `torchrun --nproc_per_node N` the processes train one model data-parallel (DDP);
     rank 0 saves the checkpoint and prints.
     """
+    params = parse_scoped(param, ("backbone", "head", "adv", "objective"))
     cfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-        schedule=schedule, seed=seed, objective_args=parse_pairs(objective_arg, "--objective-arg"),
-        adv=adv_config(adv, adv_eps, adv_steps, parse_pairs(adv_arg, "--adv-arg")),
+        schedule=schedule, seed=seed, objective_args=params["objective"],
+        adv=adv_config(adv, adv_eps, adv_steps, params["adv"]),
     )
     dev = distributed.init_from_env(pick_device(device))
     dataset = load_dataset(data, root=data_root, resize=resize, seed=seed, train_per_class=train_per_class)
     config = ModelConfig(
         backbone=backbone, head=head, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
-        backbone_args=parse_pairs(backbone_arg, "--backbone-arg"), head_args=parse_pairs(head_arg, "--head-arg"),
+        backbone_args=params["backbone"], head_args=params["head"],
     )
     cfg = cfg.resolved(len(dataset.y_train), head)
     target = out_dir or Path("checkpoints") / checkpoint_name(config)

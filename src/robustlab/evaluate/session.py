@@ -91,7 +91,7 @@ def check_run_dir(run_dir: str | Path, *, overwrite: bool = False, allow: Sequen
         if others and not overwrite:
             raise ConfigError(
                 f"{run_dir} is not empty and holds no robustlab results ({', '.join(others[:3])}"
-                f"{', ...' if len(others) > 3 else ''}): choose a new or empty --run-dir, or pass --overwrite"
+                f"{', ...' if len(others) > 3 else ''}): choose a new or empty --out, or pass --overwrite"
             )
     if state == "robustlab" and overwrite:
         state = "replace"
