@@ -108,12 +108,9 @@ class Registry(Generic[T]):
         """The registered names (aliases left out), sorted."""
         return sorted(self._items)
 
-    def aliases(self) -> dict[str, str]:
-        """alias -> name."""
-        return dict(self._aliases)
-
     def items(self) -> list[tuple[str, T]]:
-        return sorted(self._items.items())
+        """(name, entry), sorted by name."""
+        return sorted(self._items.items(), key=lambda kv: kv[0])
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
