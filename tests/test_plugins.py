@@ -253,6 +253,7 @@ def _registries() -> dict[str, Registry]:
     from robustlab.defenses.squeezers import SQUEEZERS
     from robustlab.experiment.executors import EXECUTORS
     from robustlab.models import BACKBONES, HEADS
+    from robustlab.models.zoo.registry import ZOO
     from robustlab.report.sections import SECTIONS
     from robustlab.train.adversarial import METHODS
     from robustlab.train.objectives import OBJECTIVES
@@ -260,7 +261,7 @@ def _registries() -> dict[str, Registry]:
     return {"attack": ATTACKS, "defense": DEFENSES, "head": HEADS, "backbone": BACKBONES, "objective": OBJECTIVES,
             "adversarial-training method": METHODS, "squeezer": SQUEEZERS, "dataset": DATASETS,
             "report section": SECTIONS, "executor": EXECUTORS, "attack loss": ATTACK_LOSSES,
-            "success criterion": CRITERIA}
+            "success criterion": CRITERIA, "zoo architecture": ZOO}
 
 
 def _expected(kind: str, bad: str, close: str, registry: Registry) -> str:
