@@ -70,18 +70,20 @@ class Defense:
     companions: Callable[[RobustModel], dict[str, RobustModel]] | None = None
 
     def params(self) -> list[Param]:
-        """The parameters, in the order of `check`'s signature."""
+        """The named parameters, in the order of `check`'s signature (a ``**kwargs`` is not one)."""
         return [
             Param(p.name, p.default, self.help.get(p.name, ""), self.flags.get(p.name, ()), self.parse.get(p.name))
             for p in inspect.signature(self.check).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
 
     def resolve(self, params: Mapping[str, Any]) -> Any:
-        """`check` on `params`: unknown names and bad values (a `TypeError` or `ValueError` from
-        `check`) are one `ConfigError`."""
+        """`check` on `params`: unknown names (unless `check` takes ``**kwargs``) and bad values (a
+        `TypeError` or `ValueError` from `check`) are one `ConfigError`."""
         known = [p.name for p in self.params()]
         unknown = sorted(set(params) - set(known))
-        if unknown:
+        any_name = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.check).parameters.values())
+        if unknown and not any_name:
             raise ConfigError(f"defense {self.name}: unknown parameters {unknown}; valid: {known}")
         try:
             return self.check(**params)
