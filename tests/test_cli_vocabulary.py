@@ -41,11 +41,11 @@ OWN = {
     "train": {"--backbone", "--head", "--train-per-class", "--weight-decay", "--schedule", "--adv", "--adv-eps",
               "--adv-steps"},
     "evaluate": {"--module", "--zoo-arch", "--weights", "--mean", "--std", "--attack", "--norm", "--restarts",
-                 "--n-eval", "--no-self-test"},
+                 "--n-eval", "--no-self-test", "--executor"},
     "report": {"--format"},
     "datasets": set(),
     "run": {"--executor", "--address", "--num-cpus", "--num-gpus", "--connect-timeout", "--max-trainings",
-            "--max-cells", "--max-values", "--no-self-test"},
+            "--max-cells", "--max-values", "--no-self-test", "--dry-run"},
     "anonymize": {"--k", "--similarity", "--targets", "--size-policy", "--report", "--tolerance", "--retries"},
     "convert": {"--key", "--strip"},
     "defend distill": {"--temperature", "-T", "--teacher", "--init", "--weight-decay"},
@@ -193,7 +193,7 @@ def _capture(monkeypatch, target: str, seen: dict, pick):
 def _evaluate(tmp_path, monkeypatch, seen):
     (tmp_path / "net.py").write_text("import torch\ndef make():\n    return torch.nn.Sequential("
                                      "torch.nn.Flatten(), torch.nn.Linear(64, 10))\n")
-    _capture(monkeypatch, "robustlab.cli.cmd_evaluate.Evaluation", seen, lambda a, k: {"out": a[0]})
+    _capture(monkeypatch, "robustlab.cli.cmd_evaluate.prepare_grid", seen, lambda a, k: {"out": a[1]})
     return ["evaluate", "--module", f"{tmp_path / 'net.py'}:make", "--data", "digits", "--eps", "0.1"]
 
 
@@ -308,8 +308,9 @@ def test_seed_reaches_evaluate_and_demo(tmp_path, monkeypatch):
     of their keys), and trains demo's models."""
     seen: dict = {}
     cli = _evaluate(tmp_path, monkeypatch, seen)
-    _capture(monkeypatch, "robustlab.cli.cmd_evaluate.Evaluation", seen,
-             lambda a, k: {"digest": a[1].digest, "params": [spec.params for spec in a[2]]})
+    _capture(monkeypatch, "robustlab.cli.cmd_evaluate.prepare_grid", seen,
+             lambda a, k: {"digest": next(iter(k["samples"].values())).digest,
+                           "params": [attack.spec.params for attack in a[0].attacks]})
     drawn = {}
     for seed in ("0", "3"):
         done = CliRunner().invoke(_app(), [*cli, "--attack", "pgd", "--attack", "fgsm", "--n-eval", "30",

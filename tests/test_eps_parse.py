@@ -95,11 +95,11 @@ def test_cli_eps_fraction_reaches_the_evaluation(tmp_path, capsys, monkeypatch):
                                      "torch.nn.Flatten(), torch.nn.Linear(64, 10))\n")
     seen = {}
 
-    def fake(run_dir, samples, specs, grid, **kwargs):  # stop before anything is written
+    def fake(name, given, data, specs, grid, **kwargs):  # stop before anything is written
         seen["grid"] = grid
         raise ConfigError("stop here")
 
-    monkeypatch.setattr("robustlab.cli.cmd_evaluate.Evaluation", fake)
+    monkeypatch.setattr("robustlab.cli.cmd_evaluate.one_model_spec", fake)
     code = main(["evaluate", "--module", f"{tmp_path / 'net.py'}:make", "--data", "digits", "--eps", "8/255",
                  "--eps", "0.1", "--out", str(tmp_path / "run")])
     assert code == 2 and "stop here" in capsys.readouterr().err

@@ -123,7 +123,7 @@ def no_tasks(monkeypatch):
     """Replace the driver's run: check where it would write, run nothing."""
     seen: list[str] = []
 
-    def run(self: runner._Driver) -> runner.GridOutcome:
+    def run(self: runner.Driver) -> runner.GridOutcome:
         root = self.run_dir.resolve()
         for mspec in self.spec.models:
             where = self._checkpoint_dir(mspec, "0" * 10).resolve()
@@ -134,7 +134,7 @@ def no_tasks(monkeypatch):
         seen.append(str(root))
         return self.outcome
 
-    monkeypatch.setattr(runner._Driver, "run", run)
+    monkeypatch.setattr(runner.Driver, "run", run)
     monkeypatch.setattr(runner, "make_executor", lambda spec, debug=False: LocalExecutor())  # no Ray start
     return seen
 

@@ -309,7 +309,8 @@ def test_dlr_on_two_classes_is_the_logit_difference():
 
 # ------------------------------------------------------------------ in the evaluation
 def test_evaluation_stores_keyed_selftests_and_a_weak_attack_raises_the_verdict(digits_mlp, digits, tmp_path):
-    from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+    from robustlab.evaluate import AttackSpec, eval_set
+    from robustlab.experiment import Evaluation
     from robustlab.store.results import ResultStore
 
     samples = eval_set(digits, 40, seed=0)
@@ -339,7 +340,8 @@ def test_evaluation_stores_keyed_selftests_and_a_weak_attack_raises_the_verdict(
 
 
 def test_grid_cells_carry_the_indicators_and_they_feed_the_masking_verdict(digits_mlp, digits, tmp_path):
-    from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+    from robustlab.evaluate import AttackSpec, eval_set
+    from robustlab.experiment import Evaluation
     from robustlab.report import write_report
 
     samples = eval_set(digits, 40, seed=0)
@@ -359,7 +361,8 @@ def test_grid_cells_carry_the_indicators_and_they_feed_the_masking_verdict(digit
 
 
 def test_a_too_small_step_raises_the_incomplete_optimization_verdict(digits_mlp, digits, tmp_path):
-    from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+    from robustlab.evaluate import AttackSpec, eval_set
+    from robustlab.experiment import Evaluation
 
     samples = eval_set(digits, 40, seed=0)
     tiny = [AttackSpec("pgd", {"steps": 20, "step_size": 1e-4})]
@@ -371,7 +374,8 @@ def test_a_too_small_step_raises_the_incomplete_optimization_verdict(digits_mlp,
 def test_an_attack_beaten_at_its_budget_does_not_raise_the_indicator_verdict(digits_mlp, digits, tmp_path):
     """The tiny-step PGD's incomplete optimization raises the verdict alone; beside a full PGD
     that goes lower at the same eps, the worst case no longer rests on it, so it does not."""
-    from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+    from robustlab.evaluate import AttackSpec, eval_set
+    from robustlab.experiment import Evaluation
 
     samples = eval_set(digits, 40, seed=0)
     tiny = AttackSpec("pgd", {"steps": 20, "step_size": 1e-4})

@@ -42,7 +42,8 @@ def _selftests(run_dir):
 
 
 def test_rows_are_evaluates_rows_and_a_rerun_reads_them_back(tmp_path):
-    from robustlab.evaluate import AttackSpec, Evaluation, eval_set
+    from robustlab.evaluate import AttackSpec, eval_set
+    from robustlab.experiment import Evaluation
     from robustlab.experiment.tasks import dataset_for
 
     spec = ExperimentSpec.from_dict(spec_doc(defenses=[{"name": "squeeze", "squeezers": ["bits:3"]}]))

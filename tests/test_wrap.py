@@ -125,7 +125,7 @@ def test_cli_module_path_safetensors_only(native, tmp_path, capsys):
 
 def _native_fgsm(native, tmp_path):
     from robustlab.data import load_dataset
-    from robustlab.experiment.runner import eval_split
+    from robustlab.experiment import eval_split
 
     x, y = eval_split(load_dataset("digits"), 60, seed=0)
     with ResultStore(tmp_path / "native") as store:

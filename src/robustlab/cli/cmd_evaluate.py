@@ -1,8 +1,10 @@
-"""`robustlab evaluate`: attack a checkpoint (or your own module) over an eps grid; results into a
-run directory. Everything is validated before anything is written (see `robustlab.evaluate.Evaluation`)."""
+"""`robustlab evaluate`: attack a checkpoint (or your own module) over an eps grid; results and the
+report into a run directory. A one-model experiment (`robustlab.experiment.evaluation`): the same
+checks, driver, labels and report as `run`; everything is validated before anything is written."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from robustlab.cli.console import (
     print_json,
     print_masking,
     print_results,
+    print_training_warnings,
     progress_bar,
 )
 from robustlab.cli.options import (
@@ -35,21 +38,25 @@ from robustlab.cli.options import (
     parse_pairs,
 )
 from robustlab.core.contract import RobustModel, batched_predict
-from robustlab.core.digest import model_digest
 from robustlab.core.environment import command_line
 from robustlab.core.errors import ConfigError, InputError, RobustlabError
 from robustlab.core.runtime import pick_device
 from robustlab.data.spec import DataSpec, trained_on
-from robustlab.defenses.base import defense_label
-from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, Evaluation, eval_set
+from robustlab.evaluate import DEFAULT_ATTACKS, AttackSpec, eval_set
 from robustlab.evaluate.defended import less_robust_text
 from robustlab.evaluate.masking import masking_verdicts
 from robustlab.evaluate.selftests import SELFTEST_SAMPLES
+from robustlab.experiment.estimate import describe_plan, estimate
+from robustlab.experiment.evaluation import EvaluationResult, evaluation_result, one_model_spec, outcome_model
+from robustlab.experiment.outcome import GridOutcome
+from robustlab.experiment.runner import execute_grid, prepare_grid
+from robustlab.experiment.spec_parts import ExecutorSpec, GivenModel
+from robustlab.experiment.tasks import dataset_for
 from robustlab.models import zoo
 from robustlab.models.wrap import load_factory
+from robustlab.report import write_report
 from robustlab.report.headline import headline_rows, shows_identification, threat_model
-from robustlab.store.checkpoints import checkpoint_dir, load_checkpoint, read_checkpoint_config
-from robustlab.train.adversarial import recipe_label
+from robustlab.store.checkpoints import checkpoint_dir, read_checkpoint_config
 
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.2, 0.5)
 """Linf budgets; 0.5 lets the "accuracy reaches chance at a huge budget" check run."""
@@ -108,18 +115,20 @@ def evaluate_cmd(
     seed: int = typer.Option(0, "--seed", help=SEED_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     device: str = typer.Option(None, "--device", help=DEVICE_HELP),
+    executor: str = typer.Option(None, "--executor", help="local (in-process, the default) or ray: where the "
+                                 "cells run (the same executors as `run`)."),
     threads: int = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     no_self_test: bool = typer.Option(False, "--no-self-test", help="Skip the binarization self-test of the "
                                       f"attacks (default: on the first {SELFTEST_SAMPLES} samples at each eps > 0)."),
 ) -> None:
     """Attack MODEL (a checkpoint, or --module your own nn.Module with --weights) with each attack at
-    each eps; print the table (worst case per sample included).
+    each eps; print the table (worst case per sample included) and write the report.
 
     Everything is checked before anything is written; results already in the run directory
-    for the same model, data, samples, attack and budget are reused, never mixed.
+    for the same model, data, samples, attack and budget are reused, never mixed. The
+    evaluation is a one-model experiment: the same driver, labels and report as `run`.
     """
-    dev = pick_device(device)
     if sum(x is not None for x in (model_path, module, zoo_arch)) != 1:
         raise ConfigError("give one of --model CHECKPOINT, --module pkg.mod:factory or --zoo-arch NAME --weights FILE")
     if zoo_arch is not None and weights is None:
@@ -131,23 +140,26 @@ def evaluate_cmd(
     shared.update(parse_pairs(param, "--param"))
     specs = attack_specs(list(attack or DEFAULT_ATTACKS), shared, seed)
     grid = list(eps) if eps else list(DEFAULT_EPS)
+    root = str(data_root) if data_root else None
     if module is not None or zoo_arch is not None:
         if data is None:
             raise ConfigError("--module needs --data (the data set to evaluate on)")
-        dataset = DataSpec(name=data, root=str(data_root) if data_root else None).load()
-        samples = eval_set(dataset, n_eval, seed=seed)
+        data_spec = DataSpec(name=data, root=root, n_eval=n_eval)
+        dataset = dataset_for(data_spec)
         load = partial(zoo.load_zoo_model, zoo_arch) if zoo_arch is not None else partial(load_factory, module)
-        model, key = load(weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
-                          mean=mean or None, std=std or None, device=dev)
-        name = key.split(":")[0]
-        clean = _module_accuracy(model, f"--module {module}" if module else f"--zoo-arch {zoo_arch}",
-                                 dataset.x_test, dataset.y_test)
+        model, _ = load(weights, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
+                        mean=mean or None, std=std or None, device=pick_device(device))
+        source = f"--module {module}" if module else f"--zoo-arch {zoo_arch}"
+        name = zoo_arch or module.rsplit(":", 1)[1]
         config = getattr(model, "config", None)
-        info: dict[str, Any] = {"id": name, "config": config.to_dict() if config is not None else {"module": module},
-                                "module": module, "weights": str(weights), "clean_accuracy": clean}
+        info: dict[str, Any] = {"config": config.to_dict() if config is not None else {"module": module},
+                                "module": module, "weights": str(weights), "n_test": len(dataset.y_test),
+                                "clean_accuracy": _module_accuracy(model, source, dataset.x_test, dataset.y_test)}
         if zoo_arch is not None:
             info["zoo_arch"] = zoo_arch
-        defense = "none"
+        given = GivenModel("zoo" if zoo_arch else "module", path=str(weights) if weights else None,
+                           name=zoo_arch or module, mean=tuple(mean) if mean else None,
+                           std=tuple(std) if std else None, model=model, info=info)
     else:
         if weights is not None or mean or std:
             raise ConfigError("--weights, --mean and --std go with --module or --zoo-arch, not --model")
@@ -156,58 +168,69 @@ def evaluate_cmd(
         trained = trained_on(doc, str(ckpt))
         if trained is None and not data:
             raise ConfigError("the checkpoint does not say what data it was trained on: pass --data")
-        data_spec = (trained or DataSpec(name=data)).override(data, str(data_root) if data_root else None)
-        samples = eval_set(data_spec.load(), n_eval, seed=seed)
-        defense = defense_label(doc.get("defense"))
+        data_spec = replace((trained or DataSpec(name=data)).override(data, root), n_eval=n_eval)
         name = ckpt.resolve().name
-        meta = doc.get("metadata") or {}
-        info = {"id": name, "config": doc["model"], "defense": doc.get("defense"), "checkpoint": str(ckpt.resolve()),
-                "clean_accuracy": meta.get("clean_accuracy"), "train": meta.get("train"),
-                "training": recipe_label(meta.get("train")), "n_test": meta.get("n_test")}
-        if doc.get("defense"):  # its base's clean accuracy and checkpoint, for the fit warning and the link
-            info.update(defense_label=defense, base_checkpoint=meta.get("source_checkpoint"),
-                        base_clean_accuracy=meta.get("base_clean_accuracy"), warning=meta.get("warning"))
-        model = None
+        given = GivenModel("checkpoint", path=str(ckpt))
+    samples = eval_set(dataset_for(data_spec), n_eval, seed=seed)  # --seed picks the --n-eval subset
+    spec = one_model_spec(name, given, data_spec, specs, grid, batch_size=batch_size,
+                          self_test=0 if no_self_test else SELFTEST_SAMPLES, executor=ExecutorSpec(executor or "local"))
     run_dir = run_dir or Path("runs") / name
     from robustlab.cli.app import STATE
 
-    evaluation = Evaluation(run_dir, samples, specs, grid, batch_size=batch_size, defense=defense,
-                            overwrite=overwrite, threads=threads, command=command_line(STATE.get("argv")),
-                            self_test=0 if no_self_test else SELFTEST_SAMPLES)
     on_interrupt(f"every finished cell is kept in {run_dir}; run the same command again to resume "
                  "(stored cells are not recomputed)")
-    if model is None:
-        model = load_checkpoint(ckpt, dev)
-        key = f"{name}:{model_digest(model)[:10]}"
-    evaluation.check_model(model)
+    # every check, before anything is written
+    prepared = prepare_grid(spec, run_dir, overwrite=overwrite, samples={data_spec.key: samples})
+    plan = describe_plan(estimate(prepared))
+    done: dict[str, Any] = {}
+
+    def finish(outcome: GridOutcome) -> None:  # the report, and what is printed, from the store just written
+        done["paths"] = write_report(run_dir)
+        if outcome.keys:
+            done["result"] = evaluation_result(run_dir, *outcome_model(outcome))
+
     with progress_bar(not json_out) as progress:
-        result = evaluation.run(model, key, info=info, progress=progress,
-                                on_plan=lambda plan: err.print(plan.describe()))
-    if result.warning:
-        err.print(f"[bold red]warning: the defense did not fit:[/bold red] {name}: {result.warning}", soft_wrap=True)
+        outcome = execute_grid(prepared, device=device, progress=progress, debug=STATE["debug"], threads=threads,
+                               command=command_line(STATE.get("argv")), index=False,
+                               on_start=lambda: err.print(plan, markup=False), finish=finish)
+    paths = done["paths"]
+    failures = [f.line() for f in outcome.failures]
+    if "result" not in done:  # the model was never ready: nothing to show
+        for line in failures:
+            err.print(f"failed: {line}", markup=False)
+        raise typer.Exit(1)
+    result: EvaluationResult = done["result"]
+    key, info = result.model, result.info
+    print_training_warnings({key: info})
     for c in result.base:
         if c["less_robust"]:
             err.print(f"[bold yellow]warning:[/bold yellow] {name}: {less_robust_text(c)}", soft_wrap=True)
     threat = threat_model(result.rows, headline_rows(result.rows, {key: info}))
-    shown = shows_identification(info, samples.name)  # FMR / FNMR only where identification means something
+    shown = shows_identification(info, data_spec.name)  # FMR / FNMR only where identification means something
     if json_out:
-        print_json({"model": key, "run_dir": str(run_dir), "training": info.get("training"), "rows": result.rows,
+        print_json({"model": key, "run_dir": str(run_dir), "report": str(paths["html"]),
+                    "training": info.get("training"), "rows": result.rows,
                     "threat_model": threat, "masking": result.masking,
                     "masking_verdicts": masking_verdicts(result.masking), "identification": result.identification,
                     "identification_applies": shown, "clean_accuracy": info.get("clean_accuracy"),
-                    "base_clean_accuracy": info.get("base_clean_accuracy"),
-                    "warning": result.warning, "base": result.base, "selftests": result.selftests})
-        return
-    out.print(threat["text"], soft_wrap=True)
-    if threat.get("single_attack_text"):
-        out.print(f"[bold yellow]{threat['single_attack_text']}[/bold yellow]", soft_wrap=True)
-    print_results(result.rows, {key: name})
-    if shown:
-        print_identification({key: result.identification}, {key: name})
-    print_masking(result.masking)
-    for test in result.selftests:
-        out.print(f"Self-test (binarization): {test['sentence']}")
-    out.print(f"Results in [bold]{run_dir}[/bold]; `robustlab report {run_dir}` writes the report.")
+                    "base_clean_accuracy": info.get("base_clean_accuracy"), "warning": result.warning,
+                    "base": result.base, "selftests": result.selftests, "counts": outcome.counts(),
+                    "failures": failures})
+    else:
+        out.print(threat["text"], soft_wrap=True)
+        if threat.get("single_attack_text"):
+            out.print(f"[bold yellow]{threat['single_attack_text']}[/bold yellow]", soft_wrap=True)
+        print_results(result.rows, {key: name})
+        if shown:
+            print_identification({key: result.identification}, {key: name})
+        print_masking(result.masking)
+        for test in result.selftests:
+            out.print(f"Self-test (binarization): {test['sentence']}")
+        out.print(f"Results in [bold]{run_dir}[/bold]; report: [bold]{paths['html'].resolve()}[/bold]")
+    for line in failures:
+        err.print(f"failed: {line}", markup=False)
+    if failures:
+        raise typer.Exit(1)
 
 
 def _module_accuracy(model: RobustModel, source: str, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -10,9 +10,10 @@ import typer
 from robustlab.cli.console import err, out, print_json, print_results, print_training_warnings, progress_bar
 from robustlab.cli.options import DEVICE_HELP, JSON_HELP, OVERWRITE_HELP, THREADS_HELP
 from robustlab.core.environment import command_line
-from robustlab.experiment import ExperimentSpec, run_grid
+from robustlab.experiment import ExecutorSpec, ExperimentSpec, run_grid
+from robustlab.experiment.estimate import describe_plan, estimate
 from robustlab.experiment.limits import Limits
-from robustlab.experiment.spec import ExecutorSpec
+from robustlab.experiment.runner import prepare_grid
 from robustlab.report import write_report
 from robustlab.report.paper_render import write_paper_tables
 from robustlab.store.results import ResultStore
@@ -39,6 +40,8 @@ def run(
     no_self_test: bool = typer.Option(False, "--no-self-test", help="Skip the binarization self-test of the "
                                       "attacks (the file's `self_test:`)."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the file (everything run checks before its first "
+                                 "write) and print the plan and its estimated cost; train, run and write nothing."),
 ) -> None:
     """Train, attack and report a whole experiment; cells already stored are skipped.
 
@@ -56,6 +59,9 @@ def run(
     if no_self_test:
         spec = dataclasses.replace(spec, self_test=0)
     run_dir = run_dir or Path("runs") / spec.name
+    if dry_run:
+        _dry_run(spec, run_dir, overwrite, json_out)
+        return
     on_interrupt(f"finished trainings, defenses and cells are kept in {run_dir}; run the same command again "
                  "to resume (what is stored is not recomputed)")
     with progress_bar(not json_out) as progress:
@@ -84,6 +90,18 @@ def run(
         err.print(f"failed: {line}", markup=False)
     if failures:
         raise typer.Exit(1)
+
+
+def _dry_run(spec: ExperimentSpec, run_dir: Path, overwrite: bool, json_out: bool) -> None:
+    """`run --dry-run`: `prepare_grid` (every check of `run` before its first write; the executor
+    is not started) and the plan with its cost bound (`robustlab.experiment.estimate`)."""
+    plan = estimate(prepare_grid(spec, run_dir, overwrite=overwrite))
+    if json_out:
+        print_json({"dry_run": True, **plan})
+        return
+    out.print(describe_plan(plan), markup=False, soft_wrap=True)
+    out.print(f"Nothing run or written; `robustlab run` without --dry-run writes to {run_dir} "
+              f"({plan['run_dir_state']}).", markup=False, soft_wrap=True)
 
 
 def _executor(base: ExecutorSpec, name: str | None, address: str | None, num_cpus: float | None,

@@ -31,3 +31,11 @@ def model_digest(model: torch.nn.Module, length: int = 16) -> str:
         h.update(name.encode())
         h.update(tensor_digest(value, length=64).encode())
     return h.hexdigest()[:length]
+
+
+def model_label(name: str, digest: str) -> str:
+    """The one label of a model in the results store and the report: ``<name>:<weights digest>``
+    (`name`: the user's id, else the checkpoint folder or factory name; `digest`: `model_digest`
+    of its weights, first 10 hex digits). The same weights under the same name are one model,
+    whichever command evaluated them."""
+    return f"{name}:{digest[:10]}"

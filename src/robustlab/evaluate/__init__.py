@@ -1,7 +1,8 @@
 """Evaluation: attacks against models over an eps grid, metrics, worst case per sample.
 
-`Evaluation` / `evaluate_model` (in `session`) evaluates one model into a run directory;
-`evaluate_grid` runs the cells of one model into an open store. `DEFAULT_ATTACKS` is the
+`evaluate_grid` runs the cells of one model into an open store; evaluating a model into a run
+directory is a one-model experiment (`robustlab.experiment.Evaluation`, `evaluate_model`), so
+that one driver writes every run directory. `check_run_dir` holds the run-directory rules. `DEFAULT_ATTACKS` is the
 evaluation every entry point runs when none is named.
 """
 
@@ -13,6 +14,7 @@ from robustlab.evaluate.identification import (
 )
 from robustlab.evaluate.masking import MaskingFlag, check_probe, check_rows, gradient_probe
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes, worst_case
+from robustlab.evaluate.run_dir import check_run_dir
 from robustlab.evaluate.runner import (
     DEFAULT_ATTACKS,
     AttackSpec,
@@ -25,7 +27,6 @@ from robustlab.evaluate.runner import (
     spec_label,
 )
 from robustlab.evaluate.samples import EvalSet, eval_set
-from robustlab.evaluate.session import Evaluation, EvaluationResult, check_run_dir, evaluate_model
 from robustlab.evaluate.summary import (
     WORST,
     compare,
@@ -46,8 +47,6 @@ __all__ = [
     "AttackSpec",
     "Cell",
     "EvalSet",
-    "Evaluation",
-    "EvaluationResult",
     "IdentificationMetrics",
     "MaskingFlag",
     "TransferMatrix",
@@ -62,7 +61,6 @@ __all__ = [
     "eval_mode",
     "eval_set",
     "evaluate_grid",
-    "evaluate_model",
     "gradient_probe",
     "identification_metrics",
     "identification_results",

@@ -17,32 +17,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from robustlab.core.contract import RobustModel
-from robustlab.core.errors import CheckpointError, ConfigError
+from robustlab.core.errors import CheckpointError
 from robustlab.data import Dataset
 from robustlab.experiment.tasks import (
     CheckpointBlob,
     ModelSource,
     Runtime,
-    _model_for,
-    _runtime,
     accuracy_on_test,
     dataset_for,
+    model_for,
+    task_runtime,
 )
 from robustlab.store.checkpoints import read_checkpoint_config, save_checkpoint
 
 if TYPE_CHECKING:
-    from robustlab.experiment.spec import DataSpec, DefenseSpec
-
-
-def check_defense(where: str, name: str, args: dict[str, Any]) -> str:
-    """Validate a defense entry before anything is trained; its canonical name (ConfigError
-    naming the problem otherwise)."""
-    from robustlab.defenses import check_defense_params
-
-    try:
-        return check_defense_params(name, **args)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    from robustlab.data.spec import DataSpec
+    from robustlab.experiment.spec_parts import DefenseSpec
 
 
 def fit_defense(d: DefenseSpec, model: RobustModel, data: Dataset) -> RobustModel:
@@ -89,8 +79,8 @@ def reusable_defense(directory: Path, digest: str) -> bool:
 
 def run_defense_task(task: DefenseTask, blob: CheckpointBlob | None = None) -> DefenseOutput:
     """Fit the defense and return the defended checkpoint as bytes (a pure task: no store)."""
-    with _runtime(task.runtime) as device:
-        base = _model_for(task.model, blob, device)
+    with task_runtime(task.runtime) as device:
+        base = model_for(task.model, blob, device)
         data = dataset_for(task.data)
         start = time.perf_counter()
         defended = fit_defense(task.defense, base, data).eval()

@@ -1,6 +1,7 @@
 """Planning an experiment: the exact list of work its spec asks for, before any of it runs.
 
-- one `TrainTask` per model (sweeps and data sets already expanded by the spec);
+- one `TrainTask` per model to train (sweeps and data sets already expanded by the spec; a
+  given model, such as a checkpoint to evaluate, is not trained);
 - one `DefenseTask` per (model, defense) of the `defenses:` axis (built once, cached);
 - one `EvalCell` per (model, defense, attack, eps), each attack over its own eps grid
   (minimum-norm attacks once, ``eps=None``); the undefended model is always planned;
@@ -20,8 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from robustlab.experiment.spec import ExperimentSpec, ModelSpec
+from robustlab.experiment.spec_parts import ModelSpec
+
+if TYPE_CHECKING:
+    from robustlab.experiment.spec import ExperimentSpec
 
 NONE = "none"
 
@@ -87,7 +92,7 @@ class Plan:
 
 def plan_experiment(spec: ExperimentSpec) -> Plan:
     """Every task and cell `spec` asks for, in the order the runner does them."""
-    trains = tuple(TrainTask(m) for m in spec.models)
+    trains = tuple(TrainTask(m) for m in spec.models if m.given is None)  # a given model is not trained
     defenses = tuple(DefenseTask(m.id, d.id) for m in spec.models for d in spec.defenses_for(m))
     cells = tuple(EvalCell(m, d, a, e) for m, d, a, grid in _cell_groups(spec) for e in grid)
     transfers = [TransferCell(s, g, a, e) for a, grid, pairs in _transfer_groups(spec) for e in grid
@@ -107,8 +112,8 @@ def plan_size(spec: ExperimentSpec) -> dict[str, int]:
     transfer = sum(len(grid) * sum(s != g for s, g in pairs) for _, grid, pairs in _transfer_groups(spec))
     transfer += sum(len(grid) for m in spec.models for d in spec.defenses_for(m) if d.non_adaptive
                     for _, grid in _non_adaptive(spec, m, d.id))
-    return {"models": len(spec.models), "defenses": sum(len(spec.defenses_for(m)) for m in spec.models),
-            "cells": cells, "transfer": transfer}
+    return {"models": sum(m.given is None for m in spec.models),
+            "defenses": sum(len(spec.defenses_for(m)) for m in spec.models), "cells": cells, "transfer": transfer}
 
 
 def _cell_groups(spec: ExperimentSpec) -> Iterator[tuple[str, str, str, tuple[float | None, ...]]]:

@@ -36,11 +36,12 @@ from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.plugins import import_plugins, load_entry_points
 from robustlab.core.runtime import pick_device, seeded
 from robustlab.data import Dataset, load_dataset
+from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import AttackSpec, evaluate_cell
-from robustlab.evaluate.samples import eval_set
+from robustlab.evaluate.samples import EvalSet, eval_set
 from robustlab.evaluate.selftests import selftest_row
 from robustlab.evaluate.summary import identification_for, probe_for
-from robustlab.experiment.spec import DataSpec, ModelSpec
+from robustlab.experiment.spec_parts import ModelSpec
 from robustlab.models import build_model
 from robustlab.selftest import BinarizationConfig
 from robustlab.store.checkpoints import CONFIG, WEIGHTS, load_checkpoint, save_checkpoint, weights_file
@@ -150,7 +151,8 @@ class TrainOutput:
 @dataclass(frozen=True)
 class ModelSource:
     """The model an evaluation task runs against: its store key, and the checkpoint
-    directory on shared storage (None: the `CheckpointBlob` is passed beside the task)."""
+    directory on shared storage (None: a `CheckpointBlob`, or a given model itself, is passed
+    beside the task)."""
 
     key: str
     path: str | None = None
@@ -163,7 +165,7 @@ class EvalTask:
 
     key: ResultKey
     model: ModelSource
-    data: DataSpec
+    data: DataSpec | EvalSet
     attack: AttackSpec
     eps: float | None
     batch_size: int = 256
@@ -189,7 +191,7 @@ class SelfTestTask:
 
     key: ResultKey
     model: ModelSource
-    data: DataSpec
+    data: DataSpec | EvalSet
     attacks: tuple[AttackSpec, ...]
     eps: float
     n: int
@@ -208,7 +210,7 @@ class ProbeTask:
     (which attack at the reference eps of `eps_grid`)."""
 
     model: ModelSource
-    data: DataSpec
+    data: DataSpec | EvalSet
     eps_grid: tuple[float, ...]
     runtime: Runtime = field(default_factory=Runtime)
 
@@ -230,7 +232,7 @@ def accuracy_on_test(model: RobustModel, data: Dataset) -> float:
 
 def run_train_task(task: TrainTask, progress: StepProgress | None = None) -> TrainOutput:
     """Train `task.model` on its data (seeded by its train config) and return the checkpoint."""
-    with _runtime(task.runtime) as device:
+    with task_runtime(task.runtime) as device:
         data = dataset_for(task.data)
         mspec = task.model
         with seeded(mspec.train.seed):  # initial weights, without touching the caller's random streams
@@ -264,8 +266,8 @@ def run_train_task(task: TrainTask, progress: StepProgress | None = None) -> Tra
 def run_eval_task(task: EvalTask, blob: CheckpointBlob | None = None,
                   progress: AttackProgress | None = None) -> EvalOutput:
     """Run one cell; `blob` is the model unless `task.model.path` names it on shared storage."""
-    with _runtime(task.runtime) as device:
-        model = _model_for(task.model, blob, device)
+    with task_runtime(task.runtime) as device:
+        model = model_for(task.model, blob, device)
         x, y = eval_data(task.data)
         metrics, per_sample = evaluate_cell(model, x, y, task.attack, task.eps, task.batch_size,
                                             attack_progress=progress)
@@ -274,8 +276,8 @@ def run_eval_task(task: EvalTask, blob: CheckpointBlob | None = None,
 
 def run_selftest_task(task: SelfTestTask, blob: CheckpointBlob | None = None) -> EvalOutput:
     """Run one binarization self-test (`robustlab.evaluate.selftests.selftest_row`)."""
-    with _runtime(task.runtime) as device:
-        model = _model_for(task.model, blob, device)
+    with task_runtime(task.runtime) as device:
+        model = model_for(task.model, blob, device)
         x, _ = eval_data(task.data)
         metrics, per_sample = selftest_row(model, x[: task.n].to(device), [a.build(task.eps) for a in task.attacks],
                                            task.config)
@@ -284,8 +286,8 @@ def run_selftest_task(task: SelfTestTask, blob: CheckpointBlob | None = None) ->
 
 def run_probe_task(task: ProbeTask, blob: CheckpointBlob | None = None) -> ProbeOutput:
     """The gradient probe and identification metrics of one model."""
-    with _runtime(task.runtime) as device:
-        model = _model_for(task.model, blob, device)
+    with task_runtime(task.runtime) as device:
+        model = model_for(task.model, blob, device)
         x, y = eval_data(task.data)
         probe = probe_for(model, x, y)
         identification = identification_for(model, x, y, list(task.eps_grid))
@@ -318,12 +320,20 @@ def eval_split(data: Dataset, n_eval: int | None, seed: int) -> tuple[torch.Tens
     return samples.x, samples.y
 
 
-def eval_data(spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """The evaluation split of the data set `spec` names (`spec.n_eval` samples, or all)."""
+def eval_data(spec: DataSpec | EvalSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evaluation split of the data set `spec` names (`spec.n_eval` samples, or all), or the
+    samples themselves when the caller chose them (an `EvalSet`: the Python API's evaluation)."""
+    if isinstance(spec, EvalSet):
+        return spec.x, spec.y
     return eval_split(dataset_for(spec), spec.n_eval, spec.seed)
 
 
-def _model_for(source: ModelSource, blob: CheckpointBlob | None, device: torch.device) -> RobustModel:
+def model_for(source: ModelSource, blob: CheckpointBlob | RobustModel | None, device: torch.device) -> RobustModel:
+    """The model a task runs against, on `device`: from `blob` (a checkpoint's bytes, or a given
+    model itself: `robustlab evaluate` on a zoo / factory model, or the Python API's object)
+    or the checkpoint directory `source.path` names; checkpoints loaded are kept per process."""
+    if isinstance(blob, torch.nn.Module):
+        return blob.to(device)
     if blob is None and source.path is None:
         raise ValueError(f"{source.key}: neither checkpoint bytes nor a checkpoint path was given")
     if blob is not None:
@@ -342,7 +352,9 @@ def _model_for(source: ModelSource, blob: CheckpointBlob | None, device: torch.d
 
 
 @contextmanager
-def _runtime(runtime: Runtime) -> Iterator[torch.device]:
+def task_runtime(runtime: Runtime) -> Iterator[torch.device]:
+    """Run a task under `runtime`: the installed plugins (entry points) and its plugins imported,
+    torch pinned to its threads (restored after); yields the device it runs on."""
     load_entry_points()
     import_plugins(runtime.plugins)
     before = torch.get_num_threads()

@@ -19,13 +19,22 @@ from robustlab.core.contract import REJECT, RobustModel, batched_predict
 from robustlab.core.digest import canonical
 from robustlab.core.norms import distance
 from robustlab.core.results import AttackResult
+from robustlab.data.spec import DataSpec
 from robustlab.evaluate.cell_extras import cell_extras
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
 from robustlab.evaluate.runner import AttackSpec, Cell, run_attack
 from robustlab.evaluate.samples import EvalSet
 from robustlab.experiment.plan import Plan, TransferCell
-from robustlab.experiment.spec import DataSpec, ExperimentSpec
-from robustlab.experiment.tasks import CheckpointBlob, EvalOutput, ModelSource, Runtime, _model_for, _runtime, eval_data
+from robustlab.experiment.spec import ExperimentSpec
+from robustlab.experiment.tasks import (
+    CheckpointBlob,
+    EvalOutput,
+    ModelSource,
+    Runtime,
+    eval_data,
+    model_for,
+    task_runtime,
+)
 from robustlab.store.results import ResultKey
 
 
@@ -115,15 +124,15 @@ class TransferTask:
 def run_transfer_task(task: TransferTask, source_blob: CheckpointBlob | None = None,
                       *target_blobs: CheckpointBlob | None) -> list[EvalOutput]:
     """One attack run on the source, one row per target (a pure task: no store)."""
-    with _runtime(task.runtime) as device:
+    with task_runtime(task.runtime) as device:
         x, y = eval_data(task.data)
-        src = _model_for(task.source, source_blob, device)
+        src = model_for(task.source, source_blob, device)
         attack = task.attack.build(task.eps)
         x_adv = run_attack(attack, src, x, y, task.batch_size).x_adv
         blobs = target_blobs or (None,) * len(task.targets)
         out = []
         for (source, key), blob in zip(task.targets, blobs, strict=True):
-            target = _model_for(source, blob, device)
+            target = model_for(source, blob, device)
             per_sample, metrics = judge_transfer(target, x, y, x_adv, attack.norm, task.batch_size)
             out.append(EvalOutput(key, metrics, per_sample))
         return out

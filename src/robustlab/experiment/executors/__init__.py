@@ -12,7 +12,7 @@ from robustlab.experiment.executors.base import EXECUTORS, Done, Executor, Resou
 from robustlab.experiment.executors.local import LocalExecutor
 
 if TYPE_CHECKING:
-    from robustlab.experiment.spec import ExecutorSpec
+    from robustlab.experiment.spec_parts import ExecutorSpec
 
 
 def _local(spec: ExecutorSpec, debug: bool) -> Executor:

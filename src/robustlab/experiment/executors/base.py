@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from robustlab.core.registry import Registry
 
 if TYPE_CHECKING:
-    from robustlab.experiment.spec import ExecutorSpec
+    from robustlab.experiment.spec_parts import ExecutorSpec
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Executor(Protocol):
         tag: Any,
         resources: Resources = Resources(),
         priority: int = 0,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[..., None] | None = None,
     ) -> None:
         """Queue `fn(*args)`. `priority`: lower runs first where tasks wait for one worker.
         `progress`: passed as `fn(..., progress=...)` by executors that run in this process."""

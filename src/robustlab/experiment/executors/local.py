@@ -33,7 +33,7 @@ class LocalExecutor:
         tag: Any,
         resources: Resources = Resources(),
         priority: int = 0,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[..., None] | None = None,
     ) -> None:
         heapq.heappush(self._queue, (priority, next(self._order), fn, args, tag, progress))
 

@@ -71,7 +71,7 @@ class RayExecutor:
         tag: Any,
         resources: Resources = Resources(),
         priority: int = 0,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[..., None] | None = None,
     ) -> None:
         key = (fn, resources.num_cpus, resources.num_gpus)
         if key not in self._remotes:

@@ -1,0 +1,133 @@
+"""One evaluation path: `evaluate` is a one-model experiment, so the same checkpoint evaluated by
+`evaluate` and by `run` (an experiment file pointing at it) is one model, labelled by its weights
+digest, with the same rows, in the store and in the report; and `evaluate` writes the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from robustlab.cli.app import main
+from robustlab.core.digest import model_digest, model_label
+from robustlab.store.checkpoints import load_checkpoint
+from robustlab.store.results import ResultStore
+
+ATTACKS = ["--attack", "fgsm", "--attack", "pgd", "--steps", "3", "--eps", "0", "--eps", "0.1", "--n-eval", "40"]
+KINDS = ("attack", "probe", "identification", "selftest")
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def _rows(run_dir: Path) -> dict:
+    """Every row of the store by key: metrics without the wall time, and the per-sample record."""
+    with ResultStore(run_dir, readonly=True) as store:
+        return {r.key: ({k: v for k, v in r.metrics.items() if k != "seconds"}, r.per_sample)
+                for kind in KINDS for r in store.rows(kind=kind)}
+
+
+def _timeless(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def _models(run_dir: Path) -> list[str]:
+    with ResultStore(run_dir, readonly=True) as store:
+        return list(store.get_meta("models", {}) or {})
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("one") / "mlp"
+    assert main(["train", "--data", "digits", "--backbone", "mlp", "--epochs", "1", "--out", str(path)]) == 0
+    return path
+
+
+def test_evaluate_and_run_give_one_model_with_identical_rows(capsys, ckpt, tmp_path):
+    label = model_label("mlp", model_digest(load_checkpoint(ckpt)))
+    assert main(["evaluate", "--model", str(ckpt), *ATTACKS, "--out", str(tmp_path / "ev"), "--json"]) == 0
+    evaluated = _last_json(capsys.readouterr().out)
+    assert evaluated["model"] == label  # the folder name and the weights digest
+    (tmp_path / "exp.yaml").write_text(
+        "name: same\ndata: {name: digits, n_eval: 40}\n"
+        f"models: [{{checkpoint: {json.dumps(str(ckpt))}}}]\n"
+        "attacks: [fgsm, {name: pgd, steps: 3}]\neps: [0, 0.1]\n")
+    assert main(["run", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "run"), "--json"]) == 0
+    ran = _last_json(capsys.readouterr().out)
+    assert ran["counts"]["trained"] == 0 and ran["counts"]["computed"] == 4  # evaluated as it is, never trained
+    by_evaluate, by_run = _rows(tmp_path / "ev"), _rows(tmp_path / "run")
+    assert {k.kind for k in by_run} == set(KINDS)
+    assert by_evaluate == by_run  # the same keys (label, digest, samples, attack, ...) and the same numbers
+    assert _models(tmp_path / "ev") == _models(tmp_path / "run") == [label]
+    assert {r["model"] for r in ran["rows"]} == {label}
+    # evaluate into the run's directory: the same model, nothing recomputed, one model in the report
+    assert main(["evaluate", "--model", str(ckpt), *ATTACKS, "--out", str(tmp_path / "run"), "--json"]) == 0
+    again = _last_json(capsys.readouterr().out)
+    assert again["counts"]["computed"] == 0 and again["counts"]["stored_before"] == 4
+    assert _rows(tmp_path / "run").keys() == by_run.keys() and _models(tmp_path / "run") == [label]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert list(report["models"]) == [label] and report["rows"] == again["rows"]
+    assert _timeless(report["rows"]) == _timeless(evaluated["rows"]) == _timeless(ran["rows"])
+
+
+def test_a_model_run_trained_is_the_model_evaluate_sees(capsys, tmp_path):
+    """A model trained by `run` is labelled by its id and weights digest: `evaluate` on its
+    checkpoint finds every row already stored under the same label."""
+    (tmp_path / "exp.yaml").write_text(
+        "name: t\ndata: {name: digits, n_eval: 40}\n"
+        "models: [{id: m, model: {backbone: mlp}, train: {epochs: 1}}]\n"
+        "attacks: [fgsm, {name: pgd, steps: 3}]\neps: [0, 0.1]\n")
+    run = tmp_path / "run"
+    assert main(["run", str(tmp_path / "exp.yaml"), "--out", str(run), "--json"]) == 0
+    capsys.readouterr()
+    label = model_label("m", model_digest(load_checkpoint(run / "checkpoints" / "m")))
+    assert _models(run) == [label]
+    before = _rows(run)
+    assert main(["evaluate", "--model", str(run / "checkpoints" / "m"), *ATTACKS, "--out", str(run),
+                 "--json"]) == 0
+    doc = _last_json(capsys.readouterr().out)
+    assert doc["model"] == label and doc["counts"]["computed"] == 0 and _rows(run) == before
+    with ResultStore(run, readonly=True) as store:
+        meta = store.get_meta("models")[label]
+    assert meta["history"] and meta["n_test"] and meta["swept"] == []  # the run's entry kept (training curves)
+
+
+def test_evaluate_writes_the_report_and_says_where(capsys, ckpt, tmp_path):
+    run = tmp_path / "ev"
+    assert main(["evaluate", "--model", str(ckpt), *ATTACKS, "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    for name in ("report.html", "report.md", "report.json"):
+        assert (run / name).is_file()
+    flat = "".join(out.split())  # rich may wrap a long path
+    assert f"report:{(run / 'report.html').resolve()}" in flat
+    report = json.loads((run / "report.json").read_text())
+    assert report["rows"] and {r["model"] for r in report["rows"]} == set(report["models"])
+
+
+@pytest.mark.ray
+def test_evaluate_on_ray_gives_the_local_rows(capsys, ckpt, tmp_path):
+    """`evaluate --executor ray` is the same one-model run on Ray tasks: the same rows as local."""
+    pytest.importorskip("ray", reason="the Ray executor needs the [ray] extra")
+    args = ["--attack", "fgsm", "--eps", "0", "--eps", "0.1", "--n-eval", "30", "--no-self-test", "--json"]
+    assert main(["evaluate", "--model", str(ckpt), *args, "--out", str(tmp_path / "local")]) == 0
+    assert main(["evaluate", "--model", str(ckpt), *args, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    doc = _last_json(capsys.readouterr().out)
+    assert doc["counts"]["executor"] == "ray" and doc["counts"]["computed"] == 2
+    assert _rows(tmp_path / "ray") == _rows(tmp_path / "local")
+
+
+def test_evaluate_gives_the_training_warning_run_gives(capsys, tmp_path):
+    """A checkpoint that did not train: `evaluate` warns as `run` does for its own models (stderr,
+    --json, the store's meta and so the report)."""
+    ckpt = tmp_path / "untrained"
+    assert main(["train", "--data", "digits", "--backbone", "mlp", "--epochs", "0", "--out", str(ckpt)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(ckpt), "--attack", "fgsm", "--eps", "0.1", "--n-eval", "20",
+                 "--no-self-test", "--out", str(tmp_path / "ev"), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = _last_json(captured.out)
+    assert doc["warning"] and "did not train" in doc["warning"] and "didnottrain" in "".join(captured.err.split())
+    with ResultStore(tmp_path / "ev", readonly=True) as store:
+        assert store.get_meta("models")[doc["model"]]["warning"] == doc["warning"]
