@@ -75,7 +75,7 @@ def plugin(tmp_path, monkeypatch, request):
     from robustlab.defenses import DEFENSES
     from robustlab.report.sections import SECTIONS
 
-    monkeypatch.setattr(plugins, "_IMPORTED", {})  # this test's imports are forgotten with it
+    monkeypatch.setattr(plugins, "_FOR_WORKERS", {})  # this test's --plugin is forgotten with it
 
     prefix = "lab" + request.node.name.split("[")[0][-12:].replace("_", "")
     name = f"{prefix}_plugin"

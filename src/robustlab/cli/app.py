@@ -81,7 +81,7 @@ def _plugins(args: list[str]) -> None:
             modules.append(args[i].partition("=")[2])
         i += 1
     load_entry_points()
-    import_plugins(modules)
+    import_plugins(modules, for_workers=True)
 
 
 def _print_version(value: bool) -> None:

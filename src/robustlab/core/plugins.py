@@ -30,8 +30,8 @@ _LOADED: set[str] = set()
 """Entry points already loaded in this process ("<name>=<value>")."""
 _SCANNED: list[tuple[str, ...]] = []
 """The `sys.path` the entry points were last looked up on (installed distributions live there)."""
-_IMPORTED: dict[str, None] = {}
-"""Modules `import_plugins` imported in this process, in order."""
+_FOR_WORKERS: dict[str, None] = {}
+"""Modules imported with ``for_workers`` (the command line's ``--plugin``), in order."""
 
 
 def check_module_name(value: object, where: str = "plugin") -> str:
@@ -47,21 +47,23 @@ def _failure(what: str, exc: BaseException) -> ConfigError:
     return ConfigError(f"{what} cannot be imported: {type(exc).__name__}: {detail}")
 
 
-def import_plugins(modules: Sequence[str]) -> None:
-    """Import each module (once: Python caches it); any failure is one `ConfigError`."""
+def import_plugins(modules: Sequence[str], *, for_workers: bool = False) -> None:
+    """Import each module (once: Python caches it); any failure is one `ConfigError`.
+    `for_workers`: every experiment this process runs gives them to its workers too (`--plugin`)."""
     for name in modules:
         check_module_name(name)
         try:
             importlib.import_module(name)
         except (Exception, SystemExit) as exc:
             raise _failure(f"plugin {name!r}", exc) from None
-        _IMPORTED[name] = None
+        if for_workers:
+            _FOR_WORKERS[name] = None
 
 
 def worker_plugins(declared: Sequence[str] = ()) -> tuple[str, ...]:
-    """The modules a worker must import to see what this process sees: `declared` (an experiment's
-    ``plugins:``) and every plugin imported here (``--plugin``), each once, in order."""
-    return tuple(dict.fromkeys([*declared, *_IMPORTED]))
+    """The modules a worker must import: `declared` (an experiment's ``plugins:``) and those imported
+    here for the workers (``--plugin``), each once, in order."""
+    return tuple(dict.fromkeys([*declared, *_FOR_WORKERS]))
 
 
 def load_entry_points() -> list[str]:
