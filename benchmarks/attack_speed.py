@@ -432,7 +432,33 @@ def standard_suite(model, data, args, device) -> None:
     print(f"{'robustlab standard':28s} {float(ours_ok.float().mean()):10.3f} {t_ours:8.1f}")
     print(f"{'reference members (ta port)':28s} {float(ref_ok.float().mean()):10.3f} {t_ref:8.1f}")
     print(f"per-sample agreement {float((ours_ok == ref_ok).float().mean()):.3f}; time ratio {t_ours / t_ref:.2f}")
+    standing = ours_ok & ref_ok & (model.predict(x) == y)
+    if bool(standing.any()):
+        t_gradient, t_square = protocol_floor(model, x[standing], y[standing], args, device)
+        t_floor = t_gradient + t_square
+        print(f"pass floor of the {int(standing.sum())} images nothing fools: {t_floor:.1f} s "
+              f"(APGD-CE, APGD-T, FAB-T {t_gradient:.1f} s, Square {t_square:.1f} s; "
+              f"{t_floor / t_ref:.2f} of the reference's time, {t_floor / t_ours:.2f} of robustlab's)")
     print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+def protocol_floor(model, x, y, args, device) -> tuple[float, float]:
+    """Seconds of the model passes that `standard`'s members make on images that none of them fools,
+    whoever implements them: APGD-CE's steps, APGD-T's steps per target, FAB-T's steps per target
+    (forward+backward for the hyperplane, forward to judge the new point: it is adversarial beyond eps
+    at most steps and steps back, so the next gradient is not at the judged point) and Square's
+    queries, at this batch: (seconds of the gradient members, seconds of Square). Extrapolated from
+    timing 20 forward+backward and 100 forward passes."""
+    steps, targets = args.aa_steps, args.aa_targets
+    t_fb = timed(lambda: floor(model, x, y, 20), device, 3) / 20
+
+    def forwards() -> None:
+        with torch.no_grad():
+            for _ in range(100):
+                model(x)
+
+    t_f = timed(forwards, device, 3) / 100
+    return t_fb * steps * (1 + 2 * targets) + t_f * steps * targets, t_f * args.aa_queries
 
 
 def rand_suite(model, data, args, device) -> None:

@@ -11,7 +11,9 @@ import torch
 from attack_models import CountingModel, NoisyModel, reference_autoattack
 from robustlab.attacks import APGD, FAB, FABT, AutoAttack, Square, make_attack
 from robustlab.attacks.apgd import APGDT
-from robustlab.attacks.eot import EOT
+from robustlab.attacks.base import input_gradient
+from robustlab.attacks.eot import DRAW_ROWS, EOT
+from robustlab.attacks.objectives import cross_entropy
 from robustlab.core.errors import ConfigError
 from robustlab.evaluate import AttackSpec, evaluate_grid, summarize
 from robustlab.evaluate.runner import DEFAULT_ATTACKS, eot_specs_for_randomized, spec_label
@@ -99,12 +101,33 @@ def test_eot_batches_the_draws_and_square_spends_none(digits_mlp, digits):
     x = digits.x_test[:30]
     calls: list[int] = []
     counting.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    EOT(counting, 20)(x[:12])
+    assert calls == [240]  # 20 draws of 12 images: one pass
+    calls.clear()
     EOT(counting, 20)(x)
-    assert calls == [600]  # 20 draws of 30 images: one pass
+    assert calls == [240, 240, 120] and max(calls) <= DRAW_ROWS  # 600 rows on a CPU: 8, 8 and 4 draws
     calls.clear()
     Square(0.05, queries=40, eot=10)(counting, x, digits.y_test[:30])
-    assert max(calls) == 30 * 10 and sum(c == 300 for c in calls) <= 2 + 10 * 2  # draws only judging
+    # draws only judging: two mean-score checks of 300 rows (passes of 240 and 60), the verdict's 10 draws
+    assert max(calls) == 240 and sum(c > 30 for c in calls) <= 2 * 2 + 10 * 2
     assert sum(c <= 30 for c in calls) >= 39  # each query: one draw
+
+
+def test_the_eot_gradient_is_the_mean_over_draws_pass_by_pass(digits_mlp, digits):
+    # on a deterministic model every draw is the same: the mean over 20 draws, made in passes of at
+    # most DRAW_ROWS rows each backpropagated on its own, is the one-draw gradient, scores and loss
+    x, y = digits.x_test[:60], digits.y_test[:60]
+
+    def loss(s):
+        return cross_entropy(s, y, None, 10)
+
+    assert EOT(digits_mlp, 20).passes(60, x.device) == [4] * 5
+    assert EOT(digits_mlp, 20).passes(60, torch.device("meta")) == [20]  # not a CPU: one pass
+    grad, scores, per_sample = EOT(digits_mlp, 20).loss_gradient(x, loss)
+    ref_grad, ref_scores, ref_loss = input_gradient(digits_mlp, x, loss)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(scores, ref_scores.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(per_sample, ref_loss.detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_randomized_models_get_the_rand_protocol_by_default():

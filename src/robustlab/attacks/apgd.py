@@ -14,6 +14,9 @@ the samples still standing; success stays "misclassified".
 Restarts and targets run side by side: the runs of a batch go through the model as one batch of
 copies (up to `MAX_ROWS` rows), each sample keeping its best copy, so the 9 targets of APGD-T
 cost one step loop, not nine; a sample fooled by an earlier group is not attacked by later ones.
+Every ``compact_every`` steps (and at each checkpoint) the rows of samples already fooled, by
+that row or by a sibling run (another target or restart of the same sample), leave the batch:
+the verdicts are those of running every row to the end, for fewer passes.
 """
 
 from __future__ import annotations
@@ -93,6 +96,9 @@ class APGD(FixedBudgetAttack):
 
     _label = "apgd"
     _samples = 1
+    compact_every = 5
+    """Every this many steps (and at each checkpoint) the rows of settled samples leave the batch
+    (0: never; the result is the same, only the passes differ)."""
 
     def planned_passes(self) -> tuple[int, int]:
         """At most (forward+backward, forward-only) passes per sample: steps per run."""
@@ -130,8 +136,8 @@ class APGD(FixedBudgetAttack):
             v_queries = torch.zeros(len(rows), dtype=torch.int64, device=x.device)
             view = None if trace is None else trace.at(
                 rows, first + torch.arange(m, device=x.device).repeat_interleave(len(idx)))
-            self._descend(model, xv, y[rows], ct, lt, criterion, torch.arange(len(rows), device=x.device),
-                          start, v_out, v_loss, v_found, v_queries, view)
+            self._descend(model, xv, y[rows], ct, lt, criterion.select(rows, n),
+                          torch.arange(len(rows), device=x.device), start, v_out, v_loss, v_found, v_queries, view)
             # each sample keeps its best copy: an adversarial one, else the highest loss
             pick = torch.where(v_found, float("inf"), v_loss).view(m, -1).argmax(dim=0) * len(idx)
             pick = pick + torch.arange(len(idx), device=x.device)
@@ -151,9 +157,11 @@ class APGD(FixedBudgetAttack):
         """One APGD run on rows `idx` from `x_cur`; writes each row's answer into `out`.
 
         ``ct`` are the call's targets (for the criterion), ``lt`` the loss's targets. A row is
-        frozen at its first adversarial iterate; rows are written back to `out` (their
-        adversarial point, else their highest-loss point if it beats earlier runs') only when
-        dropped from the batch or at the end, so the step loop makes no scattered writes.
+        frozen at its first adversarial iterate and leaves the batch at the next compaction (every
+        ``compact_every`` steps), with every other row of its sample (row i is sample
+        i % `_samples`); rows are written back to `out` (their adversarial point, else their
+        highest-loss point if it beats earlier runs') only when dropped from the batch or at the
+        end, so the step loop makes no scattered writes.
         On a randomized model (`EOT`) a row is never frozen: one iterate that fools the mean of
         the draws may still be right on most of them, so every row keeps raising the expected
         loss for all ``steps`` and answers with its highest-loss point (as the reference's rand
@@ -163,6 +171,7 @@ class APGD(FixedBudgetAttack):
         k = model.num_classes
         dev = x.device
         r = {"idx": idx, "x0": x[idx], "y": y[idx], "ct": ct, "lt": lt}
+        crit = [criterion.select(idx, len(x))]  # the criterion of the rows still in the batch
 
         def evaluate(x_eval, with_grad: bool):
             loss_fn = bind_loss(self._loss_fn, r["y"], r["lt"], k)
@@ -173,7 +182,7 @@ class APGD(FixedBudgetAttack):
                 return None, scores, loss, decision
 
         def judge_step(s, scores, decision, loss=None, step=0) -> None:
-            success, _, _ = judge(model, s["x"], r["y"], r["ct"], criterion, scores=scores, decision=decision)
+            success, _, _ = judge(model, s["x"], r["y"], r["ct"], crit[0], scores=scores, decision=decision)
             queries[r["idx"]] += (~s["done"]).long() if settle else 1
             if trace is not None and loss is not None:
                 trace.record(r["idx"], step, loss, ~s["done"], success)
@@ -243,16 +252,22 @@ class APGD(FixedBudgetAttack):
                 s["halved"] = halve
                 s["check_loss"] = s["best_loss"].clone()
                 s["rises"].zero_()
-                # the only host sync of the loop: stop, or drop finished rows
-                done_frac = float(s["done"].float().mean())
                 if progress.enabled():  # samples standing (rows are copies of them, one per run)
                     standing = len(torch.unique(r["idx"][~s["done"]] % self._samples))
                     progress.report(self._label, step, self.steps, standing)
-                if settle and done_frac == 1.0:
+            if settle and self.compact_every and (step in boundaries or step % self.compact_every == 0):
+                # the loop's only host sync: drop the rows whose sample is settled (by this row or
+                # by a sibling run of the same sample), or stop when none is left
+                sample = r["idx"] % self._samples
+                settled_sample = torch.zeros(self._samples, dtype=torch.bool, device=dev)
+                settled_sample[sample[s["done"]]] = True
+                drop = settled_sample[sample]
+                if bool(drop.all()):
                     break
-                if settle and done_frac > 0.3:
-                    write_back(s, s["done"].nonzero().squeeze(1))
-                    keep = (~s["done"]).nonzero().squeeze(1)
+                if bool(drop.any()):
+                    write_back(s, drop.nonzero().squeeze(1))
+                    keep = (~drop).nonzero().squeeze(1)
+                    crit[0] = crit[0].select(keep, len(drop))
                     s = {key: v[keep] for key, v in s.items()}
                     r = {key: (v[keep] if v is not None else None) for key, v in r.items()}
         write_back(s, torch.arange(len(r["idx"]), device=dev))

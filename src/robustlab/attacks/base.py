@@ -357,6 +357,9 @@ def input_gradient_decide(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """`input_gradient` plus the model's decision on `x` from the same pass (None when `decide`
     is False or the model decides from its scores, where `judge` derives it for free)."""
+    if isinstance(model, EOT) and not getattr(loss_fn, "model_loss", False):
+        grad, scores, loss = model.loss_gradient(x, loss_fn)
+        return grad, scores, loss, None
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         scores, loss, decision = forward_loss(model, x, loss_fn, decide)

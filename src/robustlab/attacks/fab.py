@@ -19,7 +19,9 @@ classes only); success is always the model's real decision.
 
 With ``eps`` set (AutoAttack's use), a point farther than eps does not count: the sample keeps
 its clean image, and later runs attack only the samples not yet fooled within eps. Runs
-(restarts, FAB-T's targets) of a batch go through the model side by side, as in APGD.
+(restarts, FAB-T's targets) of a batch go through the model side by side, as in APGD; with eps,
+the rows of a sample that one of its runs fooled within eps leave the batch every
+``compact_every`` steps (the verdict within eps is settled; only a closer point is given up).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def hyperplane_step(w: torch.Tensor, c: torch.Tensor, lo: torch.Tensor, hi: torc
     `c` is (B,); rows with c <= 0 get d = 0. A row whose hyperplane lies outside the box gets
     the box corner that goes furthest along w. Linf and L2 share one search: d_i =
     sign(w_i) min(t s_i, u_i) (u_i the room in the direction of w_i; s_i = 1 for Linf, |w_i| for
-    L2), with <w, d> piecewise linear in t; L1 fills the coordinates of largest |w_i| first.
+    L2), with <w, d> piecewise linear in t, solved for t by Newton's method (exact: it ends on the
+    linear piece that holds the root); L1 fills the coordinates of largest |w_i| first.
     """
     a = w.abs()
     u = torch.where(w > 0, hi, -lo).clamp_min(0.0)
@@ -60,15 +63,20 @@ def hyperplane_step(w: torch.Tensor, c: torch.Tensor, lo: torch.Tensor, hi: torc
         return w.sign() * torch.zeros_like(w).scatter(1, order, amount)
     scale = torch.ones_like(a) if norm == "linf" else a
     key = u if norm == "linf" else torch.where(a > 0, u / a.clamp_min(1e-30), torch.full_like(a, float("inf")))
-    order = key.argsort(dim=1)
-    key_s, full_s, slope_s = key.gather(1, order), full.gather(1, order), (a * scale).gather(1, order)
-    before = full_s.cumsum(1) - full_s  # sum of the full contributions of smaller keys
-    after = slope_s.flip(1).cumsum(1).flip(1)  # slope from this key on
-    value = before + torch.nan_to_num(key_s * after, nan=float("inf"), posinf=float("inf"))
-    reached = value >= need
-    first = reached.to(torch.int8).argmax(dim=1, keepdim=True)
-    t = (need - before.gather(1, first)) / after.gather(1, first).clamp_min(1e-30)
-    t = torch.where(reached.any(dim=1, keepdim=True), t, torch.full_like(t, float("inf")))
+    slope = a * scale
+    # <w, d>(t) = sum_{key_i <= t} full_i + t sum_{key_i > t} slope_i is concave and increasing: Newton's
+    # steps from t = 0 rise to its root without passing it and stop when the saturated set
+    # {key_i <= t} stops growing (a few steps where few coordinates saturate; no sort of D values)
+    t = torch.zeros_like(need)
+    saturated = key <= t
+    while True:
+        rest = (slope * ~saturated).sum(1, keepdim=True)
+        t_next = (need - (full * saturated).sum(1, keepdim=True)) / rest.clamp_min(1e-30)
+        t = torch.maximum(t, torch.where(rest > 0, t_next, torch.full_like(t, float("inf"))))
+        grown = key <= t
+        if torch.equal(grown, saturated):
+            break
+        saturated = grown
     step = torch.where(a > 0, torch.minimum(t * scale, u), torch.zeros_like(u))
     return w.sign() * step
 
@@ -86,6 +94,9 @@ class FAB(MinimumNormAttack):
     """
 
     name = "fab"
+    compact_every = 5
+    """With ``eps``: every this many steps the rows of samples settled within eps leave the batch
+    (0: never; the verdict is the same, only the passes differ)."""
 
     def __init__(
         self,
@@ -144,8 +155,9 @@ class FAB(MinimumNormAttack):
             starts = [self._random_start(x[idx], best_d[idx], generator) if r > 0 else x[idx] for _, r in group]
             rt = torch.cat([t[idx] for t, _ in group]) if group[0][0] is not None else None
             ct = targets[rows] if targets is not None else None
-            found, d = self._descend(model, x0, y[rows], rt, ct, criterion.select(rows, n), torch.cat(starts))
-            queries[idx] += 2 * self.steps * m
+            found, d, passes = self._descend(model, x0, y[rows], rt, ct, criterion.select(rows, n), torch.cat(starts),
+                                     samples=len(idx))
+            queries[idx] += passes.view(m, -1).sum(dim=0)
             pick = d.view(m, -1).argmin(dim=0) * len(idx) + torch.arange(len(idx), device=dev)
             better = d[pick] < best_d[idx]
             best[idx] = torch.where(better.view(-1, 1, 1, 1), found[pick], best[idx])
@@ -192,15 +204,24 @@ class FAB(MinimumNormAttack):
         j = dist.argmin(dim=1)
         return g[rows, j], f[rows, j]
 
-    def _descend(self, model, x0, y, target, ct, criterion, x1):
-        """One FAB run from `x1`: (closest adversarial point, its distance; x0 and inf if none)."""
+    def _descend(self, model, x0, y, target, ct, criterion, x1, samples: int | None = None):
+        """One FAB run from `x1`: (closest adversarial point, its distance, x0 and inf if none; the
+        model passes each row made).
+
+        With ``eps`` set, a sample is settled once one of its rows (row i is sample i % `samples`:
+        the runs of a group side by side) found a point within eps: every ``compact_every`` steps
+        such rows leave the batch, their siblings with them (what they would find later cannot
+        change the verdict within eps)."""
         norm = self.norm.value
-        shape = x0.shape
-        x0f = x0.flatten(1)
+        n, shape, dev = len(x0), x0.shape, x0.device
+        samples = samples or n
         best = x0.clone()
-        best_d = torch.full((len(x0),), float("inf"), device=x0.device)
-        for _ in range(self.steps):
-            w, f = self._hyperplane(model, x1, y, target, rival_of_target=ct is not None)
+        best_d = torch.full((n,), float("inf"), device=dev)
+        live = torch.arange(n, device=dev)  # rows still stepping
+        passes = torch.zeros(n, dtype=torch.int64, device=dev)
+        x0f, yl, tl, cl, crit = x0.flatten(1), y, target, ct, criterion
+        for step in range(1, self.steps + 1):
+            w, f = self._hyperplane(model, x1, yl, tl, rival_of_target=cl is not None)
             with torch.no_grad():
                 x1f = x1.flatten(1)
                 d1 = hyperplane_step(w, -f, -x1f, 1 - x1f, norm)
@@ -209,15 +230,31 @@ class FAB(MinimumNormAttack):
                 n0 = flat_norm(d0, norm).clamp_min(1e-8)
                 alpha = (n1 / (n1 + n0)).clamp(0.0, self.alpha_max).unsqueeze(1)
                 x1f = ((x1f + self.eta * d1) * (1 - alpha) + (x0f + self.eta * d0) * alpha).clamp(0.0, 1.0)
-                x1 = x1f.view(shape)
+                x1 = x1f.view(-1, *shape[1:])
+                xl0 = x0f.view(-1, *shape[1:])
                 scores, decision = forward_decide(model, x1)
-                success, _, _ = judge(model, x1, y, ct, criterion, scores=scores, decision=decision)
+                success, _, _ = judge(model, x1, yl, cl, crit, scores=scores, decision=decision)
                 d = flat_norm(x1f - x0f, norm)
-                better = success & (d < best_d)
-                best = torch.where(better.view(-1, 1, 1, 1), x1, best)
-                best_d = torch.where(better, d, best_d)
-                x1 = torch.where(success.view(-1, 1, 1, 1), x0 + self.beta * (x1 - x0), x1)
-        return best, best_d
+                better = success & (d < best_d[live])
+                best[live] = torch.where(better.view(-1, 1, 1, 1), x1, best[live])
+                best_d[live] = torch.where(better, d, best_d[live])
+                x1 = torch.where(success.view(-1, 1, 1, 1), xl0 + self.beta * (x1 - xl0), x1)
+                passes[live] += 2
+            if self.eps is None or not self.compact_every or step % self.compact_every or step == self.steps:
+                continue
+            sample = live % samples
+            settled = torch.zeros(samples, dtype=torch.bool, device=dev)
+            settled[sample[best_d[live] <= self.eps]] = True
+            drop = settled[sample]
+            if bool(drop.all()):
+                break
+            if bool(drop.any()):
+                keep = (~drop).nonzero().squeeze(1)
+                live, x1, x0f, yl = live[keep], x1[keep], x0f[keep], yl[keep]
+                tl = tl[keep] if tl is not None else None
+                cl = cl[keep] if cl is not None else None
+                crit = crit.select(keep, len(drop))
+        return best, best_d, passes
 
 
 @register_attack
