@@ -223,15 +223,19 @@ def test_an_attack_on_a_large_batch_shows_its_members_progress(digits_mlp, attac
 
 # ---------------------------------------------------------------- criteria by name
 
-@pytest.mark.parametrize("name", ["topk_excluded", "topk", "topk:", "topk:0", "topk:abc", "topk:2.5",
-                                  "misclassifed", "top5"])
+@pytest.mark.parametrize("name", ["topk_excluded", "topk_excluded:5", "misclassifed", "top5"])
 def test_unknown_criterion_names_are_refused_listing_the_valid_ones(name):
-    with pytest.raises(ConfigError, match=r"unknown success criterion .*choose one of misclassified, targeted, "
-                                          r"topk:K"):
+    with pytest.raises(ConfigError, match=r"unknown success criterion .*; known: misclassified, targeted, topk"):
         make_criterion(name)
 
 
-@pytest.mark.parametrize("name, k", [("topk:3", 3), ("TopK:1", 1), ("topk_excluded:5", 5)])
+@pytest.mark.parametrize("name", ["topk", "topk:", "topk:0", "topk:-2", "topk:abc", "topk:2.5"])
+def test_topk_without_a_valid_k_is_refused_not_read_as_top_1(name):
+    with pytest.raises(ConfigError, match=r"topk:K needs an integer K >= 1"):
+        make_criterion(name)
+
+
+@pytest.mark.parametrize("name, k", [("topk:3", 3), ("TopK:1", 1), (" topk:5 ", 5)])
 def test_topk_needs_its_k(name, k):
     criterion = make_criterion(name)
     assert isinstance(criterion, TopKExcluded) and criterion.k == k
@@ -243,5 +247,6 @@ def test_the_cli_refuses_an_unknown_criterion(tmp_path, capsys):
                  "--n-eval", "20", "--attack", "pgd",
                  "-p", "criterion=topk_excluded", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "topk:K" in err, err
+    assert code == 2 and len(err.splitlines()) == 1 and "unknown success criterion 'topk_excluded'" in err, err
+    assert "known: misclassified, targeted, topk" in err, err
     assert not (tmp_path / "run").exists()

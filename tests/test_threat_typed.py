@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -114,8 +115,17 @@ class _Queries(FixedBudgetAttack):
         return RunOutput(x, torch.zeros(len(x), dtype=torch.int64))
 
 
-def test_a_plugin_attack_is_judged_by_the_kind_its_class_declares(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry.ATTACKS, _Queries.name, _Queries)
+@pytest.fixture()
+def plugin_attack() -> Iterator[type[_Queries]]:
+    registry.register_attack(_Queries)
+    try:
+        yield _Queries
+    finally:
+        registry.ATTACKS.remove(_Queries.name)
+
+
+def test_a_plugin_attack_is_judged_by_the_kind_its_class_declares(plugin_attack: type[_Queries],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     rows = [{"model": "m", "defense": "none", "attack": "pgd", "eps": 0.1, "robust_accuracy": 0.6},
             {"model": "m", "defense": "none", "attack": "plugin-queries", "eps": 0.1, "robust_accuracy": 0.2}]
     flags = {f.check: f for f in check_rows(rows, {"m": 10})}

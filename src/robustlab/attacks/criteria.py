@@ -8,12 +8,14 @@ never a success for the attacker: rejection is counted apart, as "detected".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import ConfigError
+from robustlab.core.registry import Registry
 from robustlab.core.scores import label_rank
 
 
@@ -100,25 +102,37 @@ class Detected(Criterion):
         return decision == REJECT
 
 
-CRITERIA = ("misclassified", "targeted", "topk:K")
-"""The success criteria settable by name (``criterion=``); K an integer >= 1. ``topk_excluded:K``
-(`TopKExcluded`'s own name) is read as ``topk:K``."""
+CriterionFactory = Callable[[str], Criterion]
+CRITERIA: Registry[CriterionFactory] = Registry("success criterion")
+"""name -> factory taking the text after the colon ("topk:5" -> "5"; "" when there is none)."""
+
+
+def _no_argument(cls: type[Criterion]) -> CriterionFactory:
+    def make(arg: str) -> Criterion:
+        if arg:
+            raise ConfigError(f"the {cls.name} criterion takes no argument, got {arg!r}")
+        return cls()
+
+    return make
+
+
+def _topk(arg: str) -> Criterion:
+    """``topk:K``: K is required (a bare ``topk`` is refused, never read as top-1)."""
+    if not arg.isdigit() or int(arg) < 1:
+        raise ConfigError(f"topk:K needs an integer K >= 1 (e.g. topk:5), got {'topk:' + arg if arg else 'topk'!r}")
+    return TopKExcluded(int(arg))
+
+
+CRITERIA.register("misclassified", _no_argument(Misclassified))
+CRITERIA.register("targeted", _no_argument(TargetedMisclassified))
+CRITERIA.register("topk", _topk)
 
 
 def make_criterion(spec: str | Criterion | None, targeted: bool = False) -> Criterion:
-    """A criterion from its name ("misclassified", "targeted", "topk:K") or itself; any other
-    name (``topk`` without K included) raises `ConfigError` listing the valid ones."""
+    """A criterion from its name ("misclassified", "targeted", "topk:K", or a registered one) or itself."""
     if isinstance(spec, Criterion):
         return spec
     if spec is None:
         return TargetedMisclassified() if targeted else Misclassified()
-    name = str(spec).strip().lower()
-    if name == "misclassified":
-        return Misclassified()
-    if name == "targeted":
-        return TargetedMisclassified()
-    head, colon, k = name.partition(":")
-    if head in ("topk", TopKExcluded.name) and colon and k.strip().isdigit() and int(k) >= 1:
-        return TopKExcluded(int(k))
-    raise ConfigError(f"unknown success criterion {spec!r}; choose one of {', '.join(CRITERIA)} "
-                      "(K an integer >= 1, e.g. topk:5)")
+    name, _, arg = str(spec).partition(":")
+    return CRITERIA.get(name)(arg.strip())
