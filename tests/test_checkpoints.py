@@ -92,7 +92,7 @@ def test_header_length_with_a_pickle_like_first_byte_loads(tmp_path):
 
     from safetensors.torch import save_file
 
-    from robustlab.store.checkpoints import _sniff
+    from robustlab.core.weights import sniff
 
     path = tmp_path / "w.safetensors"
     for n in range(1, 400):
@@ -100,7 +100,7 @@ def test_header_length_with_a_pickle_like_first_byte_loads(tmp_path):
         if path.read_bytes()[0] == 0x80:
             break
     assert path.read_bytes()[0] == 0x80
-    assert _sniff(path) == "safetensors"
+    assert sniff(path) == "safetensors"
     assert struct.unpack("<Q", path.read_bytes()[:8])[0] < path.stat().st_size
 
 

@@ -40,8 +40,8 @@ OWN = {
     "demo": set(),
     "train": {"--backbone", "--head", "--train-per-class", "--weight-decay", "--schedule", "--adv", "--adv-eps",
               "--adv-steps"},
-    "evaluate": {"--module", "--zoo-arch", "--weights", "--mean", "--std", "--attack", "--norm", "--restarts",
-                 "--n-eval", "--no-self-test", "--executor"},
+    "evaluate": {"--module", "--zoo-arch", "--weights", "--untrained", "--mean", "--std", "--attack", "--norm",
+                 "--restarts", "--n-eval", "--no-self-test", "--executor"},
     "report": {"--format"},
     "datasets": set(),
     "run": {"--executor", "--address", "--num-cpus", "--num-gpus", "--connect-timeout", "--max-trainings",
@@ -194,7 +194,7 @@ def _evaluate(tmp_path, monkeypatch, seen):
     (tmp_path / "net.py").write_text("import torch\ndef make():\n    return torch.nn.Sequential("
                                      "torch.nn.Flatten(), torch.nn.Linear(64, 10))\n")
     _capture(monkeypatch, "robustlab.cli.cmd_evaluate.prepare_grid", seen, lambda a, k: {"out": a[1]})
-    return ["evaluate", "--module", f"{tmp_path / 'net.py'}:make", "--data", "digits", "--eps", "0.1"]
+    return ["evaluate", "--module", f"{tmp_path / 'net.py'}:make", "--untrained", "--data", "digits", "--eps", "0.1"]
 
 
 def _run(tmp_path, monkeypatch, seen):

@@ -100,7 +100,7 @@ def test_cli_eps_fraction_reaches_the_evaluation(tmp_path, capsys, monkeypatch):
         raise ConfigError("stop here")
 
     monkeypatch.setattr("robustlab.cli.cmd_evaluate.one_model_spec", fake)
-    code = main(["evaluate", "--module", f"{tmp_path / 'net.py'}:make", "--data", "digits", "--eps", "8/255",
-                 "--eps", "0.1", "--out", str(tmp_path / "run")])
+    code = main(["evaluate", "--module", f"{tmp_path / 'net.py'}:make", "--untrained", "--data", "digits",
+                 "--eps", "8/255", "--eps", "0.1", "--out", str(tmp_path / "run")])
     assert code == 2 and "stop here" in capsys.readouterr().err
     assert seen["grid"] == [8 / 255, 0.1] and math.isclose(seen["grid"][0], 0.0313725490196)

@@ -288,12 +288,12 @@ def test_module_failures_are_one_line(capsys, monkeypatch, tmp_path, spec, match
         if name.startswith("hostile_"):
             monkeypatch.delitem(sys.modules, name)
     run = tmp_path / "run"
-    refused(capsys, [*EVAL, "--data", "digits", "--module", spec, "--out", run], match, tmp_path)
+    refused(capsys, [*EVAL, "--data", "digits", "--module", spec, "--untrained", "--out", run], match, tmp_path)
     assert not run.exists()
 
 
 def test_builtins_exit_is_refused_through_the_real_entry_point(tmp_path):
-    done = cli(*EVAL, "--data", "digits", "--module", "builtins:exit", "--out", tmp_path / "run")
+    done = cli(*EVAL, "--data", "digits", "--module", "builtins:exit", "--untrained", "--out", tmp_path / "run")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().startswith("error: --module builtins:exit") and len(done.stderr.splitlines()) == 1
     assert not (tmp_path / "run").exists()

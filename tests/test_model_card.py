@@ -33,9 +33,9 @@ def run(tmp_path_factory):
     (root / "net.py").write_text("import torch\ndef make():\n    torch.manual_seed(0)\n    return torch.nn.Sequential("
                                  "torch.nn.Flatten(), torch.nn.Linear(64, 10))\n")
     run_dir = root / "run"
-    args = ["evaluate", "--module", f"{root / 'net.py'}:make", "--data", "digits", "--n-eval", "40", "--attack",
-            "autoattack", "--attack", "fgsm", "-p", "steps=5", "-p", "queries=20", "-p", "n_targets=2", "--eps", "0",
-            "--eps", "8/255", "--eps", "0.1", "--out", str(run_dir), "--json"]
+    args = ["evaluate", "--module", f"{root / 'net.py'}:make", "--untrained", "--data", "digits", "--n-eval", "40",
+            "--attack", "autoattack", "--attack", "fgsm", "-p", "steps=5", "-p", "queries=20", "-p", "n_targets=2",
+            "--eps", "0", "--eps", "8/255", "--eps", "0.1", "--out", str(run_dir), "--json"]
     import contextlib
     import io
 

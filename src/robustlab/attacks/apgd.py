@@ -32,6 +32,7 @@ from robustlab.attacks.trace import Trace, TraceView
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
 from robustlab.core.scores import runner_up_targets
+from robustlab.core.threat import Norm
 
 MAX_ROWS = 512
 """Runs (restarts, targets) of one sample batch share a forward pass while their rows fit in this:
@@ -74,7 +75,7 @@ class APGD(FixedBudgetAttack):
     def __init__(
         self,
         eps: float,
-        norm: str = "linf",
+        norm: Norm | str = Norm.LINF,
         steps: int = 100,
         restarts: int = 1,
         loss: str = "ce",
@@ -284,7 +285,7 @@ class APGDT(APGD):
     name = "apgd-t"
     aliases = ("apgd-dlr-t",)
 
-    def __init__(self, eps: float, norm: str = "linf", steps: int = 100, n_targets: int = 9,
+    def __init__(self, eps: float, norm: Norm | str = Norm.LINF, steps: int = 100, n_targets: int = 9,
                  loss: str = "dlr", **kwargs) -> None:
         super().__init__(eps, norm, steps=steps, loss=loss, **kwargs)
         if n_targets < 1:

@@ -32,7 +32,7 @@ from robustlab.attacks.registry import register_attack
 from robustlab.attacks.square import Square
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import ConfigError
-from robustlab.core.threat import AttackKind
+from robustlab.core.threat import AttackKind, Norm
 
 VERSIONS: dict[str, str] = {
     "robustlab": "robustlab ensemble (APGD-CE, APGD-T, Square), not AutoAttack standard",
@@ -73,7 +73,7 @@ class AutoAttack(FixedBudgetAttack):
     def __init__(
         self,
         eps: float,
-        norm: str = "linf",
+        norm: Norm | str = Norm.LINF,
         steps: int = 100,
         n_targets: int = 9,
         queries: int = 5000,
@@ -107,12 +107,12 @@ class AutoAttack(FixedBudgetAttack):
         return VERSIONS[self.version]
 
     def members(self) -> list[Attack]:
-        common = {"eps": self.eps, "norm": self.norm.value, "seed": self.seed, "criterion": self.criterion_spec}
+        common = {"eps": self.eps, "norm": self.norm, "seed": self.seed, "criterion": self.criterion_spec}
         steps, targets = self.steps, self.n_targets
         apgd_ce = APGD(steps=steps, loss="ce", **common)
         apgd_t = APGDT(steps=steps, n_targets=targets, **common)
         if self.version == "robustlab":
-            p_init = 0.8 if self.norm == "linf" else 0.3
+            p_init = 0.8 if self.norm == Norm.LINF else 0.3
             return [apgd_ce, apgd_t, Square(queries=self.queries, p_init=p_init, **common)]
         if self.version == "rand":
             return [apgd_ce, APGD(steps=steps, loss="dlr", **common)]

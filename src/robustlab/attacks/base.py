@@ -12,6 +12,8 @@ import inspect
 import re
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -19,9 +21,11 @@ import torch
 
 from robustlab.attacks.criteria import Criterion, TargetedMisclassified, make_criterion
 from robustlab.attacks.eot import EOT, with_eot
+from robustlab.attacks.progress import claimed, reporting
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError, InputError
 from robustlab.core.norms import check_norm, distance
+from robustlab.core.progress import on_terminal, terminal_bar
 from robustlab.core.results import AttackResult
 from robustlab.core.threat import AttackKind, Budget, Norm, check_eps
 from robustlab.core.validation import check_int, check_labels, check_model_input, check_number
@@ -69,6 +73,10 @@ def _typed_init(init: Any) -> Any:
         init(self, *args, **kwargs)
 
     return checked
+
+
+PROGRESS_SAMPLES = 1000
+"""From this many samples, a direct attack call shows progress on a terminal (`Attack.__call__`)."""
 
 
 class Attack(ABC):
@@ -124,15 +132,40 @@ class Attack(ABC):
         """Attack `model` on images `x` in [0, 1] (N, C, H, W) with true labels `y` (N,).
 
         ``criterion`` overrides the attack's own success criterion for this call (e.g. a
-        per-sample one such as `KAnonymousRanks` with each sample's k).
+        per-sample one such as `KAnonymousRanks` with each sample's k). A call on
+        `PROGRESS_SAMPLES` samples or more, made outside any `reporting` block, draws a progress
+        bar on a terminal (`robustlab.core.progress`; ``reporting(None)`` or
+        `show_progress(False)` keeps it silent).
         """
+        with self._progress(len(x) if isinstance(x, torch.Tensor) and x.dim() else 0):
+            return self._attack(model, x, y, targets, criterion)
+
+    @contextmanager
+    def _progress(self, n: int) -> Iterator[None]:
+        """A terminal bar for the members' steps and queries, where the caller set up none."""
+        if n < PROGRESS_SAMPLES or claimed() or not on_terminal():
+            yield
+            return
+        with terminal_bar() as update, reporting(
+            lambda member, done, total, standing: update(f"{self.name} | {member}, {standing} of {n} standing",
+                                                         done, total)):
+            yield
+
+    def _attack(
+        self,
+        model: RobustModel,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        targets: torch.Tensor | None,
+        criterion: str | Criterion | None,
+    ) -> AttackResult:
         self._validate(model, x, y, targets)
         model = with_eot(model, self.eot)
         if model.training:
             warnings.warn(
                 f"{self.name}: the model is in training mode; the attack runs it as it is "
                 "(dropout active, batch-norm statistics updated). Call model.eval() first.",
-                stacklevel=2,
+                stacklevel=3,
             )
         criterion = make_criterion(
             criterion if criterion is not None else self.criterion_spec, targeted=targets is not None
@@ -253,8 +286,12 @@ class Attack(ABC):
 
     # ----------------------------------------------------------------- helpers
     def _validate(self, model: RobustModel, x: torch.Tensor, y: torch.Tensor, targets) -> None:
-        if not isinstance(model, torch.nn.Module) or not hasattr(model, "predict"):
-            raise InputError(f"{self.name}: model must follow the robustlab model contract (have predict)")
+        if isinstance(model, torch.nn.Module) and not hasattr(model, "predict"):
+            raise InputError(f"{self.name}: {type(model).__name__} is a plain torch.nn.Module; wrap it: "
+                             "robustlab.wrap(net, num_classes=..., input_shape=(C, H, W))")
+        if not isinstance(model, torch.nn.Module):
+            raise InputError(f"{self.name}: the model must be a robustlab model, got {type(model).__name__}; "
+                             "for a torch network: robustlab.wrap(net, num_classes=..., input_shape=(C, H, W))")
         try:
             check_model_input(model, x)
             check_labels(y, len(x), model.num_classes)
@@ -284,9 +321,9 @@ class Attack(ABC):
 class FixedBudgetAttack(Attack):
     """An attack bounded by ``eps`` in ``norm`` (pixel units on the [0, 1] scale, finite, >= 0)."""
 
-    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    norms: ClassVar[tuple[Norm, ...]] = (Norm.LINF, Norm.L2)
 
-    def __init__(self, eps: float, norm: str = "linf", **kwargs: Any) -> None:
+    def __init__(self, eps: float, norm: Norm | str = Norm.LINF, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.norm = check_norm(norm, self.norms)
         self.eps = check_eps(eps, f"{self.name}: eps")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from robustlab.attacks.pgd import PGD
 from robustlab.attacks.registry import register_attack
+from robustlab.core.threat import Norm
 
 
 @register_attack
@@ -16,7 +17,7 @@ class BIM(PGD):
     def __init__(
         self,
         eps: float,
-        norm: str = "linf",
+        norm: Norm | str = Norm.LINF,
         steps: int = 10,
         step_size: float | None = None,
         loss: str = "ce",

@@ -117,10 +117,10 @@ def _no_argument(cls: type[Criterion]) -> CriterionFactory:
 
 
 def _topk(arg: str) -> Criterion:
-    try:
-        return TopKExcluded(int(arg or 1))
-    except ValueError:
-        raise ConfigError(f"topk:K needs an integer K, got {arg!r}") from None
+    """``topk:K``: K is required (a bare ``topk`` is refused, never read as top-1)."""
+    if not arg.isdigit() or int(arg) < 1:
+        raise ConfigError(f"topk:K needs an integer K >= 1 (e.g. topk:5), got {'topk:' + arg if arg else 'topk'!r}")
+    return TopKExcluded(int(arg))
 
 
 CRITERIA.register("misclassified", _no_argument(Misclassified))

@@ -15,6 +15,7 @@ from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
 from robustlab.core.scores import others_by_score
+from robustlab.core.threat import Norm
 
 
 @register_attack
@@ -28,10 +29,10 @@ class DeepFool(MinimumNormAttack):
     name = "deepfool"
 
     def __init__(
-        self, norm: str = "l2", steps: int = 50, overshoot: float = 0.02, candidates: int = 10, **kwargs
+        self, norm: Norm | str = Norm.L2, steps: int = 50, overshoot: float = 0.02, candidates: int = 10, **kwargs
     ) -> None:
         super().__init__(**kwargs)
-        self.norm = check_norm(norm, ("l2", "linf"))
+        self.norm = check_norm(norm, (Norm.L2, Norm.LINF))
         if steps < 1 or candidates < 1 or overshoot < 0:
             raise ConfigError(f"{self.name}: steps and candidates must be >= 1, overshoot >= 0")
         self.steps = int(steps)
@@ -75,14 +76,14 @@ class DeepFool(MinimumNormAttack):
                 grads.append(g[keep])
             g = torch.stack(grads, 1)  # (m', nc, C, H, W)
             f = f.detach()[keep]
-            dual = "l2" if self.norm == "l2" else "l1"
+            dual = Norm.L2 if self.norm == Norm.L2 else Norm.L1
             gnorm = flat_norm(g.flatten(0, 1), dual).view(len(g), -1).clamp_min(1e-12)
             dist = f.abs() / gnorm
             best = dist.argmin(1)
             g_l = g[torch.arange(len(g), device=dev), best]
             f_l = f.abs().gather(1, best[:, None]).squeeze(1) + 1e-4
             gn = gnorm.gather(1, best[:, None]).squeeze(1)
-            if self.norm == "l2":
+            if self.norm == Norm.L2:
                 step = (f_l / gn.pow(2)).view(-1, 1, 1, 1) * g_l
             else:
                 step = (f_l / gn).view(-1, 1, 1, 1) * g_l.sign()

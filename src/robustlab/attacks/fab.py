@@ -34,14 +34,14 @@ from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
 from robustlab.core.scores import best_other, runner_up_targets
-from robustlab.core.threat import check_eps
+from robustlab.core.threat import Norm, check_eps
 
-_DUAL = {"linf": "l1", "l2": "l2", "l1": "linf"}
-_DEFAULT_RADIUS = {"linf": 0.3, "l2": 1.0, "l1": 5.0}
+_DUAL = {Norm.LINF: Norm.L1, Norm.L2: Norm.L2, Norm.L1: Norm.LINF}
+_DEFAULT_RADIUS = {Norm.LINF: 0.3, Norm.L2: 1.0, Norm.L1: 5.0}
 """Random-start radius when neither ``eps`` nor a found distance gives one (pixel units)."""
 
 
-def hyperplane_step(w: torch.Tensor, c: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, norm: str) -> torch.Tensor:
+def hyperplane_step(w: torch.Tensor, c: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, norm: Norm) -> torch.Tensor:
     """The step d of least `norm` with <w, d> >= c and lo <= d <= hi, per row of (B, D) inputs.
 
     `c` is (B,); rows with c <= 0 get d = 0. A row whose hyperplane lies outside the box gets
@@ -54,15 +54,15 @@ def hyperplane_step(w: torch.Tensor, c: torch.Tensor, lo: torch.Tensor, hi: torc
     u = torch.where(w > 0, hi, -lo).clamp_min(0.0)
     need = c.clamp_min(0.0).unsqueeze(1)
     full = a * u
-    if norm == "l1":
+    if norm == Norm.L1:
         order = a.argsort(dim=1, descending=True)
         a_s, u_s, full_s = a.gather(1, order), u.gather(1, order), full.gather(1, order)
         before = full_s.cumsum(1) - full_s
         amount = ((need - before) / a_s.clamp_min(1e-30)).clamp_min(0.0)
         amount = torch.where(a_s > 0, torch.minimum(amount, u_s), torch.zeros_like(amount))
         return w.sign() * torch.zeros_like(w).scatter(1, order, amount)
-    scale = torch.ones_like(a) if norm == "linf" else a
-    key = u if norm == "linf" else torch.where(a > 0, u / a.clamp_min(1e-30), torch.full_like(a, float("inf")))
+    scale = torch.ones_like(a) if norm == Norm.LINF else a
+    key = u if norm == Norm.LINF else torch.where(a > 0, u / a.clamp_min(1e-30), torch.full_like(a, float("inf")))
     slope = a * scale
     # <w, d>(t) = sum_{key_i <= t} full_i + t sum_{key_i > t} slope_i is concave and increasing: Newton's
     # steps from t = 0 rise to its root without passing it and stop when the saturated set
@@ -100,7 +100,7 @@ class FAB(MinimumNormAttack):
 
     def __init__(
         self,
-        norm: str = "linf",
+        norm: Norm | str = Norm.LINF,
         steps: int = 100,
         restarts: int = 1,
         alpha_max: float = 0.1,
@@ -110,7 +110,7 @@ class FAB(MinimumNormAttack):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.norm = check_norm(norm, ("linf", "l2", "l1"))
+        self.norm = check_norm(norm, (Norm.LINF, Norm.L2, Norm.L1))
         if steps < 1 or restarts < 1:
             raise ConfigError(f"{self.name}: steps and restarts must be >= 1")
         if not 0 <= alpha_max <= 1 or eta < 1 or not 0 < beta < 1:
@@ -167,14 +167,14 @@ class FAB(MinimumNormAttack):
         return RunOutput(best, queries)
 
     def _random_start(self, x0: torch.Tensor, found: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        radius = torch.full_like(found, self.eps if self.eps is not None else _DEFAULT_RADIUS[self.norm.value])
+        radius = torch.full_like(found, self.eps if self.eps is not None else _DEFAULT_RADIUS[self.norm])
         radius = torch.minimum(radius, found)
-        if self.norm == "linf":
+        if self.norm == Norm.LINF:
             t = 2 * torch.rand(x0.shape, generator=generator) - 1
         else:
             t = torch.randn(x0.shape, generator=generator)
         t = t.to(x0.device, x0.dtype)
-        t = t / flat_norm(t, self.norm.value).clamp_min(1e-12).view(-1, 1, 1, 1)
+        t = t / flat_norm(t, self.norm).clamp_min(1e-12).view(-1, 1, 1, 1)
         return (x0 + 0.5 * radius.view(-1, 1, 1, 1) * t).clamp(0.0, 1.0)
 
     def _hyperplane(self, model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
@@ -199,7 +199,7 @@ class FAB(MinimumNormAttack):
         z = z.detach()
         g = grads - grads[rows, y].unsqueeze(1)  # (B, K, D)
         f = z - z[rows, y].unsqueeze(1)
-        dist = f.abs() / (flat_norm(g.flatten(0, 1), _DUAL[self.norm.value]).view(len(x), k) + 1e-12)
+        dist = f.abs() / (flat_norm(g.flatten(0, 1), _DUAL[self.norm]).view(len(x), k) + 1e-12)
         dist[rows, y] = float("inf")
         j = dist.argmin(dim=1)
         return g[rows, j], f[rows, j]
@@ -212,7 +212,7 @@ class FAB(MinimumNormAttack):
         the runs of a group side by side) found a point within eps: every ``compact_every`` steps
         such rows leave the batch, their siblings with them (what they would find later cannot
         change the verdict within eps)."""
-        norm = self.norm.value
+        norm = self.norm
         n, shape, dev = len(x0), x0.shape, x0.device
         samples = samples or n
         best = x0.clone()
@@ -265,7 +265,7 @@ class FABT(FAB):
 
     name = "fab-t"
 
-    def __init__(self, norm: str = "linf", steps: int = 100, n_targets: int = 9, **kwargs) -> None:
+    def __init__(self, norm: Norm | str = Norm.LINF, steps: int = 100, n_targets: int = 9, **kwargs) -> None:
         super().__init__(norm, steps=steps, **kwargs)
         if n_targets < 1:
             raise ConfigError(f"{self.name}: n_targets must be >= 1")

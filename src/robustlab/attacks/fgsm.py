@@ -8,7 +8,7 @@ from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.attacks.registry import register_attack
 from robustlab.core.norms import normalize_direction
-from robustlab.core.threat import AttackKind
+from robustlab.core.threat import AttackKind, Norm
 
 
 @register_attack
@@ -21,7 +21,7 @@ class FGSM(FixedBudgetAttack):
     name = "fgsm"
     kind = AttackKind.SINGLE_STEP
 
-    def __init__(self, eps: float, norm: str = "linf", loss: str = "ce", **kwargs) -> None:
+    def __init__(self, eps: float, norm: Norm | str = Norm.LINF, loss: str = "ce", **kwargs) -> None:
         super().__init__(eps, norm, **kwargs)
         self.loss = loss
         self._loss_fn = get_attack_loss(loss)

@@ -17,7 +17,7 @@ from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
 from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
-from robustlab.core.threat import AttackKind
+from robustlab.core.threat import AttackKind, Norm
 
 
 @register_attack
@@ -37,7 +37,7 @@ class HopSkipJump(MinimumNormAttack):
 
     def __init__(
         self,
-        norm: str = "l2",
+        norm: Norm | str = Norm.L2,
         steps: int = 40,
         init_evals: int = 100,
         max_evals: int = 10_000,
@@ -47,7 +47,7 @@ class HopSkipJump(MinimumNormAttack):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.norm = check_norm(norm, ("l2", "linf"))
+        self.norm = check_norm(norm, (Norm.L2, Norm.LINF))
         if min(steps, init_evals, max_evals, init_tries, probe_chunk) < 1 or gamma <= 0:
             raise ConfigError(f"{self.name}: counts must be >= 1 and gamma > 0")
         self.steps = int(steps)
@@ -60,7 +60,7 @@ class HopSkipJump(MinimumNormAttack):
     def _run(self, model, x, y, targets, criterion, generator) -> RunOutput:
         n, dev = len(x), x.device
         d = x[0].numel()
-        theta = self.gamma / (d ** 1.5 if self.norm == "l2" else d**2)
+        theta = self.gamma / (d ** 1.5 if self.norm == Norm.L2 else d**2)
         queries = torch.zeros(n, dtype=torch.int64, device=dev)
 
         def is_adv(x_eval: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -77,11 +77,11 @@ class HopSkipJump(MinimumNormAttack):
         xb = self._to_boundary(x0, start[rows], rows, is_adv, theta, blend=True)
         dist = flat_norm(xb - x0, self.norm)
         for t in range(1, self.steps + 1):
-            delta = 0.1 if t == 1 else (math.sqrt(d) * theta if self.norm == "l2" else d * theta) * dist
+            delta = 0.1 if t == 1 else (math.sqrt(d) * theta if self.norm == Norm.L2 else d * theta) * dist
             evals = min(int(self.init_evals * math.sqrt(t)), self.max_evals)
             grad = self._estimate_normal(xb, rows, delta, evals, is_adv, generator)
-            update = grad / flat_norm(grad, "l2").clamp_min(1e-12).view(-1, 1, 1, 1)
-            if self.norm == "linf":
+            update = grad / flat_norm(grad, Norm.L2).clamp_min(1e-12).view(-1, 1, 1, 1)
+            if self.norm == Norm.LINF:
                 update = grad.sign()
             step = (dist / math.sqrt(t)).view(-1, 1, 1, 1)
             settled = torch.zeros(len(rows), dtype=torch.bool, device=dev)
@@ -116,7 +116,7 @@ class HopSkipJump(MinimumNormAttack):
 
     def _blend(self, x0, xa, alpha, blend: bool = False):
         a = alpha.view(-1, 1, 1, 1)
-        if self.norm == "l2" or blend:
+        if self.norm == Norm.L2 or blend:
             return (1 - a) * x0 + a * xa
         return torch.minimum(torch.maximum(xa, x0 - a), x0 + a)
 
@@ -124,11 +124,11 @@ class HopSkipJump(MinimumNormAttack):
         """Binary search between x0 (not adversarial) and xa (adversarial); returns the
         adversarial end, within tolerance theta of the boundary. The path is the straight
         line for L2 (and for the initial search, ``blend``), the shrinking Linf box otherwise."""
-        if self.norm == "l2" or blend:
+        if self.norm == Norm.L2 or blend:
             high = torch.ones(len(x0), device=x0.device)
             tol = torch.full_like(high, theta)
         else:
-            high = flat_norm(xa - x0, "linf")
+            high = flat_norm(xa - x0, Norm.LINF)
             tol = torch.minimum(high * theta, torch.full_like(high, theta))
         low = torch.zeros_like(high)
         for _ in range(64):
@@ -154,12 +154,12 @@ class HopSkipJump(MinimumNormAttack):
         chunk = max(self.probe_chunk, 1)
         for lo in range(0, evals, chunk):
             c = min(chunk, evals - lo)
-            if self.norm == "l2":
+            if self.norm == Norm.L2:
                 u = torch.randn((c, m, *shape), generator=generator)
             else:
                 u = torch.rand((c, m, *shape), generator=generator) * 2 - 1
             u = u.to(xb.device, xb.dtype)
-            u = u / flat_norm(u.flatten(0, 1), "l2").view(c, m, 1, 1, 1).clamp_min(1e-12)
+            u = u / flat_norm(u.flatten(0, 1), Norm.L2).view(c, m, 1, 1, 1).clamp_min(1e-12)
             probe = (xb.unsqueeze(0) + delta.unsqueeze(0) * u).clamp(0.0, 1.0)
             u = (probe - xb.unsqueeze(0)) / delta.unsqueeze(0)
             f = is_adv(probe.flatten(0, 1), rows.repeat(c)).view(c, m).to(xb.dtype) * 2 - 1

@@ -71,7 +71,7 @@ class LBFGS(MinimumNormAttack):
             queries += calls[0] + 1
             with torch.no_grad():
                 success, _, _ = judge(model, x_new, y, targets, criterion)
-            l2 = flat_norm(x_new - x, "l2")
+            l2 = flat_norm(x_new - x, Norm.L2)
             improve = success & (l2 < best_l2)
             best = torch.where(improve.view(-1, 1, 1, 1), x_new, best)
             best_l2 = torch.where(improve, l2, best_l2)

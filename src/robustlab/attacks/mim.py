@@ -6,6 +6,7 @@ from robustlab.attacks.bim import BIM
 from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction
+from robustlab.core.threat import Norm
 
 
 @register_attack
@@ -21,7 +22,7 @@ class MIM(BIM):
     def __init__(
         self,
         eps: float,
-        norm: str = "linf",
+        norm: Norm | str = Norm.LINF,
         steps: int = 10,
         decay: float = 1.0,
         step_size: float | None = None,
@@ -35,6 +36,6 @@ class MIM(BIM):
         self.decay = float(decay)
 
     def _direction(self, grad, state):
-        g = normalize_direction(grad, "l1")
+        g = normalize_direction(grad, Norm.L1)
         state = g if state is None else self.decay * state + g
         return normalize_direction(state, self.norm), state

@@ -21,6 +21,7 @@ from robustlab.attacks.registry import register_attack
 from robustlab.attacks.trace import Trace
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
+from robustlab.core.threat import Norm
 
 
 @register_attack
@@ -39,7 +40,7 @@ class PGD(FixedBudgetAttack):
     def __init__(
         self,
         eps: float,
-        norm: str = "linf",
+        norm: Norm | str = Norm.LINF,
         steps: int = 40,
         step_size: float | None = None,
         restarts: int = 1,
@@ -101,7 +102,7 @@ class PGD(FixedBudgetAttack):
 
     def _box(self, x0: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """For Linf, the intersection of the eps ball around x0 with [0, 1]: one clamp per step."""
-        if self.norm != "linf":
+        if self.norm != Norm.LINF:
             return None, None
         return (x0 - self.eps).clamp_min(0.0), (x0 + self.eps).clamp_max(1.0)
 
@@ -142,7 +143,7 @@ class PGD(FixedBudgetAttack):
             start = x0
             if self.random_start:
                 start = x0 + random_in_ball(x0, self.norm, 1.0, generator) * r4
-        lo, hi = ((x0 - r4).clamp_min(0.0), (x0 + r4).clamp_max(1.0)) if self.norm == "linf" else (None, None)
+        lo, hi = ((x0 - r4).clamp_min(0.0), (x0 + r4).clamp_max(1.0)) if self.norm == Norm.LINF else (None, None)
         x_cur = self._project(start.detach(), x0, radius, lo, hi)
         state: torch.Tensor | None = None
         for _ in range(self.steps):

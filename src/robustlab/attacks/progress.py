@@ -2,7 +2,10 @@
 
 Attacks call `report(member, done, total, standing)` at points where they already hold the
 numbers on the host (APGD's checkpoints, Square's every-10-queries compaction), so reporting
-adds no device syncs. Nothing is reported unless a caller opened `reporting(callback)`.
+adds no device syncs. Nothing is reported unless a caller opened `reporting(callback)`; a
+caller that opens ``reporting(None)`` claims the run silent (`claimed`), so an attack called
+on a large batch outside any such block draws its own bar (`Attack.__call__`) and one inside
+it never does.
 """
 
 from __future__ import annotations
@@ -15,16 +18,23 @@ ProgressFn = Callable[[str, int, int, int], None]
 """callback(member, done, total, standing): e.g. ("apgd-t target 2/9", 40, 100, 212)."""
 
 _CURRENT: ContextVar[ProgressFn | None] = ContextVar("robustlab_attack_progress", default=None)
+_CLAIMED: ContextVar[bool] = ContextVar("robustlab_attack_progress_claimed", default=False)
 
 
 @contextmanager
 def reporting(callback: ProgressFn | None) -> Iterator[None]:
     """Send the progress of every attack run inside the block to `callback`."""
-    token = _CURRENT.set(callback)
+    token, claim = _CURRENT.set(callback), _CLAIMED.set(True)
     try:
         yield
     finally:
+        _CLAIMED.reset(claim)
         _CURRENT.reset(token)
+
+
+def claimed() -> bool:
+    """Whether a caller opened `reporting` around this run (with a callback or None: silent)."""
+    return _CLAIMED.get()
 
 
 def enabled() -> bool:

@@ -9,7 +9,7 @@ from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project
-from robustlab.core.threat import AttackKind
+from robustlab.core.threat import AttackKind, Norm
 
 
 @register_attack
@@ -24,7 +24,7 @@ class RFGSM(FixedBudgetAttack):
     kind = AttackKind.SINGLE_STEP
 
     def __init__(
-        self, eps: float, norm: str = "linf", alpha: float | None = None, loss: str = "ce", **kwargs
+        self, eps: float, norm: Norm | str = Norm.LINF, alpha: float | None = None, loss: str = "ce", **kwargs
     ) -> None:
         super().__init__(eps, norm, **kwargs)
         if alpha is not None and not 0 <= alpha <= eps:

@@ -23,7 +23,7 @@ from robustlab.attacks.objectives import margin
 from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import flat_norm
-from robustlab.core.threat import AttackKind
+from robustlab.core.threat import AttackKind, Norm
 
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -67,7 +67,7 @@ class Square(FixedBudgetAttack):
     name = "square"
     kind = AttackKind.BLACK_BOX
 
-    def __init__(self, eps: float, norm: str = "linf", queries: int = 5000, p_init: float = 0.8, **kwargs):
+    def __init__(self, eps: float, norm: Norm | str = Norm.LINF, queries: int = 5000, p_init: float = 0.8, **kwargs):
         super().__init__(eps, norm, **kwargs)
         if queries < 1 or not 0 < p_init <= 1:
             raise ConfigError(f"{self.name}: queries must be >= 1 and p_init in (0, 1]")
@@ -87,7 +87,7 @@ class Square(FixedBudgetAttack):
         def rand_sign(*shape):
             return (torch.randint(0, 2, shape, generator=generator) * 2 - 1).to(dev, x.dtype)
 
-        if self.norm == "linf":
+        if self.norm == Norm.LINF:
             x_best = (x + self.eps * rand_sign(n, c, 1, w)).clamp(0.0, 1.0)
         else:
             x_best = (x + self._l2_init(x, rand_sign)).clamp(0.0, 1.0)
@@ -111,7 +111,7 @@ class Square(FixedBudgetAttack):
                 if len(idx) == 0:
                     break
             p = window_fraction(self.p_init, it, self.queries)
-            if self.norm == "linf":
+            if self.norm == Norm.LINF:
                 x_new = self._linf_proposal(w["x"], w["best"], p, generator, rand_sign)
             else:
                 x_new = self._l2_proposal(w["x"], w["best"], p, generator, rand_sign)
@@ -166,7 +166,7 @@ class Square(FixedBudgetAttack):
         for vh in range(top, top + s * (h // s), s):
             for vw in range(left, left + s * (w // s), s):
                 delta[:, :, vh : vh + s, vw : vw + s] += shape * rand_sign(n, c, 1, 1)
-        return self.eps * delta / flat_norm(delta, "l2").clamp_min(1e-12).view(-1, 1, 1, 1)
+        return self.eps * delta / flat_norm(delta, Norm.L2).clamp_min(1e-12).view(-1, 1, 1, 1)
 
     def _l2_proposal(self, x, x_best, p, generator, rand_sign):
         n, c, h, w = x.shape
@@ -181,7 +181,7 @@ class Square(FixedBudgetAttack):
         mask[win1] = 1.0
         mask[win2] = 1.0
         norm_win1 = delta[win1].pow(2).sum((-2, -1), keepdim=True).sqrt()
-        norm_image = flat_norm(delta, "l2").view(-1, 1, 1, 1)
+        norm_image = flat_norm(delta, Norm.L2).view(-1, 1, 1, 1)
         norm_windows = (delta * mask).pow(2).sum((-2, -1), keepdim=True).sqrt()
         transpose = bool(torch.randint(0, 2, (1,), generator=generator))
         new = two_peaks(s, transpose).to(x.device, x.dtype) * rand_sign(n, c, 1, 1)
@@ -191,5 +191,5 @@ class Square(FixedBudgetAttack):
         delta = delta.clone()
         delta[win2] = 0.0
         delta[win1] = new
-        delta = self.eps * delta / flat_norm(delta, "l2").clamp_min(1e-12).view(-1, 1, 1, 1)
+        delta = self.eps * delta / flat_norm(delta, Norm.L2).clamp_min(1e-12).view(-1, 1, 1, 1)
         return (x + delta).clamp(0.0, 1.0)

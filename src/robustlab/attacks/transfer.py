@@ -15,7 +15,7 @@ from robustlab.attacks.registry import get_attack_class, make_attack, register_a
 from robustlab.core.contract import RobustModel
 from robustlab.core.digest import model_digest
 from robustlab.core.errors import ConfigError
-from robustlab.core.threat import AttackKind
+from robustlab.core.threat import AttackKind, Norm
 
 
 @register_attack
@@ -30,7 +30,7 @@ class Transfer(FixedBudgetAttack):
         self,
         eps: float,
         source: RobustModel,
-        norm: str = "linf",
+        norm: Norm | str = Norm.LINF,
         attack: str = "pgd",
         attack_params: dict[str, Any] | None = None,
         **kwargs,

@@ -92,6 +92,8 @@ def evaluate_cmd(
                                  "preact-resnet-18, resnet-50, ...) for --weights; --data defaults to cifar10."),
     weights: Path = typer.Option(None, "--weights", help="safetensors weights for --module or --zoo-arch (a .pt: "
                                  "`robustlab convert` it first)."),
+    untrained: bool = typer.Option(False, "--untrained", help="Evaluate --module as its factory builds it, "
+                                   "without --weights (randomly initialised unless the factory loads weights)."),
     mean: list[float] = typer.Option(None, "--mean", help="Per-channel mean for --module's (or --zoo-arch's) "
                                      "input (repeatable)."),
     std: list[float] = typer.Option(None, "--std", help="Per-channel std for --module's (or --zoo-arch's) "
@@ -133,6 +135,12 @@ def evaluate_cmd(
         raise ConfigError("give one of --model CHECKPOINT, --module pkg.mod:factory or --zoo-arch NAME --weights FILE")
     if zoo_arch is not None and weights is None:
         raise ConfigError("--zoo-arch needs --weights (a .safetensors file)")
+    if untrained and (module is None or weights is not None):
+        raise ConfigError("--untrained goes with --module and no --weights")
+    if module is not None and weights is None and not untrained:
+        raise ConfigError(f"--module {module} has no --weights: it would evaluate the factory's network as built "
+                          "(random weights unless the factory loads its own); give --weights FILE.safetensors, "
+                          "or --untrained to evaluate it as it is")
     if zoo_arch is not None:
         zoo.zoo_arch(zoo_arch)  # an unknown name is refused before any data is loaded
     data = data or ("cifar10" if zoo_arch is not None else None)

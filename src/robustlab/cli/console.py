@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from robustlab.core.threat import format_eps
+from robustlab.core.progress import terminal_bar
+from robustlab.core.threat import Norm, format_eps
 from robustlab.report.tables import IDENTIFICATION_COLUMNS
 
 
@@ -29,7 +29,8 @@ err = _console(stderr=True)
 
 @contextmanager
 def progress_bar(enabled: bool = True) -> Iterator:
-    """Yield a `progress(message, done, total)` callback drawing a bar on stderr."""
+    """Yield a `progress(message, done, total)` callback drawing a bar on stderr (`terminal_bar`,
+    the Python API's too); off a terminal, plain lines (a new task, at most one line per 30 s inside)."""
     if not enabled or not err.is_terminal and not sys.stderr.isatty():
         last: dict[str, Any] = {"task": None, "at": 0.0}
 
@@ -46,22 +47,7 @@ def progress_bar(enabled: bool = True) -> Iterator:
 
         yield plain
         return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(message: str, done: int, total: int) -> None:
-            group = message.split(" eps=")[0] if message.startswith("train") else "evaluate"
-            if group not in tasks:
-                tasks[group] = bar.add_task(message, total=total)
-            bar.update(tasks[group], completed=done, total=total, description=message)
-
+    with terminal_bar(err) as update:
         yield update
 
 
@@ -105,7 +91,8 @@ def print_results(rows: Sequence[dict[str, Any]], names: dict[str, str] | None =
         table.add_column("median L2", justify="right")
     groups: dict[tuple, dict[float, dict[str, Any]]] = {}
     for r in rows:
-        attack = r["attack"] if r.get("norm", "linf") == "linf" or r["eps"] is None else f"{r['attack']} [{r['norm']}]"
+        linf = r.get("norm", Norm.LINF) == Norm.LINF
+        attack = r["attack"] if linf or r["eps"] is None else f"{r['attack']} [{r['norm']}]"
         groups.setdefault((r["model"], r.get("defense", "none"), attack), {})[r["eps"]] = r
     weakened = {(r["model"], r.get("defense", "none")) for r in rows if r.get("reduced")}
     for (model, defense, attack), cells in groups.items():

@@ -33,6 +33,11 @@ class Norm(str, Enum):
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
 
+    @property
+    def label(self) -> str:
+        """As the field writes it in prose: "Linf", "L2", "L1", "L0"."""
+        return "Linf" if self is Norm.LINF else self.value.upper()
+
     @classmethod
     def parse(cls, value: object, allowed: tuple[Norm | str, ...] | None = None) -> Norm:
         """`value` ("linf", "Linf", "inf", "l2", "2", a `Norm`, ...) as a `Norm`; `ConfigError`
@@ -63,6 +68,18 @@ class AttackKind(str, Enum):
     def white_box(self) -> bool:
         """True for attacks that follow the attacked model's own gradients."""
         return self in (AttackKind.SINGLE_STEP, AttackKind.ITERATIVE)
+
+    @property
+    def black_box(self) -> bool:
+        """True for attacks that never read the attacked model's gradients (queries, or a
+        surrogate's gradients): their beating white-box attacks is a sign of gradient masking."""
+        return self in (AttackKind.BLACK_BOX, AttackKind.TRANSFER)
+
+    @property
+    def optimizes(self) -> bool:
+        """True for attacks that run an optimisation that could stop short (iterative, or an
+        ensemble of attacks): an indicator of incomplete optimisation applies to them."""
+        return self in (AttackKind.ITERATIVE, AttackKind.ENSEMBLE)
 
 
 def check_eps(eps: object, name: str = "eps") -> float:

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from robustlab.core.threat import AttackKind, Norm
+
 
 def defense_fit_warning(accuracy: float | None, base_accuracy: float | None, num_classes: int) -> str | None:
     """A one-line warning when a defended model's clean test accuracy (fraction in [0, 1]; a
@@ -56,19 +58,19 @@ def defended_models(models: Mapping[str, Any], defenses: Mapping[str, Any] | Non
     return out
 
 
-def _per_eps(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str, str, float], dict[str, Any]]:
+def _per_eps(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str, Norm, float], dict[str, Any]]:
     """Per (model, defense, samples, norm, eps > 0): the worst-case robust accuracy there and
     whether an ensemble member ran (``ensemble``)."""
-    out: dict[tuple[str, str, str, str, float], dict[str, Any]] = {}
+    out: dict[tuple[str, str, str, Norm, float], dict[str, Any]] = {}
     for r in rows:
         if r.get("eps") is None or r["eps"] <= 0:
             continue
-        k = (r["model"], r.get("defense", "none"), r.get("samples", ""), str(r.get("norm", "linf")), r["eps"])
+        k = (r["model"], r.get("defense", "none"), r.get("samples", ""), Norm.parse(r.get("norm", Norm.LINF)), r["eps"])
         cell = out.setdefault(k, {"robust_accuracy": 1.0, "ensemble": False, "attacks": []})
         cell["robust_accuracy"] = min(cell["robust_accuracy"], r["robust_accuracy"])
         if r["attack"] != "worst-case":
             cell["attacks"].append(r["attack"])
-            cell["ensemble"] |= r.get("kind") == "ensemble" or str(r["attack"]).startswith("autoattack")
+            cell["ensemble"] |= r.get("kind") == AttackKind.ENSEMBLE or str(r["attack"]).startswith("autoattack")
     return out
 
 

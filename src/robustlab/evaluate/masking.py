@@ -22,22 +22,19 @@ adaptive path.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 from robustlab.core.contract import RobustModel
+from robustlab.core.threat import AttackKind, Norm
 
 TOLERANCE = 0.01  # one point of robust accuracy
 PASSED, RAISED, NOT_RUN = "passed", "raised", "not run"
 TRUE_GRADIENTS = "defense masks its true gradients"
 """The check that exists only for a defense attacked through BPDA (its numbers come from the adaptive path)."""
-WHITE_BOX = {"single-step", "iterative"}
-ITERATIVE = {"iterative"}
-SINGLE_STEP = {"single-step"}
-BLACK_BOX = {"black-box", "transfer"}
 
 
 @dataclass
@@ -108,15 +105,36 @@ def masking_verdicts(flags: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any
     return out
 
 
-def _kinds(row: dict[str, Any]) -> set[str]:
+KindTest = Callable[[AttackKind], bool]
+
+
+def _single_step(kind: AttackKind) -> bool:
+    return kind is AttackKind.SINGLE_STEP
+
+
+def _iterative(kind: AttackKind) -> bool:
+    return kind is AttackKind.ITERATIVE
+
+
+def _black_box(kind: AttackKind) -> bool:
+    return kind.black_box
+
+
+def _white_box(kind: AttackKind) -> bool:
+    return kind.white_box
+
+
+def _kinds(row: dict[str, Any]) -> set[AttackKind]:
     """The attack kinds a row stands for: its own kind, plus its members' for an ensemble
-    (an ensemble is at least as strong as each of its members)."""
+    (an ensemble is at least as strong as each of its members). Each comes from the attack
+    class (``Attack.kind``): stored in the row as its string when the cell ran, or read from the
+    class the row names when the row carries none (a row built by hand)."""
     kind = row.get("kind")
-    if kind is None:  # a row built by hand: the attack class declares its kind
+    if kind is None:
         from robustlab.attacks.registry import get_attack_class
 
-        kind = str(get_attack_class(row["attack"].split("(")[0]).kind)
-    return {kind, *row.get("member_kinds", [])}
+        kind = get_attack_class(row["attack"].split("(")[0]).kind
+    return {AttackKind(kind), *(AttackKind(k) for k in row.get("member_kinds", []))}
 
 
 def check_rows(rows: Sequence[dict[str, Any]], num_classes: dict[str, int] | None = None) -> list[MaskingFlag]:
@@ -136,23 +154,23 @@ def check_rows(rows: Sequence[dict[str, Any]], num_classes: dict[str, int] | Non
         name = model if defense == "none" else f"{model} [{defense}]"
         if len(names[(model, defense)]) > 1:
             name += f" on {samples}"
-        by_norm: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_norm: dict[Norm, list[dict[str, Any]]] = defaultdict(list)
         for r in mrows:
-            by_norm[str(r.get("norm", "linf"))].append(r)
+            by_norm[Norm.parse(r.get("norm", Norm.LINF))].append(r)
         single_check, black_check = "single-step stronger than iterative", "black-box stronger than white-box"
-        single = [f for group in by_norm.values() for f in _stronger_than(name, group, SINGLE_STEP, ITERATIVE,
+        single = [f for group in by_norm.values() for f in _stronger_than(name, group, _single_step, _iterative,
                                                                           single_check)]
         flags += _merge(name, single or [MaskingFlag.not_run(
             name, single_check, "needs a single-step attack (fgsm) and an iterative one at the same eps > 0")],
             single_check)
-        black = [f for group in by_norm.values() for f in _stronger_than(name, group, BLACK_BOX, WHITE_BOX,
+        black = [f for group in by_norm.values() for f in _stronger_than(name, group, _black_box, _white_box,
                                                                          black_check)]
         flags += _merge(name, black + _ensemble_members(name, mrows) or [MaskingFlag.not_run(
             name, black_check, "needs a black-box or transfer attack (square, autoattack) beside a white-box one")],
             black_check)
         flags.append(_monotone(name, mrows))
         k = (num_classes or {}).get(model)
-        flags.append(_reaches_chance(name, by_norm.get("linf", []), k))
+        flags.append(_reaches_chance(name, by_norm.get(Norm.LINF, []), k))
     return flags
 
 
@@ -177,8 +195,8 @@ def _ensemble_members(model: str, rows: list[dict[str, Any]]) -> list[MaskingFla
         members = r.get("member_success")
         if not members or not r.get("n") or r["eps"] == 0:
             continue
-        white = any(m["kind"] in WHITE_BOX for m in members)
-        black = [m for m in members if m["kind"] in BLACK_BOX]
+        white = any(AttackKind(m["kind"]).white_box for m in members)
+        black = [m for m in members if AttackKind(m["kind"]).black_box]
         if not white or not black:
             continue
         wins = sum(m["count"] for m in black)
@@ -190,22 +208,23 @@ def _ensemble_members(model: str, rows: list[dict[str, Any]]) -> list[MaskingFla
     return out
 
 
-def _stronger_than(model, rows, weak_kind, strong_kind, check) -> list[MaskingFlag]:
-    """Flag eps values where an attack of `weak_kind` beats every attack of `strong_kind` by > 1 point
-    (rows of one norm)."""
+def _stronger_than(model: str, rows: list[dict[str, Any]], weak: KindTest, strong: KindTest,
+                   check: str) -> list[MaskingFlag]:
+    """Flag eps values where an attack whose kinds are all `weak` beats every attack with a `strong`
+    kind by > 1 point (rows of one norm)."""
     per_eps: dict[float, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         per_eps[r["eps"]].append(r)
     hits, compared = [], 0
     for eps, group in sorted(per_eps.items()):
-        weak = {r["attack"]: r["robust_accuracy"] for r in group if _kinds(r) <= weak_kind}
-        strong = {r["attack"]: r["robust_accuracy"] for r in group if _kinds(r) & strong_kind}
-        if not weak or not strong or eps == 0:
+        weak_acc = {r["attack"]: r["robust_accuracy"] for r in group if all(map(weak, _kinds(r)))}
+        strong_acc = {r["attack"]: r["robust_accuracy"] for r in group if any(map(strong, _kinds(r)))}
+        if not weak_acc or not strong_acc or eps == 0:
             continue
         compared += 1
-        best_weak = min(weak, key=weak.__getitem__)
-        if weak[best_weak] < min(strong.values()) - TOLERANCE:
-            hits.append(f"eps {eps:g}: {best_weak} {100 * weak[best_weak]:.1f}% < {100 * min(strong.values()):.1f}%")
+        best = min(weak_acc, key=weak_acc.__getitem__)
+        if weak_acc[best] < min(strong_acc.values()) - TOLERANCE:
+            hits.append(f"eps {eps:g}: {best} {100 * weak_acc[best]:.1f}% < {100 * min(strong_acc.values()):.1f}%")
     if not compared:
         return []
     if hits:
@@ -215,9 +234,9 @@ def _stronger_than(model, rows, weak_kind, strong_kind, check) -> list[MaskingFl
 
 def _monotone(model, rows) -> MaskingFlag:
     """Robust accuracy of each attack must not rise (beyond 1 point) as eps grows."""
-    series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    series: dict[tuple[str, Norm], list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
-        series[(r["attack"], str(r.get("norm", "linf")))].append((r["eps"], r["robust_accuracy"]))
+        series[(r["attack"], Norm.parse(r.get("norm", Norm.LINF)))].append((r["eps"], r["robust_accuracy"]))
     hits = []
     for (attack, _), pts in series.items():
         pts.sort()

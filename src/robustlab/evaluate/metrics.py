@@ -15,6 +15,7 @@ import torch
 from robustlab.core.contract import REJECT
 from robustlab.core.norms import distance
 from robustlab.core.results import AttackResult
+from robustlab.core.threat import Norm
 
 
 def per_sample_outcomes(
@@ -26,8 +27,8 @@ def per_sample_outcomes(
         "clean_pred": clean_pred.cpu().tolist(),
         "adv_pred": result.prediction.cpu().tolist(),
         "success": result.success.cpu().tolist(),
-        "l2": distance(result.x_adv, x, "l2").cpu().tolist(),
-        "linf": distance(result.x_adv, x, "linf").cpu().tolist(),
+        "l2": distance(result.x_adv, x, Norm.L2).cpu().tolist(),
+        "linf": distance(result.x_adv, x, Norm.LINF).cpu().tolist(),
         "queries": result.queries.cpu().tolist(),
     }
 

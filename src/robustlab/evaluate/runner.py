@@ -125,8 +125,8 @@ class Cell:
         """The threat model of the cell, stored with its metrics (kind, norm, members' kinds)."""
         return {
             "label": self.label,
-            "kind": str(self.attack.kind),
-            "norm": str(self.attack.norm),
+            "kind": self.attack.kind.value,
+            "norm": self.attack.budget.norm.value,
             "member_kinds": sorted({str(m.kind) for m in self.attack.members()}),
         }
 
@@ -282,7 +282,7 @@ def cell_key(cell: Cell, model_id: str, digest: str, data: EvalSet, defense: str
     """The complete result key of `cell` for one model on `data`."""
     return ResultKey(
         model=model_id, defense=defense, attack=cell.attack_key, eps=cell.eps, subset=data.subset,
-        norm=str(cell.attack.norm), model_digest=digest, data=data.data_key, samples=data.digest,
+        norm=cell.attack.norm, model_digest=digest, data=data.data_key, samples=data.digest,
         batch="independent" if cell.attack.batch_independent else str(batch_size),
     )
 

@@ -44,7 +44,7 @@ def selftest_key(cells: Sequence[Cell], eps: float, model_id: str, digest: str, 
     spec = {"name": "binarization", "n": n, "config": asdict(config),
             "attacks": [json.loads(c.attack_key) for c in cells]}
     return ResultKey(model=model_id, defense=defense, attack=canonical(spec), eps=eps, subset=data.subset,
-                     norm=str(cells[0].attack.norm), model_digest=digest, data=data.data_key,
+                     norm=cells[0].attack.norm, model_digest=digest, data=data.data_key,
                      samples=data.digest, batch="independent", kind="selftest")
 
 
@@ -154,6 +154,10 @@ def _worst_by_budget(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], float]
     return worst
 
 
+_OPTIMIZING = frozenset(k for k in AttackKind if k.optimizes)
+"""The kinds whose search can stop short (`AttackKind.optimizes`): a stored row's kind string is one of them."""
+
+
 def indicator_flags(rows: list[dict[str, Any]]) -> list[MaskingFlag]:
     """One verdict per model from its cells' indicators (`evaluate_cell`, metrics "indicators"):
     raised when an indicator fires on more than its `INDICATOR_SHARE` of a cell's failed samples;
@@ -178,7 +182,7 @@ def indicator_flags(rows: list[dict[str, Any]]) -> list[MaskingFlag]:
             share = INDICATOR_SHARE.get(name, 0.1)
             if v is None or v["failed"] < MIN_FAILED or v["raised"] <= share * v["failed"]:
                 continue
-            if name == "incomplete_optimization" and r.get("kind") not in ("iterative", "ensemble"):
+            if name == "incomplete_optimization" and r.get("kind") not in _OPTIMIZING:
                 continue
             by_model[model].append(f"{r['attack']} eps {r['eps']:g}: {name.replace('_', ' ')} on "
                                    f"{v['raised']}/{v['failed']} failed samples ({advice})")

@@ -20,6 +20,7 @@ from robustlab.core.contract import RobustModel, batched_predict
 from robustlab.core.digest import canonical, model_digest
 from robustlab.core.errors import InputError
 from robustlab.core.stats import mcnemar, rate
+from robustlab.core.threat import Norm
 from robustlab.evaluate.metrics import worst_case
 from robustlab.evaluate.runner import AttackSpec, eval_mode, plan_cells, run_attack, spec_label
 from robustlab.evaluate.samples import EvalSet
@@ -85,7 +86,7 @@ def _row(r: ResultRow, recipes: dict[str, Any] | None = None) -> dict[str, Any]:
         "data": _data_name(r.key),
         "samples": r.key.samples,
         "attack": label,
-        "norm": str(r.key.norm),
+        "norm": r.key.norm.value,
         "eps": r.key.eps,
         "batch": r.key.batch,
         **metrics,
@@ -211,8 +212,8 @@ def distance_curves(
             grids[(r.key.model, r.key.samples)].add(r.key.eps)
     rows: list[dict[str, Any]] = []
     for r in cells:
-        norm = str(r.key.norm)
-        if r.key.eps is not None or norm not in ("l2", "linf"):
+        norm = r.key.norm
+        if not r.key.budget.minimum_norm or norm not in (Norm.L2, Norm.LINF):
             continue
         p = r.per_sample
         n = len(p["y"])
@@ -223,20 +224,23 @@ def distance_curves(
                 if p["clean_pred"][i] == p["y"][i] and not (p["success"][i] and p[norm][i] <= eps + 1e-9)
             )
             rows.append({k: base[k] for k in ("model", "defense", "subset", "data", "samples", "attack")}
-                        | {"norm": norm, "eps": eps, "robust_accuracy": survived / n if n else 0.0, "derived": True})
+                        | {"norm": norm.value, "eps": eps, "robust_accuracy": survived / n if n else 0.0,
+                           "derived": True})
     return rows
 
 
-def _record_key(kind: str, spec: dict[str, Any], eps: float | None, model_id: str, digest: str, data: EvalSet,
-                defense: str, batch: str) -> ResultKey:
+def _record_key(kind: str, spec: dict[str, Any], eps: float | None, norm: Norm, model_id: str, digest: str,
+                data: EvalSet, defense: str, batch: str) -> ResultKey:
     return ResultKey(model=model_id, defense=defense, attack=canonical(spec), eps=eps, subset=data.subset,
-                     norm="linf", model_digest=digest, data=data.data_key, samples=data.digest, batch=batch,
+                     norm=norm, model_digest=digest, data=data.data_key, samples=data.digest, batch=batch,
                      kind=kind)
 
 
 def probe_key(model_id: str, digest: str, data: EvalSet, defense: str = "none", n: int = 256) -> ResultKey:
     """The key of a model's gradient-probe row (`digest`: `model_digest` of its weights)."""
-    return _record_key("probe", {**PROBE_SPEC, "n": n}, None, model_id, digest, data, defense, "independent")
+    # the probe compares a Linf sign step of the gradient with random sign steps
+    return _record_key("probe", {**PROBE_SPEC, "n": n}, None, Norm.LINF, model_id, digest, data, defense,
+                       "independent")
 
 
 def probe_for(model: RobustModel, x: torch.Tensor, y: torch.Tensor, n: int = 256) -> dict[str, Any]:
@@ -290,7 +294,9 @@ def identification_key(
     cell = _identification_cell(eps_grid, steps)
     spec = {"name": "identification", "seed": 0, "adversarial": json.loads(cell.attack_key) if cell else None}
     batch = "independent" if cell is None or cell.attack.batch_independent else str(batch_size)
-    return _record_key("identification", spec, cell.eps if cell else None, model_id, digest, data, defense, batch)
+    norm = cell.attack.norm if cell else Norm.LINF
+    return _record_key("identification", spec, cell.eps if cell else None, norm, model_id, digest, data, defense,
+                       batch)
 
 
 def identification_for(

@@ -18,6 +18,7 @@ from typing import Any
 
 from robustlab.core.contract import RobustModel
 from robustlab.core.environment import check_threads
+from robustlab.core.progress import resolve_progress
 from robustlab.core.validation import check_int
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.defended import compare_with_base, defended_models
@@ -132,14 +133,18 @@ class Evaluation:
 
 def evaluate_model(model: RobustModel, model_id: str, data: EvalSet, attacks: Sequence[AttackSpec],
                    eps_grid: Sequence[float], run_dir: str | Path, *, batch_size: int = 256, defense: str = "none",
-                   overwrite: bool = False, info: dict[str, Any] | None = None, progress: ProgressFn | None = None,
-                   threads: int | None = None, self_test: int = SELFTEST_SAMPLES) -> EvaluationResult:
+                   overwrite: bool = False, info: dict[str, Any] | None = None,
+                   progress: ProgressFn | bool | None = True, threads: int | None = None,
+                   self_test: int = SELFTEST_SAMPLES) -> EvaluationResult:
     """Evaluate `model` on `data` into `run_dir` at `threads` torch threads (default
-    `DEFAULT_THREADS`): validate everything, then write (see `Evaluation`)."""
+    `DEFAULT_THREADS`): validate everything, then write (see `Evaluation`). ``progress``: True
+    draws the CLI's bar when stderr is a terminal (silent otherwise), False silences it, a
+    callback ``progress(message, done, total)`` hears it (`robustlab.core.progress`)."""
     evaluation = Evaluation(run_dir, data, attacks, eps_grid, batch_size=batch_size, defense=defense,
                             overwrite=overwrite, threads=threads, self_test=self_test)
     evaluation.check_model(model)
-    return evaluation.run(model, model_id, info=info, progress=progress)
+    with resolve_progress(progress) as report:
+        return evaluation.run(model, model_id, info=info, progress=report)
 
 
 def outcome_model(outcome: GridOutcome) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 from robustlab.core.contract import RobustModel
 from robustlab.core.environment import check_threads, environment
 from robustlab.core.errors import ConfigError
+from robustlab.core.progress import resolve_progress
 from robustlab.core.runtime import pick_device
 from robustlab.data import Dataset
 from robustlab.evaluate.run_dir import check_run_dir, clear_store
@@ -52,16 +53,19 @@ def run_experiment(
     run_dir: str | Path,
     *,
     device: str | None = None,
-    progress: Progress | None = None,
+    progress: Progress | bool | None = True,
     executor: Executor | None = None,
     overwrite: bool = False,
     threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run `spec` into `run_dir`; return the summary rows (see `robustlab.evaluate.summarize`).
     Raises `GridFailed` (after the rest of the grid is done and stored) when a task failed.
-    ``overwrite`` deletes the run directory's earlier results first (see `run_grid`)."""
-    outcome = run_grid(spec, run_dir, device=device, progress=progress, executor=executor, overwrite=overwrite,
-                       threads=threads)
+    ``overwrite`` deletes the run directory's earlier results first (see `run_grid`).
+    ``progress``: True draws the CLI's bar when stderr is a terminal (silent otherwise), False
+    silences it, a callback ``progress(message, done, total)`` hears it."""
+    with resolve_progress(progress) as report:
+        outcome = run_grid(spec, run_dir, device=device, progress=report, executor=executor, overwrite=overwrite,
+                           threads=threads)
     if outcome.failures:
         raise GridFailed(outcome)
     return outcome.rows

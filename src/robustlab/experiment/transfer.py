@@ -19,6 +19,7 @@ from robustlab.core.contract import REJECT, RobustModel, batched_predict
 from robustlab.core.digest import canonical
 from robustlab.core.norms import distance
 from robustlab.core.results import AttackResult
+from robustlab.core.threat import Norm
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.cell_extras import cell_extras
 from robustlab.evaluate.metrics import cell_metrics, per_sample_outcomes
@@ -86,7 +87,7 @@ def plan_index(spec: ExperimentSpec, plan: Plan, keys: Mapping[str, str], row_ke
 
 
 def judge_transfer(target: RobustModel, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,
-                   norm: str, batch_size: int = 256) -> tuple[dict[str, list], dict]:
+                   norm: Norm, batch_size: int = 256) -> tuple[dict[str, list], dict]:
     """(per-sample record, metrics) of adversarials `x_adv` of (x, y) shown to `target`: success
     is a wrong class by the target's real decision (a rejection is Detected, not Success)."""
     clean = batched_predict(target, x, batch_size)

@@ -9,6 +9,12 @@ the model, before `module`, so attacks work in pixel space. Leave them out when 
 normalizes itself (or expects [0, 1]). `predict` is the argmax of the logits; `embed` is the
 output of the submodule named by `features` (default: the logits themselves).
 
+A module that returns more than the logits: `output=` picks them, an index into a tuple
+(``output=1`` for ``(features, logits)``) or a key of a dict (``output="logits"``). Without it
+a tensor is taken as it is and a tuple's first element is taken (torch's convention: logits
+first, auxiliary outputs after; the shape check then catches a wrong guess); a dict is
+refused, naming its keys.
+
 `load_factory("pkg.mod:factory", weights="net.safetensors", ...)` is the CLI's path to the
 same: it imports the factory, builds the module, loads safetensors weights (never a pickle)
 and wraps it.
@@ -16,11 +22,10 @@ and wraps it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ from torch import nn
 
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import CheckpointError, ConfigError, InputError
+from robustlab.core.weights import read_safetensors
 from robustlab.models.classifier import Normalize
 
 
@@ -44,6 +50,7 @@ class WrappedModel(RobustModel):
         std: Sequence[float] | None = None,
         features: str | None = None,
         source: str | None = None,
+        output: int | str | None = None,
     ) -> None:
         if len(tuple(input_shape)) != 3:
             raise ConfigError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
@@ -60,17 +67,45 @@ class WrappedModel(RobustModel):
         self.normalizer: nn.Module = Normalize(mean, std) if mean is not None else nn.Identity()
         self.module = module
         self.features = features
+        if isinstance(output, bool) or not isinstance(output, (int, str, type(None))):
+            raise ConfigError(f"output must be an index (int) into the module's tuple or a key (str) of its dict, "
+                              f"got {output!r}")
+        self.output = output
         if features is not None and features not in dict(module.named_modules()):
             raise ConfigError(f"module has no submodule {features!r} for embed()")
         self.config = WrappedConfig(source or type(module).__name__, int(num_classes), self.input_shape,
-                                    mean, std, features)
+                                    mean, std, features, output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = self.module(self.normalizer(x))
+        scores = self._logits(self.module(self.normalizer(x)))
         if scores.dim() != 2 or scores.shape[1] != self.num_classes:
+            hint = "" if self.output is not None else "; if that is not the logits, pick them with wrap(..., output=)"
             raise InputError(f"the wrapped module returned scores of shape {tuple(scores.shape)}, expected "
-                             f"(N, {self.num_classes}): it must output one logit per class")
+                             f"(N, {self.num_classes}): it must output one logit per class{hint}")
         return scores
+
+    def _logits(self, out: Any) -> torch.Tensor:
+        """The logits among the module's outputs (see the module docstring: `output=`)."""
+        selected, output = out, self.output
+        if isinstance(output, int):
+            if not isinstance(out, (tuple, list)) or not -len(out) <= output < len(out):
+                got = f"a {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
+                raise InputError(f"wrap(output={output}) needs the module to return a tuple with that index, got {got}")
+            selected = out[output]
+        elif isinstance(output, str):
+            if not isinstance(out, Mapping) or output not in out:
+                keys = f"keys {', '.join(map(str, out))}" if isinstance(out, Mapping) else type(out).__name__
+                raise InputError(f"wrap(output={output!r}) needs the module to return a dict with that key, got {keys}")
+            selected = out[output]
+        elif isinstance(out, Mapping):
+            raise InputError(f"the wrapped module returns a dict (keys {', '.join(map(str, out))}); choose the logits: "
+                             "wrap(..., output=KEY)")
+        elif isinstance(out, (tuple, list)) and out:
+            selected = out[0]
+        if not isinstance(selected, torch.Tensor):
+            raise InputError(f"the wrapped module's output is a {type(selected).__name__}, not a tensor of logits"
+                             + ("" if output is not None else "; choose them with wrap(..., output=)"))
+        return selected
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The `features` submodule's output, flattened (N, D); the logits when `features` is None."""
@@ -90,15 +125,17 @@ class WrappedConfig:
     """What a wrapped model is, for the store and the report (`to_dict`)."""
 
     def __init__(self, source: str, num_classes: int, input_shape: tuple[int, ...],
-                 mean: list[float] | None, std: list[float] | None, features: str | None) -> None:
+                 mean: list[float] | None, std: list[float] | None, features: str | None,
+                 output: int | str | None = None) -> None:
         self.source, self.num_classes, self.input_shape = source, num_classes, input_shape
-        self.mean, self.std, self.features = mean, std, features
+        self.mean, self.std, self.features, self.output = mean, std, features, output
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backbone": self.source, "head": "external (argmax)", "module": self.source,
-                "num_classes": self.num_classes, "input_shape": list(self.input_shape),
-                "normalize": None if self.mean is None else {"mean": self.mean, "std": self.std},
-                "features": self.features}
+        out = {"backbone": self.source, "head": "external (argmax)", "module": self.source,
+               "num_classes": self.num_classes, "input_shape": list(self.input_shape),
+               "normalize": None if self.mean is None else {"mean": self.mean, "std": self.std},
+               "features": self.features}
+        return out if self.output is None else {**out, "output": self.output}
 
 
 def wrap(
@@ -109,13 +146,15 @@ def wrap(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     features: str | None = None,
+    output: int | str | None = None,
     device: str | torch.device | None = None,
 ) -> WrappedModel:
-    """`module` (images -> logits (N, num_classes)) as a robustlab model in eval mode, on `device`
-    (default: where the module's parameters are). See the module docstring."""
+    """`module` (images -> logits (N, num_classes), or a tuple / dict holding them: `output`) as a
+    robustlab model in eval mode, on `device` (default: where the module's parameters are). See
+    the module docstring."""
     if not isinstance(module, nn.Module):
         raise ConfigError(f"wrap needs an nn.Module, got {type(module).__name__}")
-    model = WrappedModel(module, num_classes, input_shape, mean, std, features)
+    model = WrappedModel(module, num_classes, input_shape, mean, std, features, output=output)
     if device is None:
         device = next(module.parameters(), torch.empty(0)).device
     return model.to(device).eval()
@@ -169,28 +208,6 @@ def _import_factory(spec: str) -> Callable[[], Any]:
     if not callable(factory):
         raise ConfigError(f"{target} has no callable {attr!r}")
     return factory
-
-
-def read_safetensors(weights: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The tensors of a safetensors file and a short digest of the file. Pickles (.pt/.pth/...)
-    are refused without being read, naming the conversion command."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from robustlab.store.checkpoints import _PICKLE_SUFFIXES, _sniff
-
-    path = Path(weights)
-    if not path.is_file():
-        raise CheckpointError(f"no weights file at {path}")
-    if path.suffix.lower() in _PICKLE_SUFFIXES or _sniff(path) != "safetensors":
-        raise CheckpointError(f"{path} is not a safetensors file; robustlab never loads pickles: convert it with "
-                              f"`robustlab convert {path} --out {path.with_suffix('.safetensors').name}` "
-                              "(tensors only, no code run)")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a valid safetensors file: {exc}") from None
-    return state, hashlib.sha256(path.read_bytes()).hexdigest()[:10]
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from robustlab.core.threat import format_eps
+from robustlab.core.threat import Norm, format_eps
 from robustlab.evaluate.summary import WORST
 
 ENSEMBLES = {"autoattack"}
@@ -112,7 +112,7 @@ def threat_model(rows: Sequence[dict[str, Any]], head: Sequence[dict[str, Any]])
     ensemble" with the weakened settings, or "single attacks" when no ensemble member ran
     anywhere), the (model, defense) rows measured without the ensemble, and a one-line ``text``."""
     fixed = [r for r in rows if r.get("eps") is not None]
-    norms = sorted({str(r.get("norm", "linf")) for r in fixed})
+    norms = sorted({Norm.parse(r.get("norm", Norm.LINF)) for r in fixed})
     grid = sorted({r["eps"] for r in fixed if r["eps"] > 0})
     cells = [c for h in head for c in h["cells"] if c["eps"] > 0]
     single = [h for h in head if any(c["eps"] > 0 and c["ensemble"] == "none" for c in h["cells"])]
@@ -125,13 +125,13 @@ def threat_model(rows: Sequence[dict[str, Any]], head: Sequence[dict[str, Any]])
         protocol = "full ensemble" if cells else "none"
     attacks = sorted({_attack_name(r["attack"]) for r in fixed if r["attack"] != WORST})
     ensembles = sorted({r["protocol"] for r in fixed if r.get("protocol")})  # which ensemble, by name
-    text = (f"Threat model: {', '.join(n.upper() if n == 'l2' else n.capitalize() for n in norms) or '-'} "
+    text = (f"Threat model: {', '.join(n.label for n in norms) or '-'} "
             f"perturbations, eps {', '.join(format_eps(e) for e in grid) or '-'} on the [0, 1] pixel scale; "
             f"attacks {', '.join(attacks) or '-'}; protocol: {protocol}"
             + (f" ({'; '.join(reduced)})" if reduced else "") + (f" [{'; '.join(ensembles)}]" if ensembles else "")
             + ", worst case per sample.")
-    out = {"norms": norms, "eps": grid, "pixel_range": [0.0, 1.0], "attacks": attacks, "protocol": protocol,
-           "ensembles": ensembles,
+    out = {"norms": [n.value for n in norms], "eps": grid, "pixel_range": [0.0, 1.0], "attacks": attacks,
+           "protocol": protocol, "ensembles": ensembles,
            "reduced": reduced, "single_attack": [{"model": h["model"], "defense": h["defense"]} for h in single],
            "text": text}
     if single:

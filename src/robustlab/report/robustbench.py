@@ -25,11 +25,11 @@ from typing import Any
 import robustlab
 from robustlab.core.errors import ConfigError
 from robustlab.core.files import publish
-from robustlab.core.threat import format_eps
+from robustlab.core.threat import Norm, format_eps
 from robustlab.evaluate.summary import WORST, reduced_settings, summarize
 from robustlab.store.results import ResultStore
 
-THREAT_MODELS = {"linf": "Linf", "l2": "L2", "l1": "L1"}
+THREAT_MODELS = {Norm.LINF: "Linf", Norm.L2: "L2", Norm.L1: "L1"}
 """robustlab's norms -> the zoo's threat-model folders."""
 AUTOATTACK_PROTOCOLS = ("standard", "plus", "rand")
 """`autoattack` versions that are AutoAttack's own protocols (robustlab's default ensemble is not)."""

@@ -46,6 +46,7 @@ from robustlab.attacks.eot import is_randomized
 from robustlab.core.contract import RobustModel, eval_mode
 from robustlab.core.errors import ConfigError, InputError
 from robustlab.core.norms import distance, flat_norm
+from robustlab.core.threat import Budget, Norm
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ class BinarizationSummary:
     a pass rate near it means the attack did no better than random sampling)."""
 
     attack: Any
-    norm: str
+    norm: Norm
     eps: float
     n: int
     feasible: int
@@ -156,7 +157,7 @@ class BinarizationSummary:
     random_rate: float
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "norm": self.norm.value}
 
     def sentence(self) -> str:
         """What the rate means, in words."""
@@ -198,42 +199,42 @@ def expected_decision(binarized: BinarizedModel, x: torch.Tensor) -> torch.Tenso
         return binarized.decide(scores.view(draws, n, -1).mean(dim=0))
 
 
-def inner_points(x: torch.Tensor, norm: str, radius: float, n: int, generator: torch.Generator) -> torch.Tensor:
+def inner_points(x: torch.Tensor, norm: Norm, radius: float, n: int, generator: torch.Generator) -> torch.Tensor:
     """`n` points uniform in the `norm` ball of `radius` around one image x (C, H, W), in [0, 1]."""
     shape = (n, *x.shape)
-    if norm == "linf":
+    if norm == Norm.LINF:
         delta = (2 * torch.rand(shape, generator=generator) - 1) * radius
     else:
         direction = torch.randn(shape, generator=generator)
-        direction = direction / flat_norm(direction, "l2").clamp_min(1e-12).view(-1, 1, 1, 1)
+        direction = direction / flat_norm(direction, Norm.L2).clamp_min(1e-12).view(-1, 1, 1, 1)
         r = torch.rand(n, generator=generator) ** (1.0 / x.numel()) * radius
         delta = direction * r.view(-1, 1, 1, 1)
     return (x.cpu()[None] + delta).clamp(0.0, 1.0).to(x.device)
 
 
-def boundary_points(x: torch.Tensor, norm: str, eps: float, n: int, generator: torch.Generator) -> torch.Tensor:
+def boundary_points(x: torch.Tensor, norm: Norm, eps: float, n: int, generator: torch.Generator) -> torch.Tensor:
     """`n` points at distance eps from x (C, H, W) where the [0, 1] box allows, else as far as it
     allows in a random direction: Linf moves the coordinate with the most room to eps."""
     x0 = x.cpu()[None]
-    if norm == "linf":
+    if norm == Norm.LINF:
         points = (x0 + (2 * torch.rand((n, *x.shape), generator=generator) - 1) * eps).clamp(0.0, 1.0)
         j = int(torch.maximum(x0, 1 - x0).flatten().argmax())  # the coordinate with the most room
         xj = float(x0.flatten()[j])
         points.view(n, -1)[:, j] = xj + min(eps, 1 - xj) if 1 - xj >= xj else xj - min(eps, xj)
     else:
         direction = torch.randn((n, *x.shape), generator=generator)
-        delta = direction * (eps / flat_norm(direction, "l2").clamp_min(1e-12)).view(-1, 1, 1, 1)
+        delta = direction * (eps / flat_norm(direction, Norm.L2).clamp_min(1e-12)).view(-1, 1, 1, 1)
         for _ in range(8):  # grow the unclipped part back to eps after clipping
             delta = (x0 + delta).clamp(0.0, 1.0) - x0
-            size = flat_norm(delta, "l2").clamp_min(1e-12).view(-1, 1, 1, 1)
+            size = flat_norm(delta, Norm.L2).clamp_min(1e-12).view(-1, 1, 1, 1)
             delta = delta * (eps / size).clamp_max(1e6)
         points = (x0 + delta).clamp(0.0, 1.0)
-        size = flat_norm(points - x0, "l2").view(-1, 1, 1, 1)
+        size = flat_norm(points - x0, Norm.L2).view(-1, 1, 1, 1)
         points = x0 + (points - x0) * (eps / size.clamp_min(eps))  # never beyond eps
     return points.to(x.device)
 
 
-def boundary_point(x: torch.Tensor, norm: str, eps: float, generator: torch.Generator) -> torch.Tensor:
+def boundary_point(x: torch.Tensor, norm: Norm, eps: float, generator: torch.Generator) -> torch.Tensor:
     """One point of `boundary_points`."""
     return boundary_points(x, norm, eps, 1, generator)[0]
 
@@ -259,7 +260,7 @@ def fit_readout(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
 
 
 def binarize(
-    model: RobustModel, x: torch.Tensor, norm: str, eps: float, config: BinarizationConfig,
+    model: RobustModel, x: torch.Tensor, norm: Norm, eps: float, config: BinarizationConfig,
     generator: torch.Generator,
 ) -> tuple[BinarizedModel | None, str]:
     """The binarized model of one image x (C, H, W) and "" , or (None, why it is infeasible)."""
@@ -307,7 +308,8 @@ def binarization_test(
     """
     config = config or BinarizationConfig()
     attacks = [attack] if isinstance(attack, Attack) else sorted(attack, key=_cost)
-    norm, eps = _budget(attacks)
+    budget = _budget(attacks)
+    norm, eps = budget.norm, float(budget.eps or 0.0)
     if x.dim() != 4 or len(x) == 0:
         raise InputError(f"binarization test: x must be a non-empty (N, C, H, W) batch, got {tuple(x.shape)}")
     generator = torch.Generator().manual_seed(config.seed)
@@ -335,25 +337,26 @@ def _cost(attack: Attack) -> float:
     return float("inf") if passes is None else float(sum(passes))
 
 
-def _budget(attacks: list[Attack]) -> tuple[str, float]:
-    """The (norm, eps) every attack shares; `ConfigError` for none, a minimum-norm attack, eps 0
+def _budget(attacks: list[Attack]) -> Budget:
+    """The fixed budget every attack shares; `ConfigError` for none, a minimum-norm attack, eps 0
     or attacks on different budgets."""
     if not attacks:
         raise ConfigError("binarization test: no attack to test")
     budgets = set()
     for a in attacks:
-        eps = getattr(a, "eps", None)
-        if a.minimum_norm or eps is None:
+        budget = a.budget
+        if budget.eps is None:
             raise ConfigError(f"binarization test: {a.name} has no eps budget (minimum-norm attacks are not tested)")
-        if eps <= 0:
+        if budget.eps <= 0:
             raise ConfigError("binarization test: eps must be > 0")
-        budgets.add((str(getattr(a.norm, "value", a.norm)), float(eps)))
+        budgets.add(budget)
     if len(budgets) > 1:
-        raise ConfigError(f"binarization test: the attacks must share one budget, got {sorted(budgets)}")
+        raise ConfigError("binarization test: the attacks must share one budget, got "
+                          + ", ".join(sorted(b.label() for b in budgets)))
     return budgets.pop()
 
 
-def _found(binarized: BinarizedModel, attack: Attack, x: torch.Tensor, norm: str, eps: float) -> tuple[bool, float]:
+def _found(binarized: BinarizedModel, attack: Attack, x: torch.Tensor, norm: Norm, eps: float) -> tuple[bool, float]:
     """(the attack's point is inside the ball and decided 1, its distance) for one image x (1, C, H, W)."""
     label = torch.zeros(1, dtype=torch.int64, device=x.device)
     result = attack(binarized, x, label)
@@ -363,7 +366,7 @@ def _found(binarized: BinarizedModel, attack: Attack, x: torch.Tensor, norm: str
     return inside and int(expected_decision(binarized, result.x_adv)[0]) == 1, dist
 
 
-def summarize(outcomes: list[SampleOutcome], attack: Any, norm: str, eps: float) -> BinarizationSummary:
+def summarize(outcomes: list[SampleOutcome], attack: Any, norm: Norm, eps: float) -> BinarizationSummary:
     """Pass rate over the feasible samples with its 95% Clopper-Pearson interval."""
     from robustlab.core.stats import clopper_pearson  # lazy: evaluate sits above this layer
 
@@ -384,7 +387,7 @@ def summarize(outcomes: list[SampleOutcome], attack: Any, norm: str, eps: float)
 
 
 def _random_hits(
-    binarized: BinarizedModel, x: torch.Tensor, norm: str, eps: float, n: int, generator: torch.Generator
+    binarized: BinarizedModel, x: torch.Tensor, norm: Norm, eps: float, n: int, generator: torch.Generator
 ) -> float:
     """Fraction of `n` random points on the eps sphere around x that `binarized` decides as 1."""
     if n == 0:

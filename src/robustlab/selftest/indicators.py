@@ -37,7 +37,7 @@ from robustlab.attacks.pgd import PGD
 from robustlab.core.contract import RobustModel, eval_mode
 from robustlab.core.norms import random_in_ball
 from robustlab.core.results import AttackResult
-from robustlab.core.threat import AttackKind
+from robustlab.core.threat import AttackKind, Norm
 
 INDICATORS = (
     "silent_success", "incomplete_optimization", "unavailable_gradients", "unstable_predictions",
@@ -64,7 +64,7 @@ def attack_indicators(
     `attack` (no trace, no restarts, not a transfer attack). `result` is `attack`'s on (x, y)."""
     failed = ~result.success.to(x.device)
     eps = float(getattr(attack, "eps", 0.0) or 0.0)
-    norm = str(getattr(attack.norm, "value", attack.norm))
+    norm = attack.norm
     out: dict[str, torch.Tensor | None] = dict.fromkeys(INDICATORS)
     extras = result.extras
     trace = extras.get("loss_trace")
@@ -135,7 +135,7 @@ def _unusable(grad: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _unstable(model: RobustModel, x: torch.Tensor, norm: str, eps: float, draws: int, seed: int) -> torch.Tensor:
+def _unstable(model: RobustModel, x: torch.Tensor, norm: Norm, eps: float, draws: int, seed: int) -> torch.Tensor:
     """The decision at x differs under noise of radius eps/20 (or between repeated calls)."""
     generator = torch.Generator().manual_seed(seed)
     reference = model.predict(x)

@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.core.files import publish
+from robustlab.core.weights import file_sha256, looks_like_pickle, sniff
 from robustlab.models import Classifier, ModelConfig, build_model
 from robustlab.store.temporaries import remove_stale, temporary_pid
 
@@ -49,7 +50,6 @@ VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 _WEIGHTS_FILE = re.compile(r"weights-[0-9a-f]{16}\.safetensors")
-_PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar"}
 
 
 def checkpoint_name(config: ModelConfig, extra: str = "") -> str:
@@ -193,19 +193,11 @@ def check_checkpoint_target(directory: str | Path, *, overwrite: bool = False) -
         raise CheckpointError(f"{directory} is read-only: cannot replace the checkpoint there")
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _resolve(path: Path) -> Path:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     if path.is_file():
-        if path.suffix.lower() in _PICKLE_SUFFIXES or _looks_like_pickle(path):
+        if looks_like_pickle(path):
             raise CheckpointError(
                 f"{path} looks like a pickle/torch.save file; robustlab never loads pickles. "
                 "Convert the weights to a robustlab checkpoint (safetensors + config.json)."
@@ -220,25 +212,6 @@ def checkpoint_dir(path: str | Path) -> Path:
     """The checkpoint directory `path` names (the directory itself, or its config.json or
     weights file); `CheckpointError` for anything else (a pickle, a missing path, another file)."""
     return _resolve(Path(path))
-
-
-def _sniff(path: Path) -> str:
-    """"safetensors" (an 8-byte little-endian header length, then a JSON header that fits in the
-    file), "pickle" (pickle protocol 2+ or torch.save's zip), or "unknown"."""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(9)
-    if len(head) == 9:
-        header_len = int.from_bytes(head[:8], "little")
-        if 2 <= header_len <= size - 8 and head[8:9] == b"{":
-            return "safetensors"
-    if (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head[:2] == b"PK":
-        return "pickle"
-    return "unknown"
-
-
-def _looks_like_pickle(path: Path) -> bool:
-    return _sniff(path) == "pickle"
 
 
 def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
@@ -304,12 +277,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rob
     weights_path, sha = _weights_of(directory, doc)
     if not weights_path.is_file():
         raise CheckpointError(f"{directory} has no {weights_path.name} (named by its {CONFIG})")
-    kind = _sniff(weights_path)
+    kind = sniff(weights_path)
     if kind == "pickle":
         raise CheckpointError(f"{weights_path} is a pickle, not safetensors; refusing to load it")
     if kind != "safetensors":
         raise CheckpointError(f"{weights_path} is not a valid safetensors file (bad header)")
-    if sha is not None and _file_sha256(weights_path) != sha:
+    if sha is not None and file_sha256(weights_path) != sha:
         raise CheckpointError(f"{weights_path} does not match the digest its {CONFIG} records (modified or corrupt)")
     try:
         state = load_file(str(weights_path))

@@ -40,6 +40,7 @@ from urllib.parse import quote
 
 from robustlab.core.digest import canonical
 from robustlab.core.errors import RobustlabError
+from robustlab.core.threat import Budget, Norm
 from robustlab.store.temporaries import remove_stale
 
 SCHEMA_VERSION = 2
@@ -93,18 +94,26 @@ class ResultKey:
     attack: str
     eps: float | None
     subset: str
-    norm: str
+    norm: Norm
     model_digest: str
     data: str
     samples: str
     batch: str
     kind: str = "attack"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "norm", Norm.parse(self.norm))  # a stored row's column holds the string
+
+    @property
+    def budget(self) -> Budget:
+        """The cell's threat model: eps in its norm, or eps None (a minimum-norm attack's cell)."""
+        return Budget(self.norm, self.eps)
+
     @property
     def id(self) -> str:
-        """A digest of every field: the primary key of the row."""
+        """A digest of every field: the primary key of the row (the norm as its canonical string)."""
         doc = asdict(self)
-        doc["norm"] = str(self.norm)
+        doc["norm"] = self.norm.value
         return hashlib.sha256(canonical(doc).encode()).hexdigest()[:32]
 
     def as_tuple(self) -> tuple[Any, ...]:
@@ -112,7 +121,7 @@ class ResultKey:
         return self.values()
 
     def values(self) -> tuple[Any, ...]:
-        return (self.kind, self.model, self.model_digest, self.defense, self.attack, str(self.norm),
+        return (self.kind, self.model, self.model_digest, self.defense, self.attack, self.norm.value,
                 None if self.eps is None else float(self.eps), self.data, self.samples, self.batch, self.subset)
 
 

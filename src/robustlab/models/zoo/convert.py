@@ -15,7 +15,6 @@ and never replaces an existing file unless `overwrite`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import torch
 
 from robustlab.core.errors import CheckpointError, ConfigError
 from robustlab.core.files import publish
+from robustlab.core.weights import file_sha256, sniff
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
 
@@ -86,8 +86,6 @@ def convert_checkpoint(
     Returns what was written: path, tensors, parameters (elements), wrapper key, keys stripped."""
     from safetensors.torch import save
 
-    from robustlab.store.checkpoints import _sniff
-
     src, out = Path(src), Path(out)
     if not src.is_file():
         raise CheckpointError(f"no checkpoint file at {src}")
@@ -97,7 +95,7 @@ def convert_checkpoint(
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise ConfigError(f"no folder {out.parent} to write {out.name} into")
-    if _sniff(src) == "safetensors":
+    if sniff(src) == "safetensors":
         raise ConfigError(f"{src} is already a safetensors file: load it as it is")
     try:
         obj = torch.load(src, map_location="cpu", weights_only=True)
@@ -107,11 +105,7 @@ def convert_checkpoint(
     state, wrapper = _state_dict(obj, key, src)
     tensors = _tensors(state, strip, src)
     stripped = sum(1 for k in state if any(p and str(k).startswith(p) for p in strip))
-    sha = hashlib.sha256()
-    with src.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(chunk)
-    digest = sha.hexdigest()
+    digest = file_sha256(src)
     publish({out: save(tensors, metadata={"converted_from": src.name, "source_sha256": digest,
                                           "wrapper": wrapper or ""})})
     return {"out": str(out), "tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values()),

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from robustlab.core.errors import CheckpointError, ConfigError
-from robustlab.models.wrap import WrappedModel, load_state, read_safetensors, wrap
+from robustlab.core.weights import read_safetensors
+from robustlab.models.wrap import WrappedModel, load_state, wrap
 from robustlab.models.zoo.registry import INPUT_SHAPE, zoo_arch
 
 NORMALIZATION_KEYS = (("mu", "sigma"), ("mean", "std"))

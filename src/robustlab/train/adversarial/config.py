@@ -9,6 +9,7 @@ from typing import Any
 
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm
+from robustlab.core.threat import Norm
 
 SAMPLING = ("batch", "sample")
 
@@ -34,7 +35,7 @@ class AdvConfig:
     eps: float = 0.1
     eps_min: float | None = None
     sampling: str = "batch"
-    norm: str = "linf"
+    norm: Norm = Norm.LINF
     steps: int | None = None
     step_size: float | None = None
     warmup_epochs: int = 0
@@ -52,7 +53,7 @@ class AdvConfig:
             raise ConfigError(f"adv: eps_min must be a number in [0, eps={self.eps}], got {self.eps_min!r}")
         if self.sampling not in SAMPLING:
             raise ConfigError(f"adv: sampling must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
-        self.norm = check_norm(self.norm, ("linf", "l2"))
+        self.norm = check_norm(self.norm, (Norm.LINF, Norm.L2))
         if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
                                        or self.steps < 1):
             raise ConfigError(f"adv: steps must be an integer >= 1, got {self.steps!r}")

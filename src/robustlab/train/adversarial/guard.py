@@ -16,13 +16,14 @@ import warnings
 import torch
 
 from robustlab.attacks import FGSM, PGD
+from robustlab.core.threat import Norm
 
 
 class OverfitGuard:
     """Attack `x` (N, C, H, W) in [0, 1] with labels `y` at `eps` in `norm` after each epoch."""
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, gap: float = 0.15, drop: float = 0.2
+        self, x: torch.Tensor, y: torch.Tensor, eps: float, norm: Norm, gap: float = 0.15, drop: float = 0.2
     ) -> None:
         self.x, self.y = x.detach(), y.detach()
         self.fgsm = FGSM(eps=eps, norm=norm)
