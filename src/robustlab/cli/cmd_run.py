@@ -71,8 +71,7 @@ def run(
     tables = write_paper_tables(run_dir)
     failures = [f.line() for f in outcome.failures]
     with ResultStore(run_dir, readonly=True) as store:
-        warnings = {**print_training_warnings(store.get_meta("models", {}) or {}),
-                    **print_training_warnings(store.get_meta("defenses", {}) or {})}
+        warnings = print_training_warnings(store.get_meta("models", {}) or {})
     if json_out:
         print_json({"rows": outcome.rows, "report": str(paths["html"]), "counts": outcome.counts(),
                     "failures": failures, "warnings": warnings,

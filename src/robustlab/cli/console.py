@@ -166,8 +166,8 @@ def print_masking(flags: Sequence[dict[str, Any]]) -> None:
 
 def print_training_warnings(models: dict[str, Any]) -> dict[str, str]:
     """Print (on stderr) the warning of each model whose training ended far below what its data
-    allows, or defended model whose defense did not fit (store meta "models" / "defenses", each
-    entry's "warning"); return them by id."""
+    allows, or defended model whose defense did not fit (store meta "models", each entry's
+    "warning"); return them by id."""
     found = {m.get("id", k): m["warning"] for k, m in models.items() if m.get("warning")}
     for model_id, warning in found.items():
         err.print(f"[bold yellow]warning:[/bold yellow] {model_id}: {warning}")

@@ -26,8 +26,7 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
         rows = summarize(store)
         models = store.get_meta("models", {}) or {}
         models_doc = {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in models.items()}
-        defenses = store.get_meta("defenses", {}) or {}
-        defended = defended_models(models_doc, defenses)
+        defended = defended_models(models_doc)
         head = headline_rows(rows, models_doc)
         return {
             "run_dir": str(run_dir.resolve()),
@@ -35,7 +34,6 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             "data": store.get_meta("data"),
             "environment": store.get_meta("environment"),
             "models": models_doc,
-            "defenses": defenses,
             "defended": defended,
             "base_comparison": compare_with_base(rows, defended),
             "training": {k: v.get("history", []) for k, v in models.items()},
