@@ -92,5 +92,6 @@ def fault_attacks():
     module = importlib.import_module("grid_faults")
     yield module
     for cls in module.FAULTS:
-        ATTACKS.pop(cls.name, None)
+        if cls.name in ATTACKS:
+            ATTACKS.remove(cls.name)
     sys.modules.pop("grid_faults", None)

@@ -222,7 +222,7 @@ def test_recipe_round_trips_through_dict_and_yaml_spec():
     [
         ({"method": "pgd", "eps": -0.1}, "eps must be"),
         ({"method": "pgd", "eps": float("nan")}, "eps must be"),
-        ({"method": "free"}, "unknown method"),
+        ({"method": "free"}, "unknown adversarial-training method"),
         ({"method": "pgd", "steps": 0}, "steps must be"),
         ({"method": "fgsm-rs", "steps": 3}, "single-step"),
         ({"method": "trades", "args": {"beta": -1}}, "beta must be"),
@@ -263,7 +263,7 @@ def test_methods_that_do_not_apply_fail_before_training(digits):
     [
         (["--adv", "pgd", "--adv-eps", "-0.1"], "eps must be"),
         (["--adv", "pgd", "--adv-eps", "nan"], "eps must be"),
-        (["--adv", "madry"], "unknown method"),
+        (["--adv", "madry"], "unknown adversarial-training method"),
         (["--adv", "pgd", "--adv-steps", "0"], "steps must be"),
         (["--adv", "tla", "--head", "triplet", "-p", "adv.margin=-1"], "margin must be"),
         (["--adv", "trades", "--head", "triplet"], "does not apply"),

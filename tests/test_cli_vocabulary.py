@@ -36,7 +36,7 @@ SHARED = {"--help", "--out", "--data", "--data-root", "--overwrite", "--param", 
           "--json", "--device", "--threads", "--model", "--resize", "--epochs", "--lr", "--steps", "--eps",
           "--val-fraction", "--fpr", "--optimizer"}
 OWN = {
-    "": {"--debug", "--version", "-V"},
+    "": {"--debug", "--version", "-V", "--plugin"},
     "demo": set(),
     "train": {"--backbone", "--head", "--train-per-class", "--weight-decay", "--schedule", "--adv", "--adv-eps",
               "--adv-steps"},
@@ -48,9 +48,11 @@ OWN = {
             "--max-cells", "--max-values", "--no-self-test", "--dry-run"},
     "anonymize": {"--k", "--similarity", "--targets", "--size-policy", "--report", "--tolerance", "--retries"},
     "convert": {"--key", "--strip"},
-    "defend distill": {"--temperature", "-T", "--teacher", "--init"},
+    "defend distill": {"--temperature", "-T", "--teacher", "--init", "--weight-decay"},
     "defend squeeze": {"--squeezer", "-s", "--detect"},
-    "defend magnet": {"--structure", "--n-pack", "--detector", "--no-reformer", "--noise", "--alpha"},
+    "defend squeeze-detector": {"--squeezer", "-s"},
+    "defend magnet": {"--structure", "--n-pack", "--activation", "--detector", "--reformer", "--no-reformer", "--noise",
+                      "--alpha"},
     "defend svdd": {"--projections", "--positive-epochs", "--svdd-epochs", "--c-p", "--c-n", "--finetune-epochs",
                     "--finetune-lr", "--budget", "--beta", "--v-a", "--v-p"},
 }

@@ -200,13 +200,17 @@ def test_detector_threshold_fpr_on_validation_data(digits_mlp, digits):
     ],
 )
 def test_bad_parameters_fail_before_training(name, params, match, digits, monkeypatch):
-    import robustlab.defenses.build as build
+    import importlib
+
+    distill, magnet, squeeze = (importlib.import_module(f"robustlab.defenses.{m}")
+                                for m in ("distill", "magnet", "squeeze"))
 
     def boom(*a, **k):  # nothing may be trained or fitted
         raise AssertionError("trained despite bad parameters")
 
-    for attr in ("distill", "build_magnet", "SqueezeDetector", "SqueezedModel"):
-        monkeypatch.setattr(build, attr, boom)
+    for module, attr in ((distill, "distill"), (magnet, "build_magnet"), (squeeze, "SqueezeDetector"),
+                         (squeeze, "SqueezedModel")):
+        monkeypatch.setattr(module, attr, boom)
     with pytest.raises(ConfigError, match=match):
         check_defense_params(name, **params)
     model = build_model({"backbone": "mlp", "head": "softmax", "num_classes": 10, "input_shape": [1, 8, 8]})

@@ -106,7 +106,7 @@ def test_a_registered_section_reaches_html_markdown_and_json(run, tmp_path):
     try:
         paths = write_report(run_dir, tmp_path / "out")
     finally:
-        del SECTIONS["test-extra"]
+        SECTIONS.remove("test-extra")
     html = paths["html"].read_text()
     assert html.index("id='summary'") < html.index("extra-html") < html.index("id='models'")
     assert "## Extra section\n\nextra-md" in paths["markdown"].read_text()

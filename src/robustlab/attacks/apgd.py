@@ -27,6 +27,7 @@ from robustlab.attacks import progress
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient_decide, judge
 from robustlab.attacks.eot import EOT
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
+from robustlab.attacks.registry import register_attack
 from robustlab.attacks.trace import Trace, TraceView
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
@@ -57,6 +58,7 @@ def checkpoint_intervals(steps: int) -> list[int]:
     return intervals
 
 
+@register_attack
 class APGD(FixedBudgetAttack):
     """Auto-PGD in Linf or L2 with the "ce" or "dlr" loss; targeted when given ``targets=``.
 
@@ -67,6 +69,7 @@ class APGD(FixedBudgetAttack):
     """
 
     name = "apgd"
+    aliases = ("apgd-ce",)
 
     def __init__(
         self,
@@ -270,6 +273,7 @@ class APGD(FixedBudgetAttack):
         write_back(s, torch.arange(len(r["idx"]), device=dev))
 
 
+@register_attack
 class APGDT(APGD):
     """Targeted APGD as in AutoAttack: runs against each of the top ``n_targets`` runner-up
     classes (targeted DLR loss by default) on the samples still standing.
@@ -278,6 +282,7 @@ class APGDT(APGD):
     """
 
     name = "apgd-t"
+    aliases = ("apgd-dlr-t",)
 
     def __init__(self, eps: float, norm: str = "linf", steps: int = 100, n_targets: int = 9,
                  loss: str = "dlr", **kwargs) -> None:

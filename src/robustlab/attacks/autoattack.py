@@ -28,6 +28,7 @@ from robustlab.attacks.apgd import APGD, APGDT
 from robustlab.attacks.base import Attack, FixedBudgetAttack, RunOutput, settled
 from robustlab.attacks.eot import EOT
 from robustlab.attacks.fab import FAB, FABT
+from robustlab.attacks.registry import register_attack
 from robustlab.attacks.square import Square
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import ConfigError
@@ -54,6 +55,7 @@ RAND_EOT = 20
 """The rand version's draws per gradient (the reference's eot_iter)."""
 
 
+@register_attack
 class AutoAttack(FixedBudgetAttack):
     """The members of ``version`` (see the module docstring) in order, on what the previous
     members left standing: ``steps`` per APGD / FAB run, ``n_targets`` runner-up classes for

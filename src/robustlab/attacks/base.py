@@ -87,6 +87,8 @@ class Attack(ABC):
     """
 
     name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    """Other names users reach for (`make_attack` accepts them)."""
     kind: ClassVar[AttackKind] = AttackKind.ITERATIVE
     norm: Norm = Norm.LINF
     minimum_norm: ClassVar[bool] = False

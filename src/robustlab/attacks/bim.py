@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from robustlab.attacks.pgd import PGD
+from robustlab.attacks.registry import register_attack
 
 
+@register_attack
 class BIM(PGD):
     """Basic iterative method: ``steps`` steps of size ``step_size`` (default eps / steps)."""
 

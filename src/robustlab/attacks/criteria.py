@@ -8,12 +8,14 @@ never a success for the attacker: rejection is counted apart, as "detected".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 
 from robustlab.core.contract import REJECT
 from robustlab.core.errors import ConfigError
+from robustlab.core.registry import Registry
 from robustlab.core.scores import label_rank
 
 
@@ -100,18 +102,37 @@ class Detected(Criterion):
         return decision == REJECT
 
 
+CriterionFactory = Callable[[str], Criterion]
+CRITERIA: Registry[CriterionFactory] = Registry("success criterion")
+"""name -> factory taking the text after the colon ("topk:5" -> "5"; "" when there is none)."""
+
+
+def _no_argument(cls: type[Criterion]) -> CriterionFactory:
+    def make(arg: str) -> Criterion:
+        if arg:
+            raise ConfigError(f"the {cls.name} criterion takes no argument, got {arg!r}")
+        return cls()
+
+    return make
+
+
+def _topk(arg: str) -> Criterion:
+    try:
+        return TopKExcluded(int(arg or 1))
+    except ValueError:
+        raise ConfigError(f"topk:K needs an integer K, got {arg!r}") from None
+
+
+CRITERIA.register("misclassified", _no_argument(Misclassified))
+CRITERIA.register("targeted", _no_argument(TargetedMisclassified))
+CRITERIA.register("topk", _topk)
+
+
 def make_criterion(spec: str | Criterion | None, targeted: bool = False) -> Criterion:
-    """A criterion from its name ("misclassified", "targeted", "topk:K") or itself."""
+    """A criterion from its name ("misclassified", "targeted", "topk:K", or a registered one) or itself."""
     if isinstance(spec, Criterion):
         return spec
     if spec is None:
         return TargetedMisclassified() if targeted else Misclassified()
-    name = str(spec).lower()
-    if name == "misclassified":
-        return Misclassified()
-    if name == "targeted":
-        return TargetedMisclassified()
-    if name.startswith("topk"):
-        _, _, k = name.partition(":")
-        return TopKExcluded(int(k or 1))
-    raise ConfigError(f"unknown success criterion {spec!r}; choose misclassified, targeted or topk:K")
+    name, _, arg = str(spec).partition(":")
+    return CRITERIA.get(name)(arg.strip())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
+from robustlab.attacks.registry import register_attack
 from robustlab.attacks.search import next_constant
 from robustlab.core.errors import ConfigError
 from robustlab.core.scores import best_other
@@ -27,6 +28,7 @@ def cw_margin(z: torch.Tensor, label: torch.Tensor, targeted: bool, kappa: float
     return diff.clamp_min(-kappa)
 
 
+@register_attack
 class CarliniWagnerL2(MinimumNormAttack):
     """C&W L2 with binary search over the constant c and early abort.
 
@@ -42,6 +44,7 @@ class CarliniWagnerL2(MinimumNormAttack):
     """
 
     name = "cw"
+    aliases = ("carlini-wagner",)
     norm = Norm.L2
 
     def __init__(

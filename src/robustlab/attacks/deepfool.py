@@ -11,11 +11,13 @@ import torch
 from torch.nn import functional as F
 
 from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
+from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
 from robustlab.core.scores import others_by_score
 
 
+@register_attack
 class DeepFool(MinimumNormAttack):
     """DeepFool in L2 or Linf; targeted (one candidate: the target) when given ``targets=``.
 

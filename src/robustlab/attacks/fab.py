@@ -30,6 +30,7 @@ import torch
 
 from robustlab.attacks.apgd import run_groups
 from robustlab.attacks.base import MinimumNormAttack, RunOutput, forward_decide, judge
+from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
 from robustlab.core.scores import best_other, runner_up_targets
@@ -80,6 +81,7 @@ def hyperplane_step(w: torch.Tensor, c: torch.Tensor, lo: torch.Tensor, hi: torc
     return w.sign() * step
 
 
+@register_attack
 class FAB(MinimumNormAttack):
     """FAB in Linf, L2 or L1; targeted (the hyperplane of the given target) with ``targets=``.
 
@@ -255,6 +257,7 @@ class FAB(MinimumNormAttack):
         return best, best_d, passes
 
 
+@register_attack
 class FABT(FAB):
     """FAB-T as in AutoAttack: runs against each of the top ``n_targets`` runner-up classes of
     the clean scores (``restarts`` each); success stays "misclassified". Called with explicit

@@ -6,10 +6,12 @@ import torch
 
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
+from robustlab.attacks.registry import register_attack
 from robustlab.core.norms import normalize_direction
 from robustlab.core.threat import AttackKind
 
 
+@register_attack
 class FGSM(FixedBudgetAttack):
     """x_adv = clip(x + eps * sign(grad)) for Linf, or x + eps * grad / ||grad||_2 for L2.
 

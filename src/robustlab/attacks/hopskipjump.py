@@ -14,11 +14,13 @@ import math
 import torch
 
 from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
+from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
 from robustlab.core.threat import AttackKind
 
 
+@register_attack
 class HopSkipJump(MinimumNormAttack):
     """HopSkipJump in L2 or Linf.
 
@@ -30,6 +32,7 @@ class HopSkipJump(MinimumNormAttack):
     """
 
     name = "hsj"
+    aliases = ("hopskipjump",)
     kind = AttackKind.BLACK_BOX
 
     def __init__(

@@ -14,11 +14,13 @@ import torch
 from torch.nn import functional as F
 
 from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
+from robustlab.attacks.registry import register_attack
 from robustlab.attacks.search import runner_up
 from robustlab.core.errors import ConfigError
 from robustlab.core.threat import Norm
 
 
+@register_attack
 class JSMA(MinimumNormAttack):
     """Jacobian saliency map attack.
 

@@ -16,12 +16,14 @@ from scipy.optimize import minimize
 from torch.nn import functional as F
 
 from robustlab.attacks.base import MinimumNormAttack, RunOutput, judge
+from robustlab.attacks.registry import register_attack
 from robustlab.attacks.search import next_constant, runner_up
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import flat_norm
 from robustlab.core.threat import Norm
 
 
+@register_attack
 class LBFGS(MinimumNormAttack):
     """Szegedy's L-BFGS attack: ``search_steps`` rounds over c from ``initial_const``,
     ``max_iter`` L-BFGS-B iterations per round."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from robustlab.attacks.bim import BIM
+from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction
 
 
+@register_attack
 class MIM(BIM):
     """Momentum iterative method: g <- mu * g + grad / ||grad||_1; step ``step_size`` along g.
 

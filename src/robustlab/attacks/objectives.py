@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from robustlab.core.errors import ConfigError
+from robustlab.core.registry import Registry
 from robustlab.core.scores import best_other
 
 AttackLoss = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", int], torch.Tensor]
@@ -129,17 +130,16 @@ class PCPlusCE(ModelLoss):
         return scores, (-loss if targets is not None else loss)
 
 
-ATTACK_LOSSES: dict[str, AttackLoss | ModelLoss] = {
-    "ce": cross_entropy, "margin": margin, "dlr": dlr, "pc_ce": PCPlusCE(),
-}
+ATTACK_LOSSES: Registry[AttackLoss | ModelLoss] = Registry("attack loss")
+ATTACK_LOSSES.register("ce", cross_entropy)
+ATTACK_LOSSES.register("margin", margin)
+ATTACK_LOSSES.register("dlr", dlr)
+ATTACK_LOSSES.register("pc_ce", PCPlusCE())
 
 
 def get_attack_loss(name: str) -> AttackLoss | ModelLoss:
-    """The attack loss called `name` (ce, margin, dlr, pc_ce)."""
-    try:
-        return ATTACK_LOSSES[name.lower()]
-    except KeyError:
-        raise ConfigError(f"unknown attack loss {name!r}; choose one of {', '.join(ATTACK_LOSSES)}") from None
+    """The attack loss called `name` (ce, margin, dlr, pc_ce, or a registered one)."""
+    return ATTACK_LOSSES.get(name)
 
 
 class BoundLoss:

@@ -17,11 +17,13 @@ import torch
 
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient_decide, judge
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
+from robustlab.attacks.registry import register_attack
 from robustlab.attacks.trace import Trace
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project, random_in_ball
 
 
+@register_attack
 class PGD(FixedBudgetAttack):
     """Projected gradient descent in Linf or L2; targeted when called with ``targets=``.
 

@@ -1,43 +1,32 @@
-"""Attacks by name, for configs and the CLI: `make_attack("pgd", eps=0.1, steps=40)`."""
+"""Attacks by name, for configs and the CLI: `make_attack("pgd", eps=0.1, steps=40)`.
+
+Each attack module registers its class with ``@register_attack`` (under the class's `name`, with
+its `aliases`); importing `robustlab.attacks` imports every built-in one, and a plugin registers
+its own the same way. This module imports no attack, so an attack may build others by name.
+"""
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, TypeVar
 
-from robustlab.attacks.apgd import APGD, APGDT
-from robustlab.attacks.autoattack import AutoAttack
 from robustlab.attacks.base import Attack
-from robustlab.attacks.bim import BIM
-from robustlab.attacks.cw import CarliniWagnerL2
-from robustlab.attacks.deepfool import DeepFool
-from robustlab.attacks.fab import FAB, FABT
-from robustlab.attacks.fgsm import FGSM
-from robustlab.attacks.hopskipjump import HopSkipJump
-from robustlab.attacks.jsma import JSMA
-from robustlab.attacks.lbfgs import LBFGS
-from robustlab.attacks.mim import MIM
-from robustlab.attacks.pgd import PGD
-from robustlab.attacks.rfgsm import RFGSM
-from robustlab.attacks.square import Square
-from robustlab.attacks.transfer import Transfer
 from robustlab.core.errors import ConfigError
+from robustlab.core.registry import Registry
 
-ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls
-    for cls in (
-        FGSM, RFGSM, BIM, MIM, PGD, APGD, APGDT, CarliniWagnerL2, DeepFool, LBFGS, JSMA,
-        FAB, FABT, Square, HopSkipJump, Transfer, AutoAttack,
-    )
-}
+A = TypeVar("A", bound=type[Attack])
+
+ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
-def register_attack(cls: type[Attack]) -> type[Attack]:
-    """Add an attack class under its `name` (a class decorator)."""
-    if cls.name in ATTACKS and ATTACKS[cls.name] is not cls:
-        raise ValueError(f"attack {cls.name!r} registered twice")
-    ATTACKS[cls.name] = cls
-    return cls
+def register_attack(cls: A, *, replace: bool = False) -> A:
+    """Add an attack class under its `name` and its own `aliases` (a class decorator)."""
+    return ATTACKS.register(cls.name, cls, aliases=cls.__dict__.get("aliases", ()), replace=replace)
+
+
+def get_attack_class(name: str) -> type[Attack]:
+    """The attack class called `name` (or an alias: ``apgd-ce``, ``hopskipjump``, ...)."""
+    return ATTACKS.get(name)
 
 
 def attack_parameters(name: str) -> dict[str, inspect.Parameter]:
@@ -45,22 +34,10 @@ def attack_parameters(name: str) -> dict[str, inspect.Parameter]:
     return get_attack_class(name).parameters()
 
 
-ALIASES: dict[str, str] = {"hopskipjump": "hsj", "carlini-wagner": "cw", "apgd-ce": "apgd", "apgd-dlr-t": "apgd-t"}
-"""Other names users reach for; each maps to a registered attack."""
-
-
-def get_attack_class(name: str) -> type[Attack]:
-    try:
-        key = name.lower()
-        return ATTACKS[ALIASES.get(key, key)]
-    except KeyError:
-        raise ConfigError(f"unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}") from None
-
-
 def make_attack(name: str, **params: Any) -> Attack:
     """Build attack `name` with `params`; unknown parameters raise `ConfigError` naming the valid ones."""
     cls = get_attack_class(name)
-    known = attack_parameters(name)
+    known = cls.parameters()
     unknown = set(params) - set(known)
     if unknown:
         raise ConfigError(f"{name}: unknown parameters {sorted(unknown)}; valid: {sorted(known)}")

@@ -6,11 +6,13 @@ import torch
 
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, input_gradient
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
+from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import normalize_direction, project
 from robustlab.core.threat import AttackKind
 
 
+@register_attack
 class RFGSM(FixedBudgetAttack):
     """x' = x + alpha * sign(N(0, I)); x_adv = x' + (eps - alpha) * sign(grad at x'), in the ball.
 

@@ -20,6 +20,7 @@ from robustlab.attacks import progress
 from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_decide, judge
 from robustlab.attacks.eot import EOT
 from robustlab.attacks.objectives import margin
+from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import flat_norm
 from robustlab.core.threat import AttackKind
@@ -55,6 +56,7 @@ def two_peaks(s: int, transpose: bool) -> torch.Tensor:
     return out.t() if transpose else out
 
 
+@register_attack
 class Square(FixedBudgetAttack):
     """Square attack with a budget of ``queries`` forward passes per sample.
 

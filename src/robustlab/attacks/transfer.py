@@ -11,12 +11,14 @@ from typing import Any
 import torch
 
 from robustlab.attacks.base import Attack, FixedBudgetAttack, RunOutput
+from robustlab.attacks.registry import get_attack_class, make_attack, register_attack
 from robustlab.core.contract import RobustModel
 from robustlab.core.digest import model_digest
 from robustlab.core.errors import ConfigError
 from robustlab.core.threat import AttackKind
 
 
+@register_attack
 class Transfer(FixedBudgetAttack):
     """Run ``attack`` (a registered name, with ``attack_params``) at ``eps`` on ``source``;
     the result is judged on the model passed to the call (same labels, same classes)."""
@@ -44,8 +46,6 @@ class Transfer(FixedBudgetAttack):
         self._copies: dict[torch.device, RobustModel] = {}
 
     def _make_inner(self) -> Attack:
-        from robustlab.attacks.registry import get_attack_class, make_attack
-
         params = {"norm": self.norm, "seed": self.seed, **self.attack_params}
         if not get_attack_class(self.attack).minimum_norm:
             params["eps"] = self.eps

@@ -16,7 +16,8 @@ STATE: dict[str, Any] = {"debug": False, "interrupt": None}
 # Each module defines `register(app)`; add new command modules here.
 COMMAND_MODULES = ("demo", "train", "evaluate", "report", "datasets", "run", "defend", "anonymize", "convert")
 
-_APP: list[Any] = []
+_APP: dict[tuple[str, ...], Any] = {}
+"""The app, by the defenses registered when it was built (`defend` has one subcommand each)."""
 
 
 def on_interrupt(note: str | None) -> None:
@@ -25,8 +26,11 @@ def on_interrupt(note: str | None) -> None:
 
 
 def _app() -> Any:
-    """The typer app with every command registered (built once)."""
-    if not _APP:
+    """The typer app with every command registered (built again when a plugin adds a defense)."""
+    from robustlab.defenses import DEFENSES
+
+    key = tuple(DEFENSES.names())
+    if key not in _APP:
         import typer
 
         from robustlab.cli.vocabulary import Group
@@ -45,13 +49,39 @@ def _app() -> Any:
             debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
             version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
                                          help="Print robustlab's version (and torch's) and exit."),
+            plugin: list[str] = typer.Option(
+                None, "--plugin", metavar="MODULE",
+                help="Import MODULE first (repeatable): a plugin that registers attacks, defenses, heads, "
+                     "report sections, ... (code you choose to run)."),
         ) -> None:
-            STATE["debug"] = debug
+            STATE["debug"] = debug  # the plugins were imported before the command line was parsed
 
         for name in COMMAND_MODULES:
             importlib.import_module(f"robustlab.cli.cmd_{name}").register(app)
-        _APP.append(app)
-    return _APP[0]
+        _APP.clear()
+        _APP[key] = app
+    return _APP[key]
+
+
+def _plugins(args: list[str]) -> None:
+    """Load the installed plugins (entry points, once) and import every ``--plugin MODULE`` given
+    before the command, so that what they register (a `defend` subcommand too) exists when the
+    command line is parsed. `--version` loads none."""
+    from robustlab.core.plugins import import_plugins, load_entry_points
+
+    modules, i = [], 0
+    while i < len(args) and args[i].startswith("-"):
+        if args[i] in ("--version", "-V"):
+            return
+        if args[i] == "--plugin" and i + 1 < len(args):
+            modules.append(args[i + 1])
+            i += 2
+            continue
+        if args[i].startswith("--plugin="):
+            modules.append(args[i].partition("=")[2])
+        i += 1
+    load_entry_points()
+    import_plugins(modules, for_workers=True)
 
 
 def _print_version(value: bool) -> None:
@@ -99,6 +129,7 @@ def _main(argv: list[str] | None) -> int:
     if STATE["debug"]:  # accepted anywhere: `robustlab evaluate ... --debug` as well as `robustlab --debug ...`
         args = ["--debug", *(a for a in args if a != "--debug")]
     try:
+        _plugins(args)
         code = _app()(args=args, prog_name="robustlab", standalone_mode=False)  # an int from typer.Exit
     except _click.NoArgsIsHelpError as exc:  # `robustlab` alone: the help, as usual
         sys.stdout.write(exc.format_message() + "\n")

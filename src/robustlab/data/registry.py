@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from robustlab.core.errors import ConfigError
+from robustlab.core.registry import Registry
 from robustlab.data import cifar, faces, mnist
 from robustlab.data.dataset import Dataset, LabelledImages
 from robustlab.data.digits import load_digits_pool
@@ -17,30 +19,79 @@ from robustlab.data.locate import describe, network_available
 from robustlab.data.resize import parse_size, resize_images
 from robustlab.data.splits import per_class_split, stratified_split, take_per_class
 
-#: Named data sets, with a one-line description each.
-DATASETS: dict[str, str] = {
-    "digits": "scikit-learn digits: 1,797 grey 8x8 images, 10 classes (embedded)",
-    "fashion-mnist": "Fashion-MNIST: 60,000 + 10,000 grey 28x28 images, 10 classes (official split)",
-    "mnist": "MNIST: 60,000 + 10,000 grey 28x28 handwritten digits, 10 classes (official split)",
-    "orl": "ORL/AT&T faces: 400 grey 92x112 images of 40 subjects (5 train / 5 test each)",
-    "yale": "Yale faces: 164 grey 320x243 images of 15 subjects",
-    "cifar10": "CIFAR-10 (binary version): 50,000 + 10,000 colour 32x32 images, 10 classes (official split)",
-}
-ALIASES = {"fmnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "cifar-10": "cifar10"}
-#: Default `train_per_class` where a data set has a customary per-class protocol.
-DEFAULT_TRAIN_PER_CLASS = {"orl": 5}
-_OFFICIAL_SPLIT = ("fashion-mnist", "mnist", "cifar10")
+Root = str | os.PathLike | None
 
 
-def _valid_names() -> str:
-    names = [
-        f"{n} (alias {', '.join(a for a, t in ALIASES.items() if t == n)})" if n in ALIASES.values() else n
-        for n in DATASETS
-    ]
-    return ", ".join([*names, "folder:<path> (or name='folder', root=<path>)"])
+@dataclass(frozen=True)
+class DatasetSource:
+    """A named data set: `load(root, size, download)` gives either a `Dataset` with its official
+    train / test split or a `LabelledImages` pool that `load_dataset` splits by seed;
+    `locate(root, check_network)` says, without loading, whether its files are here
+    (``(found, where or why not)``). `train_per_class`: the customary per-class protocol, if any.
+    A plugin adds one with ``DATASETS.register(name, DatasetSource(...), aliases=...)``."""
+
+    description: str
+    load: Callable[[Root, tuple[int, int] | None, bool], Dataset | LabelledImages]
+    locate: Callable[[Root, bool], tuple[bool, str]]
+    train_per_class: int | None = None
 
 
-def _resolve(name: str, root: str | os.PathLike | None) -> tuple[str, Path | None]:
+DATASETS: Registry[DatasetSource] = Registry("dataset", also=("folder:<path>",))
+"""Every named data set ("folder:<path>" is the one name outside it: the path is part of it)."""
+
+
+def _missing(searched: list[Path], url: str | None, check_network: bool) -> str:
+    shown = searched[:5] + ([Path(f"... ({len(searched) - 5} more)")] if len(searched) > 5 else [])
+    text = f"not found in {describe(shown)}"
+    if url is None:
+        return text
+    if check_network and network_available(url):
+        return f"{text}; load_dataset will download it from {url}"
+    return f"{text}; no network" if check_network else f"{text}; downloadable from {url}"
+
+
+def _found(found: tuple[Path | None, list[Path]], url: str | None, check_network: bool) -> tuple[bool, str]:
+    folder, searched = found
+    return (True, str(folder)) if folder is not None else (False, _missing(searched, url, check_network))
+
+
+def _locate_digits(root: Root, check_network: bool) -> tuple[bool, str]:
+    path = resources.files("sklearn.datasets") / "data" / "digits.csv.gz"
+    return (True, str(path)) if path.is_file() else (False, "scikit-learn's digits file is missing")
+
+
+def _idx(name: str) -> DatasetSource:
+    title = {"fashion-mnist": "Fashion-MNIST: 60,000 + 10,000 grey 28x28 images",
+             "mnist": "MNIST: 60,000 + 10,000 grey 28x28 handwritten digits"}[name]
+    return DatasetSource(
+        f"{title}, 10 classes (official split)",
+        lambda root, size, download: mnist.load_idx_dataset(name, root, download),
+        lambda root, net: _found(mnist.find_idx_dir(name, root), mnist.IDX_SOURCES[name].base_url, net),
+    )
+
+
+def _faces(name: str, description: str, load: Callable[..., LabelledImages], per_class: int | None) -> DatasetSource:
+    return DatasetSource(description, lambda root, size, download: load(root, size),
+                         lambda root, net: _found(faces.find_faces_dir(name, root), None, net),
+                         train_per_class=per_class)
+
+
+DATASETS.register("digits", DatasetSource(
+    "scikit-learn digits: 1,797 grey 8x8 images, 10 classes (embedded)",
+    lambda root, size, download: load_digits_pool(), _locate_digits))
+DATASETS.register("fashion-mnist", _idx("fashion-mnist"), aliases=("fmnist", "fashion_mnist"))
+DATASETS.register("mnist", _idx("mnist"))
+DATASETS.register("orl", _faces("orl", "ORL/AT&T faces: 400 grey 92x112 images of 40 subjects (5 train / 5 test each)",
+                                faces.load_orl_pool, 5))
+DATASETS.register("yale", _faces("yale", "Yale faces: 164 grey 320x243 images of 15 subjects",
+                                 faces.load_yale_pool, None))
+DATASETS.register("cifar10", DatasetSource(
+    "CIFAR-10 (binary version): 50,000 + 10,000 colour 32x32 images, 10 classes (official split)",
+    lambda root, size, download: cifar.load_cifar10(root, download),
+    lambda root, net: _found(cifar.find_cifar10_dir(root), cifar.CIFAR10_URL, net)), aliases=("cifar-10",))
+
+
+def _resolve(name: str, root: Root) -> tuple[str, Path | None]:
     """(canonical name, folder path for image-folder data sets)."""
     if not isinstance(name, str):
         raise ConfigError(f"dataset name must be a string, got {type(name).__name__}")
@@ -52,10 +103,7 @@ def _resolve(name: str, root: str | os.PathLike | None) -> tuple[str, Path | Non
         if not path and root is None:
             raise ConfigError("the folder data set needs a path: name='folder:<path>' or root=<path>")
         return "folder", Path(path or root).expanduser()  # type: ignore[arg-type]
-    key = ALIASES.get(key.lower(), key.lower())
-    if key not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; valid names: {_valid_names()}")
-    return key, None
+    return DATASETS.canonical(key), None
 
 
 def _check_args(seed: int, test_fraction: float, train_per_class: int | None) -> None:
@@ -119,26 +167,20 @@ def load_dataset(
     key, folder = _resolve(name, root)
     _check_args(seed, test_fraction, train_per_class)
     size = parse_size(resize) if resize is not None else None
-    if key in _OFFICIAL_SPLIT:
-        ds = (
-            cifar.load_cifar10(root, download)
-            if key == "cifar10"
-            else mnist.load_idx_dataset(key, root, download)
-        )
+    if folder is not None:
+        loaded: Dataset | LabelledImages = load_folder_pool(folder, size)
+        per_class = train_per_class
+    else:
+        source = DATASETS.get(key)
+        loaded = source.load(root, size, download)
+        per_class = train_per_class if train_per_class is not None else source.train_per_class
+    if isinstance(loaded, Dataset):
+        ds = loaded
         if train_per_class is not None:
             keep = take_per_class(ds.y_train, train_per_class, seed)
             ds = dataclasses.replace(ds, x_train=ds.x_train[keep], y_train=ds.y_train[keep])
     else:
-        if key == "digits":
-            pool = load_digits_pool()
-        elif key == "orl":
-            pool = faces.load_orl_pool(root, size)
-        elif key == "yale":
-            pool = faces.load_yale_pool(root, size)
-        else:
-            pool = load_folder_pool(folder, size)  # type: ignore[arg-type]
-        per_class = train_per_class if train_per_class is not None else DEFAULT_TRAIN_PER_CLASS.get(key)
-        ds = _split(f"folder:{folder}" if key == "folder" else key, pool, seed, test_fraction, per_class)
+        ds = _split(f"folder:{folder}" if folder is not None else key, loaded, seed, test_fraction, per_class)
     if size is not None and ds.input_shape[1:] != size:
         ds = dataclasses.replace(
             ds, x_train=resize_images(ds.x_train, size), x_test=resize_images(ds.x_test, size)
@@ -156,16 +198,6 @@ class DatasetStatus:
     description: str = ""
 
 
-def _missing(searched: list[Path], url: str | None, check_network: bool) -> str:
-    shown = searched[:5] + ([Path(f"... ({len(searched) - 5} more)")] if len(searched) > 5 else [])
-    text = f"not found in {describe(shown)}"
-    if url is None:
-        return text
-    if check_network and network_available(url):
-        return f"{text}; load_dataset will download it from {url}"
-    return f"{text}; no network" if check_network else f"{text}; downloadable from {url}"
-
-
 def list_datasets(
     root: str | os.PathLike | None = None, *, check_network: bool = True
 ) -> list[DatasetStatus]:
@@ -175,20 +207,7 @@ def list_datasets(
     probe (2 s timeout) whether a missing downloadable data set could be fetched.
     """
     out = []
-    for key, description in DATASETS.items():
-        url: str | None = None
-        if key == "digits":
-            path = resources.files("sklearn.datasets") / "data" / "digits.csv.gz"
-            found = path.is_file()
-            where = str(path) if found else "scikit-learn's digits file is missing"
-            out.append(DatasetStatus(key, found, where, description))
-            continue
-        if key in ("orl", "yale"):
-            folder, searched = faces.find_faces_dir(key, root)
-        elif key == "cifar10":
-            (folder, searched), url = cifar.find_cifar10_dir(root), cifar.CIFAR10_URL
-        else:
-            (folder, searched), url = mnist.find_idx_dir(key, root), mnist.IDX_SOURCES[key].base_url
-        where = str(folder) if folder is not None else _missing(searched, url, check_network)
-        out.append(DatasetStatus(key, folder is not None, where, description))
+    for key, source in DATASETS.items():
+        found, where = source.locate(root, check_network)
+        out.append(DatasetStatus(key, found, where, source.description))
     return out

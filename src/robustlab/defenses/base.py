@@ -26,13 +26,16 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from robustlab.core.contract import REJECT, RobustModel
+from robustlab.core.contract import REJECT, RobustModel, batched_predict
 from robustlab.core.errors import ConfigError, InputError
+from robustlab.data.dataset import Dataset
+from robustlab.data.splits import stratified_split
 from robustlab.models.classifier import Classifier
 
 GRADIENT_PATHS = ("exact", "bpda", "bpda+eot")
@@ -43,6 +46,40 @@ REJECT_SCALE = 5.0
 def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The value of `y` with the gradient of `x` (identity backward, BPDA)."""
     return x + (y - x).detach()
+
+
+@dataclass
+class DefenseBuild:
+    """The defended model and a JSON-able record of its build."""
+
+    model: RobustModel
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def train_xy(data: Dataset | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images and labels of a `Dataset` or an (x, y) pair."""
+    return (data.x_train, data.y_train) if isinstance(data, Dataset) else data
+
+
+def check_fraction(val_fraction: float) -> float:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, int | float) or not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
+    return float(val_fraction)
+
+
+def split_validation(data: Dataset | tuple[torch.Tensor, torch.Tensor], val_fraction: float, seed: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_val, y_val): a stratified `val_fraction` of the training data held out."""
+    x, y = train_xy(data)
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) != len(y) or len(x) < 2:
+        raise InputError("defense data must be a Dataset or (x_train, y_train) tensors of the same length >= 2")
+    tr, va = stratified_split(y.cpu(), check_fraction(val_fraction), seed)
+    return x[tr], y[tr], x[va], y[va]
+
+
+def rejection_rate(model: RobustModel, x: torch.Tensor) -> float:
+    """The fraction of `x` that `model` rejects (0 for no images)."""
+    return float((batched_predict(model, x) == REJECT).float().mean()) if len(x) else 0.0
 
 
 def check_fpr(fpr: float) -> float:

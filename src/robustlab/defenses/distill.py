@@ -37,7 +37,8 @@ from torch.nn import functional as F
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import seed_everything
-from robustlab.defenses.base import DefendedModel
+from robustlab.defenses.base import DefendedModel, DefenseBuild, train_xy
+from robustlab.defenses.registry import Defense, register_defense
 from robustlab.models.classifier import Classifier, build_model
 from robustlab.train import Objective, ObjectiveOutput, TrainConfig, train
 
@@ -191,3 +192,40 @@ def distill(
     rows = torch.arange(len(x_train), device=device)
     train(student, x_train, rows, cfg.train, objective=SoftLabelCrossEntropy(soft, cfg.temperature))
     return DistilledModel(student.eval(), cfg.temperature).eval()
+
+
+# ---------------------------------------------------------------- the defense's declaration
+def _settings(temperature: float = 100.0, teacher: str = "retrain", init: str = "base", epochs: int = 10,
+              lr: float = 1e-3, optimizer: str = "adam", batch_size: int = 128, weight_decay: float = 0.0,
+              seed: int = 0) -> DistillConfig:
+    return DistillConfig(
+        temperature=temperature, teacher=teacher, init=init, seed=seed,
+        train=TrainConfig(epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
+                          weight_decay=weight_decay, seed=seed),
+    )
+
+
+def _build(model: Classifier, data: Any, cfg: DistillConfig) -> DefenseBuild:
+    check_distillable(model)
+    x, y = train_xy(data)
+    return DefenseBuild(distill(model, x, y, cfg), {"config": cfg.to_dict()})
+
+
+register_defense(Defense(
+    name="distillation",
+    command="distill",
+    aliases=("distill",),
+    summary="Defensive distillation: a student trained on the teacher's softmax at T, deployed at T = 1.",
+    check=_settings,
+    build=_build,
+    structure=DistilledModel,
+    help={
+        "temperature": "T > 0 (Papernot et al.'s 100).",
+        "teacher": "retrain (a teacher trained at T) or base.",
+        "init": "base: warm start from MODEL with its linear layer times T (few epochs suffice), or scratch "
+                "(Papernot et al.; needs many epochs at large T).",
+        "epochs": "Epochs of the teacher and of the student.",
+        "optimizer": "adam or sgd.",
+    },
+    flags={"temperature": ("--temperature", "-T")},
+))

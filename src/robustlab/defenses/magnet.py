@@ -37,7 +37,17 @@ from torch.nn import functional as F
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError
 from robustlab.core.runtime import seed_everything
-from robustlab.defenses.base import REJECT_SCALE, DetectorModel, check_fpr, fit_threshold
+from robustlab.defenses.base import (
+    REJECT_SCALE,
+    DefenseBuild,
+    DetectorModel,
+    check_fpr,
+    check_fraction,
+    fit_threshold,
+    rejection_rate,
+    split_validation,
+)
+from robustlab.defenses.registry import Defense, register_defense
 from robustlab.models.classifier import Classifier
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
@@ -325,3 +335,55 @@ def build_magnet(
     if any(not math.isfinite(float(t)) for t in magnet.thresholds):
         raise ConfigError("a MagNet threshold is not finite: check the validation data")
     return magnet, history
+
+
+# ---------------------------------------------------------------- the defense's declaration
+def _settings(structure: Sequence[int | str] = (3, "pool", 3), n_pack: int = 1, activation: str = "relu",
+              detectors: Sequence[str] = ("recon:1", "jsd:10"), reformer: bool = True, noise: float = 0.1,
+              alpha: float = 0.2, epochs: int = 250, batch_size: int = 256, lr: float = 1e-3, fpr: float = 0.05,
+              val_fraction: float = 0.1, seed: int = 0) -> tuple[MagNetConfig, float]:
+    cfg = MagNetConfig(structure=_listed(structure), n_pack=n_pack, activation=activation, detectors=_listed(detectors),
+                       reformer=reformer, noise=noise, alpha=alpha, epochs=epochs, batch_size=batch_size, lr=lr,
+                       fpr=fpr, seed=seed)
+    return cfg, check_fraction(val_fraction)
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _build(model: Classifier, data: Any, settings: tuple[MagNetConfig, float]) -> DefenseBuild:
+    cfg, val_fraction = settings
+    x_tr, _, x_val, _ = split_validation(data, val_fraction, cfg.seed)
+    defended, history = build_magnet(model, x_tr, x_val, cfg)
+    return DefenseBuild(defended, {"config": cfg.to_dict(), "val_fraction": val_fraction,
+                                   "thresholds": defended.thresholds.tolist(),
+                                   "val_fpr": rejection_rate(defended, x_val), "n_val": len(x_val),
+                                   "loss": history[-1:]})
+
+
+def _structure(text: str) -> list[int | str]:
+    """"3,pool,3" -> [3, "pool", 3]."""
+    return [int(t) if t.strip().isdigit() else t.strip() for t in text.split(",")]
+
+
+register_defense(Defense(
+    name="magnet",
+    summary="MagNet: denoising autoencoders as detectors (reconstruction error, JSD) and reformer.",
+    check=_settings,
+    build=_build,
+    structure=MagNetModel,
+    help={
+        "structure": "Conv widths and 'pool', comma-separated (default 3,pool,3).",
+        "n_pack": "Autoencoders in the pack (> 1: one drawn at random).",
+        "detectors": "recon:1, recon:2, jsd:T (repeatable). Default: recon:1 and jsd:10.",
+        "reformer": "Classify ae(x) (--no-reformer: x itself).",
+        "noise": "Std of the training noise (pixel units).",
+        "alpha": "Pack diversity weight (Appendix A).",
+        "epochs": "Autoencoder epochs (Table 4.7: 250).",
+        "lr": "Adam learning rate.",
+        "fpr": "Total false-positive rate of the detectors.",
+    },
+    flags={"detectors": ("--detector",)},
+    parse={"structure": _structure},
+))

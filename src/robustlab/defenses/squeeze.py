@@ -17,7 +17,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustlab.defenses.base import REJECT_SCALE, DefendedModel, DetectorModel
+from robustlab.defenses.base import (
+    REJECT_SCALE,
+    DefendedModel,
+    DefenseBuild,
+    DetectorModel,
+    check_fpr,
+    check_fraction,
+    rejection_rate,
+    split_validation,
+)
+from robustlab.defenses.registry import Defense, register_defense
 from robustlab.defenses.squeezers import check_squeezers, make_squeezer
 from robustlab.models.classifier import Classifier
 
@@ -92,3 +102,56 @@ class SqueezeDetector(DetectorModel):
         z = self.base(x)
         reject = z.max(dim=1).values + REJECT_SCALE * self._log_ratio(self.detection_score(x, z))
         return torch.cat([z, reject[:, None]], dim=1)
+
+
+# ---------------------------------------------------------------- the defenses' declarations
+SQUEEZER_HELP = ("bits:B, hsv:B (paper 002's colour bits; hsv:1 is Algorithm 2 as printed), median:K, mean:K "
+                 "(mean:3 is Algorithm 3). Repeatable. Default: bits:4 (transform), bits:4 + median:2 (--detect).")
+
+
+def _transform_settings(squeezers: Sequence[str] = ("bits:4",)) -> dict[str, Any]:
+    return {"squeezers": check_squeezers(squeezers)}
+
+
+def _build_transform(model: Classifier, data: Any, settings: dict[str, Any]) -> DefenseBuild:
+    return DefenseBuild(SqueezedModel(model, settings["squeezers"]), {"config": settings})
+
+
+def _detector_settings(squeezers: Sequence[str] = ("bits:4", "median:2"), fpr: float = 0.05,
+                       val_fraction: float = 0.1, seed: int = 0) -> dict[str, Any]:
+    return {"squeezers": check_squeezers(squeezers), "fpr": check_fpr(fpr),
+            "val_fraction": check_fraction(val_fraction), "seed": seed}
+
+
+def _build_detector(model: Classifier, data: Any, settings: dict[str, Any]) -> DefenseBuild:
+    _, _, x_val, _ = split_validation(data, settings["val_fraction"], settings["seed"])
+    device = next(model.parameters()).device
+    defended = SqueezeDetector(model, settings["squeezers"]).to(device).eval()
+    threshold = defended.fit_threshold(x_val, settings["fpr"])
+    return DefenseBuild(defended, {"config": settings, "threshold": threshold,
+                                   "val_fpr": rejection_rate(defended, x_val), "n_val": len(x_val)})
+
+
+register_defense(Defense(
+    name="squeeze",
+    aliases=("squeezing",),
+    summary="Feature squeezing: the classifier sees squeezed inputs, or (--detect) rejects inputs whose "
+            "prediction moves by more than a threshold under squeezing.",
+    check=_transform_settings,
+    build=_build_transform,
+    structure=SqueezedModel,
+    help={"squeezers": SQUEEZER_HELP},
+    flags={"squeezers": ("--squeezer", "-s")},
+    switches={"detect": "squeeze-detector"},
+))
+register_defense(Defense(
+    name="squeeze-detector",
+    aliases=("detector",),
+    summary="Xu et al.'s squeezing detector (the same as `squeeze --detect`).",
+    check=_detector_settings,
+    build=_build_detector,
+    structure=SqueezeDetector,
+    help={"squeezers": SQUEEZER_HELP, "fpr": "Detector false-positive rate on clean validation data.",
+          "val_fraction": "Training share held out for the threshold."},
+    flags={"squeezers": ("--squeezer", "-s")},
+))

@@ -23,14 +23,17 @@ differentiable and always use their true gradient.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from robustlab.core.errors import ConfigError
+from robustlab.core.registry import Registry
 from robustlab.defenses.base import straight_through
+
+S = TypeVar("S", bound="Squeezer")
 
 
 class Squeezer(nn.Module):
@@ -56,6 +59,14 @@ class Squeezer(nn.Module):
         return straight_through(x, y) if (self.bpda and not self.exact_gradient) else y
 
 
+SQUEEZERS: Registry[type[Squeezer]] = Registry("squeezer")
+
+
+def register_squeezer(cls: type[S]) -> type[S]:
+    """Add a squeezer class under its `kind` (a class decorator; specs read "<kind>:<size>")."""
+    return SQUEEZERS.register(cls.kind, cls)
+
+
 def _check_bits(bits: int) -> int:
     if not 1 <= bits <= 8:
         raise ConfigError(f"bit depth must be an integer in 1..8, got {bits}")
@@ -68,6 +79,7 @@ def quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.round(x * levels) / levels
 
 
+@register_squeezer
 class BitDepth(Squeezer):
     kind = "bits"
 
@@ -78,6 +90,7 @@ class BitDepth(Squeezer):
         return quantize(x, self.size)
 
 
+@register_squeezer
 class HSVBits(Squeezer):
     """Colour-bit squeezing in HSV; only the rounding is straight-through under BPDA."""
 
@@ -117,6 +130,7 @@ def _pad(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.pad(x, (lo, hi, lo, hi), mode=mode)
 
 
+@register_squeezer
 class MedianSmooth(Squeezer):
     kind = "median"
 
@@ -134,6 +148,7 @@ class MedianSmooth(Squeezer):
         return patches.sort(dim=2).values[:, :, (k * k) // 2].view(n, c, h, w)
 
 
+@register_squeezer
 class MeanSmooth(Squeezer):
     kind = "mean"
     exact_gradient = True
@@ -150,19 +165,15 @@ class MeanSmooth(Squeezer):
         return F.avg_pool2d(_pad(x, k), k, stride=1)
 
 
-SQUEEZERS: dict[str, type[Squeezer]] = {cls.kind: cls for cls in (BitDepth, HSVBits, MedianSmooth, MeanSmooth)}
-
-
 def make_squeezer(spec: str, bpda: bool = True) -> Squeezer:
     """The squeezer a spec string names ("bits:4", "hsv:1", "median:2", "mean:3")."""
     kind, _, size = str(spec).lower().partition(":")
-    if kind not in SQUEEZERS:
-        raise ConfigError(f"unknown squeezer {spec!r}; choose one of {', '.join(f'{k}:N' for k in SQUEEZERS)}")
+    cls = SQUEEZERS.get(kind)
     try:
         n = int(size)
     except ValueError:
         raise ConfigError(f"squeezer {spec!r} needs an integer size, e.g. {kind}:2") from None
-    return SQUEEZERS[kind](n, bpda=bpda)
+    return cls(n, bpda=bpda)
 
 
 def check_squeezers(specs) -> list[str]:

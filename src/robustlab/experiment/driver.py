@@ -23,6 +23,7 @@ from robustlab.attacks.eot import is_randomized
 from robustlab.core.contract import RobustModel, eval_mode
 from robustlab.core.digest import model_digest, model_label
 from robustlab.core.environment import DEFAULT_THREADS
+from robustlab.core.plugins import worker_plugins
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.defended import defense_fit_warning
 from robustlab.evaluate.runner import Cell, cell_key, cell_progress, eot_specs_for_randomized
@@ -101,8 +102,9 @@ class Driver:
         def pinned(cpus: float) -> int:  # a Ray task gets as many torch threads as CPUs it asked for
             return max(1, int(cpus)) if remote else threads
 
-        self.eval_runtime = Runtime(device, pinned(self.eval_resources.num_cpus), spec.plugins)
-        self.train_runtime = Runtime(device, pinned(self.train_resources.num_cpus), spec.plugins)
+        plugins = worker_plugins(spec.plugins)  # the file's and the command line's (--plugin)
+        self.eval_runtime = Runtime(device, pinned(self.eval_resources.num_cpus), plugins)
+        self.train_runtime = Runtime(device, pinned(self.train_resources.num_cpus), plugins)
         self.storage = Path(ex.storage) / spec.name if ex.storage else None
         self.models_meta: dict[str, Any] = {}
         counts = plan.counts()

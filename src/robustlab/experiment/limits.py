@@ -37,7 +37,6 @@ NAME_BYTES = 200
 """The longest name or id in UTF-8 bytes (file systems allow 255 per component; the rest is
 left for the staging names a checkpoint is published through)."""
 _BAD_NAME = re.compile(r"[/\\:\x00-\x1f\x7f]")
-_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 @dataclass(frozen=True)
@@ -106,13 +105,6 @@ def plain_data(where: str, value: Any, depth: int = 0) -> None:
                           "(strings, numbers, true/false, null, lists and mappings; quote it)")
     elif isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where}: {value} is not a finite number")
-
-
-def module_name(value: Any, where: str) -> str:
-    """`value` as an absolute dotted module name (``pkg.mod``); relative names are refused."""
-    if not isinstance(value, str) or not _MODULE.fullmatch(value):
-        raise ConfigError(f"{where} must be an absolute module name such as mypkg.attacks, got {short_repr(value)}")
-    return value
 
 
 def short_repr(value: Any, width: int = 60) -> str:

@@ -39,17 +39,17 @@ defense)'s attacks at every eps > 0 on the first `samples` evaluated images (def
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from robustlab.core.errors import ConfigError
+from robustlab.core.plugins import check_module_name, import_plugins, load_entry_points
 from robustlab.core.validation import check_int
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import DEFAULT_ATTACKS
 from robustlab.evaluate.selftests import SELFTEST_SAMPLES
-from robustlab.experiment.limits import Limits, module_name, plain_data, plain_name, read_document, short_repr
+from robustlab.experiment.limits import Limits, plain_data, plain_name, read_document, short_repr
 from robustlab.experiment.plan import plan_size
 from robustlab.experiment.spec_claims import parse_claims
 from robustlab.experiment.spec_grid import parse_attacks, parse_defenses, parse_transfer
@@ -179,8 +179,9 @@ class ExperimentSpec:
         plugins = doc.get("plugins") or []
         if not isinstance(plugins, list):
             raise ConfigError("plugins must be a list of module names")
-        plugins = [module_name(p, f"plugins[{i}]") for i, p in enumerate(plugins)]
-        import_plugins(plugins)  # before the attacks and models are checked: they may register some
+        plugins = [check_module_name(p, f"plugins[{i}]") for i, p in enumerate(plugins)]
+        load_entry_points()  # the installed plugins, then the file's: before any name is checked
+        import_plugins(plugins)
         executor = ExecutorSpec.from_dict(doc.get("executor") or "local")
         datasets = parse_data(doc.get("data"))
         eps = eps_list("eps", doc.get("eps", [0.0]))
@@ -264,18 +265,3 @@ def _check_size(spec: ExperimentSpec, limits: Limits) -> None:
     limits.check(f"the experiment has {n['cells']:,} evaluation cells and {n['transfer']:,} transfer cells; "
                  "together", n["cells"] + n["transfer"], "cells", "--max-cells")
 
-
-def import_plugins(modules: Sequence[str]) -> None:
-    """Import each module: user attacks, heads or defenses register themselves on import.
-
-    A plugin is code the user chose to run (see DESIGN.md, "Security model"); any failure to
-    import it, its own exceptions and a `sys.exit` in it included, is one `ConfigError`."""
-    import importlib
-
-    for name in modules:
-        module_name(name, "plugin")
-        try:
-            importlib.import_module(name)
-        except (Exception, SystemExit) as exc:
-            raise ConfigError(f"plugin {name!r} cannot be imported: {type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:300] or '(no message)'}") from None

@@ -45,9 +45,9 @@ def _objective_params(model: dict[str, Any], train: dict[str, Any]) -> set[str] 
     if name is None:
         head = HEADS.get(model.get("head", "softmax"))
         name = getattr(head, "objective", "cross_entropy")
-    factory = OBJECTIVES.get(str(name))
-    if factory is None:
+    if str(name) not in OBJECTIVES:
         return None
+    factory = OBJECTIVES.get(str(name))
     params = inspect.signature(factory).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return None

@@ -16,6 +16,7 @@ from robustlab.core.errors import ConfigError
 from robustlab.core.validation import check_int, check_number
 from robustlab.data.spec import DataSpec
 from robustlab.evaluate.runner import AttackSpec
+from robustlab.experiment.executors.base import EXECUTORS
 from robustlab.experiment.limits import short_repr
 from robustlab.models.config import ModelConfig
 from robustlab.train.trainer import TrainConfig
@@ -103,8 +104,6 @@ class GivenModel:
 SEED_TAG = "@seed"
 """Model ids of an experiment with several seeds end in ``@seed<N>``."""
 
-EXECUTORS = ("local", "ray")
-
 
 @dataclass(frozen=True)
 class ExecutorSpec:
@@ -132,8 +131,7 @@ class ExecutorSpec:
     connect_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.name not in EXECUTORS:
-            raise ConfigError(f"unknown executor {short_repr(self.name)}; choose one of {', '.join(EXECUTORS)}")
+        object.__setattr__(self, "name", EXECUTORS.canonical(self.name))
         for label in ("num_cpus", "num_gpus", "train_cpus", "train_gpus"):
             value = getattr(self, label)
             if value is not None:

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from robustlab.core.contract import RobustModel, batched_predict
+from robustlab.core.plugins import import_plugins, load_entry_points
 from robustlab.core.runtime import pick_device, seeded
 from robustlab.data import Dataset, load_dataset
 from robustlab.data.spec import DataSpec
@@ -40,7 +41,6 @@ from robustlab.evaluate.runner import AttackSpec, evaluate_cell
 from robustlab.evaluate.samples import EvalSet, eval_set
 from robustlab.evaluate.selftests import selftest_row
 from robustlab.evaluate.summary import identification_for, probe_for
-from robustlab.experiment.spec import import_plugins
 from robustlab.experiment.spec_parts import ModelSpec
 from robustlab.models import build_model
 from robustlab.selftest import BinarizationConfig
@@ -58,7 +58,8 @@ AttackProgress = Callable[[str, int, int, int], None]
 class Runtime:
     """Where and how a task runs. `device`: None picks CUDA when the worker has it. `threads`:
     torch intra-op threads for the task (None leaves the process setting). `plugins`: modules
-    imported first (they register user attacks, heads or defenses on the worker)."""
+    imported first, after the installed entry points (they register user attacks, heads or
+    defenses on the worker)."""
 
     device: str | None = None
     threads: int | None = None
@@ -352,8 +353,9 @@ def model_for(source: ModelSource, blob: CheckpointBlob | RobustModel | None, de
 
 @contextmanager
 def task_runtime(runtime: Runtime) -> Iterator[torch.device]:
-    """Run a task under `runtime`: its plugins imported, torch pinned to its threads (restored
-    after); yields the device it runs on."""
+    """Run a task under `runtime`: the installed plugins (entry points) and its plugins imported,
+    torch pinned to its threads (restored after); yields the device it runs on."""
+    load_entry_points()
     import_plugins(runtime.plugins)
     before = torch.get_num_threads()
     if runtime.threads is not None:

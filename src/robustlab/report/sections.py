@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustlab.core.errors import ConfigError
+from robustlab.core.registry import Registry
 
 
 @dataclass
@@ -86,7 +86,17 @@ class ReportContext:
 
 
 SectionFn = Callable[[ReportContext], "Section | None"]
-SECTIONS: dict[str, tuple[int, SectionFn]] = {}
+
+
+@dataclass(frozen=True)
+class SectionEntry:
+    """A registered section: its function and its place (`order`, ascending)."""
+
+    order: int
+    fn: SectionFn
+
+
+SECTIONS: Registry[SectionEntry] = Registry("report section")
 
 
 def register_section(section_id: str, order: int) -> Callable[[SectionFn], SectionFn]:
@@ -94,16 +104,14 @@ def register_section(section_id: str, order: int) -> Callable[[SectionFn], Secti
     the built-ins use 10, 20, ..., 100: pick a value in between to slot a section in)."""
 
     def decorate(fn: SectionFn) -> SectionFn:
-        if section_id in SECTIONS and SECTIONS[section_id][1] is not fn:
-            raise ConfigError(f"report section {section_id!r} registered twice")
-        SECTIONS[section_id] = (order, fn)
+        SECTIONS.register(section_id, SectionEntry(order, fn))
         return fn
 
     return decorate
 
 
 def ordered_sections() -> list[tuple[str, SectionFn]]:
-    return [(k, fn) for k, (_, fn) in sorted(SECTIONS.items(), key=lambda kv: (kv[1][0], kv[0]))]
+    return [(k, e.fn) for k, e in sorted(SECTIONS.items(), key=lambda kv: (kv[1].order, kv[0]))]
 
 
 def _data_uri(png: bytes) -> str:

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError
+from robustlab.core.registry import Registry
 
 
 @dataclass
@@ -65,27 +66,18 @@ class CrossEntropy(Objective):
 
 
 ObjectiveFactory = Callable[..., Objective]
-OBJECTIVES: dict[str, ObjectiveFactory] = {"cross_entropy": CrossEntropy}
+OBJECTIVES: Registry[ObjectiveFactory] = Registry("objective")
+OBJECTIVES.register("cross_entropy", CrossEntropy)
 
 
 def register_objective(name: str) -> Callable[[ObjectiveFactory], ObjectiveFactory]:
-    """Register an objective factory `(model, **args) -> Objective` under `name`."""
-
-    def decorate(factory: ObjectiveFactory) -> ObjectiveFactory:
-        if name in OBJECTIVES and OBJECTIVES[name] is not factory:
-            raise ValueError(f"objective {name!r} registered twice")
-        OBJECTIVES[name] = factory
-        return factory
-
-    return decorate
+    """Register an objective factory `(model, **args) -> Objective` under `name` (a decorator)."""
+    return OBJECTIVES.register(name)
 
 
 def make_objective(name: str, model: RobustModel, **args) -> Objective:
     """Objective `name` for `model`; unknown names or arguments raise `ConfigError`."""
-    try:
-        factory = OBJECTIVES[name]
-    except KeyError:
-        raise ConfigError(f"unknown objective {name!r}; choose one of {', '.join(sorted(OBJECTIVES))}") from None
+    factory = OBJECTIVES.get(name)
     try:
         return factory(model, **args)
     except TypeError as exc:

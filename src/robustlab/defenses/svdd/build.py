@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.nn import functional as F
 
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError
-from robustlab.defenses.svdd.beta import BetaTuning, tune_beta
+from robustlab.defenses.base import DefenseBuild, check_fraction, split_validation
+from robustlab.defenses.registry import Defense, register_defense
+from robustlab.defenses.svdd.beta import BetaTuning, accuracy, tune_beta
 from robustlab.defenses.svdd.layer import SVDDLayer
-from robustlab.defenses.svdd.model import MSVDDModel
+from robustlab.defenses.svdd.model import MSVDDModel, build_msvdd_structure
 from robustlab.defenses.svdd.training import SVDDTrainConfig, fit_svdd
 from robustlab.models.classifier import Classifier
 from robustlab.train import Objective, ObjectiveOutput, TrainConfig, train
@@ -123,3 +125,90 @@ def build_msvdd(
     tuning = tune_beta(model, x_val, y_val, budget=cfg.budget)
     layer.set_beta_mode(cfg.beta)
     return MSVDDBuild(model, svdd_history, finetune_history, tuning)
+
+
+# ---------------------------------------------------------------- the defense's declaration
+def _beta(beta: str | float) -> str | float:
+    if beta in ("O_c", "O_d", "one"):
+        return beta
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        raise ConfigError(f"beta must be O_c, O_d, one or a positive number, got {beta!r}") from None
+    if not value > 0:
+        raise ConfigError(f"beta must be positive, got {value}")
+    return value
+
+
+def _settings(projections: int = 128, positive_epochs: int = 30, svdd_epochs: int = 20, c_p: float = 10.0,
+              c_n: float = 10.0, finetune_epochs: int = 3, finetune_lr: float = 1e-4, budget: float = 0.03,
+              beta: str = "O_c", v_a: float = 0.001, v_p: float = 1.0, val_fraction: float = 0.1,
+              seed: int = 0) -> tuple[MSVDDConfig, float]:
+    cfg = MSVDDConfig(
+        num_projections=projections,
+        svdd=SVDDTrainConfig(positive_epochs=positive_epochs, epochs=svdd_epochs, c_p=c_p, c_n=c_n, seed=seed),
+        finetune=TrainConfig(epochs=finetune_epochs, optimizer="adam", lr=finetune_lr, weight_decay=0.0, seed=seed),
+        v_p=v_p, v_a=v_a, budget=budget, beta=_beta(beta), seed=seed,
+    )
+    return cfg, check_fraction(val_fraction)
+
+
+def _build(model: Classifier, data: Any, settings: tuple[MSVDDConfig, float]) -> DefenseBuild:
+    cfg, val_fraction = settings
+    if model.config.head != "softmax":
+        raise ConfigError(f"M-SVDD replaces a linear (softmax) head; this model has {model.config.head}")
+    x_tr, y_tr, x_val, y_val = split_validation(data, val_fraction, cfg.seed)
+    device = next(model.parameters()).device
+    built = build_msvdd(model, x_tr.to(device), y_tr.to(device), x_val, y_val, cfg)
+    tuning = built.beta
+    return DefenseBuild(built.model, {
+        "config": cfg.to_dict(), "val_fraction": val_fraction,
+        "beta": {"O_c": tuning.beta_oc.tolist(), "O_d": tuning.beta_od.tolist(), "O_d_scale": tuning.scale_od,
+                 "val_accuracy_O_c": tuning.accuracy_oc, "val_accuracy_O_d": tuning.accuracy_od},
+        "svdd_history": built.svdd_history,
+    })
+
+
+def _measure(model: RobustModel, base: RobustModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Table 1 of paper 001 on (x, y): the base (W-LC), the fine-tuned linear head (W~-LC), and the
+    defense at either beta."""
+    model = cast(MSVDDModel, model)
+    table = {"W-LC": accuracy(base, x, y), "W~-LC": accuracy(model.linear_classifier(), x, y)}
+    mode = model.svdd.beta_mode
+    for beta in ("O_c", "O_d"):
+        model.svdd.set_beta_mode(beta)
+        table[f"W~-SVDD(beta={beta})"] = accuracy(model, x, y)
+    model.svdd.set_beta_mode(mode)
+    return table
+
+
+def _companions(model: RobustModel) -> dict[str, RobustModel]:
+    return {"linear": cast(MSVDDModel, model).linear_classifier()}
+
+
+register_defense(Defense(
+    name="msvdd",
+    command="svdd",
+    aliases=("svdd",),
+    summary="Replace the linear head of MODEL by one SVDD per class plus an adversarial class (M-SVDD-D); "
+            "W~-LC is saved beside it under OUT/linear.",
+    check=_settings,
+    build=_build,
+    structure=build_msvdd_structure,
+    help={
+        "projections": "M, projection vectors per class.",
+        "positive_epochs": "Stage 1 (positives only), max.",
+        "svdd_epochs": "Stage 2 (positives + negatives).",
+        "c_p": "Weight of the positive hinge (eq. 11).",
+        "c_n": "Weight of the negative hinge (eq. 12).",
+        "finetune_epochs": "Backbone fine-tuning epochs.",
+        "finetune_lr": "Adam learning rate of the fine-tuning.",
+        "val_fraction": "Training share held out to tune beta.",
+        "budget": "Clean-accuracy loss allowed for beta = O_d.",
+        "beta": "Active beta: O_c, O_d, one, or a number.",
+        "v_a": "Constant response of the adversarial class.",
+        "v_p": "Clamp ceiling of the SVDD responses.",
+    },
+    measure=_measure,
+    companions=_companions,
+))

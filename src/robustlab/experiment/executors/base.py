@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from robustlab.core.registry import Registry
+
+if TYPE_CHECKING:
+    from robustlab.experiment.spec_parts import ExecutorSpec
 
 
 @dataclass(frozen=True)
@@ -66,3 +71,8 @@ def describe(exc: BaseException) -> str:
     """One line for a failed task: the exception type and message."""
     text = " ".join(str(exc).split()) or "(no message)"
     return f"{type(exc).__name__}: {text}"
+
+
+ExecutorFactory = Callable[["ExecutorSpec", bool], Executor]
+EXECUTORS: Registry[ExecutorFactory] = Registry("executor")
+"""name -> `factory(spec, debug) -> Executor` (`robustlab.experiment.executors` registers local and ray)."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from robustlab.models.registry import Registry
+from robustlab.core.registry import Registry
 
 
 class Backbone(nn.Module):
@@ -36,7 +38,7 @@ class Backbone(nn.Module):
         self.feature_dim = self.stage_dims["features"]
 
 
-BACKBONES: Registry[Backbone] = Registry("backbone")
+BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone")
 
 
 def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:

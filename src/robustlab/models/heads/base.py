@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from robustlab.models.registry import Registry
+from robustlab.core.registry import Registry
 
 
 class Head(nn.Module):
@@ -59,4 +60,4 @@ class Head(nn.Module):
         tap intermediate stages (PCL auxiliary branches) can build their modules; default: nothing."""
 
 
-HEADS: Registry[Head] = Registry("head")
+HEADS: Registry[Callable[..., Head]] = Registry("head")

@@ -28,6 +28,7 @@ from functools import partial
 from torch import nn
 
 from robustlab.core.errors import ConfigError
+from robustlab.core.registry import Registry
 from robustlab.models.zoo.deepmind import DMPreActResNet, DMWideResNet
 from robustlab.models.zoo.resnet import BasicBlock, Bottleneck, PreActBlock, ResNet
 from robustlab.models.zoo.wideresnet import WideResNet
@@ -58,32 +59,31 @@ class ZooArch:
         return (CIFAR100_MEAN, CIFAR100_STD) if num_classes == 100 else (CIFAR10_MEAN, CIFAR10_STD)
 
 
-_FIXED: dict[str, ZooArch] = {
-    "dm-preact-resnet-18": ZooArch("dm-preact-resnet-18", "PreActResNet-18",
-                                   lambda c: DMPreActResNet(c), cifar_normalized=True),
-    "preact-resnet-18": ZooArch("preact-resnet-18", "PreActResNet-18",
-                                lambda c: ResNet(PreActBlock, (2, 2, 2, 2), c)),
-    "preact-resnet-18-v2": ZooArch("preact-resnet-18-v2", "PreActResNet-18", lambda c: ResNet(
+ZOO: Registry[ZooArch] = Registry("zoo architecture", also=("wrn-D-W", "dm-wrn-D-W[-relu] (depth 6n + 4, width >= 1)"))
+"""The architectures of fixed shape (the WideResNets are parsed from their names); a plugin adds one
+with ``ZOO.register(name, ZooArch(...))``."""
+for _arch in (
+    ZooArch("dm-preact-resnet-18", "PreActResNet-18", lambda c: DMPreActResNet(c), cifar_normalized=True),
+    ZooArch("preact-resnet-18", "PreActResNet-18", lambda c: ResNet(PreActBlock, (2, 2, 2, 2), c)),
+    ZooArch("preact-resnet-18-v2", "PreActResNet-18", lambda c: ResNet(
         PreActBlock, (2, 2, 2, 2), c, final_bn=True, activated_shortcut=True)),
-    "resnet-18": ZooArch("resnet-18", "ResNet-18", lambda c: ResNet(BasicBlock, (2, 2, 2, 2), c)),
-    "resnet-34": ZooArch("resnet-34", "ResNet-34", lambda c: ResNet(BasicBlock, (3, 4, 6, 3), c)),
-    "resnet-50": ZooArch("resnet-50", "ResNet-50", lambda c: ResNet(Bottleneck, (3, 4, 6, 3), c)),
-}
+    ZooArch("resnet-18", "ResNet-18", lambda c: ResNet(BasicBlock, (2, 2, 2, 2), c)),
+    ZooArch("resnet-34", "ResNet-34", lambda c: ResNet(BasicBlock, (3, 4, 6, 3), c)),
+    ZooArch("resnet-50", "ResNet-50", lambda c: ResNet(Bottleneck, (3, 4, 6, 3), c)),
+):
+    ZOO.register(_arch.name, _arch)
 _WRN = re.compile(r"(dm-)?wrn-(\d+)-(\d+)(-relu)?")
 EXAMPLES = ("wrn-28-10", "wrn-34-10", "wrn-34-20", "wrn-70-16", "dm-wrn-28-10", "dm-wrn-34-10", "dm-wrn-70-16",
-            "dm-wrn-28-10-relu", *_FIXED)
+            "dm-wrn-28-10-relu", *ZOO.names())
 """Names listed in help texts and errors (any valid WideResNet depth / width is accepted)."""
 
 
 def zoo_arch(name: str) -> ZooArch:
     """The architecture called `name` (case-insensitive); `ConfigError` listing the choices."""
     key = str(name).strip().lower()
-    if key in _FIXED:
-        return _FIXED[key]
     match = _WRN.fullmatch(key)
-    if match is None:
-        raise ConfigError(f"unknown zoo architecture {name!r}; choose one of {', '.join(EXAMPLES)} "
-                          "(wrn-D-W and dm-wrn-D-W take any depth 6n + 4 and width >= 1)")
+    if key in ZOO or match is None:
+        return ZOO.get(name)  # `UnknownNameError` listing the names, for anything else
     dm, depth, width, relu = match.group(1), int(match.group(2)), int(match.group(3)), match.group(4)
     if depth < 10 or (depth - 4) % 6 or width < 1:
         raise ConfigError(f"zoo architecture {name!r}: a WideResNet needs depth 6n + 4 (10, 16, 22, 28, 34, ...) "

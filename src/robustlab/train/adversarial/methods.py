@@ -28,6 +28,7 @@ import torch
 
 from robustlab.core.contract import RobustModel
 from robustlab.core.errors import ConfigError
+from robustlab.core.registry import Registry
 from robustlab.losses.adversarial import adversarial_triplet, logit_pairing, trades_kl
 from robustlab.train.objectives import ObjectiveOutput
 
@@ -36,8 +37,13 @@ if TYPE_CHECKING:
     from robustlab.train.adversarial.objective import AdversarialObjective
 
 
+METHODS: Registry[Method] = Registry("adversarial-training method")
+"""Method instances by name (`get_method`)."""
+
+
 class Method:
-    """One adversarial-training method: its defaults, its checks, and its loss."""
+    """One adversarial-training method: its defaults, its checks, and its loss. A new one is a
+    subclass registered with ``METHODS.register(name, instance)``."""
 
     name: ClassVar[str]
     multi_step: ClassVar[bool] = True
@@ -194,12 +200,10 @@ class TLA(Method):
         return ObjectiveOutput(loss, adv.scores, logs)
 
 
-METHODS: dict[str, Method] = {m.name: m for m in (FGSMMix(), PGDTraining(), FGSMRS(), NFGSM(), TRADES(), ALP(), TLA())}
+for _method in (FGSMMix(), PGDTraining(), FGSMRS(), NFGSM(), TRADES(), ALP(), TLA()):
+    METHODS.register(_method.name, _method)
 
 
 def get_method(name: Any) -> Method:
-    """The method called `name`; unknown names raise ConfigError listing the known ones."""
-    try:
-        return METHODS[str(name).lower()]
-    except KeyError:
-        raise ConfigError(f"adv: unknown method {name!r}; choose one of {', '.join(METHODS)}") from None
+    """The method called `name`; unknown names raise `UnknownNameError` listing the known ones."""
+    return METHODS.get(str(name))
