@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from robustlab.cli.app import main
-from robustlab.core.digest import model_digest, model_label
+from robustlab.core.digest import label_name, model_digest, model_label
 from robustlab.data.spec import DataSpec
 from robustlab.defenses import build_defense
 from robustlab.experiment.tasks import dataset_for
@@ -196,3 +196,10 @@ def test_a_defended_label_follows_its_content(tmp_path):
     assert model_digest(detector) == model_digest(moved)
     moved.threshold.add_(1.0)
     assert model_digest(detector) != model_digest(moved)
+
+
+@pytest.mark.parametrize("name", ["mlp", "squeeze(bits:4)", "squeeze-detector(bits:2+median:2)", "a:b"])
+def test_a_label_gives_back_its_name(name):
+    """Tables and the console name a model by its label's name part: a defended model's name has
+    colons of its own (``bits:4``), so the name is everything before the digest."""
+    assert label_name(model_label(name, "0123456789abcdef")) == name

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from robustlab.core.digest import label_name
 from robustlab.core.threat import format_eps
 from robustlab.report.tables import IDENTIFICATION_COLUMNS
 
@@ -155,13 +156,16 @@ def print_masking(flags: Sequence[dict[str, Any]]) -> None:
     counts only the checks that ran and names those that did not (`masking_verdicts`)."""
     from robustlab.evaluate.masking import masking_verdicts
 
+    def shown(model: str) -> str:  # "<label> [<defense>]": the label's name, the defense kept
+        key, sep, rest = model.partition(" [")
+        return label_name(key) + (f" [{rest}" if sep else "")
+
     for f in flags:
         if f["raised"]:
-            name = f["model"].split(":")[0]
-            out.print(f"[bold red]gradient masking?[/bold red] {name}: {f['check']}: {f['message']}")
+            out.print(f"[bold red]gradient masking?[/bold red] {shown(f['model'])}: {f['check']}: {f['message']}")
     for model, v in masking_verdicts(flags).items():
         style = "bold red" if v["raised"] else ("yellow" if v["not_run"] else "dim")
-        out.print(f"[{style}]{model.split(':')[0]}: {v['verdict']}[/{style}]")
+        out.print(f"[{style}]{shown(model)}: {v['verdict']}[/{style}]")
 
 
 def print_training_warnings(models: dict[str, Any]) -> dict[str, str]:

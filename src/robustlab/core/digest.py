@@ -47,3 +47,10 @@ def model_label(name: str, digest: str) -> str:
     e.g. ``squeeze(bits:4)``) and its `model_digest` (base weights, defense spec, fitted
     buffers): one label whether `defend` + `evaluate` or `run`'s ``defenses:`` built it."""
     return f"{name}:{digest[:10]}"
+
+
+def label_name(label: str) -> str:
+    """The name part of a `model_label` (everything before the last colon: a defended model's
+    name, e.g. ``squeeze(bits:4)``, has colons of its own); a label without one is its own name."""
+    name, sep, _ = label.rpartition(":")
+    return name if sep else label

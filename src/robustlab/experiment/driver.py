@@ -21,7 +21,7 @@ from typing import Any
 
 from robustlab.attacks.eot import is_randomized
 from robustlab.core.contract import RobustModel, eval_mode
-from robustlab.core.digest import model_digest, model_label
+from robustlab.core.digest import label_name, model_digest, model_label
 from robustlab.core.environment import DEFAULT_THREADS
 from robustlab.core.plugins import worker_plugins
 from robustlab.data.spec import DataSpec
@@ -466,7 +466,7 @@ class Driver:
         elif kind == "probe":
             _, probe, model_id, defense_id = done.tag
             if done.error is not None:
-                self.outcome.failures.append(TaskFailure("probe", probe.model.key.split(":")[0], done.error))
+                self.outcome.failures.append(TaskFailure("probe", label_name(probe.model.key), done.error))
             else:
                 self._probed(done.value, model_id, defense_id)
         elif kind == "selftest":

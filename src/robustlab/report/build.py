@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from robustlab.core.digest import label_name
 from robustlab.core.files import publish
 from robustlab.evaluate.defended import compare_with_base, defended_models
 from robustlab.evaluate.selftests import selftest_results
@@ -69,7 +70,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     if out.exists() and not out.is_dir():
         raise StoreError(f"{out} is a file, not a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
-    names = {k: v.get("id", k.split(":")[0]) for k, v in doc["models"].items()}
+    names = {k: v.get("id", label_name(k)) for k, v in doc["models"].items()}
     ctx = ReportContext(doc, names, out)
     sections = build_sections(ctx)
     title = f"robustlab report: {(doc.get('experiment') or {}).get('name', Path(run_dir).name)}"
