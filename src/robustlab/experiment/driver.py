@@ -278,7 +278,7 @@ class Driver:
             self.shown[(mspec.id, NONE)] = given.defense
         self._ready(mspec, entry, model, None, shareable, given.key, name)
 
-    def _record(self, key: str, entry: dict[str, Any], merge: bool) -> dict[str, Any]:
+    def _record(self, key: str, entry: dict[str, Any], merge: bool) -> None:
         """Write the store's meta "models" entry of `key`; `merge`: keep what an earlier record
         of the same model (by `run` or `evaluate`) holds and this one does not."""
         env = self.store.get_meta("environment") or {}  # where and by which command it was evaluated
@@ -288,7 +288,6 @@ class Driver:
             entry = {**known, **{k: v for k, v in entry.items() if v is not None or k not in known}}
         self.models_meta[key] = entry
         self.store.update_meta("models", {key: entry})
-        return entry
 
     def _ready(self, mspec: ModelSpec, entry: dict[str, Any], model: RobustModel, path: str | None,
                shareable: CheckpointBlob | RobustModel | None, key: str | None = None,
@@ -350,8 +349,7 @@ class Driver:
         source, shared = self.ready[(model_id, defense_id)]
         for eps, group in selftest_groups(cells):
             key = selftest_key(group, eps, self.labels[(model_id, defense_id)], self.digests[(model_id, defense_id)],
-                               samples,
-                               self._defense_label(model_id, defense_id), n, self.config)
+                               samples, self._defense_label(model_id, defense_id), n, self.config)
             if self.store.has(key):
                 continue
             task = SelfTestTask(key, source, self._task_data(model_id),
