@@ -191,7 +191,7 @@ def test_defenses_axis_built_once_and_evaluated_with_detection(tiny_run):
     base = load_checkpoint(run_dir / "checkpoints" / "a").eval()
     defended = load_checkpoint(run_dir / "defenses" / "a" / "msvdd").eval()
     with ResultStore(run_dir) as store:  # the defended model's clean accuracy, recorded beside its base's
-        recorded = store.get_meta("defenses")["a/msvdd"]
+        recorded = store.get_meta("models")[store.get_meta("defenses")["a/msvdd"]["model"]]
     test = load_dataset("digits")
     assert recorded["clean_accuracy"] == pytest.approx(
         float((batched_predict(defended, test.x_test) == test.y_test).float().mean()))
@@ -380,7 +380,7 @@ def test_a_randomized_defense_is_attacked_with_eot_and_keyed_so(tmp_path):
                attacks=["fgsm"], eps=[0.1], transfer=None, claims=None)
     run_experiment(ExperimentSpec.from_dict(doc), tmp_path / "run")
     with ResultStore(tmp_path / "run") as store:
-        attacks = {r.key.defense.split(":")[0]: json.loads(r.key.attack) for r in store.rows()
+        attacks = {r.key.defense.split("(")[0]: json.loads(r.key.attack) for r in store.rows()
                    if r.key.kind == "attack"}
     assert set(attacks) == {"none", "magnet"}
     assert "eot" not in attacks["none"]

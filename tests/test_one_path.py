@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from robustlab.cli.app import main
-from robustlab.core.digest import model_digest, model_label
+from robustlab.core.digest import label_name, model_digest, model_label
+from robustlab.data.spec import DataSpec
+from robustlab.defenses import build_defense
+from robustlab.experiment.tasks import dataset_for
 from robustlab.store.checkpoints import load_checkpoint
 from robustlab.store.results import ResultStore
 
@@ -131,3 +134,72 @@ def test_evaluate_gives_the_training_warning_run_gives(capsys, tmp_path):
     assert doc["warning"] and "did not train" in doc["warning"] and "didnottrain" in "".join(captured.err.split())
     with ResultStore(tmp_path / "ev", readonly=True) as store:
         assert store.get_meta("models")[doc["model"]]["warning"] == doc["warning"]
+
+
+def _defended_rows(run_dir: Path) -> dict:
+    return {k: v for k, v in _rows(run_dir).items() if k.defense != "none"}
+
+
+def test_a_defense_built_by_defend_or_by_run_is_one_defended_model(capsys, ckpt, tmp_path):
+    """Feature squeezing (bits:4, no fitting) over one checkpoint, built by `defend` and evaluated
+    by `evaluate`, or declared in a file's `defenses:` and built by `run`: the same content, so one
+    label (`model_label(defense_label, model_digest)`), the same rows, one defended model in the
+    store and the report, linked to its base on both paths."""
+    defended = tmp_path / "mlp-sq4"
+    assert main(["defend", "squeeze", "-s", "bits:4", "--model", str(ckpt), "--out", str(defended)]) == 0
+    label = model_label("squeeze(bits:4)", model_digest(load_checkpoint(defended)))
+    (tmp_path / "exp.yaml").write_text(
+        "name: same\ndata: {name: digits, n_eval: 40}\n"
+        f"models: [{{checkpoint: {json.dumps(str(ckpt))}, id: base}}]\n"
+        "defenses: [{id: sq, name: squeeze, squeezers: ['bits:4']}]\n"
+        "attacks: [fgsm, {name: pgd, steps: 3}]\neps: [0, 0.1]\n")
+    assert main(["run", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "run"), "--json"]) == 0
+    ran = _last_json(capsys.readouterr().out)
+    assert main(["evaluate", "--model", str(defended), *ATTACKS, "--out", str(tmp_path / "ev"), "--json"]) == 0
+    evaluated = _last_json(capsys.readouterr().out)
+    assert evaluated["model"] == label and {r["defense"] for r in evaluated["rows"]} == {"squeeze(bits:4)"}
+    by_run, by_evaluate = _defended_rows(tmp_path / "run"), _defended_rows(tmp_path / "ev")
+    assert {k.model for k in by_run} == {label} and {k.kind for k in by_run} == set(KINDS)
+    assert by_run == by_evaluate  # the same keys (label, defense, digest, samples, ...) and numbers
+    assert _timeless([r for r in ran["rows"] if r["defense"] != "none"]) == _timeless(evaluated["rows"])
+    # evaluate into the run's directory: nothing recomputed, still one defended model, linked to its base
+    assert main(["evaluate", "--model", str(defended), *ATTACKS, "--out", str(tmp_path / "run"), "--json"]) == 0
+    again = _last_json(capsys.readouterr().out)
+    assert again["counts"]["computed"] == 0 and again["model"] == label
+    base = model_label("base", model_digest(load_checkpoint(ckpt)))
+    assert sorted(_models(tmp_path / "run")) == sorted([base, label])
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert sorted(report["models"]) == sorted([base, label])
+    (link,) = report["defended"]
+    assert (link["model"], link["defense"], link["base"]) == (label, "squeeze(bits:4)", base)
+    assert "defended from base" in (tmp_path / "run" / "report.md").read_text()
+    # on the evaluate path alone, the link goes to the base checkpoint when it is evaluated there
+    assert main(["evaluate", "--model", str(ckpt), *ATTACKS, "--out", str(tmp_path / "ev"), "--json"]) == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    (link,) = report["defended"]
+    assert (link["model"], link["base"]) == (label, model_label("mlp", model_digest(load_checkpoint(ckpt))))
+
+
+def test_a_defended_label_follows_its_content(tmp_path):
+    """Identical defended content, one label; a different defense parameter (no weights differ)
+    or a different fitted buffer, another label."""
+    base = main(["train", "--data", "digits", "--backbone", "mlp", "--epochs", "0", "--out", str(tmp_path / "m")])
+    assert base == 0
+    model, data = load_checkpoint(tmp_path / "m"), dataset_for(DataSpec(name="digits"))
+    four = build_defense("squeeze", model, data, squeezers=["bits:4"]).model
+    again = build_defense("squeeze", model, data, squeezers=["bits:4"]).model
+    five = build_defense("squeeze", model, data, squeezers=["bits:5"]).model
+    assert model_digest(four) == model_digest(again) != model_digest(five)
+    assert dict(four.state_dict()).keys() == dict(five.state_dict()).keys()
+    detector = build_defense("squeeze-detector", model, data, squeezers=["bits:4"], fpr=0.1).model
+    moved = build_defense("squeeze-detector", model, data, squeezers=["bits:4"], fpr=0.1).model
+    assert model_digest(detector) == model_digest(moved)
+    moved.threshold.add_(1.0)
+    assert model_digest(detector) != model_digest(moved)
+
+
+@pytest.mark.parametrize("name", ["mlp", "squeeze(bits:4)", "squeeze-detector(bits:2+median:2)", "a:b"])
+def test_a_label_gives_back_its_name(name):
+    """Tables and the console name a model by its label's name part: a defended model's name has
+    colons of its own (``bits:4``), so the name is everything before the digest."""
+    assert label_name(model_label(name, "0123456789abcdef")) == name

@@ -187,7 +187,7 @@ def test_experiment_file_plugins(capsys, plugin, tmp_path):
     capsys.readouterr()
     report = json.loads((run / "report.json").read_text())
     rows = [r for r in report["rows"] if r["attack"] == f"{prefix}-brighten"]
-    assert {r["defense"].split(":")[0] for r in rows} == {"none", "post"}
+    assert {r["defense"] for r in rows} == {"none", f"{prefix}-posterize(bits:2)"}  # the defended model's label
     assert report["sections"][f"{prefix}-notes"]["data"] == {"rows": len(report["rows"])}
 
 

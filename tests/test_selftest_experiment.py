@@ -50,7 +50,7 @@ def test_rows_are_evaluates_rows_and_a_rerun_reads_them_back(tmp_path):
     outcome = run_grid(spec, tmp_path / "run")
     tests, cells = _selftests(tmp_path / "run")
     # one row per (model, defense) at the one eps > 0, on 12 samples, for both attacks
-    assert sorted(r.key.defense for r in tests) == sorted(["none", spec.defenses[0].result_key])
+    assert sorted(r.key.defense for r in tests) == sorted(["none", "squeeze(bits:3)"])
     assert outcome.selftests == 2 and outcome.counts()["selftests"] == 2 and not outcome.failures
     for r in tests:
         assert r.key.eps == 0.1 and r.key.kind == "selftest" and r.metrics["n"] == 12

@@ -137,7 +137,8 @@ def seeded_run(tmp_path_factory):
         tables = paper_tables(store)
         index = store.get_meta("index")
         rows = {r.key: r for r in store.rows()}
-        defended = store.get_meta("defenses")
+        models = store.get_meta("models")  # each defended model is a model of its own, found by (model, defense)
+        defended = {k: models[d["model"]] for k, d in store.get_meta("defenses").items()}
         outcomes = worst_outcomes(store)
         summary = summarize(store)
     return run_dir, tables, index, rows, defended, outcomes, summary

@@ -18,6 +18,7 @@ from robustlab.cli.console import (
     progress_bar,
 )
 from robustlab.cli.options import DEVICE_HELP, JSON_HELP, OVERWRITE_HELP, SEED_HELP
+from robustlab.core.digest import label_name
 from robustlab.evaluate import identification_results, masking_flags
 from robustlab.experiment import ExperimentSpec, run_experiment
 from robustlab.experiment.presets import DEMO
@@ -39,7 +40,7 @@ def demo(
         rows = run_experiment(spec, out_dir, device=device, progress=progress, overwrite=overwrite)
     paths = write_report(out_dir)
     seconds = time.perf_counter() - start
-    names = {r["model"]: r["model"].split(":")[0] for r in rows}
+    names = {r["model"]: label_name(r["model"]) for r in rows}
     if json_out:
         print_json({"rows": rows, "report": {k: str(v) for k, v in paths.items()}, "seconds": seconds})
         return

@@ -9,6 +9,7 @@ import typer
 
 from robustlab.cli.console import err, out, print_json, print_results, print_training_warnings, progress_bar
 from robustlab.cli.options import DEVICE_HELP, JSON_HELP, OVERWRITE_HELP, THREADS_HELP
+from robustlab.core.digest import label_name
 from robustlab.core.environment import command_line
 from robustlab.experiment import ExecutorSpec, ExperimentSpec, run_grid
 from robustlab.experiment.estimate import describe_plan, estimate
@@ -71,14 +72,13 @@ def run(
     tables = write_paper_tables(run_dir)
     failures = [f.line() for f in outcome.failures]
     with ResultStore(run_dir, readonly=True) as store:
-        warnings = {**print_training_warnings(store.get_meta("models", {}) or {}),
-                    **print_training_warnings(store.get_meta("defenses", {}) or {})}
+        warnings = print_training_warnings(store.get_meta("models", {}) or {})
     if json_out:
         print_json({"rows": outcome.rows, "report": str(paths["html"]), "counts": outcome.counts(),
                     "failures": failures, "warnings": warnings,
                     "tables": str(tables["markdown"]) if tables else None})
     else:
-        print_results(outcome.rows, {r["model"]: r["model"].split(":")[0] for r in outcome.rows}, title=spec.name)
+        print_results(outcome.rows, {r["model"]: label_name(r["model"]) for r in outcome.rows}, title=spec.name)
         c = outcome.counts()
         out.print(f"{c['cells']} cells: {c['stored_before']} already stored, {c['computed']} computed, "
                   f"{c['failed']} failed ({c['executor']} executor)"

@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from robustlab.core.digest import label_name
 from robustlab.core.progress import terminal_bar
 from robustlab.core.threat import Norm, format_eps
 from robustlab.report.tables import IDENTIFICATION_COLUMNS
@@ -142,19 +143,22 @@ def print_masking(flags: Sequence[dict[str, Any]]) -> None:
     counts only the checks that ran and names those that did not (`masking_verdicts`)."""
     from robustlab.evaluate.masking import masking_verdicts
 
+    def shown(model: str) -> str:  # "<label> [<defense>]": the label's name, the defense kept
+        key, sep, rest = model.partition(" [")
+        return label_name(key) + (f" [{rest}" if sep else "")
+
     for f in flags:
         if f["raised"]:
-            name = f["model"].split(":")[0]
-            out.print(f"[bold red]gradient masking?[/bold red] {name}: {f['check']}: {f['message']}")
+            out.print(f"[bold red]gradient masking?[/bold red] {shown(f['model'])}: {f['check']}: {f['message']}")
     for model, v in masking_verdicts(flags).items():
         style = "bold red" if v["raised"] else ("yellow" if v["not_run"] else "dim")
-        out.print(f"[{style}]{model.split(':')[0]}: {v['verdict']}[/{style}]")
+        out.print(f"[{style}]{shown(model)}: {v['verdict']}[/{style}]")
 
 
 def print_training_warnings(models: dict[str, Any]) -> dict[str, str]:
     """Print (on stderr) the warning of each model whose training ended far below what its data
-    allows, or defended model whose defense did not fit (store meta "models" / "defenses", each
-    entry's "warning"); return them by id."""
+    allows, or defended model whose defense did not fit (store meta "models", each entry's
+    "warning"); return them by id."""
     found = {m.get("id", k): m["warning"] for k, m in models.items() if m.get("warning")}
     for model_id, warning in found.items():
         err.print(f"[bold yellow]warning:[/bold yellow] {model_id}: {warning}")

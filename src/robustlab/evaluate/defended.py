@@ -32,29 +32,25 @@ def _resolved(path: Any) -> str | None:
     return str(Path(str(path)).resolve()) if path else None
 
 
-def defended_models(models: Mapping[str, Any], defenses: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def defended_models(models: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every defended model of a run, linked to its base: each {model, defense, name, base,
     base_name, clean_accuracy, base_clean_accuracy, warning}, where (model, defense) names its
     result rows and ``base`` the base's model key in this run (None when the base was not
-    evaluated here). From the store meta "models" (`evaluate` on a defended checkpoint: an
-    entry with ``defense_label``) and "defenses" (an experiment's defenses axis: the base is
-    the same model key without the defense)."""
+    evaluated here). From the store meta "models": a defended model is an entry with
+    ``defense_label``, whichever command built it; its base is ``base`` (the key `run`'s
+    ``defenses:`` axis records) or the evaluated checkpoint `defend` built it from
+    (``base_checkpoint``)."""
     by_checkpoint = {_resolved(m.get("checkpoint")): k for k, m in models.items()
                      if m.get("checkpoint") and not m.get("defense")}
     out = []
     for key, m in models.items():
         if not m.get("defense_label"):
             continue
-        base = by_checkpoint.get(_resolved(m.get("base_checkpoint")))
+        base = m.get("base") if m.get("base") in models else by_checkpoint.get(_resolved(m.get("base_checkpoint")))
         base_name = models[base].get("id", base) if base else Path(str(m.get("base_checkpoint") or "?")).name
         out.append({"model": key, "defense": m["defense_label"], "name": f"{m.get('id', key)} [{m['defense_label']}]",
                     "base": base, "base_name": base_name, "clean_accuracy": m.get("clean_accuracy"),
                     "base_clean_accuracy": m.get("base_clean_accuracy"), "warning": m.get("warning")})
-    for d in (defenses or {}).values():
-        out.append({"model": d["model"], "defense": d["defense"], "name": d.get("id", d["defense"]),
-                    "base": d["model"], "base_name": (models.get(d["model"]) or {}).get("id", d["model"]),
-                    "clean_accuracy": d.get("clean_accuracy"), "base_clean_accuracy": d.get("base_clean_accuracy"),
-                    "warning": d.get("warning")})
     return out
 
 

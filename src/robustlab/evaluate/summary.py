@@ -391,7 +391,7 @@ def masking_flags(
     flags = check_rows(rows, num_classes)
     for model, probe in _by_model(store, "probe", models, samples).items():
         flags += check_probe(model, probe)
-    defended = [d for d in defended_models(meta, store.get_meta("defenses")) if models is None or d["model"] in models]
+    defended = [d for d in defended_models(meta) if models is None or d["model"] in models]
     flags += check_against_base(summarize(store, None, samples), defended)
     flags += selftest_flags(selftest_results(store, models, samples))
     flags += indicator_flags(rows)

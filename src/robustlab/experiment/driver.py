@@ -21,7 +21,7 @@ from typing import Any
 
 from robustlab.attacks.eot import is_randomized
 from robustlab.core.contract import RobustModel, eval_mode
-from robustlab.core.digest import model_digest, model_label
+from robustlab.core.digest import label_name, model_digest, model_label
 from robustlab.core.environment import DEFAULT_THREADS
 from robustlab.core.plugins import worker_plugins
 from robustlab.data.spec import DataSpec
@@ -78,7 +78,8 @@ class Driver:
     A model's cells (and its defenses' builds) are submitted when it is trained or reused; a
     defense's cells when it is built or reused; a transfer group (source, attack, eps) when
     its source and every target are ready. Every row key names the weights it was computed on:
-    the model's, or the defended model's (`digests`)."""
+    the model's, or the defended model's (`digests`), under the label of what was evaluated
+    (`labels`): a defended model, however it was built, is its own model."""
 
     def __init__(self, spec: ExperimentSpec, run_dir: Path, store: ResultStore, executor: Executor,
                  plan: Plan, cells: dict[tuple[str, float | None], Cell], samples: dict[str, EvalSet],
@@ -110,8 +111,9 @@ class Driver:
         self.outcome = GridOutcome(rows=[], cells=counts["cells"] + counts["transfer"], executor=executor.name)
         self.done_cells = 0
         self.keys: dict[str, str] = {}  # model id -> model key (`model_label`: id and weights digest)
-        self.own_defense: dict[str, str] = {}  # model id -> the defense label of a given defended model
+        self.shown: dict[tuple[str, str], str] = {}  # (model id, defense id) -> its `defense_label`
         self.digests: dict[tuple[str, str], str] = {}  # (model id, defense id) -> weights digest
+        self.labels: dict[tuple[str, str], str] = {}  # (model id, defense id) -> its model key
         self.randomized: set[tuple[str, str]] = set()  # (model id, defense id) attacked with EOT
         self.eot_cells: dict[tuple[str, float | None], Cell] = {}
         self.ready: dict[tuple[str, str], tuple[ModelSource, Any]] = {}  # (model, defense) -> (source, blob)
@@ -134,10 +136,9 @@ class Driver:
         return self.spec.dataset(self.spec.model(model_id).data)
 
     def _defense_label(self, model_id: str, defense_id: str) -> str:
-        """The defense part of a row key: the axis' defense, or a given defended checkpoint's own."""
-        if defense_id == NONE:
-            return self.own_defense.get(model_id, NONE)
-        return self.spec.defense(defense_id).result_key
+        """The defense part of a row key: "none", or the defended model's `defense_label`
+        (a given defended checkpoint's, or the one the axis built)."""
+        return self.shown.get((model_id, defense_id), NONE)
 
     def cell(self, model_id: str, defense_id: str, attack_id: str, eps: float | None) -> Cell:
         """The planned cell, with ``eot=DEFAULT_EOT`` when (model, defense) is randomized and the
@@ -152,9 +153,10 @@ class Driver:
             self.eot_cells[(spec.key(), eps)] = plan_attack_cells([spec], [] if eps is None else [eps])[0]
         return self.eot_cells[(spec.key(), eps)]
 
-    def _ready_model(self, model_id: str, defense_id: str, model: RobustModel, digest: str) -> None:
-        """Record the weights digest of (model, defense) and whether it is randomized."""
+    def _ready_model(self, model_id: str, defense_id: str, model: RobustModel, digest: str, key: str) -> None:
+        """Record the key and weights digest of (model, defense) and whether it is randomized."""
         self.digests[(model_id, defense_id)] = digest
+        self.labels[(model_id, defense_id)] = key
         x = self._samples(model_id).x[:8]
         with eval_mode(model):
             if is_randomized(model, x.to(next(model.parameters()).device)):
@@ -165,7 +167,7 @@ class Driver:
         digest = self.digests.get((model_id, defense_id))
         if digest is None:
             return None
-        return cell_key(self.cell(model_id, defense_id, attack_id, eps), self.keys[model_id], digest,
+        return cell_key(self.cell(model_id, defense_id, attack_id, eps), self.labels[(model_id, defense_id)], digest,
                         self._samples(model_id),
                         self._defense_label(model_id, defense_id), self.spec.batch_size)
 
@@ -256,13 +258,14 @@ class Driver:
         model = self.given[mspec.id]
         entry: dict[str, Any] = {"id": mspec.id, "data": mspec.data, "given": given.to_dict(), **given.info}
         shareable: CheckpointBlob | RobustModel = model
+        name = mspec.id
         if given.kind == "checkpoint":
             directory = Path(str(given.path))
             doc = read_checkpoint_config(directory)
             meta = doc.get("metadata") or {}
             entry.update(checkpoint_entry(doc, directory))
-            if doc.get("defense"):
-                self.own_defense[mspec.id] = entry["defense_label"]
+            if doc.get("defense"):  # named by its content, as `run`'s defenses: axis names it
+                self.shown[(mspec.id, NONE)] = name = entry["defense_label"]
                 if entry.get("warning") is None:  # the defense-fit warning, on every path
                     entry["warning"] = defense_fit_warning(meta.get("clean_accuracy"),
                                                            meta.get("base_clean_accuracy"), model.num_classes)
@@ -272,25 +275,32 @@ class Driver:
             if self.executor.name != "local":  # workers elsewhere load the checkpoint's bytes themselves
                 shareable = CheckpointBlob.from_directory(directory)
         elif given.defense != NONE:
-            self.own_defense[mspec.id] = given.defense
-        self._ready(mspec, entry, model, None, shareable, given.key)
+            self.shown[(mspec.id, NONE)] = given.defense
+        self._ready(mspec, entry, model, None, shareable, given.key, name)
 
-    def _ready(self, mspec: ModelSpec, entry: dict[str, Any], model: RobustModel, path: str | None,
-               shareable: CheckpointBlob | RobustModel | None, key: str | None = None) -> None:
-        """Label the model by its weights digest (computed here, once), record it, then submit its
-        probe, every cell not yet stored, its defenses and the transfers it completes."""
-        digest = model_digest(model)
-        key = key or model_label(mspec.id, digest)
+    def _record(self, key: str, entry: dict[str, Any], merge: bool) -> None:
+        """Write the store's meta "models" entry of `key`; `merge`: keep what an earlier record
+        of the same model (by `run` or `evaluate`) holds and this one does not."""
         env = self.store.get_meta("environment") or {}  # where and by which command it was evaluated
         entry = {**entry, "environment": env, "command": env.get("command")}
-        if mspec.given is not None:  # the same weights recorded before (by `run` or `evaluate`): one entry
+        if merge:
             known = (self.store.get_meta("models", {}) or {}).get(key, {})
             entry = {**known, **{k: v for k, v in entry.items() if v is not None or k not in known}}
         self.models_meta[key] = entry
         self.store.update_meta("models", {key: entry})
+
+    def _ready(self, mspec: ModelSpec, entry: dict[str, Any], model: RobustModel, path: str | None,
+               shareable: CheckpointBlob | RobustModel | None, key: str | None = None,
+               name: str | None = None) -> None:
+        """Label the model by its weights digest (computed here, once) under `name` (default: its
+        id), record it, then submit its probe, every cell not yet stored, its defenses and the
+        transfers it completes."""
+        digest = model_digest(model)
+        key = key or model_label(name or mspec.id, digest)
+        self._record(key, entry, merge=mspec.given is not None)
         self.keys[mspec.id] = self.outcome.keys[mspec.id] = key
         self.outcome.samples[mspec.id] = self._samples(mspec.id).digest
-        self._ready_model(mspec.id, NONE, model, digest)
+        self._ready_model(mspec.id, NONE, model, digest, key)
         self._publish_index()
         source = ModelSource(key, path)
         shared = self.executor.share(shareable) if shareable is not None else None
@@ -338,8 +348,8 @@ class Driver:
                 cells.append(self.cell(model_id, defense_id, c.attack, c.eps))
         source, shared = self.ready[(model_id, defense_id)]
         for eps, group in selftest_groups(cells):
-            key = selftest_key(group, eps, self.keys[model_id], self.digests[(model_id, defense_id)], samples,
-                               self._defense_label(model_id, defense_id), n, self.config)
+            key = selftest_key(group, eps, self.labels[(model_id, defense_id)], self.digests[(model_id, defense_id)],
+                               samples, self._defense_label(model_id, defense_id), n, self.config)
             if self.store.has(key):
                 continue
             task = SelfTestTask(key, source, self._task_data(model_id),
@@ -363,20 +373,27 @@ class Driver:
                              resources=self.train_resources, priority=1)
 
     def _defense_ready(self, mspec: ModelSpec, d: DefenseSpec, directory: Path, blob: CheckpointBlob) -> None:
-        """Record the defended model (its clean accuracy, a warning when the defense did not fit),
+        """Record the defended model as a model of its own, labelled by its content as a defended
+        checkpoint given to `evaluate` is (`model_label(defense_label, model_digest)`), linked to
+        its base (its clean accuracy beside the base's, a warning when the defense did not fit),
         then submit its probe, its cells and the transfers it completes."""
-        meta = read_checkpoint_config(directory)["metadata"]
-        key = self.keys[mspec.id]
-        base_accuracy = self.models_meta[key]["clean_accuracy"]  # measured on the same test split
-        num_classes = dataset_for(self.spec.dataset(mspec.data)).num_classes
-        self.store.update_meta("defenses", {f"{mspec.id}/{d.id}": {
-            "id": f"{mspec.id} + {d.id}", "model": key, "defense": d.result_key,
-            "clean_accuracy": meta.get("clean_accuracy"), "base_clean_accuracy": base_accuracy,
-            "seconds": meta.get("seconds"),
-            "warning": defense_fit_warning(meta.get("clean_accuracy"), base_accuracy, num_classes),
-        }})
+        doc = read_checkpoint_config(directory)
+        meta = doc["metadata"]
+        base_key = self.keys[mspec.id]
+        base_accuracy = self.models_meta[base_key]["clean_accuracy"]  # measured on the same test split
+        data = dataset_for(self.spec.dataset(mspec.data))
         defended = blob.load()
-        self._ready_model(mspec.id, d.id, defended, model_digest(defended))
+        digest = model_digest(defended)
+        entry = checkpoint_entry(doc, directory)  # as a defended checkpoint given to `evaluate` is recorded
+        shown = self.shown[(mspec.id, d.id)] = entry["defense_label"]
+        key = model_label(shown, digest)
+        self._record(key, {
+            **entry, "id": f"{mspec.id} + {d.id}", "data": mspec.data, "base": base_key,
+            "n_test": len(data.y_test), "base_clean_accuracy": base_accuracy, "train_seconds": meta.get("seconds"),
+            "warning": defense_fit_warning(meta.get("clean_accuracy"), base_accuracy, data.num_classes),
+        }, merge=True)
+        self.store.update_meta("defenses", {f"{mspec.id}/{d.id}": {"model": key, "defense": shown, "base": base_key}})
+        self._ready_model(mspec.id, d.id, defended, digest, key)
         source, shared = ModelSource(key), self.executor.share(blob)
         self.ready[(mspec.id, d.id)] = (source, shared)
         self._publish_index()
@@ -447,7 +464,7 @@ class Driver:
         elif kind == "probe":
             _, probe, model_id, defense_id = done.tag
             if done.error is not None:
-                self.outcome.failures.append(TaskFailure("probe", probe.model.key.split(":")[0], done.error))
+                self.outcome.failures.append(TaskFailure("probe", label_name(probe.model.key), done.error))
             else:
                 self._probed(done.value, model_id, defense_id)
         elif kind == "selftest":
@@ -479,11 +496,12 @@ class Driver:
         self._model_ready(mspec, directory, out.blob)
 
     def _probe_key(self, model_id: str, defense_id: str) -> ResultKey:
-        return probe_key(self.keys[model_id], self.digests[(model_id, defense_id)], self._samples(model_id),
+        return probe_key(self.labels[(model_id, defense_id)], self.digests[(model_id, defense_id)],
+                         self._samples(model_id),
                          self._defense_label(model_id, defense_id))
 
     def _identification_key(self, model_id: str, defense_id: str) -> ResultKey:
-        return identification_key(self.keys[model_id], self.digests[(model_id, defense_id)],
+        return identification_key(self.labels[(model_id, defense_id)], self.digests[(model_id, defense_id)],
                                   self._samples(model_id), list(self.spec.eps_grid),
                                   self._defense_label(model_id, defense_id),
                                   self.spec.batch_size)

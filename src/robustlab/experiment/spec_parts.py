@@ -200,11 +200,6 @@ class DefenseSpec:
     def key(self) -> str:
         return json.dumps({"name": self.name, **self.args}, sort_keys=True, separators=(",", ":"))
 
-    @property
-    def result_key(self) -> str:
-        """The defense part of a result key: its id and a digest of its full spec."""
-        return f"{self.id}:{hashlib.sha256(self.key().encode()).hexdigest()[:8]}"
-
 
 @dataclass(frozen=True)
 class TransferSpec:

@@ -77,7 +77,7 @@ def plan_index(spec: ExperimentSpec, plan: Plan, keys: Mapping[str, str], row_ke
                           "swept": [list(p) for p in m.swept]} for m in spec.models if m.id in keys},
         "attacks": {a.id: {"label": a.spec.label, "name": a.spec.name, "eps": list(a.eps),
                            "minimum_norm": a.minimum_norm} for a in spec.attacks},
-        "defenses": {d.id: d.result_key for d in spec.defenses},
+        "defenses": {d.id: d.key() for d in spec.defenses},
         "cells": cells,
         "transfers": transfers,
         "claims": [{**c.__dict__, "deviations": list(c.deviations)} for c in spec.claims],

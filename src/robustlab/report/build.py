@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from robustlab.core.digest import label_name
 from robustlab.core.files import publish
 from robustlab.evaluate.defended import compare_with_base, defended_models
 from robustlab.evaluate.selftests import selftest_results
@@ -26,8 +27,7 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
         rows = summarize(store)
         models = store.get_meta("models", {}) or {}
         models_doc = {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in models.items()}
-        defenses = store.get_meta("defenses", {}) or {}
-        defended = defended_models(models_doc, defenses)
+        defended = defended_models(models_doc)
         head = headline_rows(rows, models_doc)
         return {
             "run_dir": str(run_dir.resolve()),
@@ -35,7 +35,6 @@ def collect(run_dir: str | Path) -> dict[str, Any]:
             "data": store.get_meta("data"),
             "environment": store.get_meta("environment"),
             "models": models_doc,
-            "defenses": defenses,
             "defended": defended,
             "base_comparison": compare_with_base(rows, defended),
             "training": {k: v.get("history", []) for k, v in models.items()},
@@ -71,7 +70,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     if out.exists() and not out.is_dir():
         raise StoreError(f"{out} is a file, not a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
-    names = {k: v.get("id", k.split(":")[0]) for k, v in doc["models"].items()}
+    names = {k: v.get("id", label_name(k)) for k, v in doc["models"].items()}
     ctx = ReportContext(doc, names, out)
     sections = build_sections(ctx)
     title = f"robustlab report: {(doc.get('experiment') or {}).get('name', Path(run_dir).name)}"

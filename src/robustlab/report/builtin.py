@@ -172,10 +172,8 @@ def models(ctx: ReportContext) -> Section | None:
         return None
     from robustlab.report.headline import recipe_text
 
-    defended = {d["model"]: d for d in ctx.doc.get("defended", []) if d["model"] in ctx.doc["models"]
-                and d["defense"] != "none" and ctx.doc["models"][d["model"]].get("defense_label")}
-    extra = [d for d in ctx.doc.get("defended", []) if d["model"] not in defended]  # an experiment's defenses
-    warned = any(m.get("warning") for m in ctx.doc["models"].values()) or any(d.get("warning") for d in extra)
+    defended = {d["model"]: d for d in ctx.doc.get("defended", [])}
+    warned = any(m.get("warning") for m in ctx.doc["models"].values())
     n_test = (ctx.doc.get("data") or {}).get("n_test")
     headers = ["model", "backbone + head", "training", f"clean (test set{f', n={n_test}' if n_test else ''})",
                "base clean", "train time", *(["warning"] if warned else [])]
@@ -190,15 +188,6 @@ def models(ctx: ReportContext) -> Section | None:
                      f"{secs:.1f} s" if isinstance(secs, float | int) else "-",
                      *([m.get("warning") or ""] if warned else [])])
         classes.append("worst" if m.get("warning") else "")
-    for d in extra:
-        cfg = (ctx.doc["models"].get(d["model"]) or {}).get("config", {})
-        secs = (ctx.doc.get("defenses") or {}).get(d["name"], {}).get("seconds")
-        rows.append([d["name"], f"{cfg.get('backbone', '?')} + {cfg.get('head', '?')}",
-                     f"{d['defense'].split(':')[0]}, defended from {d['base_name']}",
-                     _clean_text({"clean_accuracy": d["clean_accuracy"], "n_test": n_test}),
-                     pct(d["base_clean_accuracy"]), f"{secs:.1f} s" if isinstance(secs, float | int) else "-",
-                     *([d.get("warning") or ""] if warned else [])])
-        classes.append("worst" if d.get("warning") else "")
     return Section("models", "Models", html_table(headers, rows, left=3, row_classes=classes),
                    md_table(headers, rows), data=ctx.doc["models"])
 

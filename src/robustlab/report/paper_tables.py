@@ -82,7 +82,6 @@ class _Run:
         self.models_meta = store.get_meta("models", {}) or {}
         self.defenses_meta = store.get_meta("defenses", {}) or {}
         self.models = index["models"]
-        self.defenses = {"none": "none", **index["defenses"]}
 
     def metrics(self, key: dict[str, Any] | None) -> dict[str, Any] | None:
         row = self.rows.get(ResultKey(**key)) if key else None
@@ -99,9 +98,16 @@ class _Run:
         return next((c["key"] for c in self.index["cells"] if c["model"] == model_id and c["defense"] == defense_id
                      and c["attack"] == attack and c["eps"] == eps), None)
 
+    def labels(self, model_id: str, defense_id: str) -> tuple[str, str]:
+        """(model key, defense label) of the rows of (model, defense): the model's own, or the
+        defended model's (a model of its own, `Driver._defense_ready`)."""
+        if defense_id == "none":
+            return self.models[model_id]["key"], "none"
+        d = self.defenses_meta.get(f"{model_id}/{defense_id}") or {}
+        return d.get("model", ""), d.get("defense", "")
+
     def worst_of(self, model_id: str, defense_id: str, eps: float) -> dict[str, Any] | None:
-        m = self.models[model_id]
-        hit = self.worst.get((m["key"], self.defenses[defense_id], m["samples"], eps))
+        hit = self.worst.get((*self.labels(model_id, defense_id), self.models[model_id]["samples"], eps))
         if hit is None:  # a single stored row at this eps: it is the worst case
             keys = {json.dumps(c["key"], sort_keys=True) for c in self.index["cells"] if c["model"] == model_id
                     and c["defense"] == defense_id and c["eps"] == eps}
@@ -109,17 +115,12 @@ class _Run:
         return hit
 
     def worst_right(self, model_id: str, defense_id: str, eps: float) -> list[bool] | None:
-        m = self.models[model_id]
-        return self.outcomes.get((m["key"], self.defenses[defense_id], m["samples"], float(eps)))
+        return self.outcomes.get((*self.labels(model_id, defense_id), self.models[model_id]["samples"], float(eps)))
 
     def clean(self, model_id: str, defense_id: str = "none") -> dict[str, Any] | None:
         """Clean accuracy on the whole test split: the model's, or the defended model's own."""
-        meta = self.models_meta.get(self.models[model_id]["key"], {})
-        n = meta.get("n_test")
-        if defense_id == "none":
-            return _value(meta.get("clean_accuracy"), n)
-        defended = self.defenses_meta.get(f"{model_id}/{defense_id}", {})
-        return _value(defended.get("clean_accuracy"), n)
+        meta = self.models_meta.get(self.labels(model_id, defense_id)[0], {})
+        return _value(meta.get("clean_accuracy"), meta.get("n_test"))
 
     def group(self, model_id: str) -> str:
         return self.models[model_id].get("group") or model_id

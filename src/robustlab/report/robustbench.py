@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import robustlab
+from robustlab.core.digest import label_name
 from robustlab.core.errors import ConfigError
 from robustlab.core.files import publish
 from robustlab.core.threat import Norm, format_eps
@@ -110,7 +111,7 @@ def model_cards(run_dir: str | Path) -> dict[Path, dict[str, Any]]:
         n = int(row.get("n") or 0)
         robust, clean = row["robust_accuracy"], row["clean_accuracy"]
         test_clean = meta.get("clean_accuracy")
-        name = str(meta.get("id") or model.split(":")[0]) + ("" if defense == "none" else f"_{defense}")
+        name = str(meta.get("id") or label_name(model)) + ("" if defense == "none" else f"_{defense}")
         eps_text = format_eps(eps)
         if per_norm[(model, defense, norm)] > 1:
             name += f"_eps-{eps_text.replace('/', '-')}"

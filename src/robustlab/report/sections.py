@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustlab.core.digest import label_name
 from robustlab.core.registry import Registry
 
 
@@ -65,7 +66,7 @@ class ReportContext:
 
     def name(self, model_key: str, defense: str = "none") -> str:
         """Display name of a model key, with the defense in brackets when there is one."""
-        base = self.names.get(model_key, model_key.split(":")[0])
+        base = self.names.get(model_key, label_name(model_key))
         return base if defense in ("none", None, "") else f"{base} [{defense}]"
 
     def figure(self, stem: str, render: Callable[[str], bytes], alt: str) -> Figure:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from robustlab.core.digest import label_name
 from robustlab.core.threat import format_eps
 from robustlab.report.page import html_table, md_table
 from robustlab.report.sections import ReportContext, Section, register_section
@@ -35,7 +36,7 @@ def self_tests(ctx: ReportContext) -> Section | None:
 
 def _label(ctx: ReportContext, model: str) -> str:
     key, _, rest = model.partition(" [")
-    return ctx.names.get(key, key.split(":")[0]) + (f" [{rest}" if rest else "")
+    return ctx.names.get(key, label_name(key)) + (f" [{rest}" if rest else "")
 
 
 def _binarization(ctx: ReportContext, results: dict[str, list[dict[str, Any]]]) -> tuple[str, str]:
