@@ -7,6 +7,8 @@ import importlib
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 # Light on purpose: typer, torch and the commands load inside `main`, so a Ctrl-C while they
@@ -106,14 +108,65 @@ def main(argv: list[str] | None = None) -> int:
     """
     STATE["interrupt"] = None
     try:
-        return _main(argv)
+        with _interrupts_deferred():
+            app = _load(argv)
+        return _main(app, argv)
     except KeyboardInterrupt:
         note = STATE["interrupt"]
         sys.stderr.write(f"interrupted: {note}\n" if note else "interrupted\n")
         return 130
 
 
-def _main(argv: list[str] | None) -> int:
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that comes while the libraries load until they have loaded, then raise it.
+
+    A KeyboardInterrupt inside numpy's or scipy's import can leave a half-initialised module in
+    `sys.modules` that fails later with an unrelated error; held, it becomes the usual one line.
+    A second Ctrl-C does not wait (a plugin that hangs while it imports can still be stopped).
+    """
+    pending: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main thread (e.g. called from a worker): nothing to defer
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
+
+
+def _load(argv: list[str] | None) -> Any:
+    """The installed and requested plugins, then the app, before any command runs. Errors here
+    (a plugin that fails to import) are returned as the exception, handled by `_main` like the
+    command's own."""
+    args = _arguments(argv)
+    try:
+        _plugins(args)
+        return _app()
+    except Exception as exc:  # noqa: BLE001 - reported by _main, one line like every error
+        return exc
+
+
+def _arguments(argv: list[str] | None) -> list[str]:
+    args = list(sys.argv[1:] if argv is None else argv)
+    STATE["debug"] = "--debug" in args
+    STATE["argv"] = [a for a in args if a != "--debug"]  # the command a run records to be reproduced
+    if STATE["debug"]:  # accepted anywhere: `robustlab evaluate ... --debug` as well as `robustlab --debug ...`
+        args = ["--debug", *(a for a in args if a != "--debug")]
+    return args
+
+
+def _main(app: Any, argv: list[str] | None) -> int:
     try:  # typer >= 0.23 carries its own copy of click
         from typer._click import exceptions as _click
     except ImportError:  # pragma: no cover - older typer on the real click
@@ -123,14 +176,11 @@ def _main(argv: list[str] | None) -> int:
 
     from robustlab.core.errors import RobustlabError
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    STATE["debug"] = "--debug" in args
-    STATE["argv"] = [a for a in args if a != "--debug"]  # the command a run records to be reproduced
-    if STATE["debug"]:  # accepted anywhere: `robustlab evaluate ... --debug` as well as `robustlab --debug ...`
-        args = ["--debug", *(a for a in args if a != "--debug")]
+    args = _arguments(argv)
     try:
-        _plugins(args)
-        code = _app()(args=args, prog_name="robustlab", standalone_mode=False)  # an int from typer.Exit
+        if isinstance(app, Exception):
+            raise app
+        code = app(args=args, prog_name="robustlab", standalone_mode=False)  # an int from typer.Exit
     except _click.NoArgsIsHelpError as exc:  # `robustlab` alone: the help, as usual
         sys.stdout.write(exc.format_message() + "\n")
         return 0
