@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -95,3 +96,14 @@ def fault_attacks():
         if cls.name in ATTACKS:
             ATTACKS.remove(cls.name)
     sys.modules.pop("grid_faults", None)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 64 KiB tmpfs mounted on tmp_path in a private mount namespace: a full disk (skips where a
+    user namespace cannot mount one)."""
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {tmp_path}"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a tmpfs in a user namespace here")
+    return tmp_path

@@ -274,15 +274,6 @@ def test_weights_file_and_debug_anywhere(capsys, ckpt, run_dir):
     assert rc == 2 and "Traceback" in capsys.readouterr().err
 
 
-@pytest.fixture
-def tiny_fs(tmp_path):
-    """A 64 KiB tmpfs mounted in a private mount namespace (skips where that is not allowed)."""
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {tmp_path}"],
-                           capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip("cannot mount a tmpfs in a user namespace here")
-    return tmp_path
-
 
 def _in_namespace(setup: str, args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

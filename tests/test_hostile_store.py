@@ -520,14 +520,6 @@ def test_a_failed_save_leaves_the_folder_as_it_was(monkeypatch, tmp_path):
         assert tree(tmp_path) == before
 
 
-@pytest.fixture
-def tiny_fs(tmp_path):
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {tmp_path}"],
-                           capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip("cannot mount a tmpfs in a user namespace here")
-    return tmp_path
-
 
 def test_train_on_a_full_disk_is_one_line_and_writes_nothing(tiny_fs):
     mnt = tiny_fs

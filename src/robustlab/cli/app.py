@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     STATE["interrupt"] = None
     try:
-        with _interrupts_deferred():
-            app = _load(argv)
-        return _main(app, argv)
+        return _main(argv)
     except KeyboardInterrupt:
         note = STATE["interrupt"]
         sys.stderr.write(f"interrupted: {note}\n" if note else "interrupted\n")
@@ -145,41 +143,26 @@ def _interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def _load(argv: list[str] | None) -> Any:
-    """The installed and requested plugins, then the app, before any command runs. Errors here
-    (a plugin that fails to import) are returned as the exception, handled by `_main` like the
-    command's own."""
-    args = _arguments(argv)
-    try:
-        _plugins(args)
-        return _app()
-    except Exception as exc:  # noqa: BLE001 - reported by _main, one line like every error
-        return exc
+def _main(argv: list[str] | None) -> int:
+    with _interrupts_deferred():
+        try:  # typer >= 0.23 carries its own copy of click
+            from typer._click import exceptions as _click
+        except ImportError:  # pragma: no cover - older typer on the real click
+            from click import exceptions as _click  # type: ignore[no-redef]
 
+        import typer
 
-def _arguments(argv: list[str] | None) -> list[str]:
+        from robustlab.core.errors import RobustlabError
+
     args = list(sys.argv[1:] if argv is None else argv)
     STATE["debug"] = "--debug" in args
     STATE["argv"] = [a for a in args if a != "--debug"]  # the command a run records to be reproduced
     if STATE["debug"]:  # accepted anywhere: `robustlab evaluate ... --debug` as well as `robustlab --debug ...`
         args = ["--debug", *(a for a in args if a != "--debug")]
-    return args
-
-
-def _main(app: Any, argv: list[str] | None) -> int:
-    try:  # typer >= 0.23 carries its own copy of click
-        from typer._click import exceptions as _click
-    except ImportError:  # pragma: no cover - older typer on the real click
-        from click import exceptions as _click  # type: ignore[no-redef]
-
-    import typer
-
-    from robustlab.core.errors import RobustlabError
-
-    args = _arguments(argv)
     try:
-        if isinstance(app, Exception):
-            raise app
+        with _interrupts_deferred():  # the installed and requested plugins, then every command
+            _plugins(args)
+            app = _app()
         code = app(args=args, prog_name="robustlab", standalone_mode=False)  # an int from typer.Exit
     except _click.NoArgsIsHelpError as exc:  # `robustlab` alone: the help, as usual
         sys.stdout.write(exc.format_message() + "\n")
