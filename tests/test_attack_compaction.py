@@ -44,3 +44,17 @@ def test_targets_stop_when_a_sibling_target_settled_the_sample(monkeypatch, digi
     assert torch.equal(fast.success, full.success)
     assert bool((fast.distance[fast.success] <= 0.08 + 1e-6).all())
     assert fast_rows < 0.8 * full_rows
+
+
+def test_rows_to_drop_matches_a_naive_loop() -> None:
+    """A row goes when any row of its sample is settled (its own or a sibling's)."""
+    from robustlab.attacks.base import rows_to_drop
+
+    gen = torch.Generator().manual_seed(0)
+    for samples, runs in ((1, 4), (5, 3), (7, 9)):
+        row_sample = torch.arange(samples).repeat(runs)
+        row_settled = torch.rand(len(row_sample), generator=gen) < 0.2
+        drop, dropped = rows_to_drop(row_sample, row_settled, samples)
+        naive = [any(bool(row_settled[j]) for j in range(len(row_sample)) if row_sample[j] == row_sample[i])
+                 for i in range(len(row_sample))]
+        assert drop.tolist() == naive and dropped == sum(naive)

@@ -24,7 +24,14 @@ from __future__ import annotations
 import torch
 
 from robustlab.attacks import progress
-from robustlab.attacks.base import FixedBudgetAttack, RunOutput, forward_loss, input_gradient_decide, judge
+from robustlab.attacks.base import (
+    FixedBudgetAttack,
+    RunOutput,
+    forward_loss,
+    input_gradient_decide,
+    judge,
+    rows_to_drop,
+)
 from robustlab.attacks.eot import EOT
 from robustlab.attacks.objectives import bind_loss, get_attack_loss
 from robustlab.attacks.registry import register_attack
@@ -259,13 +266,10 @@ class APGD(FixedBudgetAttack):
             if settle and self.compact_every and (step in boundaries or step % self.compact_every == 0):
                 # the loop's only host sync: drop the rows whose sample is settled (by this row or
                 # by a sibling run of the same sample), or stop when none is left
-                sample = r["idx"] % self._samples
-                settled_sample = torch.zeros(self._samples, dtype=torch.bool, device=dev)
-                settled_sample[sample[s["done"]]] = True
-                drop = settled_sample[sample]
-                if bool(drop.all()):
+                drop, dropped = rows_to_drop(r["idx"] % self._samples, s["done"], self._samples)
+                if dropped == len(drop):
                     break
-                if bool(drop.any()):
+                if dropped:
                     write_back(s, drop.nonzero().squeeze(1))
                     keep = (~drop).nonzero().squeeze(1)
                     crit[0] = crit[0].select(keep, len(drop))

@@ -381,6 +381,16 @@ def settled(model: RobustModel, x: torch.Tensor, y: torch.Tensor, targets: torch
     return judge(model, x, y, targets, criterion, scores=scores)[0]
 
 
+def rows_to_drop(row_sample: torch.Tensor, row_settled: torch.Tensor, samples: int) -> tuple[torch.Tensor, int]:
+    """Rows whose sample is settled, by that row or by a sibling row of the same sample (another
+    target or restart), and how many (one host sync). `row_sample`: int64 (R,) in [0, samples);
+    `row_settled`: bool (R,)."""
+    settled_sample = torch.zeros(samples, dtype=torch.bool, device=row_sample.device)
+    settled_sample[row_sample[row_settled]] = True
+    drop = settled_sample[row_sample]
+    return drop, int(drop.sum())
+
+
 def input_gradient(
     model: RobustModel, x: torch.Tensor, loss_fn
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

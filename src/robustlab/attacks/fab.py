@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 
 from robustlab.attacks.apgd import run_groups
-from robustlab.attacks.base import MinimumNormAttack, RunOutput, forward_decide, judge
+from robustlab.attacks.base import MinimumNormAttack, RunOutput, forward_decide, judge, rows_to_drop
 from robustlab.attacks.registry import register_attack
 from robustlab.core.errors import ConfigError
 from robustlab.core.norms import check_norm, flat_norm
@@ -242,13 +242,10 @@ class FAB(MinimumNormAttack):
                 passes[live] += 2
             if self.eps is None or not self.compact_every or step % self.compact_every or step == self.steps:
                 continue
-            sample = live % samples
-            settled = torch.zeros(samples, dtype=torch.bool, device=dev)
-            settled[sample[best_d[live] <= self.eps]] = True
-            drop = settled[sample]
-            if bool(drop.all()):
+            drop, dropped = rows_to_drop(live % samples, best_d[live] <= self.eps, samples)
+            if dropped == len(drop):
                 break
-            if bool(drop.any()):
+            if dropped:
                 keep = (~drop).nonzero().squeeze(1)
                 live, x1, x0f, yl = live[keep], x1[keep], x0f[keep], yl[keep]
                 tl = tl[keep] if tl is not None else None
